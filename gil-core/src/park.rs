@@ -1,0 +1,81 @@
+//! How a queued waiter sleeps until it is handed the lock, and how it is woken.
+
+use core::marker::PhantomData;
+
+use spin::relax::RelaxStrategy;
+
+use crate::sync::AtomicU32;
+
+/// A waiting strategy: how a thread queued on a [`RawGil`](crate::RawGil) sleeps until it is
+/// handed the lock, and how the thread that hands it over wakes it.
+///
+/// The core decides *who* owns the lock; a `Park` decides only how to wait for that decision.
+/// Each queued [`Waiter`](crate::Waiter) has a state word; the core changes it from
+/// "waiting" to "granted" (or "closed") and then calls [`unpark`](Park::unpark) with the
+/// [`Unparker`](Park::Unparker) it took from the waiter while the waiter was still queued.
+///
+/// `gil-core` ships [`SpinPark`] for bare metal; `gil-std` adds futex parking.
+///
+/// A strategy that never wakes a parked thread makes the lock hang, but cannot make it unsound:
+/// ownership is decided by the core alone.
+pub trait Park {
+    /// Per-waiter data the waker needs, such as a thread handle. Lives in the waiter node.
+    type Parker: Sync;
+
+    /// What the granting thread keeps to wake a waiter after the waiter's node may already be
+    /// gone (the woken thread may see its grant, return and free the node before `unpark` runs).
+    /// It must therefore not borrow the node: a thread handle, or a raw address used only as a
+    /// futex key, not dereferenced.
+    type Unparker;
+
+    /// Creates the per-waiter data; called on the waiting thread when its node is made.
+    fn parker() -> Self::Parker;
+
+    /// Takes what is needed to wake this waiter later. Called while the waiter is still queued
+    /// (its node alive), just before its state word changes.
+    fn unparker(parker: &Self::Parker, word: &AtomicU32) -> Self::Unparker;
+
+    /// Sleeps while `word` holds `parked`. May return early or spuriously: the core rechecks
+    /// the word and parks again.
+    fn park(parker: &Self::Parker, word: &AtomicU32, parked: u32);
+
+    /// Wakes a waiter whose state word has just changed from the parked value.
+    fn unpark(unparker: Self::Unparker);
+}
+
+/// Busy-waiting with one of `spin`'s relax strategies between looks at the state word.
+///
+/// For bare metal and interrupt-driven systems without a scheduler, where a waiter has nothing
+/// better to do than poll. `R` is [`spin::relax::Spin`] (a CPU spin-loop hint) by default;
+/// [`spin::relax::Loop`] spins without a hint. Under `--cfg loom` every relax step is a loom
+/// yield, whatever `R` is, so user models that use `SpinPark` terminate.
+///
+/// ```
+/// use gil_core::{RawGil, SpinPark};
+///
+/// static GIL: RawGil<SpinPark> = RawGil::new();
+/// GIL.lock().unwrap();
+/// // SAFETY: this thread took the lock just above.
+/// unsafe { GIL.unlock() };
+/// ```
+pub struct SpinPark<R: RelaxStrategy = spin::relax::Spin>(PhantomData<R>);
+
+impl<R: RelaxStrategy> Park for SpinPark<R> {
+    type Parker = ();
+    type Unparker = ();
+
+    #[inline]
+    fn parker() {}
+
+    #[inline]
+    fn unparker(_: &(), _: &AtomicU32) {}
+
+    #[inline]
+    fn park(_: &(), _: &AtomicU32, _: u32) {
+        // One relax step and back to the core's loop, which rereads the state word.
+        crate::sync::relax::<R>();
+    }
+
+    #[inline]
+    fn unpark(_: ()) {}
+}

@@ -1,0 +1,264 @@
+//! The FIFO queue of waiters: intrusive, doubly linked, its nodes owned by the waiting threads.
+//!
+//! Every field here except a waiter's state word is touched only by a thread holding the queue
+//! lock (the `QUEUE_LOCKED` bit of the lock word, see `raw.rs`); that lock's Acquire/Release
+//! pair orders all of it.
+
+use core::fmt;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::ptr;
+
+use crate::park::Park;
+use crate::sync::{AtomicU32, Ordering::Acquire, UnsafeCell};
+
+// The states of a waiter's word. Only a thread holding the queue lock changes it, except the
+// waiter itself while it is not queued.
+/// Not in the queue: new, cancelled, or its grant already consumed.
+pub(crate) const IDLE: u32 = 0;
+/// In the queue, not yet granted. The only state a waiter parks on.
+pub(crate) const WAITING: u32 = 1;
+/// Taken off the queue and made the owner of the lock.
+pub(crate) const GRANTED: u32 = 2;
+/// Taken off the queue by `close`; the waiter does not own the lock.
+pub(crate) const CLOSED: u32 = 3;
+
+/// A queue node for one waiting thread.
+///
+/// The waiting thread owns the node (typically on its stack, pinned with [`core::pin::pin!`]) and
+/// must keep it alive and in place while it is queued: from an enqueue that returned
+/// [`Enqueued::Queued`](crate::Enqueued::Queued) (or a [`RawGil::requeue`](crate::RawGil::requeue)
+/// that returned `true`) until [`state`](Waiter::state) reports it granted or closed, or
+/// [`RawGil::cancel`](crate::RawGil::cancel) took it out. Those are the contracts of the unsafe
+/// methods of [`RawGil`](crate::RawGil) that take a waiter.
+///
+/// A *returning* waiter ([`Waiter::returning`]) is a thread that held the lock and is coming back
+/// for it — after a yield or a blocking region. [`RawGil::close`](crate::RawGil::close) fails
+/// fresh waiters but lets returning ones through, so a holder can always finish its work.
+pub struct Waiter<P: Park> {
+    state: AtomicU32,
+    returning: bool,
+    links: UnsafeCell<Links<P>>,
+    parker: P::Parker,
+    _pinned: PhantomPinned,
+}
+
+struct Links<P: Park> {
+    prev: *const Waiter<P>,
+    next: *const Waiter<P>,
+}
+
+/// What a waiter's state word says, as seen by [`Waiter::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitState {
+    /// Not queued.
+    Idle,
+    /// Queued, not yet granted.
+    Waiting,
+    /// Handed the lock: the waiting thread now owns it.
+    Granted,
+    /// Removed by [`RawGil::close`](crate::RawGil::close): the waiting thread does not own it.
+    Closed,
+}
+
+impl<P: Park> Waiter<P> {
+    /// A node for a thread that wants the lock for the first time.
+    pub fn new() -> Self {
+        Self::with_kind(false)
+    }
+
+    /// A node for a thread that held the lock and is coming back for it (after a yield or a
+    /// blocking region). [`RawGil::close`](crate::RawGil::close) does not fail such a waiter.
+    pub fn returning() -> Self {
+        Self::with_kind(true)
+    }
+
+    fn with_kind(returning: bool) -> Self {
+        Self {
+            state: AtomicU32::new(IDLE),
+            returning,
+            links: UnsafeCell::new(Links::unlinked()),
+            parker: P::parker(),
+            _pinned: PhantomPinned,
+        }
+    }
+
+    /// Whether this node is for a thread coming back to the lock (see [`Waiter::returning`]).
+    pub fn is_returning(&self) -> bool {
+        self.returning
+    }
+
+    /// Where this waiter stands. A `Granted` result makes the calling thread the owner, with
+    /// everything the previous owner wrote visible to it.
+    #[inline]
+    pub fn state(&self) -> WaitState {
+        // Acquire pairs with the Release store of GRANTED in `RawGil::grant`, which the previous
+        // owner made after all its writes under the lock.
+        match self.state.load(Acquire) {
+            IDLE => WaitState::Idle,
+            WAITING => WaitState::Waiting,
+            GRANTED => WaitState::Granted,
+            _ => WaitState::Closed,
+        }
+    }
+
+    /// The strategy's per-waiter data, for adapters that wait in their own way (with a timeout,
+    /// say) instead of through [`Waiter::wait`].
+    pub fn parker(&self) -> &P::Parker {
+        &self.parker
+    }
+
+    /// The state word a waiter sleeps on, for adapters that wait in their own way; it holds
+    /// [`Waiter::PARKED`] while the waiter is queued.
+    pub fn word(&self) -> &AtomicU32 {
+        &self.state
+    }
+
+    /// The value of [`Waiter::word`] while the waiter is queued and not yet granted.
+    pub const PARKED: u32 = WAITING;
+
+    /// Sleeps with `P` until this waiter is no longer queued, and says why.
+    ///
+    /// Returns [`WaitState::Granted`] or [`WaitState::Closed`] for a queued waiter, and at once
+    /// with [`WaitState::Idle`] for one that is not queued.
+    pub fn wait(self: Pin<&Self>) -> WaitState {
+        loop {
+            match self.state() {
+                WaitState::Waiting => P::park(&self.parker, &self.state, WAITING),
+                done => return done,
+            }
+        }
+    }
+}
+
+impl<P: Park> Default for Waiter<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Park> fmt::Debug for Waiter<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("state", &self.state())
+            .field("returning", &self.returning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Park> Drop for Waiter<P> {
+    fn drop(&mut self) {
+        // A node freed while queued leaves a dangling pointer in the lock: catch the bug in tests.
+        debug_assert_ne!(
+            self.state.load(Acquire),
+            WAITING,
+            "gil-core: a Waiter was dropped while still queued"
+        );
+    }
+}
+
+/// Head and tail of the waiter list. Guarded by the queue lock.
+pub(crate) struct Queue<P: Park> {
+    head: *const Waiter<P>,
+    tail: *const Waiter<P>,
+}
+
+impl<P: Park> Queue<P> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            head: ptr::null(),
+            tail: ptr::null(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Appends `w` at the tail.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock; `w` is alive, pinned and not in any queue, and stays
+    /// alive until it is taken out again.
+    pub(crate) unsafe fn push_back(&mut self, w: *const Waiter<P>) {
+        let old_tail = self.tail;
+        // SAFETY: `w` is alive and not queued, so nobody else touches its links; the queue
+        // lock (held) guards them.
+        unsafe { (*w).links.with_mut(|l| (*l).prev = old_tail) };
+        if old_tail.is_null() {
+            self.head = w;
+        } else {
+            // SAFETY: a queued node is alive (its owner's contract) and its links are guarded by
+            // the queue lock, which we hold.
+            unsafe { (*old_tail).links.with_mut(|l| (*l).next = w) };
+        }
+        self.tail = w;
+    }
+
+    /// Takes the head off the queue.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    pub(crate) unsafe fn pop_front(&mut self) -> Option<*const Waiter<P>> {
+        let head = self.head;
+        if head.is_null() {
+            return None;
+        }
+        // SAFETY: `head` is queued, hence alive; the queue lock is held.
+        unsafe { self.remove(head) };
+        Some(head)
+    }
+
+    /// The first waiter from the head that satisfies `pred`, without removing it.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    pub(crate) unsafe fn find(
+        &self,
+        mut pred: impl FnMut(&Waiter<P>) -> bool,
+    ) -> Option<*const Waiter<P>> {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: every queued node is alive; the queue lock is held, so its links are ours.
+            let (w, next) = unsafe { (&*cur, (*cur).links.with_mut(|l| (*l).next)) };
+            if pred(w) {
+                return Some(cur);
+            }
+            cur = next;
+        }
+        None
+    }
+
+    /// Unlinks `w`, which must be in this queue.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock and `w` is in this queue.
+    pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
+        // SAFETY: `w` is queued, hence alive; its links and its neighbours' are guarded by the
+        // queue lock, which we hold.
+        unsafe {
+            let Links { prev, next } = (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
+            match prev.is_null() {
+                true => self.head = next,
+                false => (*prev).links.with_mut(|l| (*l).next = next),
+            }
+            match next.is_null() {
+                true => self.tail = prev,
+                false => (*next).links.with_mut(|l| (*l).prev = prev),
+            }
+        }
+    }
+}
+
+impl<P: Park> Links<P> {
+    const fn unlinked() -> Self {
+        Self {
+            prev: ptr::null(),
+            next: ptr::null(),
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The lock word and the handoff protocol.
+//!
+//! One `AtomicU32` holds who may do what. The waiter queue sits behind a small spin lock whose
+//! bit lives in the same word, so that "is the lock free?" and "is anybody queued?" are decided
+//! in one place. While a thread holds that queue lock, it is the only thread that changes the
+//! word (the fast paths need exact values the bit rules out; everybody else only tries to set the
+//! bit), so every edit under it ends in a plain Release store.
+
+use core::pin::{Pin, pin};
+
+use crate::breaker::Breaker;
+use crate::park::{Park, SpinPark};
+use crate::queue::{CLOSED, GRANTED, IDLE, Queue, WAITING, WaitState, Waiter};
+use crate::sync::{
+    AtomicU32,
+    Ordering::{Acquire, Relaxed, Release},
+    UnsafeCell, spin_hint,
+};
+
+// The bits of the lock word.
+/// A thread owns the lock.
+const LOCKED: u32 = 1 << 0;
+/// The waiter queue is not empty: release must hand off and nobody may barge. Implies `LOCKED`.
+const QUEUED: u32 = 1 << 1;
+/// A thread is editing the waiter queue; it alone writes the lock word until it clears this.
+const QUEUE_LOCKED: u32 = 1 << 2;
+/// `close` was called: fresh acquirers fail; returning ones still get through.
+const SHUT: u32 = 1 << 3;
+
+/// A fair, FIFO, handoff lock with drop requests: the core of a global interpreter lock.
+///
+/// - **Exclusion.** One owner at a time.
+/// - **FIFO handoff.** When the owner releases or yields while threads wait, the lock passes
+///   directly to the longest waiter; nobody takes it ahead of a queued waiter.
+/// - **Drop requests.** Any thread (or an interrupt handler) may call
+///   [`request_drop`](RawGil::request_drop); the owner's next [`checkpoint`](RawGil::checkpoint)
+///   hands the lock to the head waiter and queues the owner behind it.
+/// - **Close.** After [`close`](RawGil::close), fresh acquirers fail with [`Closed`]; owners finish
+///   normally and threads coming back to the lock still get it.
+///
+/// `P` says how a queued waiter sleeps ([`SpinPark`] by default). Waiter nodes are owned by the
+/// waiting threads; nothing is allocated.
+///
+/// This is the raw layer: releasing, yielding and checkpoints are `unsafe` because only the owner
+/// may call them. `gil-std` wraps it in a safe guard-based API.
+///
+/// ```
+/// use gil_core::RawGil;
+///
+/// static GIL: RawGil = RawGil::new();
+///
+/// GIL.lock().expect("not closed");
+/// for _ in 0..1000 {
+///     // Interpreter work here; between units of work:
+///     // SAFETY: this thread owns the lock.
+///     let other_flags = unsafe { GIL.checkpoint() };
+///     assert_eq!(other_flags, 0);
+/// }
+/// // SAFETY: this thread owns the lock.
+/// unsafe { GIL.unlock() };
+/// assert!(!GIL.is_locked());
+/// ```
+pub struct RawGil<P: Park = SpinPark> {
+    state: AtomicU32,
+    breaker: Breaker,
+    /// Handoffs so far. Written only under the queue lock; read anywhere.
+    switches: AtomicU32,
+    queue: UnsafeCell<Queue<P>>,
+}
+
+// SAFETY: the queue holds raw pointers to waiter nodes, which other threads reach only under the
+// queue lock, and `P::Parker: Sync`; everything else is atomics.
+unsafe impl<P: Park> Sync for RawGil<P> {}
+// SAFETY: a `RawGil` with queued waiters is borrowed by them and cannot move; an idle one holds
+// no pointers.
+unsafe impl<P: Park> Send for RawGil<P> {}
+
+/// The lock is closed: [`RawGil::close`] was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Closed;
+
+impl core::fmt::Display for Closed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("the GIL is closed")
+    }
+}
+
+impl core::error::Error for Closed {}
+
+/// Why [`RawGil::try_acquire`] did not take the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TryAcquireError {
+    /// Another thread owns it, or threads are queued for it.
+    WouldBlock,
+    /// The lock is closed.
+    Closed,
+}
+
+/// What [`RawGil::enqueue`] did with a waiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a queued waiter must be waited for or cancelled"]
+pub enum Enqueued {
+    /// The lock was free: the caller owns it now and the waiter was not queued.
+    Acquired,
+    /// The waiter is queued; wait for it ([`Waiter::wait`]) or [`cancel`](RawGil::cancel) it.
+    Queued,
+    /// The lock is closed and the waiter is fresh: it was not queued.
+    Closed,
+}
+
+/// What [`RawGil::cancel`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a cancel may find the lock granted, and then the caller owns it"]
+pub enum Cancel {
+    /// The waiter was taken out of the queue; the caller does not own the lock.
+    Removed,
+    /// The lock had already been handed to the waiter: the caller owns it.
+    Granted,
+    /// `close` had already taken the waiter out; the caller does not own the lock.
+    Closed,
+}
+
+impl<P: Park> RawGil<P> {
+    const_fn_unless_loom! {
+        /// A new, unlocked, open lock with nobody waiting.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicU32::new(0),
+                breaker: Breaker::new(),
+                switches: AtomicU32::new(0),
+                queue: UnsafeCell::new(Queue::new()),
+            }
+        }
+    }
+
+    /// Takes the lock if it is free and nobody waits for it. Never waits for another owner
+    /// (it may spin for the few instructions another thread spends editing the queue).
+    #[inline]
+    pub fn try_acquire(&self) -> Result<(), TryAcquireError> {
+        // Acquire pairs with the Release in `unlock` (fast CAS) or `unlock_queue`: the previous
+        // owner's writes become ours.
+        match self.state.compare_exchange(0, LOCKED, Acquire, Relaxed) {
+            Ok(_) => Ok(()),
+            Err(state) => self.try_acquire_slow(state),
+        }
+    }
+
+    #[cold]
+    fn try_acquire_slow(&self, mut state: u32) -> Result<(), TryAcquireError> {
+        loop {
+            if state & SHUT != 0 {
+                return Err(TryAcquireError::Closed);
+            }
+            if state & (LOCKED | QUEUED) != 0 {
+                return Err(TryAcquireError::WouldBlock);
+            }
+            // Only QUEUE_LOCKED is set: an enqueue, cancel or close is deciding the outcome.
+            spin_hint();
+            // Acquire pairs with the Release in `unlock` / `unlock_queue`, as above.
+            match self.state.compare_exchange(0, LOCKED, Acquire, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    /// Takes the lock, waiting in FIFO order with `P` if needed.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] if the lock is or becomes closed before this thread gets it.
+    #[inline]
+    pub fn lock(&self) -> Result<(), Closed> {
+        match self.try_acquire() {
+            Ok(()) => Ok(()),
+            Err(TryAcquireError::Closed) => Err(Closed),
+            Err(TryAcquireError::WouldBlock) => self.lock_slow(Waiter::new()),
+        }
+    }
+
+    /// Takes the lock back for a thread that held it and let go for a while (around blocking
+    /// work). Like [`lock`](RawGil::lock), but succeeds even after [`close`](RawGil::close), so
+    /// that an owner interrupted by shutdown can always finish.
+    #[inline]
+    pub fn relock(&self) {
+        if self.try_acquire().is_err() {
+            let relocked = self.lock_slow(Waiter::returning());
+            debug_assert!(relocked.is_ok(), "returning waiters are never closed");
+        }
+    }
+
+    #[cold]
+    fn lock_slow(&self, waiter: Waiter<P>) -> Result<(), Closed> {
+        let waiter = pin!(waiter);
+        // SAFETY: the waiter is pinned on this frame, and `wait` does not return while it is
+        // queued; we return only after that.
+        match unsafe { self.enqueue(waiter.as_ref()) } {
+            Enqueued::Acquired => Ok(()),
+            Enqueued::Closed => Err(Closed),
+            Enqueued::Queued => match waiter.as_ref().wait() {
+                WaitState::Granted => Ok(()),
+                _ => Err(Closed),
+            },
+        }
+    }
+
+    /// Releases the lock, handing it to the longest waiter if there is one.
+    ///
+    /// Uncontended, this is one compare-and-swap.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock, and stops using what it protects.
+    #[inline]
+    pub unsafe fn unlock(&self) {
+        // Release pairs with the Acquire of the next owner's CAS in `try_acquire` or of
+        // `lock_queue`. Fails whenever anything but LOCKED is set: waiters, an editor, close.
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Release, Relaxed)
+            .is_err()
+        {
+            self.unlock_slow();
+        }
+    }
+
+    #[cold]
+    fn unlock_slow(&self) {
+        let state = self.lock_queue();
+        debug_assert!(
+            state & LOCKED != 0,
+            "gil-core: unlock of a lock nobody owns"
+        );
+        // SAFETY: we hold the queue lock and (caller's contract) own the lock.
+        match unsafe { self.grant_head() } {
+            Some((unparker, now_empty)) => {
+                // LOCKED stays set: it now belongs to the head waiter.
+                self.unlock_queue(if now_empty { state & !QUEUED } else { state });
+                P::unpark(unparker);
+            }
+            None => self.unlock_queue(state & !LOCKED),
+        }
+    }
+
+    /// Puts `waiter` in line for the lock, or takes the lock at once if it is free.
+    ///
+    /// On [`Enqueued::Queued`], wait with [`Waiter::wait`] (or your own loop over
+    /// [`Waiter::state`]) until it says [`WaitState::Granted`] or [`WaitState::Closed`], or take
+    /// the waiter out with [`cancel`](RawGil::cancel).
+    ///
+    /// # Safety
+    ///
+    /// `waiter` is not queued (its state is not `Waiting`), and if this returns
+    /// [`Enqueued::Queued`] it stays alive and pinned until its state reports granted or closed,
+    /// or `cancel` returns. The calling thread does not own the lock.
+    pub unsafe fn enqueue(&self, waiter: Pin<&Waiter<P>>) -> Enqueued {
+        let state = self.lock_queue();
+        if state & SHUT != 0 && !waiter.is_returning() {
+            self.unlock_queue(state);
+            return Enqueued::Closed;
+        }
+        if state & LOCKED == 0 {
+            // Free, so nobody is queued (QUEUED implies LOCKED): take it. The Acquire in
+            // `lock_queue` already made the last owner's writes ours.
+            self.unlock_queue(state | LOCKED);
+            return Enqueued::Acquired;
+        }
+        // The queue lock (held) orders this store before anything a granter does with the node.
+        waiter.word().store(WAITING, Relaxed);
+        // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
+        self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
+        self.unlock_queue(state | QUEUED);
+        Enqueued::Queued
+    }
+
+    /// Takes a queued `waiter` out of the line (on a timeout, say), unless the lock was handed
+    /// to it first — then the caller owns the lock: a cancel never loses a grant.
+    ///
+    /// # Safety
+    ///
+    /// `waiter` was queued on this lock by the calling thread and the caller has not yet acted
+    /// on a `Granted` or `Closed` state of it.
+    pub unsafe fn cancel(&self, waiter: Pin<&Waiter<P>>) -> Cancel {
+        let state = self.lock_queue();
+        // Relaxed: every change of a queued waiter's word happens under the queue lock, whose
+        // Acquire in `lock_queue` orders it (and the granting owner's writes) before us.
+        let (outcome, state) = match waiter.word().load(Relaxed) {
+            WAITING => {
+                // SAFETY: queue lock held; the waiter is in this queue.
+                let now_empty = self.queue.with_mut(|q| unsafe {
+                    (*q).remove(&*waiter);
+                    (*q).is_empty()
+                });
+                waiter.word().store(IDLE, Relaxed);
+                (
+                    Cancel::Removed,
+                    if now_empty { state & !QUEUED } else { state },
+                )
+            }
+            GRANTED => (Cancel::Granted, state),
+            CLOSED => (Cancel::Closed, state),
+            _ => {
+                debug_assert!(false, "gil-core: cancel of a waiter that is not queued");
+                (Cancel::Removed, state)
+            }
+        };
+        self.unlock_queue(state);
+        outcome
+    }
+
+    /// If anybody waits, hands the lock to the longest waiter and queues `waiter` behind
+    /// everybody already in line; returns `true`, and the caller must then wait on `waiter` to
+    /// get the lock back. With nobody waiting, returns `false` and the caller keeps the lock.
+    ///
+    /// The yielding thread can never retake the lock before the head waiter got it.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock. `waiter` is not queued, and if this returns `true` it
+    /// stays alive and pinned until its state reports granted (a returning waiter is never
+    /// closed; a fresh one may be).
+    pub unsafe fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool {
+        // A stale "nobody queued" only means we yield a little later. A waiter that asked for
+        // the drop is seen: the Acquire in `Breaker::take` ordered its enqueue before this load.
+        if self.state.load(Relaxed) & QUEUED == 0 {
+            return false;
+        }
+        let state = self.lock_queue();
+        // SAFETY: we hold the queue lock and (caller's contract) own the lock.
+        let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
+            self.unlock_queue(state);
+            return false;
+        };
+        waiter.word().store(WAITING, Relaxed);
+        // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
+        self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
+        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
+        self.unlock_queue(state | QUEUED);
+        P::unpark(unparker);
+        true
+    }
+
+    /// If anybody waits, hands them the lock and waits with `P` to get it back (behind everybody
+    /// who was in line). Returns whether it handed off.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock.
+    pub unsafe fn yield_now(&self) -> bool {
+        let waiter = pin!(Waiter::returning());
+        // SAFETY: we own the lock (caller's contract); the waiter is pinned on this frame and
+        // `wait` does not return while it is queued.
+        if !unsafe { self.requeue(waiter.as_ref()) } {
+            return false;
+        }
+        let state = waiter.as_ref().wait();
+        debug_assert_eq!(
+            state,
+            WaitState::Granted,
+            "returning waiters are never closed"
+        );
+        true
+    }
+
+    /// The owner's check for requests, to call often from its hot loop.
+    ///
+    /// With nothing pending this is one relaxed load and a branch, inlined. On a drop request
+    /// it clears the request and hands the lock to the longest waiter, queueing behind everybody
+    /// in line, and returns once it owns the lock again; with nobody waiting it just clears the
+    /// request. Returns the breaker flags other than the drop request that are set (the
+    /// runtime's and gil-std's, see [`Breaker`]), for the caller to act on; 0 when none are.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock.
+    #[inline]
+    pub unsafe fn checkpoint(&self) -> u32 {
+        if self.breaker.pending() == 0 {
+            return 0;
+        }
+        // SAFETY: we own the lock (caller's contract).
+        unsafe { self.checkpoint_slow() }
+    }
+
+    #[cold]
+    unsafe fn checkpoint_slow(&self) -> u32 {
+        if self.breaker.take(Breaker::DROP_REQUEST) != 0 {
+            // SAFETY: we own the lock (caller's contract).
+            unsafe { self.yield_now() };
+        }
+        self.breaker.pending() & !Breaker::DROP_REQUEST
+    }
+
+    /// Asks the owner to hand the lock on at its next checkpoint. Lock-free: callable from any
+    /// thread, with or without the lock, or from an interrupt handler.
+    #[inline]
+    pub fn request_drop(&self) {
+        self.breaker.set(Breaker::DROP_REQUEST);
+    }
+
+    /// The breaker word, for setting and taking the other flags.
+    #[inline]
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Closes the lock: every fresh waiter is taken out of line and told [`WaitState::Closed`],
+    /// and every later [`lock`](RawGil::lock) or [`try_acquire`](RawGil::try_acquire) fails.
+    /// The owner, if any, goes on normally; threads coming back to the lock (yields,
+    /// [`relock`](RawGil::relock)) still get it in turn. Idempotent.
+    pub fn close(&self) {
+        let mut state = self.lock_queue() | SHUT;
+        loop {
+            // SAFETY: queue lock held.
+            let fresh = self
+                .queue
+                .with_mut(|q| unsafe { (*q).find(|w| !w.is_returning()) });
+            let Some(fresh) = fresh else {
+                // SAFETY: queue lock held.
+                let empty = self.queue.with_mut(|q| unsafe { (*q).is_empty() });
+                self.unlock_queue(if empty { state & !QUEUED } else { state });
+                return;
+            };
+            // SAFETY: queue lock held; `fresh` is queued, hence alive until its state changes.
+            let (unparker, now_empty) = self.queue.with_mut(|q| unsafe {
+                (*q).remove(fresh);
+                let w = &*fresh;
+                let unparker = P::unparker(w.parker(), w.word());
+                // Release pairs with the Acquire in `Waiter::state`. Last touch of the node.
+                w.word().store(CLOSED, Release);
+                (unparker, (*q).is_empty())
+            });
+            self.unlock_queue(if now_empty { state & !QUEUED } else { state });
+            // Wake outside the queue lock, then go round for the next one.
+            P::unpark(unparker);
+            state = self.lock_queue();
+        }
+    }
+
+    /// Whether some thread owns the lock. A snapshot: it may have changed by the time you look.
+    pub fn is_locked(&self) -> bool {
+        self.state.load(Relaxed) & LOCKED != 0
+    }
+
+    /// Whether threads are queued. A snapshot.
+    pub fn has_waiters(&self) -> bool {
+        self.state.load(Relaxed) & QUEUED != 0
+    }
+
+    /// Whether [`close`](RawGil::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.load(Relaxed) & SHUT != 0
+    }
+
+    /// How many times the lock has been handed from one thread to a waiting one (wrapping).
+    /// A waiter that sees this unchanged over a while knows nobody switched in between.
+    pub fn switches(&self) -> u32 {
+        self.switches.load(Relaxed)
+    }
+
+    /// Takes the queue lock and returns the lock word as it now is (`QUEUE_LOCKED` set).
+    #[inline]
+    fn lock_queue(&self) -> u32 {
+        loop {
+            // Acquire pairs with the Release store in `unlock_queue`: the queue, the waiters'
+            // words and the owner's data as the last editor left them.
+            let state = self.state.fetch_or(QUEUE_LOCKED, Acquire);
+            if state & QUEUE_LOCKED == 0 {
+                return state | QUEUE_LOCKED;
+            }
+            // Wait without writing, so the editor's cache line is left alone.
+            while self.state.load(Relaxed) & QUEUE_LOCKED != 0 {
+                spin_hint();
+            }
+        }
+    }
+
+    /// Publishes `state` (with `QUEUE_LOCKED` cleared) and so releases the queue lock.
+    #[inline]
+    fn unlock_queue(&self, state: u32) {
+        // A plain store is enough: while we hold the queue lock nobody else changes the word.
+        // Release pairs with the Acquire in `lock_queue`, `try_acquire` and `unlock`'s successor.
+        self.state.store(state & !QUEUE_LOCKED, Release);
+    }
+
+    /// Takes the head waiter off the queue and makes it the owner. Returns what wakes it and
+    /// whether the queue is now empty, or `None` if nobody waits.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock and owns the lock (which passes to the head).
+    unsafe fn grant_head(&self) -> Option<(P::Unparker, bool)> {
+        // SAFETY: queue lock held (caller's contract).
+        self.queue.with_mut(|q| unsafe {
+            let head = &*(*q).pop_front()?;
+            let unparker = P::unparker(head.parker(), head.word());
+            // Only ever written under the queue lock: no read-modify-write needed.
+            self.switches
+                .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);
+            // Release pairs with the Acquire in `Waiter::state`: all the old owner wrote under
+            // the lock becomes the new owner's. Our last touch of the node: once it sees this,
+            // its thread may return and free it.
+            head.word().store(GRANTED, Release);
+            Some((unparker, (*q).is_empty()))
+        })
+    }
+}
+
+impl<P: Park> Default for RawGil<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Park> core::fmt::Debug for RawGil<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RawGil")
+            .field("locked", &self.is_locked())
+            .field("has_waiters", &self.has_waiters())
+            .field("closed", &self.is_closed())
+            .field("switches", &self.switches())
+            .field("pending", &self.breaker.pending())
+            .finish()
+    }
+}

@@ -1,0 +1,66 @@
+//! The one place that chooses between `core`'s primitives and loom's.
+//!
+//! Built with `--cfg loom`, every atomic, cell and spin hint in this crate is loom's, so loom
+//! can explore the interleavings of the real code — and so can a user's own loom test that
+//! drives a [`RawGil`](crate::RawGil). No other file in the crate names loom.
+
+#[cfg(not(loom))]
+pub use core::sync::atomic::{AtomicU32, Ordering};
+#[cfg(loom)]
+pub use loom::sync::atomic::{AtomicU32, Ordering};
+
+/// Called in every loop that waits for another thread to make progress.
+///
+/// Under loom a spin loop must yield, or the model checker would explore it forever.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// One relax step of a spinning waiter: `R`'s, or a loom yield under loom.
+#[inline]
+pub(crate) fn relax<R: spin::relax::RelaxStrategy>() {
+    #[cfg(not(loom))]
+    R::relax();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// An `UnsafeCell` with loom's closure-based access API, so loom can check every access for
+/// a missing happens-before edge.
+#[cfg(not(loom))]
+#[derive(Debug)]
+pub(crate) struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a pointer for writing; the caller is responsible for exclusive access.
+    #[inline]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// Defines a function as `const fn`, except under loom, whose atomics and cells cannot be built
+/// in a const context. Keeps `static GIL: RawGil = RawGil::new();` working in ordinary builds.
+macro_rules! const_fn_unless_loom {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident() -> $ret:ty $body:block) => {
+        #[cfg(not(loom))]
+        $(#[$attr])*
+        $vis const fn $name() -> $ret $body
+
+        #[cfg(loom)]
+        $(#[$attr])*
+        $vis fn $name() -> $ret $body
+    };
+}

@@ -1,0 +1,266 @@
+//! The protocol, driven deterministically through the poll API in one OS thread: many logical
+//! threads are just many waiter nodes.
+#![cfg(not(loom))]
+
+use std::pin::pin;
+
+use gil_core::{Breaker, Cancel, Enqueued, RawGil, TryAcquireError, WaitState, Waiter};
+
+type Node = Waiter<gil_core::SpinPark>;
+
+#[test]
+fn uncontended_lock_unlock() {
+    let gil: RawGil = RawGil::new();
+    assert!(!gil.is_locked());
+    gil.lock().unwrap();
+    assert!(gil.is_locked());
+    assert_eq!(gil.try_acquire(), Err(TryAcquireError::WouldBlock));
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked());
+    assert_eq!(gil.try_acquire(), Ok(()));
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+    assert_eq!(gil.switches(), 0, "no handoff happened");
+}
+
+#[test]
+fn enqueue_on_a_free_lock_takes_it() {
+    let gil: RawGil = RawGil::new();
+    let w = pin!(Node::new());
+    // SAFETY: w is pinned here and outlives the lock's use of it.
+    assert_eq!(unsafe { gil.enqueue(w.as_ref()) }, Enqueued::Acquired);
+    assert_eq!(w.state(), WaitState::Idle);
+    assert!(gil.is_locked() && !gil.has_waiters());
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+}
+
+#[test]
+fn handoff_is_fifo_and_nobody_barges() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (a, b, c) = (pin!(Node::new()), pin!(Node::new()), pin!(Node::new()));
+    for w in [a.as_ref(), b.as_ref(), c.as_ref()] {
+        // SAFETY: nodes are pinned on this frame and all end granted before it returns.
+        assert_eq!(unsafe { gil.enqueue(w) }, Enqueued::Queued);
+        assert_eq!(w.state(), WaitState::Waiting);
+    }
+    assert!(gil.has_waiters());
+    for (i, w) in [a.as_ref(), b.as_ref(), c.as_ref()].into_iter().enumerate() {
+        // SAFETY: the previous owner (us, then each granted node in turn) releases.
+        unsafe { gil.unlock() };
+        assert_eq!(w.state(), WaitState::Granted, "waiter {i} is next in line");
+        assert!(
+            gil.is_locked(),
+            "the lock passes directly, never free in between"
+        );
+        assert_eq!(
+            gil.try_acquire(),
+            Err(TryAcquireError::WouldBlock),
+            "no barging"
+        );
+        assert_eq!(gil.switches(), i as u32 + 1);
+    }
+    assert!(!gil.has_waiters());
+    // SAFETY: c owns it.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked());
+}
+
+#[test]
+fn cancel_from_the_middle_keeps_the_order() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (a, b, c) = (pin!(Node::new()), pin!(Node::new()), pin!(Node::new()));
+    // SAFETY: pinned on this frame; every node ends granted or cancelled.
+    unsafe {
+        for w in [a.as_ref(), b.as_ref(), c.as_ref()] {
+            assert_eq!(gil.enqueue(w), Enqueued::Queued);
+        }
+        assert_eq!(gil.cancel(b.as_ref()), Cancel::Removed);
+        assert_eq!(b.state(), WaitState::Idle);
+        gil.unlock();
+        assert_eq!(a.state(), WaitState::Granted);
+        assert_eq!(c.state(), WaitState::Waiting);
+        gil.unlock();
+        assert_eq!(c.state(), WaitState::Granted);
+        gil.unlock();
+    }
+    assert!(!gil.is_locked());
+}
+
+#[test]
+fn cancelling_the_only_waiter_clears_the_queue() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let a = pin!(Node::new());
+    // SAFETY: pinned on this frame; cancelled before it returns.
+    unsafe {
+        assert_eq!(gil.enqueue(a.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.cancel(a.as_ref()), Cancel::Removed);
+    }
+    assert!(!gil.has_waiters());
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+    assert!(
+        !gil.is_locked(),
+        "the fast path released it: nobody left to hand to"
+    );
+}
+
+#[test]
+fn cancel_after_grant_reports_ownership() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let a = pin!(Node::new());
+    // SAFETY: pinned on this frame; a ends as the owner and releases.
+    unsafe {
+        assert_eq!(gil.enqueue(a.as_ref()), Enqueued::Queued);
+        gil.unlock();
+        assert_eq!(
+            gil.cancel(a.as_ref()),
+            Cancel::Granted,
+            "a grant is never lost"
+        );
+        assert!(gil.is_locked());
+        gil.unlock();
+    }
+    assert!(!gil.is_locked());
+}
+
+#[test]
+fn requeue_hands_to_the_head_and_queues_behind_everybody() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (a, b, me) = (
+        pin!(Node::new()),
+        pin!(Node::new()),
+        pin!(Node::returning()),
+    );
+    // SAFETY: pinned on this frame; all granted in turn.
+    unsafe {
+        assert_eq!(gil.enqueue(a.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.enqueue(b.as_ref()), Enqueued::Queued);
+        assert!(gil.requeue(me.as_ref()));
+        assert_eq!(a.state(), WaitState::Granted);
+        assert_eq!(me.state(), WaitState::Waiting);
+        gil.unlock();
+        assert_eq!(b.state(), WaitState::Granted);
+        assert_eq!(me.state(), WaitState::Waiting, "the yielder is behind b");
+        gil.unlock();
+        assert_eq!(me.state(), WaitState::Granted);
+        gil.unlock();
+    }
+}
+
+#[test]
+fn requeue_with_nobody_waiting_keeps_the_lock() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let me = pin!(Node::returning());
+    // SAFETY: we own the lock; `me` is not queued by a `false` requeue.
+    unsafe {
+        assert!(!gil.requeue(me.as_ref()));
+        assert!(!gil.yield_now());
+        gil.unlock();
+    }
+    assert_eq!(me.state(), WaitState::Idle);
+}
+
+#[test]
+fn drop_request_with_nobody_waiting_is_cleared() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    gil.request_drop();
+    assert_eq!(gil.breaker().pending(), Breaker::DROP_REQUEST);
+    // SAFETY: we own it.
+    assert_eq!(unsafe { gil.checkpoint() }, 0);
+    assert_eq!(gil.breaker().pending(), 0);
+    assert!(gil.is_locked());
+    assert_eq!(gil.switches(), 0);
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+}
+
+#[test]
+fn checkpoint_reports_other_flags_and_leaves_them_set() {
+    let gil: RawGil = RawGil::new();
+    let gc = Breaker::runtime_bit(3);
+    gil.lock().unwrap();
+    // SAFETY: we own it.
+    assert_eq!(unsafe { gil.checkpoint() }, 0);
+    gil.breaker().set(gc);
+    gil.request_drop();
+    // SAFETY: we own it.
+    assert_eq!(unsafe { gil.checkpoint() }, gc);
+    assert_eq!(
+        gil.breaker().pending(),
+        gc,
+        "only the handler clears its own bit"
+    );
+    assert_eq!(gil.breaker().take(gc | Breaker::DROP_REQUEST), gc);
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+}
+
+#[test]
+#[should_panic(expected = "runtime breaker bit")]
+fn runtime_bit_out_of_range_panics() {
+    let n = std::hint::black_box(24);
+    let _ = Breaker::runtime_bit(n);
+}
+
+#[test]
+fn close_fails_fresh_waiters_and_lets_returning_ones_through() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (fresh1, back, fresh2) = (
+        pin!(Node::new()),
+        pin!(Node::returning()),
+        pin!(Node::new()),
+    );
+    // SAFETY: pinned on this frame; each ends closed or granted.
+    unsafe {
+        assert_eq!(gil.enqueue(fresh1.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.enqueue(back.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.enqueue(fresh2.as_ref()), Enqueued::Queued);
+        gil.close();
+        assert!(gil.is_closed() && gil.is_locked(), "the owner goes on");
+        assert_eq!(fresh1.state(), WaitState::Closed);
+        assert_eq!(fresh2.state(), WaitState::Closed);
+        assert_eq!(back.state(), WaitState::Waiting);
+        assert_eq!(gil.cancel(fresh1.as_ref()), Cancel::Closed);
+        gil.unlock();
+        assert_eq!(back.state(), WaitState::Granted);
+        gil.unlock();
+    }
+    assert!(!gil.is_locked());
+    assert_eq!(gil.try_acquire(), Err(TryAcquireError::Closed));
+    assert_eq!(gil.lock(), Err(gil_core::Closed));
+    let late = pin!(Node::new());
+    // SAFETY: pinned here; a closed enqueue does not queue it.
+    assert_eq!(unsafe { gil.enqueue(late.as_ref()) }, Enqueued::Closed);
+    gil.relock();
+    assert!(
+        gil.is_locked(),
+        "a thread coming back still gets the lock after close"
+    );
+    gil.close();
+    // SAFETY: relock made us the owner.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked() && gil.is_closed());
+}
+
+#[test]
+fn a_static_lock_is_const_constructible() {
+    static GIL: RawGil = RawGil::new();
+    static OTHER: RawGil = RawGil::new();
+    GIL.lock().unwrap();
+    OTHER.lock().unwrap();
+    // SAFETY: we own both.
+    unsafe {
+        OTHER.unlock();
+        GIL.unlock();
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for gil's models, stress tests, benchmarks and the `gil-lab` binary.
