@@ -4,7 +4,7 @@
 //! bit lives in the same word, so that "is the lock free?" and "is anybody queued?" are decided
 //! in one place. While a thread holds that queue lock, it is the only thread that changes the
 //! word (the fast paths need exact values the bit rules out; everybody else only tries to set the
-//! bit), so every edit under it ends in a plain Release store.
+//! bit), so every edit under it ends in one Release swap of the whole word.
 
 use core::pin::{Pin, pin};
 
@@ -14,7 +14,7 @@ use crate::queue::{CLOSED, GRANTED, IDLE, Queue, WAITING, WaitState, Waiter};
 use crate::sync::{
     AtomicU32,
     Ordering::{Acquire, Relaxed, Release},
-    UnsafeCell, spin_hint,
+    SpinWait, UnsafeCell,
 };
 
 // The bits of the lock word.
@@ -147,6 +147,7 @@ impl<P: Park> RawGil<P> {
 
     #[cold]
     fn try_acquire_slow(&self, mut state: u32) -> Result<(), TryAcquireError> {
+        let mut spin = SpinWait::new();
         loop {
             if state & SHUT != 0 {
                 return Err(TryAcquireError::Closed);
@@ -155,7 +156,7 @@ impl<P: Park> RawGil<P> {
                 return Err(TryAcquireError::WouldBlock);
             }
             // Only QUEUE_LOCKED is set: an enqueue, cancel or close is deciding the outcome.
-            spin_hint();
+            spin.spin();
             // Acquire pairs with the Release in `unlock` / `unlock_queue`, as above.
             match self.state.compare_exchange(0, LOCKED, Acquire, Relaxed) {
                 Ok(_) => return Ok(()),
@@ -461,6 +462,7 @@ impl<P: Park> RawGil<P> {
     /// Takes the queue lock and returns the lock word as it now is (`QUEUE_LOCKED` set).
     #[inline]
     fn lock_queue(&self) -> u32 {
+        let mut spin = SpinWait::new();
         loop {
             // Acquire pairs with the Release store in `unlock_queue`: the queue, the waiters'
             // words and the owner's data as the last editor left them.
@@ -470,7 +472,7 @@ impl<P: Park> RawGil<P> {
             }
             // Wait without writing, so the editor's cache line is left alone.
             while self.state.load(Relaxed) & QUEUE_LOCKED != 0 {
-                spin_hint();
+                spin.spin();
             }
         }
     }
@@ -478,9 +480,12 @@ impl<P: Park> RawGil<P> {
     /// Publishes `state` (with `QUEUE_LOCKED` cleared) and so releases the queue lock.
     #[inline]
     fn unlock_queue(&self, state: u32) {
-        // A plain store is enough: while we hold the queue lock nobody else changes the word.
+        // While we hold the queue lock nobody else changes the word, so a plain store would do
+        // in the memory model. We swap instead because loom 0.7 lets a plain store slip between
+        // the read and the write of another thread's `fetch_or` (tokio-rs/loom#254), which
+        // would have the checker explore executions no machine can produce. Slow path only.
         // Release pairs with the Acquire in `lock_queue`, `try_acquire` and `unlock`'s successor.
-        self.state.store(state & !QUEUE_LOCKED, Release);
+        self.state.swap(state & !QUEUE_LOCKED, Release);
     }
 
     /// Takes the head waiter off the queue and makes it the owner. Returns what wakes it and

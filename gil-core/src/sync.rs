@@ -9,15 +9,44 @@ pub use core::sync::atomic::{AtomicU32, Ordering};
 #[cfg(loom)]
 pub use loom::sync::atomic::{AtomicU32, Ordering};
 
-/// Called in every loop that waits for another thread to make progress.
+/// The state of one busy-wait for another thread to make progress (the queue lock, here).
 ///
-/// Under loom a spin loop must yield, or the model checker would explore it forever.
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(not(loom))]
-    core::hint::spin_loop();
+/// Normally a CPU spin hint per round. Under loom each round is a yield, and a wait that has
+/// yielded [`SpinWait::LOOM_ROUNDS`] times ends exploration of the current branch: loom keeps
+/// choosing between two yielding spinners forever while the thread they wait for never runs
+/// (tokio-rs/loom#53). Further rounds only repeat a read of an unchanged word, so no state is
+/// lost by not exploring them; the execution goes on with loom's default, fair schedule.
+pub(crate) struct SpinWait {
     #[cfg(loom)]
-    loom::thread::yield_now();
+    rounds: u32,
+}
+
+impl SpinWait {
+    #[cfg(loom)]
+    const LOOM_ROUNDS: u32 = 2;
+
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Self {
+            #[cfg(loom)]
+            rounds: 0,
+        }
+    }
+
+    /// One round of waiting.
+    #[inline]
+    pub(crate) fn spin(&mut self) {
+        #[cfg(not(loom))]
+        core::hint::spin_loop();
+        #[cfg(loom)]
+        {
+            self.rounds += 1;
+            if self.rounds == Self::LOOM_ROUNDS {
+                loom::skip_branch();
+            }
+            loom::thread::yield_now();
+        }
+    }
 }
 
 /// One relax step of a spinning waiter: `R`'s, or a loom yield under loom.

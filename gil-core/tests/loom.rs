@@ -1,0 +1,287 @@
+//! Loom models of the core protocol. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p gil-core --test loom --profile loom`
+//! (`scripts/test` does). Bounds and the bug each model catches: `docs/verification.md`.
+#![cfg(loom)]
+
+use std::pin::pin;
+
+use gil_core::{AtomicU32, Cancel, Enqueued, Park, RawGil, WaitState, Waiter};
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use loom::thread;
+
+/// Waiters sleep with loom's park/unpark, which loom checks for lost wake-ups.
+struct LoomPark;
+
+impl Park for LoomPark {
+    type Parker = thread::Thread;
+    type Unparker = thread::Thread;
+
+    fn parker() -> thread::Thread {
+        thread::current()
+    }
+    fn unparker(parker: &thread::Thread, _: &AtomicU32) -> thread::Thread {
+        parker.clone()
+    }
+    fn park(_: &thread::Thread, word: &AtomicU32, parked: u32) {
+        if word.load(Acquire) == parked {
+            thread::park();
+        }
+    }
+    fn unpark(unparker: thread::Thread) {
+        unparker.unpark();
+    }
+}
+
+type Gil = RawGil<LoomPark>;
+type Node = Waiter<LoomPark>;
+
+/// Data that only the owner of the lock may touch. Loom's cell flags any two accesses that the
+/// lock failed to order.
+struct Protected(UnsafeCell<usize>);
+
+impl Protected {
+    fn new() -> Self {
+        Self(UnsafeCell::new(0))
+    }
+    /// Must be called by the owner of the lock.
+    fn bump(&self) -> usize {
+        // SAFETY: the caller owns the lock; loom checks that it really orders the accesses.
+        self.0.with_mut(|v| unsafe {
+            *v += 1;
+            *v
+        })
+    }
+}
+
+/// Waits for a flag another thread sets. After two yields, stops exploring this branch: loom
+/// would otherwise alternate two such waiters forever (tokio-rs/loom#53); see `SpinWait` in
+/// gil-core's `sync.rs` for why nothing is lost.
+fn wait_for(flag: &AtomicBool) {
+    let mut rounds = 0;
+    while !flag.load(Acquire) {
+        rounds += 1;
+        if rounds == 2 {
+            loom::skip_branch();
+        }
+        thread::yield_now();
+    }
+}
+
+/// Runs `f` under loom with a default preemption bound; `LOOM_MAX_PREEMPTIONS` overrides it.
+fn model(default_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(default_preemptions);
+    }
+    builder.check(f);
+}
+
+/// Contract 1: at most one owner, with three threads contending (one of them yielding at a
+/// checkpoint on a drop request), and every owner sees the previous owner's writes.
+#[test]
+fn mutual_exclusion_three_threads() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let spawn = |yielder: bool| {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                gil.lock().unwrap();
+                data.bump();
+                if yielder {
+                    gil.request_drop();
+                    // SAFETY: this thread owns the lock.
+                    unsafe { gil.checkpoint() };
+                    data.bump();
+                }
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        let threads = [spawn(true), spawn(false)];
+        gil.lock().unwrap();
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        for t in threads {
+            t.join().unwrap();
+        }
+        gil.lock().unwrap();
+        assert_eq!(data.bump(), 5, "every critical section ran exactly once");
+    });
+}
+
+/// Contract 2: a thread that queued behind another is never served first, and nobody barges
+/// past a queued waiter while the owner releases.
+#[test]
+fn fifo_no_overtaking() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let tickets = Arc::new(AtomicUsize::new(0));
+        let first_queued = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+
+        let first = {
+            let (gil, tickets, first_queued) = (gil.clone(), tickets.clone(), first_queued.clone());
+            thread::spawn(move || {
+                let node = pin!(Node::new());
+                // SAFETY: the node is pinned on this frame and waited for before it returns.
+                assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
+                first_queued.store(true, Release);
+                assert_eq!(node.as_ref().wait(), WaitState::Granted);
+                assert_eq!(
+                    tickets.fetch_add(1, Relaxed),
+                    0,
+                    "the first in line went second"
+                );
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        let second = {
+            let (gil, tickets, first_queued) = (gil.clone(), tickets.clone(), first_queued.clone());
+            thread::spawn(move || {
+                wait_for(&first_queued);
+                gil.lock().unwrap();
+                assert_eq!(
+                    tickets.fetch_add(1, Relaxed),
+                    1,
+                    "the second in line went first"
+                );
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        wait_for(&first_queued);
+        // SAFETY: the main thread owns the lock. Released while `second` may be arriving.
+        unsafe { gil.unlock() };
+        first.join().unwrap();
+        second.join().unwrap();
+        assert_eq!(tickets.load(Relaxed), 2);
+    });
+}
+
+/// Contract 3: a drop request makes the owner hand the lock to the waiter at its checkpoint,
+/// and the yielding owner cannot get it back before the requester has run.
+#[test]
+fn drop_request_hands_off_and_yielder_waits_its_turn() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let requester_ran = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+
+        let requester = {
+            let (gil, data, ran) = (gil.clone(), data.clone(), requester_ran.clone());
+            thread::spawn(move || {
+                let node = pin!(Node::new());
+                // SAFETY: the node is pinned on this frame and waited for before it returns.
+                assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
+                gil.request_drop();
+                assert_eq!(node.as_ref().wait(), WaitState::Granted);
+                data.bump();
+                ran.store(true, Relaxed);
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        // The owner's hot loop: it never releases, only checks in.
+        loop {
+            let switches = gil.switches();
+            // SAFETY: the main thread owns the lock (it gets it back before checkpoint returns).
+            unsafe { gil.checkpoint() };
+            data.bump();
+            if gil.switches() != switches {
+                assert!(
+                    requester_ran.load(Relaxed),
+                    "the yielder retook the lock first"
+                );
+                break;
+            }
+            thread::yield_now();
+        }
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        requester.join().unwrap();
+    });
+}
+
+/// A cancel (a timeout, say) racing with the grant never loses the lock: either the waiter
+/// is removed and the lock ends free, or the canceller learns it owns the lock.
+#[test]
+fn cancel_racing_with_grant() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        gil.lock().unwrap();
+
+        let canceller = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let node = pin!(Node::new());
+                // SAFETY: the node is pinned on this frame and cancelled before it returns.
+                unsafe {
+                    if gil.enqueue(node.as_ref()) == Enqueued::Acquired {
+                        // The owner released before we got in line: we own it, nothing to cancel.
+                        data.bump();
+                        gil.unlock();
+                        return true;
+                    }
+                    match gil.cancel(node.as_ref()) {
+                        Cancel::Removed => false,
+                        Cancel::Granted => {
+                            data.bump();
+                            gil.unlock();
+                            true
+                        }
+                        Cancel::Closed => unreachable!("nobody closes"),
+                    }
+                }
+            })
+        };
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        let got_it = canceller.join().unwrap();
+        assert!(
+            !gil.is_locked() && !gil.has_waiters(),
+            "the lock was lost (got_it={got_it})"
+        );
+        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(data.bump(), if got_it { 3 } else { 2 });
+    });
+}
+
+/// Contract 9 in the core: closing while a thread waits wakes it with `Closed` (or it got the
+/// lock first); nobody hangs, the owner finishes, and a returning thread still gets back in.
+#[test]
+fn close_while_waiting() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        gil.lock().unwrap();
+        let waiter = {
+            let gil = gil.clone();
+            thread::spawn(move || match gil.lock() {
+                Ok(()) => {
+                    // SAFETY: this thread owns the lock.
+                    unsafe { gil.unlock() };
+                    true
+                }
+                Err(_) => false,
+            })
+        };
+        gil.close();
+        // SAFETY: the main thread still owns the lock: close lets owners finish.
+        unsafe { gil.unlock() };
+        let got_in = waiter.join().unwrap();
+        assert!(
+            !got_in,
+            "the lock was held until after close: the waiter must fail"
+        );
+        gil.relock();
+        // SAFETY: relock made the main thread the owner.
+        unsafe { gil.unlock() };
+    });
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Shows that the models bite: breaks the real code on purpose, one bug at a time, and checks
+that the model meant to catch that bug fails. The source is restored after each run.
+
+    python3 scripts/bite.py            # every mutation
+    python3 scripts/bite.py fifo-lifo  # just one
+
+Each mutation is an exact text replacement that must match exactly once, so a mutation that no
+longer applies (the code moved on) is reported as an error rather than silently skipped.
+The table printed at the end is the one in docs/verification.md.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOM_ENV = {
+    "RUSTFLAGS": "--cfg loom",
+    "CARGO_TARGET_DIR": str(ROOT / "target" / "loom"),
+}
+
+
+def loom(model):
+    return ["cargo", "test", "-q", "-p", "gil-core", "--test", "loom", "--profile", "loom",
+            "--", "--exact", model]
+
+
+# (name, the bug in words, file, original text, broken text, command that must fail)
+MUTATIONS = [
+    ("enqueue-ignores-owner",
+     "enqueue takes the lock whenever nobody is queued, even while another thread owns it",
+     "gil-core/src/raw.rs",
+     "        if state & LOCKED == 0 {\n            // Free, so nobody is queued",
+     "        if state & QUEUED == 0 {\n            // Free, so nobody is queued",
+     loom("mutual_exclusion_three_threads")),
+    ("grant-relaxed",
+     "the grant is published with Relaxed: the new owner may not see the old owner's writes",
+     "gil-core/src/raw.rs",
+     "            head.word().store(GRANTED, Release);",
+     "            head.word().store(GRANTED, Relaxed);",
+     loom("mutual_exclusion_three_threads")),
+    ("queue-lock-relaxed",
+     "the queue lock is taken with Relaxed: queue edits race",
+     "gil-core/src/raw.rs",
+     "let state = self.state.fetch_or(QUEUE_LOCKED, Acquire);",
+     "let state = self.state.fetch_or(QUEUE_LOCKED, Relaxed);",
+     loom("mutual_exclusion_three_threads")),
+    ("handoff-without-wake",
+     "release hands the lock to the head waiter but never wakes it",
+     "gil-core/src/raw.rs",
+     "                self.unlock_queue(if now_empty { state & !QUEUED } else { state });\n"
+     "                P::unpark(unparker);",
+     "                self.unlock_queue(if now_empty { state & !QUEUED } else { state });\n"
+     "                drop(unparker);",
+     loom("fifo_no_overtaking")),
+    ("fifo-lifo",
+     "the queue serves its newest waiter first",
+     "gil-core/src/queue.rs",
+     "        let head = self.head;\n        if head.is_null() {",
+     "        let head = self.tail;\n        if head.is_null() {",
+     loom("fifo_no_overtaking")),
+    ("yielder-keeps-running",
+     "a yield hands the lock to the head waiter and the yielder carries on as if it still owned it",
+     "gil-core/src/raw.rs",
+     "        P::unpark(unparker);\n        true\n    }",
+     "        P::unpark(unparker);\n        false\n    }",
+     loom("drop_request_hands_off_and_yielder_waits_its_turn")),
+    ("cancel-loses-grant",
+     "a cancel that finds its waiter already granted reports it removed: the lock is lost",
+     "gil-core/src/raw.rs",
+     "            GRANTED => (Cancel::Granted, state),",
+     "            GRANTED => (Cancel::Removed, state),",
+     loom("cancel_racing_with_grant")),
+    ("close-forgets-waiters",
+     "close marks the lock closed but leaves the waiters asleep in the queue",
+     "gil-core/src/raw.rs",
+     "            let fresh = self\n                .queue\n"
+     "                .with_mut(|q| unsafe { (*q).find(|w| !w.is_returning()) });",
+     "            let fresh: Option<*const Waiter<P>> = None;",
+     loom("close_while_waiting")),
+]
+
+
+def run(name, bug, path, original, broken, cmd):
+    file = ROOT / path
+    text = file.read_text()
+    count = text.count(original)
+    if count != 1:
+        return name, bug, cmd[-1], f"ERROR: the original text occurs {count} times", 0.0
+    file.write_text(text.replace(original, broken))
+    start = time.monotonic()
+    try:
+        env = dict(os.environ, **LOOM_ENV)
+        out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    finally:
+        file.write_text(text)
+    elapsed = time.monotonic() - start
+    if out.returncode == 0:
+        verdict = "SURVIVED (the model did not catch it)"
+    elif "error[E" in out.stderr or "could not compile" in out.stderr:
+        verdict = "ERROR: the mutation does not compile"
+    else:
+        lines = out.stdout.splitlines() + out.stderr.splitlines()
+        # The panic message is the line after "panicked at"; loom repeats it, take the first.
+        msgs = [lines[i + 1] for i, l in enumerate(lines[:-1]) if "panicked at" in l]
+        verdict = "caught: " + (msgs[0].strip() if msgs else "failed")
+    return name, bug, cmd[-1], verdict[:160], elapsed
+
+
+def main():
+    wanted = set(sys.argv[1:])
+    rows = [run(*m) for m in MUTATIONS if not wanted or m[0] in wanted]
+    bad = 0
+    print("| mutation | the bug | model | result | seconds |")
+    print("|---|---|---|---|---|")
+    for name, bug, model, verdict, secs in rows:
+        bad += not verdict.startswith("caught")
+        print(f"| `{name}` | {bug} | `{model}` | {verdict} | {secs:.0f} |")
+    if bad:
+        print(f"{bad} mutation(s) not caught", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
