@@ -1,1 +1,87 @@
-fn main() {}
+//! W1 (DESIGN.md): uncontended acquire + release, and a checkpoint with nothing pending, for
+//! gil-core and the peers a user would pick instead. One `cargo bench` run measures them side
+//! by side; compare within a run, not across runs.
+//!
+//! ```text
+//! cargo bench -p gil-test --bench w1_uncontended
+//! ```
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gil_core::RawGil;
+use lock_api::{RawMutex as _, RawMutexFair as _};
+
+fn acquire_release(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w1/acquire_release");
+
+    let gil: RawGil = RawGil::new();
+    group.bench_function("gil-core RawGil", |b| {
+        b.iter(|| {
+            let gil = black_box(&gil);
+            gil.lock().unwrap();
+            // SAFETY: locked just above on this thread.
+            unsafe { gil.unlock() };
+        })
+    });
+
+    let pl = <parking_lot::RawMutex as lock_api::RawMutex>::INIT;
+    group.bench_function("parking_lot RawMutex", |b| {
+        b.iter(|| {
+            let pl = black_box(&pl);
+            let guard = pl.lock();
+            // SAFETY: the guard state of the lock just taken.
+            unsafe { pl.unlock(guard) };
+        })
+    });
+
+    let std_mutex = std::sync::Mutex::new(());
+    group.bench_function("std Mutex", |b| {
+        b.iter(|| drop(black_box(&std_mutex).lock().unwrap()))
+    });
+
+    let ticket = spin::mutex::TicketMutex::<()>::new(());
+    group.bench_function("spin TicketMutex", |b| {
+        b.iter(|| drop(black_box(&ticket).lock()))
+    });
+
+    group.finish();
+}
+
+fn checkpoint(c: &mut Criterion) {
+    let mut group = c.benchmark_group("w1/checkpoint");
+
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    group.bench_function("gil-core checkpoint", |b| {
+        b.iter(|| {
+            // SAFETY: this thread holds the lock for the whole benchmark.
+            unsafe { black_box(&gil).checkpoint() };
+        })
+    });
+    // SAFETY: locked above on this thread.
+    unsafe { gil.unlock() };
+
+    let pl = <parking_lot::RawMutex as lock_api::RawMutex>::INIT;
+    let mut guard = pl.lock();
+    group.bench_function("parking_lot bump", |b| {
+        b.iter(|| {
+            // SAFETY: this thread holds the lock; `guard` is its state.
+            unsafe { black_box(&pl).bump(&mut guard) }
+        })
+    });
+    // SAFETY: the guard state of the lock taken above.
+    unsafe { pl.unlock(guard) };
+
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = config(); targets = acquire_release, checkpoint }
+criterion_main!(benches);
