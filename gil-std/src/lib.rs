@@ -1,9 +1,48 @@
-//! A global interpreter lock for runtimes on `std`.
+//! A global interpreter lock for runtimes on `std`: one thread inside at a time, handed on in
+//! FIFO order, with checkpoints that give the lock up when others ask and blocking regions
+//! that release it around I/O.
 //!
-//! Work in progress: this crate will hold futex parking, timed preemption, blocking regions and
-//! the safe `Gil` / `GilGuard` API (see `docs/design.md`). Today it re-exports the core.
+//! - [`Gil`] — the lock: [`acquire`](Gil::acquire), [`try_acquire`](Gil::try_acquire),
+//!   [`ensure`](Gil::ensure) (reentrant), [`close`](Gil::close), [`stats`](Gil::stats).
+//! - [`GilGuard`] — proof of holding it: [`checkpoint`](GilGuard::checkpoint),
+//!   [`yield_now`](GilGuard::yield_now), [`allow_threads`](GilGuard::allow_threads),
+//!   [`unlocked`](GilGuard::unlocked).
+//! - [`GilCell`] — data only the holder of one particular `Gil` can reach.
+//! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
+//!
+//! Built on [`gil_core`]'s `RawGil`; `docs/design.md` in the repository gives the protocol.
+//!
+//! ```
+//! use std::cell::Cell;
+//! use gil_std::{Gil, GilCell};
+//!
+//! static GIL: Gil = Gil::new();
+//! static STEPS: GilCell<Cell<u64>> = GilCell::new(&GIL, Cell::new(0));
+//!
+//! std::thread::scope(|s| {
+//!     for _ in 0..2 {
+//!         s.spawn(|| {
+//!             let mut guard = GIL.acquire();
+//!             for _ in 0..10_000 {
+//!                 STEPS.get(&guard).set(STEPS.get(&guard).get() + 1);
+//!                 guard.checkpoint(); // hand over if someone asked
+//!             }
+//!         });
+//!     }
+//! });
+//! assert_eq!(STEPS.get(&GIL.acquire()).get(), 20_000);
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub use gil_core as core;
+mod cell;
+mod gil;
+mod guard;
+mod owner;
+mod park;
+
+pub use cell::GilCell;
+pub use gil::{AcquireError, Gil, Stats};
+pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
+pub use park::FutexPark;

@@ -1,0 +1,305 @@
+//! Guards: proof that the calling thread holds a `Gil`, and the ways to let go for a while.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use gil_core::{Breaker, Enqueued, WaitState};
+
+use crate::gil::{Gil, Node};
+
+/// Proof that this thread holds a [`Gil`]; releases it when dropped.
+///
+/// Neither `Send` nor `Sync`: the lock belongs to the thread that took it, and data reached
+/// through the guard (see [`GilCell`](crate::GilCell)) must not be shared with other threads
+/// through it.
+///
+/// ```compile_fail,E0277
+/// fn must_be_send<T: Send>(_: T) {}
+/// let gil = gil_std::Gil::new();
+/// must_be_send(gil.acquire());
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct GilGuard<'a> {
+    gil: &'a Gil,
+    _not_send_or_sync: PhantomData<*const ()>,
+}
+
+impl<'a> GilGuard<'a> {
+    /// The caller has just taken `gil` on this thread.
+    #[inline]
+    pub(crate) fn new(gil: &'a Gil) -> Self {
+        Self {
+            gil,
+            _not_send_or_sync: PhantomData,
+        }
+    }
+
+    /// The lock this guard holds.
+    pub fn gil(&self) -> &'a Gil {
+        self.gil
+    }
+
+    /// Call this often from the hot loop. With nothing pending it is one relaxed load and a
+    /// branch. When another thread asked for the lock, it hands the lock to the longest waiter
+    /// and returns once this thread has it back, after everyone who was waiting.
+    #[inline]
+    pub fn checkpoint(&mut self) {
+        if self.gil.raw.breaker().pending() != 0 {
+            self.gil.checkpoint_slow();
+        }
+    }
+
+    /// Hands the lock to the longest waiter if anyone waits, and waits to get it back behind
+    /// everyone who was waiting. Returns whether it handed over.
+    pub fn yield_now(&mut self) -> bool {
+        self.gil.hand_off()
+    }
+
+    /// Runs `f` without the lock — the blocking region around I/O, a sleep, or a call into
+    /// foreign code — and takes the lock back before returning, behind everyone who was waiting.
+    ///
+    /// If `f` panics, the lock is taken back before the panic goes on unwinding, so the guard
+    /// is valid in every frame that sees it. Data borrowed through the guard cannot be used
+    /// inside the region: the borrow checker refuses it, because the region needs the guard
+    /// mutably.
+    ///
+    /// ```
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static COUNT: GilCell<std::cell::Cell<u32>> = GilCell::new(&GIL, std::cell::Cell::new(0));
+    ///
+    /// let mut guard = GIL.acquire();
+    /// COUNT.get(&guard).set(1);
+    /// let read = guard.allow_threads(|| std::fs::read_to_string("/dev/null"));
+    /// assert!(read.is_ok());
+    /// assert_eq!(COUNT.get(&guard).get(), 1);
+    /// ```
+    ///
+    /// ```compile_fail,E0502
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static NAME: GilCell<String> = GilCell::new(&GIL, String::new());
+    ///
+    /// let mut guard = GIL.acquire();
+    /// let name: &String = NAME.get(&guard);
+    /// guard.allow_threads(|| println!("{name}")); // error: `guard` is borrowed by `name`
+    /// ```
+    pub fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _unlocked = self.unlocked();
+        f()
+    }
+
+    /// The RAII form of [`allow_threads`](GilGuard::allow_threads): releases the lock now and
+    /// takes it back when the returned value is dropped (also on unwinding).
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// let mut guard = gil.acquire();
+    /// {
+    ///     let _unlocked = guard.unlocked();
+    ///     assert!(!gil.is_held_by_current_thread());
+    ///     // blocking work
+    /// }
+    /// assert!(gil.is_held_by_current_thread());
+    /// ```
+    pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
+        self.gil.owner.clear();
+        // SAFETY: the guard proves this thread holds the lock; `Unlocked::drop` takes it back
+        // before the guard can be used again (it borrows the guard mutably until then).
+        unsafe { self.gil.raw.unlock() };
+        Unlocked { guard: self }
+    }
+}
+
+impl Drop for GilGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.gil.owner.clear();
+        // SAFETY: the guard proves this thread holds the lock, and this is its last use.
+        unsafe { self.gil.raw.unlock() };
+    }
+}
+
+impl fmt::Debug for GilGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GilGuard").finish_non_exhaustive()
+    }
+}
+
+/// A blocking region in RAII form, made by [`GilGuard::unlocked`]: the lock is released while
+/// it lives and taken back when it is dropped.
+#[must_use = "the lock is taken back as soon as this is dropped"]
+pub struct Unlocked<'g, 'a> {
+    guard: &'g mut GilGuard<'a>,
+}
+
+impl Drop for Unlocked<'_, '_> {
+    fn drop(&mut self) {
+        self.guard.gil.take_back();
+    }
+}
+
+impl fmt::Debug for Unlocked<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unlocked").finish_non_exhaustive()
+    }
+}
+
+/// What [`Gil::ensure`] returns: either a guard of its own (this thread did not hold the lock)
+/// or a nested one (it did, further up the stack).
+///
+/// Both run [`checkpoint`](EnsureGuard::checkpoint)s and reach [`GilCell`](crate::GilCell)s.
+/// Only an acquiring one can open a blocking region, through
+/// [`guard_mut`](EnsureGuard::guard_mut): a frame further up may still be using data it
+/// borrowed under the lock, and it must not run concurrently with another holder.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct EnsureGuard<'a> {
+    gil: &'a Gil,
+    acquired: Option<GilGuard<'a>>,
+    _not_send_or_sync: PhantomData<*const ()>,
+}
+
+impl<'a> EnsureGuard<'a> {
+    pub(crate) fn nested(gil: &'a Gil) -> Self {
+        Self {
+            gil,
+            acquired: None,
+            _not_send_or_sync: PhantomData,
+        }
+    }
+
+    pub(crate) fn acquired(guard: GilGuard<'a>) -> Self {
+        Self {
+            gil: guard.gil,
+            acquired: Some(guard),
+            _not_send_or_sync: PhantomData,
+        }
+    }
+
+    /// Whether this thread already held the lock when `ensure` was called.
+    pub fn is_nested(&self) -> bool {
+        self.acquired.is_none()
+    }
+
+    /// The lock this guard holds.
+    pub fn gil(&self) -> &'a Gil {
+        self.gil
+    }
+
+    /// As [`GilGuard::checkpoint`]. In a nested guard, the thread may hand the lock on while
+    /// outer frames are suspended; they see the lock held again when they resume.
+    #[inline]
+    pub fn checkpoint(&mut self) {
+        if self.gil.raw.breaker().pending() != 0 {
+            self.gil.checkpoint_slow();
+        }
+    }
+
+    /// The guard that `ensure` acquired, for blocking regions; `None` when nested.
+    pub fn guard_mut(&mut self) -> Option<&mut GilGuard<'a>> {
+        self.acquired.as_mut()
+    }
+}
+
+impl fmt::Debug for EnsureGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnsureGuard")
+            .field("nested", &self.is_nested())
+            .finish()
+    }
+}
+
+/// Guards that prove the calling thread holds a particular [`Gil`]. Sealed.
+pub trait Holds: sealed::Sealed {
+    /// The lock held.
+    fn held(&self) -> &Gil;
+}
+
+impl Holds for GilGuard<'_> {
+    fn held(&self) -> &Gil {
+        self.gil
+    }
+}
+
+impl Holds for EnsureGuard<'_> {
+    fn held(&self) -> &Gil {
+        self.gil
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::GilGuard<'_> {}
+    impl Sealed for super::EnsureGuard<'_> {}
+}
+
+impl Gil {
+    /// The checkpoint's slow path: a flag is set in the breaker word.
+    ///
+    /// The caller holds the lock.
+    #[cold]
+    pub(crate) fn checkpoint_slow(&self) {
+        if self.raw.breaker().take(Breaker::DROP_REQUEST) != 0 && self.hand_off() {
+            self.counters.forced_drops.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Hands the lock to the longest waiter, if any, and waits to get it back. The caller holds
+    /// the lock; returns whether it handed over.
+    pub(crate) fn hand_off(&self) -> bool {
+        if !self.raw.has_waiters() {
+            return false;
+        }
+        let node = pin!(Node::returning());
+        self.owner.clear();
+        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
+        // waited for below before the frame ends.
+        if !unsafe { self.raw.requeue(node.as_ref()) } {
+            self.owner.set_current();
+            return false;
+        }
+        let start = Instant::now();
+        let state = node.as_ref().wait();
+        debug_assert_eq!(
+            state,
+            WaitState::Granted,
+            "returning waiters are never closed"
+        );
+        self.count_wait(start);
+        self.owner.set_current();
+        true
+    }
+
+    /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
+    /// held the lock before and must be able to finish.
+    pub(crate) fn take_back(&self) {
+        if self.raw.try_acquire().is_err() {
+            self.take_back_slow();
+        }
+        self.owner.set_current();
+    }
+
+    #[cold]
+    fn take_back_slow(&self) {
+        let start = Instant::now();
+        let node = pin!(Node::returning());
+        // SAFETY: the node is pinned on this frame and waited for below if queued; this thread
+        // released the lock when the region began.
+        if let Enqueued::Queued = unsafe { self.raw.enqueue(node.as_ref()) } {
+            let state = node.as_ref().wait();
+            debug_assert_eq!(
+                state,
+                WaitState::Granted,
+                "returning waiters are never closed"
+            );
+            self.count_wait(start);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The safe API under real threads. Every wait here waits for a condition, with a generous
+//! deadline that fails the test instead of hanging it; none depends on how fast the machine is.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gil_std::{AcquireError, Gil, GilCell};
+
+/// Waits until `cond` holds, failing the test after a deadline far beyond any scheduling delay.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn mutual_exclusion_under_stress() {
+    static GIL: Gil = Gil::new();
+    static COUNTER: GilCell<Cell<u64>> = GilCell::new(&GIL, Cell::new(0));
+    const THREADS: u64 = 8;
+    const ROUNDS: u64 = 2_000;
+    let inside = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let inside = &inside;
+            s.spawn(move || {
+                for i in 0..ROUNDS {
+                    let mut g = GIL.acquire();
+                    assert_eq!(inside.fetch_add(1, SeqCst), 0, "two holders");
+                    // A non-atomic read-modify-write: a lost update shows in the total.
+                    let c = COUNTER.get(&g);
+                    c.set(c.get() + 1);
+                    inside.fetch_sub(1, SeqCst);
+                    match (i + t) % 4 {
+                        0 => GIL.request_drop(),
+                        1 => {
+                            g.allow_threads(thread::yield_now);
+                        }
+                        2 => {
+                            g.yield_now();
+                        }
+                        _ => {}
+                    }
+                    g.checkpoint();
+                }
+            });
+        }
+    });
+    assert_eq!(COUNTER.get(&GIL.acquire()).get(), THREADS * ROUNDS);
+}
+
+#[test]
+fn a_thread_in_allow_threads_lets_another_run() {
+    let gil = Gil::new();
+    let other_ran = AtomicBool::new(false);
+    let mut g = gil.acquire();
+    thread::scope(|s| {
+        g.allow_threads(|| {
+            s.spawn(|| {
+                let _g = gil.acquire();
+                other_ran.store(true, SeqCst);
+            });
+            wait_until("the other thread to get the lock", || {
+                other_ran.load(SeqCst)
+            });
+        });
+    });
+    assert!(gil.is_held_by_current_thread());
+}
+
+#[test]
+fn a_drop_request_makes_a_busy_holder_hand_over() {
+    let gil = Gil::new();
+    let waiter_done = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        s.spawn(|| {
+            let _g = gil.acquire();
+            waiter_done.store(true, SeqCst);
+        });
+        // The holder never releases; a third party (this test, standing in for the timer) asks
+        // for the lock until the waiter has had it.
+        let asker = s.spawn(|| {
+            wait_until("the waiter to get the lock", || {
+                gil.request_drop();
+                waiter_done.load(SeqCst)
+            })
+        });
+        while !waiter_done.load(SeqCst) {
+            g.checkpoint();
+            assert!(
+                !asker.is_finished() || waiter_done.load(SeqCst),
+                "asker gave up"
+            );
+        }
+    });
+    let stats = gil.stats();
+    assert!(stats.forced_drops >= 1, "{stats:?}");
+    assert!(stats.switches >= 2, "to the waiter and back: {stats:?}");
+    assert!(
+        stats.contended >= 2,
+        "the waiter and the yielder both waited: {stats:?}"
+    );
+}
+
+#[test]
+fn close_releases_every_waiter_and_the_holder_finishes() {
+    static GIL: Gil = Gil::new();
+    static CLOSED: AtomicUsize = AtomicUsize::new(0);
+    let mut g = GIL.acquire();
+    // Detached threads: if close forgot a waiter, the test fails at the deadline below
+    // instead of hanging in a join.
+    for _ in 0..4 {
+        thread::spawn(|| {
+            assert_eq!(GIL.acquire_checked().err(), Some(AcquireError::Closed));
+            CLOSED.fetch_add(1, SeqCst);
+        });
+    }
+    // At least one is asleep in the queue; any that are not yet get `Closed` at once.
+    wait_until("a thread to queue", || GIL.has_waiters());
+    GIL.close();
+    wait_until("every waiter to be told Closed", || {
+        CLOSED.load(SeqCst) == 4
+    });
+    // The holder goes on: checkpoints, a blocking region (taken back after close), release.
+    g.checkpoint();
+    g.allow_threads(|| ());
+    assert!(GIL.is_held_by_current_thread());
+    drop(g);
+    assert_eq!(GIL.acquire_checked().err(), Some(AcquireError::Closed));
+    assert!(GIL.try_acquire().is_none());
+}
+
+#[test]
+#[should_panic(expected = "ensure()")]
+fn reacquire_on_the_holding_thread_panics_naming_ensure() {
+    let gil = Gil::new();
+    let _g = gil.acquire();
+    let _again = gil.acquire();
+}
+
+#[test]
+fn acquire_on_a_closed_gil_panics_clearly() {
+    let gil = Gil::new();
+    gil.close();
+    let err = catch_unwind(AssertUnwindSafe(|| drop(gil.acquire()))).unwrap_err();
+    let msg = err.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(
+        msg.contains("closed") && msg.contains("acquire_checked"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_panic_inside_a_region_leaves_the_lock_held_and_consistent() {
+    let gil = Gil::new();
+    let mut g = gil.acquire();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        g.allow_threads(|| panic!("in the region"))
+    }));
+    assert!(result.is_err());
+    assert!(
+        gil.is_held_by_current_thread(),
+        "taken back before the unwind went on"
+    );
+    g.checkpoint();
+    drop(g);
+    thread::scope(|s| s.spawn(|| drop(gil.acquire())).join().unwrap());
+}
+
+#[test]
+fn a_thread_that_panics_while_holding_releases_the_lock() {
+    let gil = Gil::new();
+    let joined = thread::scope(|s| {
+        s.spawn(|| {
+            let _g = gil.acquire();
+            panic!("while holding");
+        })
+        .join()
+    });
+    assert!(joined.is_err());
+    let g = gil.try_acquire();
+    assert!(g.is_some(), "the unwinding guard released it");
+}
+
+#[test]
+fn ensure_nests_and_a_nested_guard_cannot_open_a_region() {
+    let gil = Gil::new();
+    let mut outer = gil.ensure();
+    assert!(!outer.is_nested());
+    assert!(outer.guard_mut().is_some());
+    {
+        let mut inner = gil.ensure();
+        assert!(inner.is_nested());
+        assert!(inner.guard_mut().is_none());
+        inner.checkpoint();
+        let innermost = gil.ensure();
+        assert!(innermost.is_nested());
+    }
+    assert!(
+        gil.is_held_by_current_thread(),
+        "dropping nested guards releases nothing"
+    );
+    drop(outer);
+    assert!(!gil.is_held_by_current_thread());
+    assert!(gil.try_acquire().is_some());
+}
+
+#[test]
+#[should_panic(expected = "different Gil")]
+fn a_gil_cell_refuses_a_guard_of_another_gil() {
+    static MINE: Gil = Gil::new();
+    static OTHER: Gil = Gil::new();
+    static CELL: GilCell<u32> = GilCell::new(&MINE, 7);
+    let g = OTHER.acquire();
+    let _ = CELL.get(&g);
+}
+
+#[test]
+fn independent_gils_do_not_interfere() {
+    static A: Gil = Gil::new();
+    static B: Gil = Gil::new();
+    let a = A.acquire();
+    let b = B.acquire();
+    assert!(A.is_held_by_current_thread() && B.is_held_by_current_thread());
+    drop(a);
+    assert!(!A.is_held_by_current_thread() && B.is_held_by_current_thread());
+    drop(b);
+}
