@@ -1,12 +1,13 @@
 //! The `Gil`: acquiring, waiting, closing, statistics.
 
 use std::fmt;
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use gil_core::{Enqueued, RawGil, TryAcquireError, WaitState, Waiter};
+use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
 
+use crate::clock::{clock, now_nanos};
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::owner::Owner;
 use crate::park::FutexPark;
@@ -39,6 +40,15 @@ pub struct Gil {
     pub(crate) raw: Raw,
     pub(crate) owner: Owner,
     pub(crate) counters: Counters,
+    /// The switch interval in nanoseconds, within [`Gil::MIN_SWITCH_INTERVAL`,
+    /// `Gil::MAX_SWITCH_INTERVAL`]. Read by the clock at each look.
+    interval_nanos: AtomicU64,
+    /// Whether the clock has a preemption timer for this lock. Changed only under the clock's
+    /// mutex; see `clock.rs`.
+    pub(crate) armed: AtomicBool,
+    /// When the lock was last handed to a waiting thread (nanoseconds on the clock's epoch),
+    /// written by the thread that received it.
+    pub(crate) last_switch: AtomicU64,
 }
 
 /// Figures gathered on the slow paths only; the uncontended path counts nothing.
@@ -83,10 +93,59 @@ impl fmt::Display for AcquireError {
 
 impl std::error::Error for AcquireError {}
 
+/// A switch interval out of the accepted range; see [`Gil::set_switch_interval`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SwitchIntervalError(pub Duration);
+
+impl fmt::Display for SwitchIntervalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a switch interval of {:?} is out of range: it must be from {:?} to {:?}",
+            self.0,
+            Gil::MIN_SWITCH_INTERVAL,
+            Gil::MAX_SWITCH_INTERVAL
+        )
+    }
+}
+
+impl std::error::Error for SwitchIntervalError {}
+
 impl Gil {
-    /// A new, open, unlocked lock. `const`, so it can be a `static`; many independent locks
-    /// can coexist (one per interpreter).
+    /// The switch interval of [`Gil::new`]: 5 ms, as CPython's.
+    pub const DEFAULT_SWITCH_INTERVAL: Duration = Duration::from_millis(5);
+    /// The shortest switch interval accepted: 10 µs. A handoff to a sleeping thread takes
+    /// tens of microseconds, so shorter intervals would be spent switching.
+    pub const MIN_SWITCH_INTERVAL: Duration = Duration::from_micros(10);
+    /// The longest switch interval accepted: one hour.
+    pub const MAX_SWITCH_INTERVAL: Duration = Duration::from_secs(3600);
+
+    /// A new, open, unlocked lock with the default switch interval (5 ms). `const`, so it can
+    /// be a `static`; many independent locks can coexist (one per interpreter).
     pub const fn new() -> Self {
+        Self::with_switch_interval(Self::DEFAULT_SWITCH_INTERVAL)
+    }
+
+    /// A new lock whose holder is asked to hand over once another thread has waited `interval`
+    /// with nobody switching in.
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is outside [`MIN_SWITCH_INTERVAL`](Gil::MIN_SWITCH_INTERVAL) ..=
+    /// [`MAX_SWITCH_INTERVAL`](Gil::MAX_SWITCH_INTERVAL) — at compile time in a `static`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gil_std::Gil;
+    ///
+    /// static FAST: Gil = Gil::with_switch_interval(Duration::from_micros(500));
+    /// assert_eq!(FAST.switch_interval(), Duration::from_micros(500));
+    /// ```
+    pub const fn with_switch_interval(interval: Duration) -> Self {
+        let nanos = match Self::checked_interval(interval) {
+            Ok(nanos) => nanos,
+            Err(_) => panic!("gil: a switch interval must be from 10 µs to one hour"),
+        };
         Self {
             raw: RawGil::new(),
             owner: Owner::new(),
@@ -95,7 +154,54 @@ impl Gil {
                 contended: AtomicU64::new(0),
                 wait_nanos: AtomicU64::new(0),
             },
+            interval_nanos: AtomicU64::new(nanos),
+            armed: AtomicBool::new(false),
+            last_switch: AtomicU64::new(0),
         }
+    }
+
+    const fn checked_interval(interval: Duration) -> Result<u64, SwitchIntervalError> {
+        let min = Self::MIN_SWITCH_INTERVAL.as_nanos();
+        let max = Self::MAX_SWITCH_INTERVAL.as_nanos();
+        let nanos = interval.as_nanos();
+        if nanos < min || nanos > max {
+            return Err(SwitchIntervalError(interval));
+        }
+        Ok(nanos as u64) // at most an hour of nanoseconds: fits
+    }
+
+    /// The switch interval: how long a thread waits, with nobody switching in, before the
+    /// holder is asked to hand over.
+    pub fn switch_interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_nanos.load(Relaxed))
+    }
+
+    /// Changes the switch interval, also while threads run (like `sys.setswitchinterval`).
+    /// Takes effect at once, for the holder of the moment too.
+    ///
+    /// # Errors
+    ///
+    /// [`SwitchIntervalError`] if `interval` is outside
+    /// [`MIN_SWITCH_INTERVAL`](Gil::MIN_SWITCH_INTERVAL) ..=
+    /// [`MAX_SWITCH_INTERVAL`](Gil::MAX_SWITCH_INTERVAL); the interval is then unchanged.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// assert_eq!(gil.switch_interval(), Duration::from_millis(5));
+    /// gil.set_switch_interval(Duration::from_millis(1)).unwrap();
+    /// assert!(gil.set_switch_interval(Duration::ZERO).is_err());
+    /// assert_eq!(gil.switch_interval(), Duration::from_millis(1));
+    /// ```
+    pub fn set_switch_interval(&self, interval: Duration) -> Result<(), SwitchIntervalError> {
+        let nanos = Self::checked_interval(interval)?;
+        self.interval_nanos.store(nanos, Relaxed);
+        if self.armed.load(Relaxed) {
+            clock().reschedule(self);
+        }
+        Ok(())
     }
 
     /// Takes the lock, waiting in FIFO order behind every thread already waiting.
@@ -133,21 +239,112 @@ impl Gil {
 
     #[cold]
     fn acquire_slow(&self) -> Result<GilGuard<'_>, AcquireError> {
-        self.refuse_reentry();
-        let start = Instant::now();
-        let node = pin!(Node::new());
-        // SAFETY: the node is pinned on this frame, and `wait` does not return while it is
-        // queued. This thread does not hold the lock (checked above).
-        let state = match unsafe { self.raw.enqueue(node.as_ref()) } {
-            Enqueued::Acquired => return Ok(self.owned()),
-            Enqueued::Closed => return Err(AcquireError::Closed),
-            Enqueued::Queued => node.as_ref().wait(),
-        };
-        self.count_wait(start);
-        match state {
-            WaitState::Granted => Ok(self.owned()),
-            _ => Err(AcquireError::Closed),
+        self.wait_for_grant(Node::new(), None)?;
+        Ok(self.owned())
+    }
+
+    /// Takes the lock, waiting up to `timeout` in FIFO order.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Timeout`] if the time passed first — a grant that races with the
+    /// timeout is never lost: the lock is then taken. [`AcquireError::Closed`] if the lock is,
+    /// or becomes, closed.
+    ///
+    /// # Panics
+    ///
+    /// If this thread already holds this lock.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gil_std::{AcquireError, Gil};
+    ///
+    /// let gil = Gil::new();
+    /// let held = gil.acquire();
+    /// std::thread::scope(|s| {
+    ///     let other = s.spawn(|| gil.try_acquire_for(Duration::from_millis(10)).map(drop));
+    ///     assert_eq!(other.join().unwrap(), Err(AcquireError::Timeout));
+    /// });
+    /// drop(held);
+    /// assert!(gil.try_acquire_for(Duration::from_millis(10)).is_ok());
+    /// ```
+    pub fn try_acquire_for(&self, timeout: Duration) -> Result<GilGuard<'_>, AcquireError> {
+        match self.raw.try_acquire() {
+            Ok(()) => return Ok(self.owned()),
+            Err(TryAcquireError::Closed) => return Err(AcquireError::Closed),
+            Err(TryAcquireError::WouldBlock) => {}
         }
+        self.wait_for_grant(Node::new(), Instant::now().checked_add(timeout))?;
+        Ok(self.owned())
+    }
+
+    /// Queues `node` and waits until it is granted (then the caller owns the lock), closed, or
+    /// past `deadline`. Arms the clock's preemption timer while queued, and records the switch.
+    pub(crate) fn wait_for_grant(
+        &self,
+        node: Node,
+        deadline: Option<Instant>,
+    ) -> Result<(), AcquireError> {
+        if !node.is_returning() {
+            self.refuse_reentry();
+        }
+        let start = Instant::now();
+        let node = pin!(node);
+        // SAFETY: the node is pinned on this frame, and `wait_queued` does not return while it
+        // is queued. This thread does not hold the lock (checked above, or it released it for
+        // a blocking region).
+        match unsafe { self.raw.enqueue(node.as_ref()) } {
+            Enqueued::Acquired => Ok(()),
+            Enqueued::Closed => Err(AcquireError::Closed),
+            // SAFETY: queued just above, by this thread.
+            Enqueued::Queued => unsafe { self.wait_queued(node.as_ref(), deadline, start) },
+        }
+    }
+
+    /// Waits for a node this thread queued (by `enqueue` or `requeue`) until it is granted,
+    /// closed, or past `deadline` (then cancels it). Arms the clock's preemption timer while
+    /// queued, counts the wait, and records the switch.
+    ///
+    /// # Safety
+    ///
+    /// `node` is queued on this lock by the calling thread, and nothing has acted on it since.
+    pub(crate) unsafe fn wait_queued(
+        &self,
+        node: Pin<&Node>,
+        deadline: Option<Instant>,
+        start: Instant,
+    ) -> Result<(), AcquireError> {
+        clock().arm(self);
+        let ticket = deadline.map(|at| clock().wake_at(at, node.word()));
+        let outcome = loop {
+            match node.state() {
+                WaitState::Granted => break Ok(()),
+                WaitState::Closed | WaitState::Idle => break Err(AcquireError::Closed),
+                WaitState::Waiting => {}
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                // SAFETY: queued by this thread (caller's contract), and not yet seen granted or
+                // closed.
+                break match unsafe { self.raw.cancel(node.as_ref()) } {
+                    Cancel::Removed => Err(AcquireError::Timeout),
+                    Cancel::Granted => Ok(()),
+                    Cancel::Closed => Err(AcquireError::Closed),
+                };
+            }
+            // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
+            crate::park::FutexPark::park(node.parker(), node.word(), Node::PARKED);
+        };
+        if let Some(ticket) = ticket {
+            clock().cancel_wake(ticket);
+        }
+        self.count_wait(start);
+        if outcome.is_ok() {
+            // This thread was handed the lock: a switch. A drop request still pending was meant
+            // for the previous holder, and the switch answered it.
+            self.last_switch.store(now_nanos(), Relaxed);
+            self.raw.breaker().take(Breaker::DROP_REQUEST);
+        }
+        outcome
     }
 
     /// Takes the lock if it is free and nobody is waiting for it; never waits.
@@ -263,7 +460,7 @@ impl Gil {
         GilGuard::new(self)
     }
 
-    fn refuse_reentry(&self) {
+    pub(crate) fn refuse_reentry(&self) {
         if self.owner.is_current() {
             panic!(
                 "gil: acquire() called on a thread that already holds this Gil, which would wait \
@@ -283,6 +480,15 @@ impl Gil {
 #[track_caller]
 fn closed_panic() -> ! {
     panic!("gil: acquire() on a closed Gil; use acquire_checked() to handle shutdown");
+}
+
+impl Drop for Gil {
+    fn drop(&mut self) {
+        // The clock may still list this lock (it unlists a lock only when it next looks).
+        if *self.armed.get_mut() {
+            clock().forget(self);
+        }
+    }
 }
 
 impl Default for Gil {

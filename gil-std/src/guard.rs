@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Breaker, Enqueued, WaitState};
+use gil_core::Breaker;
 
 use crate::gil::{Gil, Node};
 
@@ -265,14 +265,9 @@ impl Gil {
             self.owner.set_current();
             return false;
         }
-        let start = Instant::now();
-        let state = node.as_ref().wait();
-        debug_assert_eq!(
-            state,
-            WaitState::Granted,
-            "returning waiters are never closed"
-        );
-        self.count_wait(start);
+        // SAFETY: queued by `requeue` just above. A returning node is never closed or timed out.
+        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now()) };
+        debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.owner.set_current();
         true
     }
@@ -281,25 +276,9 @@ impl Gil {
     /// held the lock before and must be able to finish.
     pub(crate) fn take_back(&self) {
         if self.raw.try_acquire().is_err() {
-            self.take_back_slow();
+            let back = self.wait_for_grant(Node::returning(), None);
+            debug_assert!(back.is_ok(), "returning waiters are never closed");
         }
         self.owner.set_current();
-    }
-
-    #[cold]
-    fn take_back_slow(&self) {
-        let start = Instant::now();
-        let node = pin!(Node::returning());
-        // SAFETY: the node is pinned on this frame and waited for below if queued; this thread
-        // released the lock when the region began.
-        if let Enqueued::Queued = unsafe { self.raw.enqueue(node.as_ref()) } {
-            let state = node.as_ref().wait();
-            debug_assert_eq!(
-                state,
-                WaitState::Granted,
-                "returning waiters are never closed"
-            );
-            self.count_wait(start);
-        }
     }
 }

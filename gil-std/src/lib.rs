@@ -37,12 +37,13 @@
 #![warn(missing_docs)]
 
 mod cell;
+mod clock;
 mod gil;
 mod guard;
 mod owner;
 mod park;
 
 pub use cell::GilCell;
-pub use gil::{AcquireError, Gil, Stats};
+pub use gil::{AcquireError, Gil, Stats, SwitchIntervalError};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
 pub use park::FutexPark;

@@ -1,0 +1,219 @@
+//! The clock: one thread per process that turns switch intervals into drop requests and
+//! acquire deadlines into wake-ups.
+//!
+//! `atomic-wait` has no timeouts, and we keep it that way for the waiters: each sleeps on its
+//! own futex word with no timeout, so a grant wakes exactly the thread it chose. Everything
+//! timed is done here instead, by one thread that sleeps on a condition variable until the
+//! earliest deadline (`Condvar::wait_timeout`, a futex wait with a timeout on Linux), or
+//! without a timeout when nothing is armed. It never polls. It starts when a lock first has a
+//! waiter, and does nothing while no lock is contended.
+//!
+//! Two kinds of timer:
+//!
+//! - **Preemption** — one per `Gil` with waiters. At its deadline: if nobody was handed the
+//!   lock for a whole interval while somebody waited, set the drop request; the holder's next
+//!   checkpoint hands over. If somebody was, look again one interval after that switch.
+//! - **Wake** — one per waiter with a deadline (`try_acquire_for`). At its deadline, wake the
+//!   waiter's futex word. The waiter checks the time itself and cancels. Waking needs only the
+//!   word's address, which may dangle (`atomic_wait::wake_one` allows it), so nothing here
+//!   depends on the waiter still being there.
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed, fence};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::gil::Gil;
+
+pub(crate) struct Clock {
+    timers: Mutex<Timers>,
+    changed: Condvar,
+}
+
+struct Timers {
+    preempt: Vec<Preempt>,
+    wakes: Vec<Wake>,
+    next_wake_id: u64,
+}
+
+/// A `Gil` with waiters, and when to look at it next.
+struct Preempt {
+    /// Alive while listed: `Gil::drop` removes it under the timers' mutex.
+    gil: *const Gil,
+    at: Instant,
+    /// `switches()` when last looked at.
+    switches: u32,
+}
+
+struct Wake {
+    id: u64,
+    at: Instant,
+    /// Only ever passed to `wake_one`, never dereferenced.
+    word: *const AtomicU32,
+}
+
+// SAFETY: the raw pointers are only used by the clock thread under the mutex: `gil` is
+// dereferenced while `Gil::drop` cannot run (it needs the mutex to unlist itself), and `word`
+// is never dereferenced.
+unsafe impl Send for Timers {}
+
+/// The instant all `Gil` timestamps count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Now, as nanoseconds since [`epoch`]: what `Gil` stores in an `AtomicU64`.
+pub(crate) fn now_nanos() -> u64 {
+    nanos_at(Instant::now())
+}
+
+fn nanos_at(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn instant_at(nanos: u64) -> Instant {
+    epoch() + Duration::from_nanos(nanos)
+}
+
+/// The process's clock, started on first use.
+pub(crate) fn clock() -> &'static Clock {
+    static CLOCK: OnceLock<Clock> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("gil-clock".into())
+            .spawn(|| clock().run())
+            .expect("gil: could not start the clock thread");
+        Clock {
+            timers: Mutex::new(Timers {
+                preempt: Vec::new(),
+                wakes: Vec::new(),
+                next_wake_id: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    })
+}
+
+impl Clock {
+    fn lock(&self) -> MutexGuard<'_, Timers> {
+        // Nothing that can panic runs under this mutex; recover from poison all the same.
+        self.timers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn run(&self) -> ! {
+        let mut timers = self.lock();
+        loop {
+            let now = Instant::now();
+            timers.fire(now);
+            timers = match timers.next_deadline() {
+                None => self.changed.wait(timers).unwrap_or_else(|p| p.into_inner()),
+                Some(at) => {
+                    let slept = self.changed.wait_timeout(timers, at - now);
+                    slept.unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Makes sure `gil`'s preemption timer runs. Called by a thread that has just queued.
+    pub(crate) fn arm(&self, gil: &Gil) {
+        // SeqCst fence: pairs with the one in `Timers::fire`. Either the clock sees our enqueue
+        // when it rechecks after disarming, or we see it disarmed here and arm again.
+        fence(std::sync::atomic::Ordering::SeqCst);
+        if gil.armed.load(Relaxed) {
+            return;
+        }
+        let mut timers = self.lock();
+        if gil.armed.load(Relaxed) {
+            return; // armed meanwhile; `armed` only changes under this mutex
+        }
+        gil.armed.store(true, Relaxed);
+        let since = nanos_at(Instant::now()).max(gil.last_switch.load(Relaxed));
+        timers.preempt.push(Preempt {
+            gil,
+            at: instant_at(since) + gil.switch_interval(),
+            switches: gil.raw.switches(),
+        });
+        self.changed.notify_one();
+    }
+
+    /// The interval of an armed `gil` changed: take it into account now, not at the old deadline.
+    pub(crate) fn reschedule(&self, gil: &Gil) {
+        let mut timers = self.lock();
+        let interval = gil.switch_interval();
+        if let Some(p) = timers.preempt.iter_mut().find(|p| std::ptr::eq(p.gil, gil)) {
+            let since = instant_at(gil.last_switch.load(Relaxed));
+            p.at = p.at.min((since + interval).max(Instant::now()));
+            self.changed.notify_one();
+        }
+    }
+
+    /// Takes `gil` off the clock; called when it is dropped.
+    pub(crate) fn forget(&self, gil: &Gil) {
+        self.lock().preempt.retain(|p| !std::ptr::eq(p.gil, gil));
+    }
+
+    /// Wakes the futex `word` at `at`. Returns a ticket for [`cancel_wake`](Clock::cancel_wake).
+    pub(crate) fn wake_at(&self, at: Instant, word: &AtomicU32) -> u64 {
+        let mut timers = self.lock();
+        let id = timers.next_wake_id;
+        timers.next_wake_id += 1;
+        timers.wakes.push(Wake { id, at, word });
+        self.changed.notify_one();
+        id
+    }
+
+    /// Drops a wake that is no longer needed (the waiter is done). A wake that already fired
+    /// is gone: nothing to do.
+    pub(crate) fn cancel_wake(&self, id: u64) {
+        self.lock().wakes.retain(|w| w.id != id);
+    }
+}
+
+impl Timers {
+    fn next_deadline(&self) -> Option<Instant> {
+        let preempt = self.preempt.iter().map(|p| p.at);
+        preempt.chain(self.wakes.iter().map(|w| w.at)).min()
+    }
+
+    fn fire(&mut self, now: Instant) {
+        self.wakes.retain(|w| {
+            let due = w.at <= now;
+            if due {
+                atomic_wait::wake_one(w.word);
+            }
+            !due
+        });
+        self.preempt.retain_mut(|p| {
+            if p.at > now {
+                return true;
+            }
+            // SAFETY: listed, so alive (see `Preempt::gil`).
+            let gil = unsafe { &*p.gil };
+            if !gil.raw.has_waiters() {
+                gil.armed.store(false, Relaxed);
+                // Pairs with the fence in `Clock::arm`: a thread that queued before our store
+                // either sees `armed` false and arms again, or we see it queued here.
+                fence(std::sync::atomic::Ordering::SeqCst);
+                if !gil.raw.has_waiters() {
+                    return false;
+                }
+                gil.armed.store(true, Relaxed);
+            }
+            let switches = gil.raw.switches();
+            let interval = gil.switch_interval();
+            if switches == p.switches {
+                // Somebody has waited a whole interval and nobody was handed the lock.
+                gil.raw.request_drop();
+                p.at = now + interval;
+            } else {
+                p.switches = switches;
+                let since = instant_at(gil.last_switch.load(Relaxed));
+                p.at = (since + interval).max(now + interval / 8);
+            }
+            true
+        });
+    }
+}

@@ -1,0 +1,221 @@
+//! Timed preemption and timed acquisition, under real threads.
+//!
+//! Nothing here asserts that something happens *fast*: a loaded machine may be slow. What is
+//! asserted either holds on any machine (progress, which only the clock can cause; a lower
+//! bound, since the clock never asks for a drop before a whole interval has passed) or has a
+//! margin of orders of magnitude.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gil_std::{AcquireError, Gil};
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
+
+/// Two threads that never release, only checkpoint, each until it has seen the other make
+/// progress `rounds` times. Only the clock's drop requests can move the lock between them.
+/// Returns the wall time taken and the drops honoured.
+fn alternate(gil: &Gil, rounds: u64) -> (Duration, u64) {
+    let progress = [AtomicU64::new(0), AtomicU64::new(0)];
+    let done = [AtomicBool::new(false), AtomicBool::new(false)];
+    let drops_before = gil.stats().forced_drops;
+    let start = Instant::now();
+    let give_up = deadline();
+    thread::scope(|s| {
+        for me in 0..2 {
+            let (progress, done) = (&progress, &done);
+            s.spawn(move || {
+                let mut g = gil.acquire();
+                let mut seen = progress[1 - me].load(SeqCst);
+                let mut changes = 0;
+                // Keep working (and checkpointing) until both have seen enough of each other.
+                while !(done[me].load(SeqCst) && done[1 - me].load(SeqCst)) {
+                    progress[me].fetch_add(1, SeqCst);
+                    g.checkpoint();
+                    let now = progress[1 - me].load(SeqCst);
+                    if now != seen {
+                        seen = now;
+                        changes += 1;
+                        if changes >= rounds {
+                            done[me].store(true, SeqCst);
+                        }
+                    }
+                    assert!(
+                        Instant::now() < give_up,
+                        "thread {me} starved: no preemption"
+                    );
+                }
+            });
+        }
+    });
+    (start.elapsed(), gil.stats().forced_drops - drops_before)
+}
+
+#[test]
+fn two_threads_that_never_release_both_progress() {
+    let gil = Gil::with_switch_interval(Duration::from_millis(1));
+    let (took, drops) = alternate(&gil, 5);
+    assert!(
+        drops >= 5,
+        "only drop requests can have moved the lock: {drops}"
+    );
+    eprintln!("1 ms interval: 5 alternations each in {took:?}, {drops} forced drops");
+}
+
+#[test]
+fn a_longer_interval_switches_less_often() {
+    // Lower bound, true on any machine: the clock asks for a drop only after the holder has
+    // held a whole interval, so 3 alternations each at 40 ms take at least 3 intervals.
+    let slow = Gil::with_switch_interval(Duration::from_millis(40));
+    let (took_slow, drops_slow) = alternate(&slow, 3);
+    assert!(took_slow >= Duration::from_millis(3 * 40), "{took_slow:?}");
+
+    // Over at least as much time, a 40x shorter interval switches more often.
+    let fast = Gil::with_switch_interval(Duration::from_millis(1));
+    let start = Instant::now();
+    let mut rounds = 3;
+    let mut drops_fast = 0;
+    while start.elapsed() < took_slow {
+        drops_fast += alternate(&fast, rounds).1;
+        rounds *= 2;
+    }
+    let elapsed = start.elapsed();
+    eprintln!(
+        "40 ms: {drops_slow} drops in {took_slow:?}; 1 ms: {drops_fast} drops in {elapsed:?}"
+    );
+    assert!(drops_fast > drops_slow, "{drops_fast} <= {drops_slow}");
+}
+
+#[test]
+fn a_new_interval_takes_effect_while_threads_run() {
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL); // an hour
+    let waiter_in = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        s.spawn(|| {
+            let _g = gil.acquire();
+            waiter_in.store(true, SeqCst);
+        });
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        // With an hour's interval the waiter would wait an hour; lowering it must reach the
+        // holder of the moment.
+        gil.set_switch_interval(Duration::from_millis(1)).unwrap();
+        let give_up = deadline();
+        while !waiter_in.load(SeqCst) {
+            g.checkpoint();
+            assert!(
+                Instant::now() < give_up,
+                "the new interval never took effect"
+            );
+        }
+    });
+}
+
+#[test]
+fn out_of_range_intervals_are_refused() {
+    let gil = Gil::new();
+    for bad in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_secs(3601),
+        Duration::MAX,
+    ] {
+        let err = gil.set_switch_interval(bad).unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+    }
+    assert_eq!(gil.switch_interval(), Gil::DEFAULT_SWITCH_INTERVAL);
+    assert!(gil.set_switch_interval(Gil::MIN_SWITCH_INTERVAL).is_ok());
+    assert!(gil.set_switch_interval(Gil::MAX_SWITCH_INTERVAL).is_ok());
+}
+
+#[test]
+#[should_panic(expected = "switch interval must be from 10 µs to one hour")]
+fn a_zero_interval_at_construction_panics() {
+    let _ = Gil::with_switch_interval(std::hint::black_box(Duration::ZERO));
+}
+
+#[test]
+fn try_acquire_for_gets_the_lock_when_it_is_released_in_time() {
+    let gil = Gil::new();
+    let held = gil.acquire();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| gil.try_acquire_for(Duration::from_secs(60)).map(drop));
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        drop(held);
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+    });
+}
+
+#[test]
+fn try_acquire_for_times_out_and_leaves_the_queue_clean() {
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    let held = gil.acquire();
+    thread::scope(|s| {
+        let r = s
+            .spawn(|| gil.try_acquire_for(Duration::from_millis(5)).map(drop))
+            .join();
+        assert_eq!(r.unwrap(), Err(AcquireError::Timeout));
+    });
+    assert!(!gil.has_waiters(), "the timed-out waiter left the queue");
+    drop(held);
+    assert!(gil.try_acquire().is_some());
+}
+
+#[test]
+fn try_acquire_for_reports_close() {
+    let gil = Gil::new();
+    let held = gil.acquire();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| gil.try_acquire_for(Duration::from_secs(60)).map(drop));
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        gil.close();
+        assert_eq!(waiter.join().unwrap(), Err(AcquireError::Closed));
+    });
+    drop(held);
+    assert_eq!(
+        gil.try_acquire_for(Duration::from_secs(1)).err(),
+        Some(AcquireError::Closed)
+    );
+}
+
+#[test]
+fn many_timed_waiters_some_time_out_none_is_lost() {
+    let gil = Gil::with_switch_interval(Duration::from_millis(1));
+    let got = AtomicU64::new(0);
+    let timed_out = AtomicU64::new(0);
+    thread::scope(|s| {
+        for i in 0..8u64 {
+            let (gil, got, timed_out) = (&gil, &got, &timed_out);
+            s.spawn(move || {
+                for j in 0..50u64 {
+                    let limit = Duration::from_micros(50 * ((i + j) % 5));
+                    match gil.try_acquire_for(limit) {
+                        Ok(mut g) => {
+                            got.fetch_add(1, SeqCst);
+                            g.checkpoint();
+                        }
+                        Err(AcquireError::Timeout) => {
+                            timed_out.fetch_add(1, SeqCst);
+                        }
+                        Err(AcquireError::Closed) => unreachable!(),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(got.load(SeqCst) + timed_out.load(SeqCst), 400);
+    assert!(!gil.has_waiters());
+    assert!(
+        gil.try_acquire().is_some(),
+        "no grant was lost to a timeout"
+    );
+}
