@@ -67,12 +67,14 @@ pub(crate) fn now_nanos() -> u64 {
     nanos_at(Instant::now())
 }
 
+/// Nanoseconds since [`epoch`], plus one: 0 is left free to mean "never".
 fn nanos_at(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
+    let since = at.saturating_duration_since(epoch()).as_nanos();
+    u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
 }
 
 fn instant_at(nanos: u64) -> Instant {
-    epoch() + Duration::from_nanos(nanos)
+    epoch() + Duration::from_nanos(nanos.saturating_sub(1))
 }
 
 /// The process's clock, started on first use.

@@ -57,6 +57,13 @@ pub(crate) struct Counters {
     pub(crate) forced_drops: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
+    /// Whether holds are timed; see [`Gil::set_hold_timing`].
+    pub(crate) timing: AtomicBool,
+    /// When timing was last switched on: a hold that began earlier is not counted.
+    pub(crate) timing_since: AtomicU64,
+    /// When the current hold began (timing on). Written and read by the holder only.
+    pub(crate) held_since: AtomicU64,
+    pub(crate) hold_nanos: AtomicU64,
 }
 
 /// What a [`Gil`] has done so far; see [`Gil::stats`].
@@ -71,6 +78,10 @@ pub struct Stats {
     pub contended: u64,
     /// Total time those acquisitions waited.
     pub wait_time: Duration,
+    /// Total time the lock was held, counted only while [`Gil::set_hold_timing`] is on (zero
+    /// otherwise): timing a hold reads the clock twice, which the uncontended path must not
+    /// pay for by default.
+    pub hold_time: Duration,
 }
 
 /// Why the lock was not taken.
@@ -153,6 +164,10 @@ impl Gil {
                 forced_drops: AtomicU64::new(0),
                 contended: AtomicU64::new(0),
                 wait_nanos: AtomicU64::new(0),
+                timing: AtomicBool::new(false),
+                timing_since: AtomicU64::new(0),
+                held_since: AtomicU64::new(0),
+                hold_nanos: AtomicU64::new(0),
             },
             interval_nanos: AtomicU64::new(nanos),
             armed: AtomicBool::new(false),
@@ -450,13 +465,63 @@ impl Gil {
             forced_drops: c.forced_drops.load(Relaxed),
             contended: c.contended.load(Relaxed),
             wait_time: Duration::from_nanos(c.wait_nanos.load(Relaxed)),
+            hold_time: Duration::from_nanos(c.hold_nanos.load(Relaxed)),
+        }
+    }
+
+    /// Switches timing of holds on or off, for [`Stats::hold_time`]. Off by default: with it
+    /// on, every acquire and release reads the clock. A hold already under way when timing is
+    /// switched on is not counted.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// gil.set_hold_timing(true);
+    /// let g = gil.acquire();
+    /// std::thread::sleep(std::time::Duration::from_millis(2));
+    /// drop(g);
+    /// assert!(gil.stats().hold_time >= std::time::Duration::from_millis(2));
+    /// ```
+    pub fn set_hold_timing(&self, on: bool) {
+        if on {
+            self.counters.timing_since.store(now_nanos(), Relaxed);
+        }
+        self.counters.timing.store(on, Relaxed);
+    }
+
+    /// The calling thread has just taken the lock.
+    #[inline]
+    pub(crate) fn begin_hold(&self) {
+        self.owner.set_current();
+        if self.counters.timing.load(Relaxed) {
+            self.counters.held_since.store(now_nanos(), Relaxed);
+        }
+    }
+
+    /// The calling thread is about to let the lock go.
+    #[inline]
+    pub(crate) fn end_hold(&self) {
+        if self.counters.timing.load(Relaxed) {
+            self.count_hold();
+        }
+        self.owner.clear();
+    }
+
+    #[cold]
+    fn count_hold(&self) {
+        let c = &self.counters;
+        let since = c.held_since.load(Relaxed);
+        if since >= c.timing_since.load(Relaxed) {
+            c.hold_nanos
+                .fetch_add(now_nanos().saturating_sub(since), Relaxed);
         }
     }
 
     /// Marks the calling thread as the owner and makes its guard. Call right after taking.
     #[inline]
     pub(crate) fn owned(&self) -> GilGuard<'_> {
-        self.owner.set_current();
+        self.begin_hold();
         GilGuard::new(self)
     }
 

@@ -110,7 +110,7 @@ impl<'a> GilGuard<'a> {
     /// assert!(gil.is_held_by_current_thread());
     /// ```
     pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
-        self.gil.owner.clear();
+        self.gil.end_hold();
         // SAFETY: the guard proves this thread holds the lock; `Unlocked::drop` takes it back
         // before the guard can be used again (it borrows the guard mutably until then).
         unsafe { self.gil.raw.unlock() };
@@ -121,7 +121,7 @@ impl<'a> GilGuard<'a> {
 impl Drop for GilGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.gil.owner.clear();
+        self.gil.end_hold();
         // SAFETY: the guard proves this thread holds the lock, and this is its last use.
         unsafe { self.gil.raw.unlock() };
     }
@@ -258,17 +258,17 @@ impl Gil {
             return false;
         }
         let node = pin!(Node::returning());
-        self.owner.clear();
+        self.end_hold();
         // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
         // waited for below before the frame ends.
         if !unsafe { self.raw.requeue(node.as_ref()) } {
-            self.owner.set_current();
+            self.begin_hold();
             return false;
         }
         // SAFETY: queued by `requeue` just above. A returning node is never closed or timed out.
         let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now()) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");
-        self.owner.set_current();
+        self.begin_hold();
         true
     }
 
@@ -279,6 +279,6 @@ impl Gil {
             let back = self.wait_for_grant(Node::returning(), None);
             debug_assert!(back.is_ok(), "returning waiters are never closed");
         }
-        self.owner.set_current();
+        self.begin_hold();
     }
 }

@@ -8,6 +8,7 @@
 //!   [`yield_now`](GilGuard::yield_now), [`allow_threads`](GilGuard::allow_threads),
 //!   [`unlocked`](GilGuard::unlocked).
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach.
+//! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
 //!
 //! Built on [`gil_core`]'s `RawGil`; `docs/design.md` in the repository gives the protocol.
@@ -40,10 +41,12 @@ mod cell;
 mod clock;
 mod gil;
 mod guard;
+mod mutex;
 mod owner;
 mod park;
 
 pub use cell::GilCell;
 pub use gil::{AcquireError, Gil, Stats, SwitchIntervalError};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
+pub use mutex::GilMutex;
 pub use park::FutexPark;

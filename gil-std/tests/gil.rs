@@ -232,3 +232,31 @@ fn independent_gils_do_not_interfere() {
     assert!(!A.is_held_by_current_thread() && B.is_held_by_current_thread());
     drop(b);
 }
+
+#[test]
+fn the_lock_api_wrapper_works_across_threads() {
+    let m = gil_std::GilMutex::new(0u64);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for i in 0..1_000 {
+                    let mut g = m.lock();
+                    *g += 1;
+                    if i % 10 == 0 {
+                        lock_api::MutexGuard::bump(&mut g); // a fair yield
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(*m.lock(), 4_000);
+    let held = m.lock();
+    thread::scope(|s| {
+        let r = s
+            .spawn(|| m.try_lock_for(Duration::from_millis(5)).is_none())
+            .join();
+        assert!(r.unwrap(), "timed lock gives up while held");
+    });
+    drop(held);
+    assert!(m.try_lock().is_some());
+}
