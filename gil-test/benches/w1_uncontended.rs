@@ -26,6 +26,11 @@ fn acquire_release(c: &mut Criterion) {
         })
     });
 
+    let safe = gil_std::Gil::new();
+    group.bench_function("gil-std Gil", |b| {
+        b.iter(|| drop(black_box(&safe).acquire()))
+    });
+
     let pl = <parking_lot::RawMutex as lock_api::RawMutex>::INIT;
     group.bench_function("parking_lot RawMutex", |b| {
         b.iter(|| {
@@ -51,6 +56,8 @@ fn acquire_release(c: &mut Criterion) {
 
 /// A check is about one cycle: with one per iteration, where the loop lands in the binary
 /// decides the figure. Eight per iteration make the checks what is measured (figures are per 8).
+/// No `black_box` on the lock, as in a real hot loop: an atomic load is never hoisted, so each
+/// check stays a load and a branch.
 macro_rules! eight {
     ($body:block) => {{
         $body $body $body $body $body $body $body $body
@@ -66,12 +73,23 @@ fn checkpoint(c: &mut Criterion) {
         b.iter(|| {
             eight!({
                 // SAFETY: this thread holds the lock for the whole benchmark.
-                unsafe { black_box(&gil).checkpoint() };
+                unsafe { gil.checkpoint() };
             })
         })
     });
     // SAFETY: locked above on this thread.
     unsafe { gil.unlock() };
+
+    let safe = gil_std::Gil::new();
+    let mut safe_guard = safe.acquire();
+    group.bench_function("gil-std checkpoint x8", |b| {
+        b.iter(|| {
+            eight!({
+                safe_guard.checkpoint();
+            })
+        })
+    });
+    drop(safe_guard);
 
     let pl = <parking_lot::RawMutex as lock_api::RawMutex>::INIT;
     let mut guard = pl.lock();
@@ -79,7 +97,7 @@ fn checkpoint(c: &mut Criterion) {
         b.iter(|| {
             eight!({
                 // SAFETY: this thread holds the lock; `guard` is its state.
-                unsafe { black_box(&pl).bump(&mut guard) };
+                unsafe { pl.bump(&mut guard) };
             })
         })
     });

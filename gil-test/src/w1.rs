@@ -58,6 +58,7 @@ fn measure(mut benches: Vec<Bench>, ops: u64, rounds: usize) -> Vec<Figure> {
 
 fn acquire_release_benches() -> Vec<Bench> {
     let gil: &'static RawGil = Box::leak(Box::new(RawGil::new()));
+    let safe: &'static gil_std::Gil = Box::leak(Box::default());
     let pl: &'static parking_lot::RawMutex = Box::leak(Box::new(parking_lot::RawMutex::INIT));
     let std_mutex: &'static std::sync::Mutex<()> = Box::leak(Box::default());
     let ticket: &'static spin::mutex::TicketMutex<()> = Box::leak(Box::default());
@@ -70,6 +71,14 @@ fn acquire_release_benches() -> Vec<Bench> {
                     gil.lock().unwrap();
                     // SAFETY: locked just above on this thread.
                     unsafe { gil.unlock() };
+                }
+            }),
+        ),
+        (
+            "gil-std Gil (safe API)",
+            Box::new(move |n| {
+                for _ in 0..n {
+                    drop(black_box(safe).acquire());
                 }
             }),
         ),
@@ -103,6 +112,10 @@ fn acquire_release_benches() -> Vec<Bench> {
     ]
 }
 
+/// The checks are written as in a real hot loop, without `black_box` on the lock: an atomic
+/// load is never hoisted out of a loop, so each check is a real load and branch (the machine
+/// code shows eight of each per round).
+///
 /// Checks per loop round. A check is about a cycle, so with one per round the loop's placement
 /// in the binary decides the figure (whichever loop came first ran 2x slower, whatever it
 /// checked); eight per round make the checks themselves what is measured.
@@ -117,6 +130,8 @@ macro_rules! unroll {
 fn checkpoint_benches() -> Vec<Bench> {
     let gil: &'static RawGil = Box::leak(Box::new(RawGil::new()));
     gil.lock().unwrap(); // held for the life of the process: only this thread checks in
+    let safe: &'static gil_std::Gil = Box::leak(Box::default());
+    let mut guard_std = safe.acquire(); // likewise
     let pl: &'static parking_lot::RawMutex = Box::leak(Box::new(parking_lot::RawMutex::INIT));
     let mut guard = pl.lock(); // likewise
     vec![
@@ -126,7 +141,17 @@ fn checkpoint_benches() -> Vec<Bench> {
                 for _ in 0..n / UNROLL {
                     unroll!({
                         // SAFETY: this thread took the lock above and never releases it.
-                        unsafe { black_box(gil).checkpoint() };
+                        unsafe { gil.checkpoint() };
+                    });
+                }
+            }),
+        ),
+        (
+            "gil-std checkpoint",
+            Box::new(move |n| {
+                for _ in 0..n / UNROLL {
+                    unroll!({
+                        guard_std.checkpoint();
                     });
                 }
             }),
@@ -137,7 +162,7 @@ fn checkpoint_benches() -> Vec<Bench> {
                 for _ in 0..n / UNROLL {
                     unroll!({
                         // SAFETY: this thread holds the lock; `guard` is its state.
-                        unsafe { black_box(pl).bump(&mut guard) };
+                        unsafe { pl.bump(&mut guard) };
                     });
                 }
             }),
