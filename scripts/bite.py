@@ -23,9 +23,13 @@ LOOM_ENV = {
 }
 
 
-def loom(model):
-    return ["cargo", "test", "-q", "-p", "gil-core", "--test", "loom", "--profile", "loom",
+def loom(model, package="gil-core"):
+    return ["cargo", "test", "-q", "-p", package, "--test", "loom", "--profile", "loom",
             "--", "--exact", model]
+
+
+def loom_std(model):
+    return loom(model, "gil-std")
 
 
 # (name, the bug in words, file, original text, broken text, command that must fail)
@@ -81,6 +85,32 @@ MUTATIONS = [
      "                .with_mut(|q| unsafe { (*q).find(|w| !w.is_returning()) });",
      "            let fresh: Option<*const Waiter<P>> = None;",
      loom("close_while_waiting")),
+    # gil-std
+    ("region-skips-take-back",
+     "leaving a blocking region does not wait for the lock when another thread holds it",
+     "gil-std/src/guard.rs",
+     "            let back = self.wait_for_grant(Node::returning(), None);\n"
+     "            debug_assert!(back.is_ok(), \"returning waiters are never closed\");",
+     "",
+     loom_std("blocking_region_round_trip")),
+    ("nested-ensure-releases",
+     "a nested ensure guard is a full guard, so dropping it releases the outer holder's lock",
+     "gil-std/src/gil.rs",
+     "            EnsureGuard::nested(self)",
+     "            EnsureGuard::acquired(GilGuard::new(self))",
+     loom_std("ensure_nesting")),
+    ("timeout-drops-grant",
+     "a timed acquire that finds itself granted on cancelling reports a timeout",
+     "gil-std/src/gil.rs",
+     "                    Cancel::Granted => Ok(()),",
+     "                    Cancel::Granted => Err(AcquireError::Timeout),",
+     loom_std("timeout_vs_grant")),
+    ("region-return-is-fresh",
+     "leaving a blocking region queues as a fresh acquirer, which close turns away",
+     "gil-std/src/guard.rs",
+     "            let back = self.wait_for_grant(Node::returning(), None);",
+     "            let back = self.wait_for_grant(Node::new(), None);",
+     loom_std("close_while_waiting")),
 ]
 
 

@@ -51,6 +51,7 @@ impl SpinWait {
 
 /// One relax step of a spinning waiter: `R`'s, or a loom yield under loom.
 #[inline]
+#[cfg_attr(loom, allow(clippy::extra_unused_type_parameters))]
 pub(crate) fn relax<R: spin::relax::RelaxStrategy>() {
     #[cfg(not(loom))]
     R::relax();
@@ -82,14 +83,18 @@ pub(crate) use loom::cell::UnsafeCell;
 
 /// Defines a function as `const fn`, except under loom, whose atomics and cells cannot be built
 /// in a const context. Keeps `static GIL: RawGil = RawGil::new();` working in ordinary builds.
+/// Exported (hidden) for gil-std, whose constructors wrap `RawGil::new`; the `cfg` is evaluated
+/// in the crate that expands it.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! const_fn_unless_loom {
-    ($(#[$attr:meta])* $vis:vis fn $name:ident() -> $ret:ty $body:block) => {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
         #[cfg(not(loom))]
         $(#[$attr])*
-        $vis const fn $name() -> $ret $body
+        $vis const fn $name($($arg: $ty),*) -> $ret $body
 
         #[cfg(loom)]
         $(#[$attr])*
-        $vis fn $name() -> $ret $body
+        $vis fn $name($($arg: $ty),*) -> $ret $body
     };
 }

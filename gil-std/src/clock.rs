@@ -18,9 +18,11 @@
 //!   word's address, which may dangle (`atomic_wait::wake_one` allows it), so nothing here
 //!   depends on the waiter still being there.
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed, fence};
+use std::sync::atomic::{Ordering::Relaxed, fence};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use gil_core::AtomicU32;
 
 use crate::gil::Gil;
 
@@ -184,7 +186,8 @@ impl Timers {
         self.wakes.retain(|w| {
             let due = w.at <= now;
             if due {
-                atomic_wait::wake_one(w.word);
+                // `gil_core::AtomicU32` is `core`'s outside loom (and the clock is off under loom).
+                atomic_wait::wake_one(w.word.cast());
             }
             !due
         });

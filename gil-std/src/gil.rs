@@ -10,10 +10,10 @@ use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitSta
 use crate::clock::{clock, now_nanos};
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::owner::Owner;
-use crate::park::FutexPark;
+use crate::sync::{CLOCK, Parking};
 
-pub(crate) type Raw = RawGil<FutexPark>;
-pub(crate) type Node = Waiter<FutexPark>;
+pub(crate) type Raw = RawGil<Parking>;
+pub(crate) type Node = Waiter<Parking>;
 
 /// A global interpreter lock: one thread inside at a time, handed on in FIFO order.
 ///
@@ -131,47 +131,52 @@ impl Gil {
     /// The longest switch interval accepted: one hour.
     pub const MAX_SWITCH_INTERVAL: Duration = Duration::from_secs(3600);
 
-    /// A new, open, unlocked lock with the default switch interval (5 ms). `const`, so it can
-    /// be a `static`; many independent locks can coexist (one per interpreter).
-    pub const fn new() -> Self {
-        Self::with_switch_interval(Self::DEFAULT_SWITCH_INTERVAL)
+    gil_core::const_fn_unless_loom! {
+        /// A new, open, unlocked lock with the default switch interval (5 ms). `const`, so it
+        /// can be a `static`; many independent locks can coexist (one per interpreter).
+        /// (Under `--cfg loom` it is not `const`: loom's atomics are not.)
+        pub fn new() -> Self {
+            Self::with_switch_interval(Self::DEFAULT_SWITCH_INTERVAL)
+        }
     }
 
-    /// A new lock whose holder is asked to hand over once another thread has waited `interval`
-    /// with nobody switching in.
-    ///
-    /// # Panics
-    ///
-    /// If `interval` is outside [`MIN_SWITCH_INTERVAL`](Gil::MIN_SWITCH_INTERVAL) ..=
-    /// [`MAX_SWITCH_INTERVAL`](Gil::MAX_SWITCH_INTERVAL) — at compile time in a `static`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use gil_std::Gil;
-    ///
-    /// static FAST: Gil = Gil::with_switch_interval(Duration::from_micros(500));
-    /// assert_eq!(FAST.switch_interval(), Duration::from_micros(500));
-    /// ```
-    pub const fn with_switch_interval(interval: Duration) -> Self {
-        let nanos = match Self::checked_interval(interval) {
-            Ok(nanos) => nanos,
-            Err(_) => panic!("gil: a switch interval must be from 10 µs to one hour"),
-        };
-        Self {
-            raw: RawGil::new(),
-            owner: Owner::new(),
-            counters: Counters {
-                forced_drops: AtomicU64::new(0),
-                contended: AtomicU64::new(0),
-                wait_nanos: AtomicU64::new(0),
-                timing: AtomicBool::new(false),
-                timing_since: AtomicU64::new(0),
-                held_since: AtomicU64::new(0),
-                hold_nanos: AtomicU64::new(0),
-            },
-            interval_nanos: AtomicU64::new(nanos),
-            armed: AtomicBool::new(false),
-            last_switch: AtomicU64::new(0),
+    gil_core::const_fn_unless_loom! {
+        /// A new lock whose holder is asked to hand over once another thread has waited `interval`
+        /// with nobody switching in.
+        ///
+        /// # Panics
+        ///
+        /// If `interval` is outside [`MIN_SWITCH_INTERVAL`](Gil::MIN_SWITCH_INTERVAL) ..=
+        /// [`MAX_SWITCH_INTERVAL`](Gil::MAX_SWITCH_INTERVAL) — at compile time in a `static`.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use gil_std::Gil;
+        ///
+        /// static FAST: Gil = Gil::with_switch_interval(Duration::from_micros(500));
+        /// assert_eq!(FAST.switch_interval(), Duration::from_micros(500));
+        /// ```
+        pub fn with_switch_interval(interval: Duration) -> Self {
+            let nanos = match Self::checked_interval(interval) {
+                Ok(nanos) => nanos,
+                Err(_) => panic!("gil: a switch interval must be from 10 µs to one hour"),
+            };
+            Self {
+                raw: RawGil::new(),
+                owner: Owner::new(),
+                counters: Counters {
+                    forced_drops: AtomicU64::new(0),
+                    contended: AtomicU64::new(0),
+                    wait_nanos: AtomicU64::new(0),
+                    timing: AtomicBool::new(false),
+                    timing_since: AtomicU64::new(0),
+                    held_since: AtomicU64::new(0),
+                    hold_nanos: AtomicU64::new(0),
+                },
+                interval_nanos: AtomicU64::new(nanos),
+                armed: AtomicBool::new(false),
+                last_switch: AtomicU64::new(0),
+            }
         }
     }
 
@@ -213,7 +218,7 @@ impl Gil {
     pub fn set_switch_interval(&self, interval: Duration) -> Result<(), SwitchIntervalError> {
         let nanos = Self::checked_interval(interval)?;
         self.interval_nanos.store(nanos, Relaxed);
-        if self.armed.load(Relaxed) {
+        if CLOCK && self.armed.load(Relaxed) {
             clock().reschedule(self);
         }
         Ok(())
@@ -329,8 +334,12 @@ impl Gil {
         deadline: Option<Instant>,
         start: Instant,
     ) -> Result<(), AcquireError> {
-        clock().arm(self);
-        let ticket = deadline.map(|at| clock().wake_at(at, node.word()));
+        if CLOCK {
+            clock().arm(self);
+        }
+        let ticket = deadline
+            .filter(|_| CLOCK)
+            .map(|at| clock().wake_at(at, node.word()));
         let outcome = loop {
             match node.state() {
                 WaitState::Granted => break Ok(()),
@@ -347,7 +356,7 @@ impl Gil {
                 };
             }
             // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
-            crate::park::FutexPark::park(node.parker(), node.word(), Node::PARKED);
+            Parking::park(node.parker(), node.word(), Node::PARKED);
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);

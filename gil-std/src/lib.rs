@@ -41,12 +41,19 @@ mod cell;
 mod clock;
 mod gil;
 mod guard;
+#[cfg(not(loom))]
 mod mutex;
 mod owner;
+#[cfg(not(loom))]
 mod park;
+mod sync;
 
 pub use cell::GilCell;
 pub use gil::{AcquireError, Gil, Stats, SwitchIntervalError};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
+#[cfg(not(loom))]
 pub use mutex::GilMutex;
+#[cfg(not(loom))]
 pub use park::FutexPark;
+#[cfg(loom)]
+pub use sync::LoomPark;

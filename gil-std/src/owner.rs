@@ -3,13 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// A token for the calling thread: the address of a thread-local, unique among live threads
-/// and never 0.
-#[inline]
-pub(crate) fn current_thread() -> usize {
-    thread_local!(static TOKEN: u8 = const { 0 });
-    TOKEN.with(|t| core::ptr::from_ref(t) as usize)
-}
+use crate::sync::thread_token as current_thread;
 
 /// The owning thread's token, or 0.
 ///

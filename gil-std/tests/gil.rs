@@ -1,5 +1,6 @@
 //! The safe API under real threads. Every wait here waits for a condition, with a generous
 //! deadline that fails the test instead of hanging it; none depends on how fast the machine is.
+#![cfg(not(loom))]
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};

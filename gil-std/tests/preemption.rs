@@ -4,6 +4,7 @@
 //! asserted either holds on any machine (progress, which only the clock can cause; a lower
 //! bound, since the clock never asks for a drop before a whole interval has passed) or has a
 //! margin of orders of magnitude.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread;

@@ -1,0 +1,57 @@
+//! The one place gil-std chooses between the real thing and loom (besides the module list in
+//! `lib.rs`, which leaves out the futex and `lock_api` modules under loom).
+//!
+//! Under `--cfg loom`: waiters park with loom's park/unpark instead of a futex; the owner token
+//! is a loom thread-local (loom runs every model thread on one OS thread); and the clock thread
+//! is off, since only loom's threads may touch loom's atomics. Timed preemption is therefore
+//! not modelled; timeouts are, with deadlines that have already passed.
+
+#[cfg(loom)]
+use gil_core::{AtomicU32, Park};
+
+/// How waiters sleep.
+#[cfg(not(loom))]
+pub(crate) type Parking = crate::park::FutexPark;
+/// How waiters sleep: loom's park/unpark, which loom checks for lost wake-ups.
+#[cfg(loom)]
+pub(crate) type Parking = LoomPark;
+
+/// Whether the clock thread (timed preemption, timeout wake-ups) runs.
+pub(crate) const CLOCK: bool = !cfg!(loom);
+
+/// A token for the calling thread: the address of a thread-local, unique among live threads
+/// and never 0.
+#[inline]
+pub(crate) fn thread_token() -> usize {
+    #[cfg(not(loom))]
+    std::thread_local!(static TOKEN: u8 = const { 0 });
+    #[cfg(loom)]
+    loom::thread_local!(static TOKEN: u8 = 0);
+    TOKEN.with(|t| core::ptr::from_ref(t) as usize)
+}
+
+/// Parking for loom models.
+#[cfg(loom)]
+#[derive(Debug)]
+pub struct LoomPark;
+
+#[cfg(loom)]
+impl Park for LoomPark {
+    type Parker = loom::thread::Thread;
+    type Unparker = loom::thread::Thread;
+
+    fn parker() -> loom::thread::Thread {
+        loom::thread::current()
+    }
+    fn unparker(parker: &loom::thread::Thread, _: &AtomicU32) -> loom::thread::Thread {
+        parker.clone()
+    }
+    fn park(_: &loom::thread::Thread, word: &AtomicU32, parked: u32) {
+        if word.load(core::sync::atomic::Ordering::Acquire) == parked {
+            loom::thread::park();
+        }
+    }
+    fn unpark(unparker: loom::thread::Thread) {
+        unparker.unpark();
+    }
+}
