@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Today it runs W1 (uncontended costs). W2–W5 (handoff, convoy, fairness, textbook demos) and
-//! the timeline picture need gil-std's timed preemption and blocking regions, and land with them.
+//! the timeline picture are not written yet.
 
 use gil_test::w1::{self, Figure};
 
