@@ -460,13 +460,33 @@ impl Gil {
     }
 
     /// Asks the holder to hand the lock to the longest waiter at its next checkpoint.
-    /// Callable from any thread, with or without the lock.
+    /// Callable from any thread, with or without the lock. The clock does this on its own once
+    /// somebody has waited a switch interval; call it to ask sooner.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// let mut guard = gil.acquire();
+    /// gil.request_drop();
+    /// guard.checkpoint(); // nobody waits: cleared, and the holder keeps the lock
+    /// assert!(gil.is_held_by_current_thread());
+    /// ```
     pub fn request_drop(&self) {
         self.raw.request_drop();
     }
 
     /// What the lock has done so far. The counters are gathered on the slow paths only, so
-    /// reading them costs the hot paths nothing.
+    /// the hot paths pay nothing for them.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// drop(gil.acquire()); // uncontended: nothing to count
+    /// let stats = gil.stats();
+    /// assert_eq!((stats.switches, stats.forced_drops, stats.contended), (0, 0, 0));
+    /// ```
     pub fn stats(&self) -> Stats {
         let c = &self.counters;
         Stats {

@@ -45,6 +45,16 @@ impl<'a> GilGuard<'a> {
     /// Call this often from the hot loop. With nothing pending it is one relaxed load and a
     /// branch. When another thread asked for the lock, it hands the lock to the longest waiter
     /// and returns once this thread has it back, after everyone who was waiting.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// let mut guard = gil.acquire();
+    /// gil.request_drop(); // nobody waits: the request is cleared, the holder goes on
+    /// guard.checkpoint();
+    /// assert_eq!(gil.stats().forced_drops, 0);
+    /// ```
     #[inline]
     pub fn checkpoint(&mut self) {
         if self.gil.raw.breaker().pending() != 0 {
@@ -54,6 +64,27 @@ impl<'a> GilGuard<'a> {
 
     /// Hands the lock to the longest waiter if anyone waits, and waits to get it back behind
     /// everyone who was waiting. Returns whether it handed over.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// let other_ran = AtomicBool::new(false);
+    /// let mut guard = gil.acquire();
+    /// assert!(!guard.yield_now(), "nobody waits");
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let _g = gil.acquire();
+    ///         other_ran.store(true, Ordering::Relaxed);
+    ///     });
+    ///     while !gil.has_waiters() {
+    ///         std::thread::yield_now();
+    ///     }
+    ///     assert!(guard.yield_now());
+    ///     assert!(other_ran.load(Ordering::Relaxed), "it ran before we got the lock back");
+    /// });
+    /// ```
     pub fn yield_now(&mut self) -> bool {
         self.gil.hand_off()
     }
@@ -159,6 +190,27 @@ impl fmt::Debug for Unlocked<'_, '_> {
 /// Only an acquiring one can open a blocking region, through
 /// [`guard_mut`](EnsureGuard::guard_mut): a frame further up may still be using data it
 /// borrowed under the lock, and it must not run concurrently with another holder.
+///
+/// ```
+/// use gil_std::Gil;
+///
+/// static GIL: Gil = Gil::new();
+///
+/// fn callback() -> u32 {
+///     let mut g = GIL.ensure();
+///     g.checkpoint();
+///     match g.guard_mut() {
+///         // We took the lock ourselves: blocking work may release it.
+///         Some(guard) => guard.allow_threads(|| 1),
+///         // A caller up the stack holds it: keep it.
+///         None => 2,
+///     }
+/// }
+///
+/// assert_eq!(callback(), 1);
+/// let _outer = GIL.acquire();
+/// assert_eq!(callback(), 2);
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct EnsureGuard<'a> {
     gil: &'a Gil,
@@ -216,7 +268,25 @@ impl fmt::Debug for EnsureGuard<'_> {
     }
 }
 
-/// Guards that prove the calling thread holds a particular [`Gil`]. Sealed.
+/// Guards that prove the calling thread holds a particular [`Gil`]: what
+/// [`GilCell::get`](crate::GilCell::get) takes. Sealed.
+///
+/// ```
+/// use std::cell::Cell;
+/// use gil_std::{Gil, GilCell, Holds};
+///
+/// static GIL: Gil = Gil::new();
+/// static HITS: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+///
+/// fn hit(proof: &impl Holds) {
+///     let hits = HITS.get(proof);
+///     hits.set(hits.get() + 1);
+/// }
+///
+/// hit(&GIL.acquire());
+/// hit(&GIL.ensure());
+/// assert_eq!(HITS.get(&GIL.acquire()).get(), 2);
+/// ```
 pub trait Holds: sealed::Sealed {
     /// The lock held.
     fn held(&self) -> &Gil;
