@@ -32,6 +32,11 @@ def loom_std(model):
     return loom(model, "gil-std")
 
 
+def plain(package, test, name):
+    """An ordinary test (no loom): run without the loom flags."""
+    return ["plain", "cargo", "test", "-q", "-p", package, "--test", test, "--", "--exact", name]
+
+
 # (name, the bug in words, file, original text, broken text, command that must fail)
 MUTATIONS = [
     ("enqueue-ignores-owner",
@@ -111,6 +116,12 @@ MUTATIONS = [
      "            let back = self.wait_for_grant(Node::returning(), None);",
      "            let back = self.wait_for_grant(Node::new(), None);",
      loom_std("close_while_waiting")),
+    ("clock-keeps-dropped-lock",
+     "the last waiter out does not unlist the lock from the clock, which may outlive it",
+     "gil-std/src/gil.rs",
+     "        if CLOCK {\n            clock().leave(self);\n        }",
+     "",
+     plain("gil-std", "preemption", "contended_locks_can_be_dropped_right_away")),
 ]
 
 
@@ -123,7 +134,10 @@ def run(name, bug, path, original, broken, cmd):
     file.write_text(text.replace(original, broken))
     start = time.monotonic()
     try:
-        env = dict(os.environ, **LOOM_ENV)
+        if cmd[0] == "plain":
+            cmd, env = cmd[1:], dict(os.environ)
+        else:
+            env = dict(os.environ, **LOOM_ENV)
         out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     finally:
         file.write_text(text)

@@ -39,7 +39,9 @@ struct Timers {
 
 /// A `Gil` with waiters, and when to look at it next.
 struct Preempt {
-    /// Alive while listed: `Gil::drop` removes it under the timers' mutex.
+    /// Borrowed by some thread for as long as it is listed: the lock is listed only while
+    /// threads wait on it, and the last thread to leave the queue unlists it (`Clock::leave`)
+    /// before its own borrow ends. So the clock never looks at a lock that could be dropped.
     gil: *const Gil,
     at: Instant,
     /// `switches()` when last looked at.
@@ -53,9 +55,9 @@ struct Wake {
     word: *const AtomicU32,
 }
 
-// SAFETY: the raw pointers are only used by the clock thread under the mutex: `gil` is
-// dereferenced while `Gil::drop` cannot run (it needs the mutex to unlist itself), and `word`
-// is never dereferenced.
+// SAFETY: the raw pointers are only used under the mutex: `gil` is dereferenced only while
+// listed, and a listed lock is borrowed by a waiter or by the thread about to unlist it (see
+// `Preempt::gil`); `word` is never dereferenced.
 unsafe impl Send for Timers {}
 
 /// The instant all `Gil` timestamps count from.
@@ -154,9 +156,19 @@ impl Clock {
         }
     }
 
-    /// Takes `gil` off the clock; called when it is dropped.
-    pub(crate) fn forget(&self, gil: &Gil) {
-        self.lock().preempt.retain(|p| !std::ptr::eq(p.gil, gil));
+    /// Called by a thread that has just left `gil`'s queue (granted, timed out or closed),
+    /// while it still borrows `gil`: unlists the lock if nobody waits any more, so the clock
+    /// never holds a lock that nobody borrows.
+    pub(crate) fn leave(&self, gil: &Gil) {
+        if !gil.armed.load(Relaxed) || gil.raw.has_waiters() {
+            return; // a hint: whoever leaves last will see an empty queue
+        }
+        let mut timers = self.lock();
+        if let Some(i) = timers.preempt.iter().position(|p| std::ptr::eq(p.gil, gil)) {
+            if disarm_if_idle(gil) {
+                timers.preempt.swap_remove(i);
+            }
+        }
     }
 
     /// Wakes the futex `word` at `at`. Returns a ticket for [`cancel_wake`](Clock::cancel_wake).
@@ -174,6 +186,23 @@ impl Clock {
     pub(crate) fn cancel_wake(&self, id: u64) {
         self.lock().wakes.retain(|w| w.id != id);
     }
+}
+
+/// With the timers' mutex held: if nobody waits on `gil`, marks it unarmed and returns `true`
+/// (the caller unlists it). A thread queueing at the same moment either sees `armed` false and
+/// arms again, or is seen here.
+fn disarm_if_idle(gil: &Gil) -> bool {
+    if gil.raw.has_waiters() {
+        return false;
+    }
+    gil.armed.store(false, Relaxed);
+    // Pairs with the fence in `Clock::arm` (store-buffering: at least one side sees the other).
+    fence(std::sync::atomic::Ordering::SeqCst);
+    if gil.raw.has_waiters() {
+        gil.armed.store(true, Relaxed);
+        return false;
+    }
+    true
 }
 
 impl Timers {
@@ -195,17 +224,10 @@ impl Timers {
             if p.at > now {
                 return true;
             }
-            // SAFETY: listed, so alive (see `Preempt::gil`).
+            // SAFETY: listed, so borrowed by some thread (see `Preempt::gil`).
             let gil = unsafe { &*p.gil };
-            if !gil.raw.has_waiters() {
-                gil.armed.store(false, Relaxed);
-                // Pairs with the fence in `Clock::arm`: a thread that queued before our store
-                // either sees `armed` false and arms again, or we see it queued here.
-                fence(std::sync::atomic::Ordering::SeqCst);
-                if !gil.raw.has_waiters() {
-                    return false;
-                }
-                gil.armed.store(true, Relaxed);
+            if disarm_if_idle(gil) {
+                return false;
             }
             let switches = gil.raw.switches();
             let interval = gil.switch_interval();

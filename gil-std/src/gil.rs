@@ -361,6 +361,9 @@ impl Gil {
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
         }
+        if CLOCK {
+            clock().leave(self);
+        }
         self.count_wait(start);
         if outcome.is_ok() {
             // This thread was handed the lock: a switch. A drop request still pending was meant
@@ -578,10 +581,11 @@ fn closed_panic() -> ! {
 
 impl Drop for Gil {
     fn drop(&mut self) {
-        // The clock may still list this lock (it unlists a lock only when it next looks).
-        if *self.armed.get_mut() {
-            clock().forget(self);
-        }
+        // The last thread to leave the queue unlisted the lock while it still borrowed it.
+        debug_assert!(
+            !*self.armed.get_mut(),
+            "gil: a Gil was dropped while the clock listed it"
+        );
     }
 }
 

@@ -220,3 +220,28 @@ fn many_timed_waiters_some_time_out_none_is_lost() {
         "no grant was lost to a timeout"
     );
 }
+
+#[test]
+fn contended_locks_can_be_dropped_right_away() {
+    // Each lock gets a queued waiter (so the clock lists it) and is dropped as soon as its
+    // threads are done. With an hour's interval the clock never looks at it meanwhile, so only
+    // the last thread out of the queue can have unlisted it; a debug assertion in `Drop` checks.
+    for round in 0..50u64 {
+        let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+        let held = gil.acquire();
+        thread::scope(|s| {
+            let timed = s.spawn(|| {
+                gil.try_acquire_for(Duration::from_micros(round % 3 * 50))
+                    .is_ok()
+            });
+            let plain = s.spawn(|| drop(gil.acquire()));
+            while !gil.has_waiters() {
+                thread::yield_now();
+            }
+            drop(held);
+            let _ = timed.join().unwrap();
+            plain.join().unwrap();
+        });
+        drop(gil);
+    }
+}
