@@ -3,13 +3,15 @@
 //! (`scripts/test` does). Bounds and the bug each model catches: `docs/verification.md`.
 #![cfg(loom)]
 
+mod support;
+
 use std::pin::pin;
 
 use gil_core::{AtomicU32, Cancel, Enqueued, Park, RawGil, WaitState, Waiter};
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::thread;
+use support::{Protected, model};
 
 /// Waiters sleep with loom's park/unpark, which loom checks for lost wake-ups.
 struct LoomPark;
@@ -37,24 +39,6 @@ impl Park for LoomPark {
 type Gil = RawGil<LoomPark>;
 type Node = Waiter<LoomPark>;
 
-/// Data that only the owner of the lock may touch. Loom's cell flags any two accesses that the
-/// lock failed to order.
-struct Protected(UnsafeCell<usize>);
-
-impl Protected {
-    fn new() -> Self {
-        Self(UnsafeCell::new(0))
-    }
-    /// Must be called by the owner of the lock.
-    fn bump(&self) -> usize {
-        // SAFETY: the caller owns the lock; loom checks that it really orders the accesses.
-        self.0.with_mut(|v| unsafe {
-            *v += 1;
-            *v
-        })
-    }
-}
-
 /// Waits for a flag another thread sets. After two yields, stops exploring this branch: loom
 /// would otherwise alternate two such waiters forever (tokio-rs/loom#53); see `SpinWait` in
 /// gil-core's `sync.rs` for why nothing is lost.
@@ -67,15 +51,6 @@ fn wait_for(flag: &AtomicBool) {
         }
         thread::yield_now();
     }
-}
-
-/// Runs `f` under loom with a default preemption bound; `LOOM_MAX_PREEMPTIONS` overrides it.
-fn model(default_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(default_preemptions);
-    }
-    builder.check(f);
 }
 
 /// Contract 1: at most one owner, with three threads contending (one of them yielding at a

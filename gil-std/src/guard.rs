@@ -57,9 +57,7 @@ impl<'a> GilGuard<'a> {
     /// ```
     #[inline]
     pub fn checkpoint(&mut self) {
-        if self.gil.raw.breaker().pending() != 0 {
-            self.gil.checkpoint_slow();
-        }
+        self.gil.checkpoint_held();
     }
 
     /// Hands the lock to the longest waiter if anyone waits, and waits to get it back behind
@@ -249,9 +247,7 @@ impl<'a> EnsureGuard<'a> {
     /// outer frames are suspended; they see the lock held again when they resume.
     #[inline]
     pub fn checkpoint(&mut self) {
-        if self.gil.raw.breaker().pending() != 0 {
-            self.gil.checkpoint_slow();
-        }
+        self.gil.checkpoint_held();
     }
 
     /// The guard that `ensure` acquired, for blocking regions; `None` when nested.
@@ -311,6 +307,15 @@ mod sealed {
 }
 
 impl Gil {
+    /// The checkpoint for a thread that holds the lock (the guards' `checkpoint`): one relaxed
+    /// load and a branch when nothing is pending.
+    #[inline]
+    pub(crate) fn checkpoint_held(&self) {
+        if self.raw.breaker().pending() != 0 {
+            self.checkpoint_slow();
+        }
+    }
+
     /// The checkpoint's slow path: a flag is set in the breaker word.
     ///
     /// The caller holds the lock.

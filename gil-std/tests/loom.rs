@@ -7,37 +7,15 @@
 //! with deadlines that have already passed.
 #![cfg(loom)]
 
+#[path = "../../gil-core/tests/support/mod.rs"]
+mod support;
+
 use std::time::Duration;
 
 use gil_std::{AcquireError, Gil};
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-
-/// Data only the holder of the lock may touch; loom flags accesses the lock failed to order.
-struct Protected(UnsafeCell<usize>);
-
-impl Protected {
-    fn new() -> Self {
-        Self(UnsafeCell::new(0))
-    }
-    /// Must be called by the holder of the lock.
-    fn bump(&self) -> usize {
-        // SAFETY: the caller holds the lock; loom checks that it really orders the accesses.
-        self.0.with_mut(|v| unsafe {
-            *v += 1;
-            *v
-        })
-    }
-}
-
-fn model(default_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(default_preemptions);
-    }
-    builder.check(f);
-}
+use support::{Protected, model};
 
 /// A blocking region releases the lock (another thread gets in) and takes it back before the
 /// holder touches protected data again.

@@ -16,6 +16,15 @@ fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(60)
 }
 
+/// Waits until some thread is queued on `gil`, failing the test after the deadline.
+fn wait_for_a_waiter(gil: &Gil) {
+    let give_up = deadline();
+    while !gil.has_waiters() {
+        assert!(Instant::now() < give_up, "no thread ever queued");
+        thread::yield_now();
+    }
+}
+
 /// Two threads that never release, only checkpoint, each until it has seen the other make
 /// progress `rounds` times. Only the clock's drop requests can move the lock between them.
 /// Returns the wall time taken and the drops honoured.
@@ -100,9 +109,7 @@ fn a_new_interval_takes_effect_while_threads_run() {
             let _g = gil.acquire();
             waiter_in.store(true, SeqCst);
         });
-        while !gil.has_waiters() {
-            thread::yield_now();
-        }
+        wait_for_a_waiter(&gil);
         // With an hour's interval the waiter would wait an hour; lowering it must reach the
         // holder of the moment.
         gil.set_switch_interval(Duration::from_millis(1)).unwrap();
@@ -146,9 +153,7 @@ fn try_acquire_for_gets_the_lock_when_it_is_released_in_time() {
     let held = gil.acquire();
     thread::scope(|s| {
         let waiter = s.spawn(|| gil.try_acquire_for(Duration::from_secs(60)).map(drop));
-        while !gil.has_waiters() {
-            thread::yield_now();
-        }
+        wait_for_a_waiter(&gil);
         drop(held);
         assert_eq!(waiter.join().unwrap(), Ok(()));
     });
@@ -175,9 +180,7 @@ fn try_acquire_for_reports_close() {
     let held = gil.acquire();
     thread::scope(|s| {
         let waiter = s.spawn(|| gil.try_acquire_for(Duration::from_secs(60)).map(drop));
-        while !gil.has_waiters() {
-            thread::yield_now();
-        }
+        wait_for_a_waiter(&gil);
         gil.close();
         assert_eq!(waiter.join().unwrap(), Err(AcquireError::Closed));
     });
@@ -235,9 +238,7 @@ fn contended_locks_can_be_dropped_right_away() {
                     .is_ok()
             });
             let plain = s.spawn(|| drop(gil.acquire()));
-            while !gil.has_waiters() {
-                thread::yield_now();
-            }
+            wait_for_a_waiter(&gil);
             drop(held);
             let _ = timed.join().unwrap();
             plain.join().unwrap();
