@@ -72,6 +72,16 @@ impl<'g, T: ?Sized> GilCell<'g, T> {
     }
 
     /// The value, through exclusive access to the cell itself; no lock needed.
+    ///
+    /// ```
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// let gil = Gil::new();
+    /// let mut cell = GilCell::new(&gil, 1);
+    /// *cell.get_mut() += 1; // `&mut cell`: nobody else can reach it
+    /// assert_eq!(*cell.get(&gil.acquire()), 2);
+    /// assert_eq!(cell.into_inner(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
     }

@@ -232,6 +232,23 @@ impl Gil {
     ///   [`ensure`](Gil::ensure) where code may run with the lock already held.
     /// - If the lock is closed. Use [`acquire_checked`](Gil::acquire_checked) to get an error
     ///   instead.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// static GIL: Gil = Gil::new();
+    ///
+    /// let guard = GIL.acquire();
+    /// assert!(GIL.is_held_by_current_thread());
+    /// drop(guard); // released; the longest waiter, if any, has it now
+    /// assert!(!GIL.is_held_by_current_thread());
+    /// ```
+    ///
+    /// ```should_panic
+    /// let gil = gil_std::Gil::new();
+    /// let _outer = gil.acquire();
+    /// let _inner = gil.acquire(); // panics: "... use Gil::ensure() ..."
+    /// ```
     #[inline]
     pub fn acquire(&self) -> GilGuard<'_> {
         match self.acquire_checked() {
@@ -249,6 +266,15 @@ impl Gil {
     /// # Panics
     ///
     /// If this thread already holds this lock.
+    ///
+    /// ```
+    /// use gil_std::{AcquireError, Gil};
+    ///
+    /// let gil = Gil::new();
+    /// assert!(gil.acquire_checked().is_ok());
+    /// gil.close();
+    /// assert_eq!(gil.acquire_checked().err(), Some(AcquireError::Closed));
+    /// ```
     #[inline]
     pub fn acquire_checked(&self) -> Result<GilGuard<'_>, AcquireError> {
         if self.raw.try_acquire().is_ok() {
@@ -447,12 +473,25 @@ impl Gil {
     }
 
     /// Whether [`close`](Gil::close) was called.
+    ///
+    /// ```
+    /// let gil = gil_std::Gil::new();
+    /// assert!(!gil.is_closed());
+    /// gil.close();
+    /// assert!(gil.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.raw.is_closed()
     }
 
     /// Whether threads are queued for the lock. A snapshot, for decisions that tolerate a stale
     /// answer (such as whether to yield at all).
+    ///
+    /// ```
+    /// let gil = gil_std::Gil::new();
+    /// let _held = gil.acquire();
+    /// assert!(!gil.has_waiters(), "holding is not waiting");
+    /// ```
     pub fn has_waiters(&self) -> bool {
         self.raw.has_waiters()
     }
