@@ -154,6 +154,30 @@ def run(name, bug, path, original, broken, cmd):
     return name, bug, cmd[-1], verdict[:160], elapsed
 
 
+# The property test against the reference model must catch these core bugs too.
+MODEL = plain("gil-test", "model", "the_core_matches_the_reference_model")
+MUTATIONS += [
+    (f"{name}@model", bug, path, original, broken, MODEL)
+    for (name, bug, path, original, broken, _) in list(MUTATIONS)
+    if name in ("enqueue-ignores-owner", "fifo-lifo", "yielder-keeps-running",
+                "cancel-loses-grant", "close-forgets-waiters")
+]
+MUTATIONS += [
+    ("switch-not-counted@model",
+     "a handoff does not count as a switch (the clock would preempt a thread that just got in)",
+     "gil-core/src/raw.rs",
+     "            self.switches\n                .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);",
+     "",
+     MODEL),
+    ("close-takes-returning@model",
+     "close also fails returning waiters, so a holder coming back from a region is shut out",
+     "gil-core/src/raw.rs",
+     ".find(|w| !w.is_returning())",
+     ".find(|_| true)",
+     MODEL),
+]
+
+
 def main():
     wanted = set(sys.argv[1:])
     rows = [run(*m) for m in MUTATIONS if not wanted or m[0] in wanted]
