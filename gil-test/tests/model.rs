@@ -263,7 +263,7 @@ impl StateMachineTest for GilTest {
     fn apply(mut real: Real, after: &Model, op: Op) -> Real {
         let before = std::mem::replace(&mut real.before, after.clone());
         let gil = &*real.gil;
-        // SAFETY (for every unsafe call below): the model's preconditions are the contracts.
+        // The unsafe calls below rely on the model: its preconditions are their contracts.
         // A thread releases, yields or checkpoints only while it holds; nodes are boxed and
         // pinned for the life of `real` and are never dropped while queued (see `teardown`).
         match op {
@@ -276,6 +276,7 @@ impl StateMachineTest for GilTest {
                 }
             }
             Op::Enqueue(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                 let got = unsafe { gil.enqueue(real.node(t, false)) };
                 let want = match after.threads[t] {
                     Status::Holding => Enqueued::Acquired,
@@ -291,11 +292,14 @@ impl StateMachineTest for GilTest {
                     Status::Granted { returning } => (returning, Cancel::Granted),
                     _ => (false, Cancel::Closed), // ClosedOut: only fresh nodes are closed
                 };
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                 let got = unsafe { gil.cancel(real.node(t, returning)) };
                 assert_eq!(got, want, "cancel of thread {t}");
             }
+            // SAFETY: the preconditions above are the contracts (see the top of `apply`).
             Op::Release(_) | Op::EnterRegion(_) => unsafe { gil.unlock() },
             Op::Yield(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                 let yielded = unsafe { gil.requeue(real.node(t, true)) };
                 assert_eq!(yielded, after.queued_status(t).is_some());
             }
@@ -305,8 +309,10 @@ impl StateMachineTest for GilTest {
                     // The real checkpoint would wait for the lock to come back, which one OS
                     // thread cannot: drive its two steps instead.
                     assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     assert!(unsafe { gil.requeue(real.node(t, true)) });
                 } else {
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     let others = unsafe { gil.checkpoint() };
                     assert_eq!(others, after.breaker & !Breaker::DROP_REQUEST);
                 }
@@ -318,6 +324,7 @@ impl StateMachineTest for GilTest {
             }
             Op::Close => gil.close(),
             Op::LeaveRegion(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                 let got = unsafe { gil.enqueue(real.node(t, true)) };
                 let want = match after.threads[t] {
                     Status::Holding => Enqueued::Acquired,
