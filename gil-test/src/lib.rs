@@ -1,7 +1,11 @@
 //! Shared pieces of gil's models, stress tests, benchmarks and the `gil-lab` binary.
 //!
+//! - [`model`] — the reference model of gil-core, and the real core driven side by side.
+//! - [`scenario`] — real threads on a `gil_std::Gil` doing what input bytes say (fuzzing).
 //! - [`w1`] — W1 of DESIGN.md: uncontended acquire + release and checkpoint, gil against peers.
 
+pub mod model;
+pub mod scenario;
 pub mod w1;
 
 /// The README's examples, compiled and run as doctests so they stay true.

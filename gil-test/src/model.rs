@@ -1,0 +1,449 @@
+//! The reference model of gil-core and the real core side by side: one operation language for
+//! the property test (`tests/model.rs`), the coverage-guided fuzzer (`fuzz/`, target
+//! `core_ops`) and the ordinary test that replays the fuzzer's corpus.
+//!
+//! Several logical threads act on one real `RawGil` from one OS thread through its poll API
+//! (`enqueue`, `cancel`, `requeue`, `Waiter::state`); after every step the lock word, every
+//! waiter's state, the switch count and the breaker flags must match the model's.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use gil_core::{Breaker, Cancel, Enqueued, RawGil, SpinPark, TryAcquireError, WaitState, Waiter};
+
+/// Logical threads.
+pub const THREADS: usize = 4;
+/// A runtime flag the model sets and takes.
+pub const FLAG: u32 = Breaker::runtime_bit(0);
+
+/// Where a logical thread stands, as the model sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Neither holding nor queued.
+    Idle,
+    /// Holding, and it knows it.
+    Holding,
+    /// Queued (on its fresh node, or its returning node if `returning`).
+    Queued {
+        /// On its returning node.
+        returning: bool,
+    },
+    /// Granted while queued; the thread has not looked yet.
+    Granted {
+        /// On its returning node.
+        returning: bool,
+    },
+    /// Taken out by close; the thread has not looked yet.
+    ClosedOut,
+    /// Released the lock for a blocking region; must come back with a returning waiter.
+    InRegion,
+}
+
+/// The reference model: what the lock must look like.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The logical thread that holds the lock.
+    pub holder: Option<usize>,
+    /// The waiters, longest first, each with whether it is returning.
+    pub queue: VecDeque<(usize, bool)>,
+    /// Whether `close` was called.
+    pub closed: bool,
+    /// The breaker flags set.
+    pub breaker: u32,
+    /// Handoffs so far.
+    pub switches: u32,
+    /// Where each logical thread stands.
+    pub threads: [Status; THREADS],
+}
+
+/// One operation, by a logical thread where it takes one.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `try_acquire`.
+    TryAcquire(usize),
+    /// `enqueue` of the thread's fresh node.
+    Enqueue(usize),
+    /// The thread looks at its waiter (a grant or close becomes known).
+    Poll(usize),
+    /// `cancel` of the thread's queued (or granted, or closed) node.
+    Cancel(usize),
+    /// `unlock` by the holder.
+    Release(usize),
+    /// `requeue` of the holder's returning node: a yield.
+    Yield(usize),
+    /// `checkpoint` by the holder (driven as `take` + `requeue` when it would wait).
+    Checkpoint(usize),
+    /// `request_drop`.
+    RequestDrop,
+    /// Sets the runtime flag [`FLAG`].
+    SetFlag,
+    /// Takes the runtime flag [`FLAG`].
+    TakeFlag,
+    /// `close`.
+    Close,
+    /// The holder releases for a blocking region.
+    EnterRegion(usize),
+    /// The thread comes back from its region: `enqueue` of its returning node.
+    LeaveRegion(usize),
+}
+
+impl Model {
+    /// Whether `t` is queued, and on which node (`Some(true)`: its returning one).
+    pub fn queued_status(&self, t: usize) -> Option<bool> {
+        match self.threads[t] {
+            Status::Queued { returning } => Some(returning),
+            _ => None,
+        }
+    }
+
+    /// The holder lets go: the head waiter, if any, is granted.
+    fn hand_on(&mut self) {
+        match self.queue.pop_front() {
+            Some((h, returning)) => {
+                self.holder = Some(h);
+                self.threads[h] = Status::Granted { returning };
+                self.switches = self.switches.wrapping_add(1);
+            }
+            None => self.holder = None,
+        }
+    }
+
+    /// `t` holds: hand to the head and queue `t` behind everybody (returning). False if nobody
+    /// waits.
+    fn yield_from(&mut self, t: usize) -> bool {
+        if self.queue.is_empty() {
+            return false;
+        }
+        self.hand_on();
+        self.queue.push_back((t, true));
+        self.threads[t] = Status::Queued { returning: true };
+        true
+    }
+}
+
+impl Model {
+    /// Nobody holds, nobody waits, open.
+    pub fn initial() -> Model {
+        Model {
+            holder: None,
+            queue: VecDeque::new(),
+            closed: false,
+            breaker: 0,
+            switches: 0,
+            threads: [Status::Idle; THREADS],
+        }
+    }
+
+    /// Whether `op` is allowed now (a thread can only do what its status lets it).
+    pub fn allows(&self, op: &Op) -> bool {
+        let m = self;
+        use Status::*;
+        match *op {
+            Op::TryAcquire(t) | Op::Enqueue(t) => m.threads[t] == Idle,
+            Op::Poll(t) => matches!(m.threads[t], Granted { .. } | ClosedOut),
+            Op::Cancel(t) => {
+                matches!(m.threads[t], Queued { .. } | Granted { .. } | ClosedOut)
+            }
+            Op::Release(t) | Op::Yield(t) | Op::Checkpoint(t) | Op::EnterRegion(t) => {
+                m.threads[t] == Holding
+            }
+            Op::LeaveRegion(t) => m.threads[t] == InRegion,
+            Op::RequestDrop | Op::SetFlag | Op::TakeFlag | Op::Close => true,
+        }
+    }
+
+    /// The model after `op`.
+    #[must_use]
+    pub fn apply(self, op: &Op) -> Model {
+        let mut m = self;
+        match *op {
+            Op::TryAcquire(t) => {
+                if !m.closed && m.holder.is_none() && m.queue.is_empty() {
+                    m.holder = Some(t);
+                    m.threads[t] = Status::Holding;
+                }
+            }
+            Op::Enqueue(t) => {
+                if m.closed {
+                } else if m.holder.is_none() {
+                    m.holder = Some(t);
+                    m.threads[t] = Status::Holding;
+                } else {
+                    m.queue.push_back((t, false));
+                    m.threads[t] = Status::Queued { returning: false };
+                }
+            }
+            Op::Poll(t) | Op::Cancel(t) => match m.threads[t] {
+                Status::Granted { .. } => m.threads[t] = Status::Holding,
+                Status::ClosedOut => m.threads[t] = Status::Idle,
+                Status::Queued { returning } => {
+                    // Only Cancel gets here (Poll's precondition excludes it).
+                    m.queue.retain(|&(w, _)| w != t);
+                    m.threads[t] = if returning {
+                        Status::InRegion
+                    } else {
+                        Status::Idle
+                    };
+                }
+                _ => unreachable!(),
+            },
+            Op::Release(t) => {
+                m.threads[t] = Status::Idle;
+                m.hand_on();
+            }
+            Op::Yield(t) => {
+                m.yield_from(t);
+            }
+            Op::Checkpoint(t) => {
+                if m.breaker & Breaker::DROP_REQUEST != 0 {
+                    m.breaker &= !Breaker::DROP_REQUEST;
+                    m.yield_from(t);
+                }
+            }
+            Op::RequestDrop => m.breaker |= Breaker::DROP_REQUEST,
+            Op::SetFlag => m.breaker |= FLAG,
+            Op::TakeFlag => m.breaker &= !FLAG,
+            Op::Close => {
+                m.closed = true;
+                let (fresh, returning): (Vec<_>, Vec<_>) = m.queue.iter().partition(|w| !w.1);
+                for (w, _) in fresh {
+                    m.threads[w] = Status::ClosedOut;
+                }
+                m.queue = returning.into_iter().collect();
+            }
+            Op::EnterRegion(t) => {
+                m.threads[t] = Status::InRegion;
+                m.hand_on();
+            }
+            Op::LeaveRegion(t) => {
+                if m.holder.is_none() {
+                    m.holder = Some(t);
+                    m.threads[t] = Status::Holding;
+                } else {
+                    m.queue.push_back((t, true));
+                    m.threads[t] = Status::Queued { returning: true };
+                }
+            }
+        }
+        m
+    }
+}
+
+/// A waiter node of the real lock.
+type Node = Waiter<SpinPark>;
+
+/// The real lock and, per logical thread, a fresh and a returning waiter node; and the model as
+/// it was before the step being applied (the test harness passes only the state after).
+pub struct Real {
+    gil: Box<RawGil>,
+    fresh: Vec<Pin<Box<Node>>>,
+    back: Vec<Pin<Box<Node>>>,
+    before: Model,
+}
+
+impl Real {
+    /// A fresh lock and nodes, matching `Model::initial()`.
+    pub fn new() -> Real {
+        Real {
+            gil: Box::new(RawGil::new()),
+            fresh: (0..THREADS).map(|_| Box::pin(Node::new())).collect(),
+            back: (0..THREADS).map(|_| Box::pin(Node::returning())).collect(),
+            before: Model::initial(),
+        }
+    }
+
+    fn node(&self, t: usize, returning: bool) -> Pin<&Node> {
+        if returning {
+            self.back[t].as_ref()
+        } else {
+            self.fresh[t].as_ref()
+        }
+    }
+
+    /// Applies `op` (allowed by the model before it) to the real lock, and checks what the
+    /// real calls returned against `after`, the model after `op`.
+    ///
+    /// # Panics
+    ///
+    /// On any difference from the model.
+    pub fn step(&mut self, after: &Model, op: Op) {
+        let real = &*self;
+        let before = real.before.clone();
+        let gil = &*real.gil;
+        // The unsafe calls below rely on the model: its preconditions are their contracts.
+        // A thread releases, yields or checkpoints only while it holds; nodes are boxed and
+        // pinned for the life of `real` and are never dropped while queued (see `teardown`).
+        match op {
+            Op::TryAcquire(t) => {
+                let got = gil.try_acquire();
+                match after.threads[t] {
+                    Status::Holding => assert_eq!(got, Ok(())),
+                    _ if after.closed => assert_eq!(got, Err(TryAcquireError::Closed)),
+                    _ => assert_eq!(got, Err(TryAcquireError::WouldBlock)),
+                }
+            }
+            Op::Enqueue(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let got = unsafe { gil.enqueue(real.node(t, false)) };
+                let want = match after.threads[t] {
+                    Status::Holding => Enqueued::Acquired,
+                    Status::Queued { .. } => Enqueued::Queued,
+                    _ => Enqueued::Closed,
+                };
+                assert_eq!(got, want);
+            }
+            Op::Poll(_) => {} // the node states are compared in `check_invariants`
+            Op::Cancel(t) => {
+                let (returning, want) = match before.threads[t] {
+                    Status::Queued { returning } => (returning, Cancel::Removed),
+                    Status::Granted { returning } => (returning, Cancel::Granted),
+                    _ => (false, Cancel::Closed), // ClosedOut: only fresh nodes are closed
+                };
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let got = unsafe { gil.cancel(real.node(t, returning)) };
+                assert_eq!(got, want, "cancel of thread {t}");
+            }
+            // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+            Op::Release(_) | Op::EnterRegion(_) => unsafe { gil.unlock() },
+            Op::Yield(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let yielded = unsafe { gil.requeue(real.node(t, true)) };
+                assert_eq!(yielded, after.queued_status(t).is_some());
+            }
+            Op::Checkpoint(t) => {
+                let pending = gil.breaker().pending();
+                if pending & Breaker::DROP_REQUEST != 0 && gil.has_waiters() {
+                    // The real checkpoint would wait for the lock to come back, which one OS
+                    // thread cannot: drive its two steps instead.
+                    assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                    assert!(unsafe { gil.requeue(real.node(t, true)) });
+                } else {
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                    let others = unsafe { gil.checkpoint() };
+                    assert_eq!(others, after.breaker & !Breaker::DROP_REQUEST);
+                }
+            }
+            Op::RequestDrop => gil.request_drop(),
+            Op::SetFlag => gil.breaker().set(FLAG),
+            Op::TakeFlag => {
+                gil.breaker().take(FLAG);
+            }
+            Op::Close => gil.close(),
+            Op::LeaveRegion(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let got = unsafe { gil.enqueue(real.node(t, true)) };
+                let want = match after.threads[t] {
+                    Status::Holding => Enqueued::Acquired,
+                    _ => Enqueued::Queued,
+                };
+                assert_eq!(got, want);
+            }
+        }
+        self.before = after.clone();
+    }
+
+    /// Checks that the real lock's state is the model's: lock word, every waiter, switch
+    /// count, breaker flags.
+    ///
+    /// # Panics
+    ///
+    /// On any difference.
+    pub fn check(&self, m: &Model) {
+        let real = self;
+        let gil = &*real.gil;
+        assert_eq!(gil.is_locked(), m.holder.is_some(), "locked, model {m:?}");
+        assert_eq!(
+            gil.has_waiters(),
+            !m.queue.is_empty(),
+            "waiters, model {m:?}"
+        );
+        assert_eq!(gil.is_closed(), m.closed);
+        assert_eq!(gil.switches(), m.switches, "switches");
+        assert_eq!(gil.breaker().pending(), m.breaker, "breaker");
+        for t in 0..THREADS {
+            let (fresh, back) = (real.fresh[t].state(), real.back[t].state());
+            let on = |returning: bool| if returning { back } else { fresh };
+            match m.threads[t] {
+                Status::Queued { returning } => {
+                    assert_eq!(on(returning), WaitState::Waiting, "thread {t}")
+                }
+                Status::Granted { returning } => {
+                    assert_eq!(on(returning), WaitState::Granted, "thread {t}")
+                }
+                Status::ClosedOut => assert_eq!(fresh, WaitState::Closed, "thread {t}"),
+                // Not queued: neither node may be in the queue. (A node keeps saying Granted or
+                // Closed after its thread has acted on it, until it is queued again.)
+                _ => {
+                    assert_ne!(fresh, WaitState::Waiting, "thread {t} still queued");
+                    assert_ne!(back, WaitState::Waiting, "thread {t} still queued");
+                }
+            }
+        }
+    }
+
+    /// Takes every queued node out, so the nodes can be dropped.
+    pub fn finish(self, m: &Model) {
+        let real = self;
+        // Take every queued node out before the nodes are dropped.
+        for t in 0..THREADS {
+            if let Some(returning) = m.queued_status(t) {
+                // SAFETY: queued by this test on `real.gil`, not yet acted on.
+                let _ = unsafe { real.gil.cancel(real.node(t, returning)) };
+            }
+        }
+    }
+}
+
+impl Default for Real {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `ops` against the model and the real lock, skipping the ones the model does not allow
+/// at that point, and checking after every step. Returns how many ran.
+///
+/// # Panics
+///
+/// On any difference between the real lock and the model.
+pub fn run(ops: &[Op]) -> usize {
+    let (mut model, mut real, mut ran) = (Model::initial(), Real::new(), 0);
+    for op in ops {
+        if !model.allows(op) {
+            continue;
+        }
+        model = model.apply(op);
+        real.step(&model, op.clone());
+        real.check(&model);
+        ran += 1;
+    }
+    real.finish(&model);
+    ran
+}
+
+/// Reads operations from bytes (the fuzzer's input): one byte each, the low nibble the kind,
+/// the high bits the logical thread.
+pub fn decode(bytes: &[u8]) -> Vec<Op> {
+    bytes
+        .iter()
+        .map(|&b| {
+            let t = usize::from(b >> 4) % THREADS;
+            match b & 0x0f {
+                0 => Op::TryAcquire(t),
+                1 | 2 => Op::Enqueue(t),
+                3 => Op::Poll(t),
+                4 => Op::Cancel(t),
+                5 | 6 => Op::Release(t),
+                7 => Op::Yield(t),
+                8 => Op::Checkpoint(t),
+                9 => Op::RequestDrop,
+                10 => Op::SetFlag,
+                11 => Op::TakeFlag,
+                12 => Op::Close,
+                13 => Op::EnterRegion(t),
+                _ => Op::LeaveRegion(t),
+            }
+        })
+        .collect()
+}
