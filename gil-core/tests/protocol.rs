@@ -264,3 +264,53 @@ fn a_static_lock_is_const_constructible() {
         GIL.unlock();
     }
 }
+
+#[test]
+fn runtime_bits_are_distinct_and_clear_of_the_core_and_std_bits() {
+    let mut seen = 0u32;
+    for n in 0..24 {
+        let bit = Breaker::runtime_bit(n);
+        assert_eq!(bit.count_ones(), 1, "bit {n} is one bit");
+        assert_eq!(bit & !Breaker::RUNTIME_BITS, 0, "bit {n} is a runtime bit");
+        assert_eq!(seen & bit, 0, "bit {n} is new");
+        seen |= bit;
+    }
+    assert_eq!(seen, Breaker::RUNTIME_BITS);
+    assert_eq!(Breaker::DROP_REQUEST & (Breaker::STD_BITS | Breaker::RUNTIME_BITS), 0);
+    assert_eq!(Breaker::STD_BITS & Breaker::RUNTIME_BITS, 0);
+}
+
+#[test]
+fn debug_and_display_say_what_they_show() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let node = pin!(Node::new());
+    // SAFETY: pinned here and cancelled below.
+    assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
+    let debug = format!("{gil:?} {node:?}");
+    for shown in ["locked: true", "has_waiters: true", "closed: false", "state: Waiting"] {
+        assert!(debug.contains(shown), "{debug}");
+    }
+    // SAFETY: queued above by this thread.
+    assert_eq!(unsafe { gil.cancel(node.as_ref()) }, Cancel::Removed);
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+    assert_eq!(gil_core::Closed.to_string(), "the GIL is closed");
+}
+
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "dropped while still queued")]
+fn dropping_a_queued_waiter_is_caught_in_debug_builds() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    // ManuallyDrop: the memory stays valid after the drop below, so the dangling queue entry
+    // this contract breach leaves behind is never a dangling pointer (nothing touches it again).
+    let mut node = std::mem::ManuallyDrop::new(Node::new());
+    // SAFETY: `node` is not moved while queued (only dropped in place, below).
+    let pinned = unsafe { std::pin::Pin::new_unchecked(&*node) };
+    // SAFETY: see above; this test breaks the contract on purpose, by dropping it while queued.
+    assert_eq!(unsafe { gil.enqueue(pinned) }, Enqueued::Queued);
+    // SAFETY: dropped once, in place; never used afterwards.
+    unsafe { std::ptr::drop_in_place(&mut *node) };
+}
