@@ -260,3 +260,23 @@ fn close_while_waiting() {
         unsafe { gil.unlock() };
     });
 }
+
+/// `try_acquire` on a free lock never fails spuriously, even while another thread holds the
+/// queue lock (here `close`, which edits the queue of a free lock): it waits out the edit and
+/// reports what it finds, `Ok` or `Closed`, never `WouldBlock`.
+#[test]
+fn try_acquire_on_a_free_lock_never_spuriously_fails() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let closer = {
+            let gil = gil.clone();
+            thread::spawn(move || gil.close())
+        };
+        match gil.try_acquire() {
+            // SAFETY: the main thread owns the lock.
+            Ok(()) => unsafe { gil.unlock() },
+            Err(e) => assert_eq!(e, gil_core::TryAcquireError::Closed, "nobody else holds it"),
+        }
+        closer.join().unwrap();
+    });
+}

@@ -276,7 +276,10 @@ fn runtime_bits_are_distinct_and_clear_of_the_core_and_std_bits() {
         seen |= bit;
     }
     assert_eq!(seen, Breaker::RUNTIME_BITS);
-    assert_eq!(Breaker::DROP_REQUEST & (Breaker::STD_BITS | Breaker::RUNTIME_BITS), 0);
+    assert_eq!(
+        Breaker::DROP_REQUEST & (Breaker::STD_BITS | Breaker::RUNTIME_BITS),
+        0
+    );
     assert_eq!(Breaker::STD_BITS & Breaker::RUNTIME_BITS, 0);
 }
 
@@ -288,7 +291,12 @@ fn debug_and_display_say_what_they_show() {
     // SAFETY: pinned here and cancelled below.
     assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
     let debug = format!("{gil:?} {node:?}");
-    for shown in ["locked: true", "has_waiters: true", "closed: false", "state: Waiting"] {
+    for shown in [
+        "locked: true",
+        "has_waiters: true",
+        "closed: false",
+        "state: Waiting",
+    ] {
         assert!(debug.contains(shown), "{debug}");
     }
     // SAFETY: queued above by this thread.
