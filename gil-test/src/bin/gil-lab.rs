@@ -32,7 +32,7 @@ fn main() {
         &w1.checkpoint,
         "parking_lot bump",
     );
-    println!("W2 handoff, W3 convoy, W4 fairness and W5 demos: not yet measured (need gil-std).");
+    println!("W2 handoff, W3 convoy, W4 fairness and W5 demos: not measured yet.");
 }
 
 fn table(title: &str, figures: &[Figure], baseline: &str) {
