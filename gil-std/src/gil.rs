@@ -277,15 +277,24 @@ impl Gil {
     /// ```
     #[inline]
     pub fn acquire_checked(&self) -> Result<GilGuard<'_>, AcquireError> {
+        self.acquire_within(None)
+    }
+
+    /// The acquire paths' shared body: one CAS when the lock is free, else queue and wait (up
+    /// to `timeout`, when there is one). A closed lock fails in `enqueue`, on the slow path.
+    #[inline]
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
         if self.raw.try_acquire().is_ok() {
             return Ok(self.owned());
         }
-        self.acquire_slow()
+        self.acquire_slow(timeout)
     }
 
     #[cold]
-    fn acquire_slow(&self) -> Result<GilGuard<'_>, AcquireError> {
-        self.wait_for_grant(Node::new(), None)?;
+    fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
+        // A timeout too long to represent is no timeout.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.wait_for_grant(Node::new(), deadline)?;
         Ok(self.owned())
     }
 
@@ -315,13 +324,7 @@ impl Gil {
     /// assert!(gil.try_acquire_for(Duration::from_millis(10)).is_ok());
     /// ```
     pub fn try_acquire_for(&self, timeout: Duration) -> Result<GilGuard<'_>, AcquireError> {
-        match self.raw.try_acquire() {
-            Ok(()) => return Ok(self.owned()),
-            Err(TryAcquireError::Closed) => return Err(AcquireError::Closed),
-            Err(TryAcquireError::WouldBlock) => {}
-        }
-        self.wait_for_grant(Node::new(), Instant::now().checked_add(timeout))?;
-        Ok(self.owned())
+        self.acquire_within(Some(timeout))
     }
 
     /// Queues `node` and waits until it is granted (then the caller owns the lock), closed, or

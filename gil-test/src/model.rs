@@ -267,8 +267,8 @@ impl Real {
     ///
     /// On any difference from the model.
     pub fn step(&mut self, after: &Model, op: Op) {
+        let before = std::mem::replace(&mut self.before, after.clone());
         let real = &*self;
-        let before = real.before.clone();
         let gil = &*real.gil;
         // The unsafe calls below rely on the model: its preconditions are their contracts.
         // A thread releases, yields or checkpoints only while it holds; nodes are boxed and
@@ -340,7 +340,6 @@ impl Real {
                 assert_eq!(got, want);
             }
         }
-        self.before = after.clone();
     }
 
     /// Checks that the real lock's state is the model's: lock word, every waiter, switch
