@@ -159,10 +159,14 @@ impl Clock {
     /// Called by a thread that has just left `gil`'s queue (granted, timed out or closed),
     /// while it still borrows `gil`: unlists the lock if nobody waits any more, so the clock
     /// never holds a lock that nobody borrows.
+    ///
+    /// Always through the mutex, even when `armed` already reads false: the clock reads a
+    /// listed lock only under the mutex, and may still be reading it just after it cleared
+    /// `armed` (the recheck in `disarm_if_idle`). Taking the mutex orders every such read
+    /// before whatever this thread does next, dropping the lock included. Miri found the race
+    /// when this returned early on `!armed`. The cost is an uncontended mutex on the contended
+    /// path only.
     pub(crate) fn leave(&self, gil: &Gil) {
-        if !gil.armed.load(Relaxed) || gil.raw.has_waiters() {
-            return; // a hint: whoever leaves last will see an empty queue
-        }
         let mut timers = self.lock();
         if let Some(i) = timers.preempt.iter().position(|p| std::ptr::eq(p.gil, gil)) {
             if disarm_if_idle(gil) {
