@@ -18,7 +18,7 @@
 //!   word's address, which may dangle (`atomic_wait::wake_one` allows it), so nothing here
 //!   depends on the waiter still being there.
 
-use std::sync::atomic::{Ordering::Relaxed, fence};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -39,9 +39,10 @@ struct Timers {
 
 /// A `Gil` with waiters, and when to look at it next.
 struct Preempt {
-    /// Borrowed by some thread for as long as it is listed: the lock is listed only while
-    /// threads wait on it, and the last thread to leave the queue unlists it (`Clock::leave`)
-    /// before its own borrow ends. So the clock never looks at a lock that could be dropped.
+    /// Borrowed by some thread for as long as it is listed: a lock is listed exactly while its
+    /// count of waiting threads (`Gil::waiting`) is above zero, and each of those threads
+    /// borrows it. The thread that brings the count to zero unlists it under the mutex before
+    /// its own borrow ends. So the clock never looks at a lock that could be dropped or moved.
     gil: *const Gil,
     at: Instant,
     /// `switches()` when last looked at.
@@ -56,8 +57,8 @@ struct Wake {
 }
 
 // SAFETY: the raw pointers are only used under the mutex: `gil` is dereferenced only while
-// listed, and a listed lock is borrowed by a waiter or by the thread about to unlist it (see
-// `Preempt::gil`); `word` is never dereferenced.
+// listed, and a listed lock is borrowed by a waiting thread (see `Preempt::gil`); `word` is
+// never dereferenced.
 unsafe impl Send for Timers {}
 
 /// The instant all `Gil` timestamps count from.
@@ -123,29 +124,60 @@ impl Clock {
         }
     }
 
-    /// Makes sure `gil`'s preemption timer runs. Called by a thread that has just queued.
+    /// Called by a thread that has just queued on `gil`, before it waits: counts it in, and
+    /// lists the lock if it is the first.
     pub(crate) fn arm(&self, gil: &Gil) {
-        // SeqCst fence: pairs with the one in `Timers::fire`. Either the clock sees our enqueue
-        // when it rechecks after disarming, or we see it disarmed here and arm again.
-        fence(std::sync::atomic::Ordering::SeqCst);
-        if gil.armed.load(Relaxed) {
-            return;
+        // Relaxed: the count decides only who takes the mutex; the decision itself is made
+        // under the mutex, which orders every thread's count change before the next holder's
+        // look (see `sync_listing`).
+        if gil.waiting.fetch_add(1, Relaxed) == 0 {
+            self.sync_listing(gil);
         }
-        let mut timers = self.lock();
-        if gil.armed.load(Relaxed) {
-            return; // armed meanwhile; `armed` only changes under this mutex
-        }
-        gil.armed.store(true, Relaxed);
-        let since = nanos_at(Instant::now()).max(gil.last_switch.load(Relaxed));
-        timers.preempt.push(Preempt {
-            gil,
-            at: instant_at(since) + gil.switch_interval(),
-            switches: gil.raw.switches(),
-        });
-        self.changed.notify_one();
     }
 
-    /// The interval of an armed `gil` changed: take it into account now, not at the old deadline.
+    /// Called by a thread that has left `gil`'s queue (granted, timed out or closed), while it
+    /// still borrows `gil`: counts it out, and unlists the lock if it was the last.
+    pub(crate) fn leave(&self, gil: &Gil) {
+        // Relaxed: as in `arm`.
+        if gil.waiting.fetch_sub(1, Relaxed) == 1 {
+            self.sync_listing(gil);
+        }
+    }
+
+    /// Under the mutex, makes the listing of `gil` agree with its count of waiting threads.
+    ///
+    /// Only threads that changed the count between 0 and 1 come here, and the last of them to
+    /// take the mutex sees every count change made by the ones before (they released the
+    /// mutex after their change) and its own; later changes are followed by a visit of their
+    /// own. So once every waiting thread has left, the lock is unlisted, by a thread that still
+    /// borrowed it.
+    ///
+    /// This is why the listing counts threads instead of looking at the queue: a granted thread
+    /// can see its grant before the granter clears `QUEUED`, so "nobody queued" seen by the
+    /// last leaver is not reliable, and a lock left listed could be read by the clock after it
+    /// is dropped (Miri found exactly that).
+    fn sync_listing(&self, gil: &Gil) {
+        let mut timers = self.lock();
+        let at = timers.preempt.iter().position(|p| std::ptr::eq(p.gil, gil));
+        match (gil.waiting.load(Relaxed) > 0, at) {
+            (true, None) => {
+                let since = nanos_at(Instant::now()).max(gil.last_switch.load(Relaxed));
+                timers.preempt.push(Preempt {
+                    gil,
+                    at: instant_at(since) + gil.switch_interval(),
+                    switches: gil.raw.switches(),
+                });
+                self.changed.notify_one();
+            }
+            (false, Some(i)) => {
+                timers.preempt.swap_remove(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// The interval of `gil` changed: if it is listed, take the new interval into account now,
+    /// not at the old deadline.
     pub(crate) fn reschedule(&self, gil: &Gil) {
         let mut timers = self.lock();
         let interval = gil.switch_interval();
@@ -153,25 +185,6 @@ impl Clock {
             let since = instant_at(gil.last_switch.load(Relaxed));
             p.at = p.at.min((since + interval).max(Instant::now()));
             self.changed.notify_one();
-        }
-    }
-
-    /// Called by a thread that has just left `gil`'s queue (granted, timed out or closed),
-    /// while it still borrows `gil`: unlists the lock if nobody waits any more, so the clock
-    /// never holds a lock that nobody borrows.
-    ///
-    /// Always through the mutex, even when `armed` already reads false: the clock reads a
-    /// listed lock only under the mutex, and may still be reading it just after it cleared
-    /// `armed` (the recheck in `disarm_if_idle`). Taking the mutex orders every such read
-    /// before whatever this thread does next, dropping the lock included. Miri found the race
-    /// when this returned early on `!armed`. The cost is an uncontended mutex on the contended
-    /// path only.
-    pub(crate) fn leave(&self, gil: &Gil) {
-        let mut timers = self.lock();
-        if let Some(i) = timers.preempt.iter().position(|p| std::ptr::eq(p.gil, gil)) {
-            if disarm_if_idle(gil) {
-                timers.preempt.swap_remove(i);
-            }
         }
     }
 
@@ -190,23 +203,6 @@ impl Clock {
     pub(crate) fn cancel_wake(&self, id: u64) {
         self.lock().wakes.retain(|w| w.id != id);
     }
-}
-
-/// With the timers' mutex held: if nobody waits on `gil`, marks it unarmed and returns `true`
-/// (the caller unlists it). A thread queueing at the same moment either sees `armed` false and
-/// arms again, or is seen here.
-fn disarm_if_idle(gil: &Gil) -> bool {
-    if gil.raw.has_waiters() {
-        return false;
-    }
-    gil.armed.store(false, Relaxed);
-    // Pairs with the fence in `Clock::arm` (store-buffering: at least one side sees the other).
-    fence(std::sync::atomic::Ordering::SeqCst);
-    if gil.raw.has_waiters() {
-        gil.armed.store(true, Relaxed);
-        return false;
-    }
-    true
 }
 
 impl Timers {
@@ -230,14 +226,11 @@ impl Timers {
             }
             // SAFETY: listed, so borrowed by some thread (see `Preempt::gil`).
             let gil = unsafe { &*p.gil };
-            if disarm_if_idle(gil) {
-                return false;
-            }
             let switches = gil.raw.switches();
             let interval = gil.switch_interval();
-            if switches == p.switches {
+            if switches == p.switches && gil.raw.has_waiters() {
                 // Somebody has waited a whole interval and nobody was handed the lock.
-                gil.raw.request_drop();
+                gil.request_drop();
                 p.at = now + interval;
             } else {
                 p.switches = switches;

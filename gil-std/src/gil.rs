@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
 
 use crate::clock::{clock, now_nanos};
 use crate::guard::{EnsureGuard, GilGuard};
+use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
 use crate::sync::{CLOCK, Parking};
 
@@ -43,13 +44,23 @@ pub struct Gil {
     /// The switch interval in nanoseconds, within [`Gil::MIN_SWITCH_INTERVAL`,
     /// `Gil::MAX_SWITCH_INTERVAL`]. Read by the clock at each look.
     interval_nanos: AtomicU64,
-    /// Whether the clock has a preemption timer for this lock. Changed only under the clock's
-    /// mutex; see `clock.rs`.
-    pub(crate) armed: AtomicBool,
+    /// How many threads are waiting in `wait_queued`; the clock lists the lock exactly while
+    /// this is above zero. See `clock.rs`.
+    pub(crate) waiting: AtomicU32,
     /// When the lock was last handed to a waiting thread (nanoseconds on the clock's epoch),
     /// written by the thread that received it.
     pub(crate) last_switch: AtomicU64,
+    /// What the hold paths must do besides taking and releasing: `WATCH_TIMING`, `WATCH_HOOK`.
+    /// One relaxed load on each hold and release when nothing is watched.
+    pub(crate) watch: AtomicU32,
+    /// The event hook: null, or a box made by `set_event_hook` and never freed.
+    pub(crate) hook: AtomicPtr<&'static EventHook>,
 }
+
+/// `Gil::watch`: holds are timed ([`Gil::set_hold_timing`]).
+pub(crate) const WATCH_TIMING: u32 = 1;
+/// `Gil::watch`: an event hook is installed ([`Gil::set_event_hook`]).
+pub(crate) const WATCH_HOOK: u32 = 2;
 
 /// Figures gathered on the slow paths only; the uncontended path counts nothing.
 #[derive(Debug)]
@@ -57,8 +68,6 @@ pub(crate) struct Counters {
     pub(crate) forced_drops: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
-    /// Whether holds are timed; see [`Gil::set_hold_timing`].
-    pub(crate) timing: AtomicBool,
     /// When timing was last switched on: a hold that began earlier is not counted.
     pub(crate) timing_since: AtomicU64,
     /// When the current hold began (timing on). Written and read by the holder only.
@@ -168,13 +177,14 @@ impl Gil {
                     forced_drops: AtomicU64::new(0),
                     contended: AtomicU64::new(0),
                     wait_nanos: AtomicU64::new(0),
-                    timing: AtomicBool::new(false),
                     timing_since: AtomicU64::new(0),
                     held_since: AtomicU64::new(0),
                     hold_nanos: AtomicU64::new(0),
                 },
                 interval_nanos: AtomicU64::new(nanos),
-                armed: AtomicBool::new(false),
+                waiting: AtomicU32::new(0),
+                watch: AtomicU32::new(0),
+                hook: AtomicPtr::new(std::ptr::null_mut()),
                 last_switch: AtomicU64::new(0),
             }
         }
@@ -218,7 +228,7 @@ impl Gil {
     pub fn set_switch_interval(&self, interval: Duration) -> Result<(), SwitchIntervalError> {
         let nanos = Self::checked_interval(interval)?;
         self.interval_nanos.store(nanos, Relaxed);
-        if CLOCK && self.armed.load(Relaxed) {
+        if CLOCK && self.waiting.load(Relaxed) > 0 {
             clock().reschedule(self);
         }
         Ok(())
@@ -337,6 +347,7 @@ impl Gil {
         if !node.is_returning() {
             self.refuse_reentry();
         }
+        self.emit(Event::Wants);
         let start = Instant::now();
         let node = pin!(node);
         // SAFETY: the node is pinned on this frame, and `wait_queued` does not return while it
@@ -519,6 +530,7 @@ impl Gil {
     /// ```
     pub fn request_drop(&self) {
         self.raw.request_drop();
+        self.emit(Event::DropRequested);
     }
 
     /// What the lock has done so far. The counters are gathered on the slow paths only, so
@@ -561,28 +573,59 @@ impl Gil {
         if on {
             self.counters.timing_since.store(now_nanos(), Relaxed);
         }
-        self.counters.timing.store(on, Relaxed);
+        self.set_watch(WATCH_TIMING, on);
+    }
+
+    /// Sets or clears `bit` in `watch`. Relaxed: `watch` only says which slow path to take;
+    /// what that path reads is ordered on its own (the hook pointer is Release/Acquire).
+    pub(crate) fn set_watch(&self, bit: u32, on: bool) {
+        if on {
+            self.watch.fetch_or(bit, Relaxed);
+        } else {
+            self.watch.fetch_and(!bit, Relaxed);
+        }
     }
 
     /// The calling thread has just taken the lock.
     #[inline]
     pub(crate) fn begin_hold(&self) {
         self.owner.set_current();
-        if self.counters.timing.load(Relaxed) {
+        let watch = self.watch.load(Relaxed);
+        if watch != 0 {
+            self.watch_hold(watch);
+        }
+    }
+
+    #[cold]
+    fn watch_hold(&self, watch: u32) {
+        if watch & WATCH_TIMING != 0 {
             self.counters.held_since.store(now_nanos(), Relaxed);
+        }
+        if watch & WATCH_HOOK != 0 {
+            self.emit_slow(Event::Got);
         }
     }
 
     /// The calling thread is about to let the lock go.
     #[inline]
     pub(crate) fn end_hold(&self) {
-        if self.counters.timing.load(Relaxed) {
-            self.count_hold();
+        let watch = self.watch.load(Relaxed);
+        if watch != 0 {
+            self.watch_release(watch);
         }
         self.owner.clear();
     }
 
     #[cold]
+    fn watch_release(&self, watch: u32) {
+        if watch & WATCH_HOOK != 0 {
+            self.emit_slow(Event::Released);
+        }
+        if watch & WATCH_TIMING != 0 {
+            self.count_hold();
+        }
+    }
+
     fn count_hold(&self) {
         let c = &self.counters;
         let since = c.held_since.load(Relaxed);
@@ -625,7 +668,7 @@ impl Drop for Gil {
     fn drop(&mut self) {
         // The last thread to leave the queue unlisted the lock while it still borrowed it.
         debug_assert!(
-            !*self.armed.get_mut(),
+            *self.waiting.get_mut() == 0,
             "gil: a Gil was dropped while the clock listed it"
         );
     }

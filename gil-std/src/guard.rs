@@ -9,6 +9,7 @@ use std::time::Instant;
 use gil_core::Breaker;
 
 use crate::gil::{Gil, Node};
+use crate::hooks::Event;
 
 /// Proof that this thread holds a [`Gil`]; releases it when dropped.
 ///
@@ -139,6 +140,7 @@ impl<'a> GilGuard<'a> {
     /// assert!(gil.is_held_by_current_thread());
     /// ```
     pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
+        self.gil.emit(Event::BlockingEntered);
         self.gil.end_hold();
         // SAFETY: the guard proves this thread holds the lock; `Unlocked::drop` takes it back
         // before the guard can be used again (it borrows the guard mutably until then).
@@ -171,6 +173,7 @@ pub struct Unlocked<'g, 'a> {
 
 impl Drop for Unlocked<'_, '_> {
     fn drop(&mut self) {
+        self.guard.gil.emit(Event::BlockingLeft);
         self.guard.gil.take_back();
     }
 }
@@ -340,6 +343,7 @@ impl Gil {
             self.begin_hold();
             return false;
         }
+        self.emit(Event::Wants);
         // SAFETY: queued by `requeue` just above. A returning node is never closed or timed out.
         let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now()) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");

@@ -10,6 +10,8 @@
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach.
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
+//! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
+//!   them.
 //!
 //! Built on [`gil_core`]'s `RawGil`; `docs/design.md` in the repository gives the protocol.
 //!
@@ -41,19 +43,25 @@ mod cell;
 mod clock;
 mod gil;
 mod guard;
+mod hooks;
 #[cfg(not(loom))]
 mod mutex;
 mod owner;
 #[cfg(not(loom))]
 mod park;
 mod sync;
+#[cfg(not(loom))]
+mod trace;
 
 pub use cell::GilCell;
 pub use gil::{AcquireError, Gil, Stats, SwitchIntervalError};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
+pub use hooks::{Event, EventHook};
 #[cfg(not(loom))]
 pub use mutex::GilMutex;
 #[cfg(not(loom))]
 pub use park::FutexPark;
 #[cfg(loom)]
 pub use sync::LoomPark;
+#[cfg(not(loom))]
+pub use trace::{Recorder, ThreadTrace, Trace};

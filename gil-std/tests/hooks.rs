@@ -1,0 +1,89 @@
+//! Event hooks and the recorder under real threads: each thread sees a consistent sequence.
+#![cfg(not(loom))]
+
+use std::thread;
+
+use gil_std::{Event, Gil, Recorder};
+
+/// Checks one thread's events against the lock's per-thread state machine: it holds between
+/// `Got` and `Released`, waits only when not holding, and a blocking region encloses a release.
+fn check_sequence(name: &str, events: &[Event]) {
+    let (mut holding, mut waiting, mut blocking) = (false, false, false);
+    for (i, &e) in events.iter().enumerate() {
+        let ok = match e {
+            Event::Wants => !holding && !waiting,
+            Event::Got => !holding,
+            Event::Released => holding,
+            Event::BlockingEntered => holding && !blocking,
+            Event::BlockingLeft => blocking && !holding,
+            Event::DropRequested => true,
+            _ => true,
+        };
+        assert!(ok, "{name}: event {i} ({e}) out of order in {events:?}");
+        match e {
+            Event::Wants => waiting = true,
+            Event::Got => (holding, waiting) = (true, false),
+            Event::Released => holding = false,
+            Event::BlockingEntered => blocking = true,
+            Event::BlockingLeft => blocking = false,
+            _ => {}
+        }
+    }
+    assert!(!holding && !blocking, "{name}: ends holding or blocking");
+}
+
+#[test]
+fn every_thread_sees_a_consistent_sequence() {
+    let gil = Gil::new();
+    let recorder = Recorder::start(&gil);
+    thread::scope(|s| {
+        for t in 0..4 {
+            let gil = &gil;
+            thread::Builder::new()
+                .name(format!("worker {t}"))
+                .spawn_scoped(s, move || {
+                    let mut guard = gil.acquire();
+                    for i in 0..300 {
+                        if i % 7 == 0 {
+                            guard.allow_threads(thread::yield_now);
+                        }
+                        if i % 5 == 0 {
+                            gil.request_drop();
+                        }
+                        guard.checkpoint();
+                    }
+                })
+                .unwrap();
+        }
+    });
+    let trace = recorder.stop();
+    let workers: Vec<_> = trace
+        .threads
+        .iter()
+        .filter(|t| t.name.starts_with("worker"))
+        .collect();
+    assert_eq!(workers.len(), 4);
+    for t in &workers {
+        let events: Vec<Event> = t.events.iter().map(|&(_, e)| e).collect();
+        check_sequence(&t.name, &events);
+        assert!(
+            t.events.windows(2).all(|w| w[0].0 <= w[1].0),
+            "times go forward"
+        );
+        let regions = events
+            .iter()
+            .filter(|&&e| e == Event::BlockingEntered)
+            .count();
+        assert_eq!(regions, 300 / 7 + 1, "{}: every region seen", t.name);
+    }
+    assert!(gil.stats().switches > 0, "the workers did contend");
+}
+
+#[test]
+fn a_panicking_hook_is_removed_and_the_lock_goes_on() {
+    let gil = Gil::new();
+    gil.set_event_hook(Some(&|_, _| panic!("a broken hook")));
+    let guard = gil.acquire(); // the hook panics on `Got`: caught and removed
+    drop(guard);
+    assert!(gil.try_acquire().is_some(), "the lock is free and usable");
+}
