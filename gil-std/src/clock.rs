@@ -82,9 +82,19 @@ fn instant_at(nanos: u64) -> Instant {
     epoch() + Duration::from_nanos(nanos.saturating_sub(1))
 }
 
+static CLOCK: OnceLock<Clock> = OnceLock::new();
+
+/// Whether the clock lists `gil` (for a debug check when a `Gil` is dropped). Compares
+/// addresses only: a listed lock is not read here.
+pub(crate) fn is_listed(gil: &Gil) -> bool {
+    CLOCK.get().is_some_and(|clock| {
+        let timers = clock.lock();
+        timers.preempt.iter().any(|p| std::ptr::eq(p.gil, gil))
+    })
+}
+
 /// The process's clock, started on first use.
 pub(crate) fn clock() -> &'static Clock {
-    static CLOCK: OnceLock<Clock> = OnceLock::new();
     CLOCK.get_or_init(|| {
         std::thread::Builder::new()
             .name("gil-clock".into())

@@ -669,6 +669,10 @@ impl Drop for Gil {
         // The last thread to leave the queue unlisted the lock while it still borrowed it.
         debug_assert!(
             *self.waiting.get_mut() == 0,
+            "gil: a Gil was dropped while threads waited in it"
+        );
+        debug_assert!(
+            !(CLOCK && crate::clock::is_listed(self)),
             "gil: a Gil was dropped while the clock listed it"
         );
     }

@@ -225,6 +225,28 @@ fn many_timed_waiters_some_time_out_none_is_lost() {
 }
 
 #[test]
+fn a_longer_new_interval_does_not_ask_early() {
+    // Changing the interval reschedules the listed lock; a longer one must not make the clock
+    // look (and ask for a drop) before the new interval has passed since the last switch.
+    let gil = Gil::with_switch_interval(Duration::from_secs(1800));
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let waiter = s.spawn(|| drop(gil.acquire()));
+        wait_for_a_waiter(&gil);
+        gil.set_switch_interval(Gil::MAX_SWITCH_INTERVAL).unwrap();
+        thread::sleep(Duration::from_millis(100)); // time for a wrong early look to happen
+        g.checkpoint();
+        assert_eq!(
+            gil.stats().forced_drops,
+            0,
+            "asked for a drop long before the interval"
+        );
+        drop(g);
+        waiter.join().unwrap();
+    });
+}
+
+#[test]
 fn contended_locks_can_be_dropped_right_away() {
     // Each lock gets a queued waiter (so the clock lists it) and is dropped as soon as its
     // threads are done. With an hour's interval the clock never looks at it meanwhile, so only

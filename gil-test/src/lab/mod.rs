@@ -1,0 +1,72 @@
+//! The lab: DESIGN.md's workloads W1–W5 for gil and its peers, run side by side, reported as
+//! a table of ratios (and JSON), with timelines of gil's convoy and fairness runs.
+//!
+//! - [`contenders`] — gil and the peers behind one interface.
+//! - [`w2`], [`w3`], [`w4`], [`w5`] — the workloads ([`crate::w1`] is W1).
+//! - [`cpython`] — W3 and W4 run by CPython through `python3`.
+//! - [`timeline`] — Chrome trace JSON and SVG from a [`gil_std::Recorder`] trace.
+
+pub mod contenders;
+pub mod cpython;
+pub mod timeline;
+pub mod w2;
+pub mod w3;
+pub mod w4;
+pub mod w5;
+
+use std::time::Duration;
+
+use gil_std::{Gil, Recorder, Trace};
+
+/// How long the lab runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// W1: operations per round and rounds.
+    pub w1: (u64, usize),
+    /// W2: handoffs per contender.
+    pub w2_samples: usize,
+    /// W3: time per run.
+    pub w3_time: Duration,
+    /// W4: time per run.
+    pub w4_time: Duration,
+    /// W5: time per preemption demo.
+    pub w5_time: Duration,
+}
+
+impl Plan {
+    /// The README's run: about a minute.
+    pub const QUICK: Plan = Plan {
+        w1: (2_000_000, 10),
+        w2_samples: 2_000,
+        w3_time: Duration::from_millis(500),
+        w4_time: Duration::from_millis(800),
+        w5_time: Duration::from_millis(300),
+    };
+    /// The full run: W4 at DESIGN.md's 3 s per run.
+    pub const FULL: Plan = Plan {
+        w1: (10_000_000, 40),
+        w2_samples: 10_000,
+        w3_time: Duration::from_secs(2),
+        w4_time: Duration::from_secs(3),
+        w5_time: Duration::from_secs(1),
+    };
+}
+
+/// W3's K and W4's N, as in DESIGN.md.
+pub const KS: [usize; 3] = [1, 2, 4];
+/// W4's thread counts.
+pub const NS: [usize; 4] = [2, 4, 8, 16];
+
+/// The switch interval every contender uses (the default, CPython's).
+pub const INTERVAL: Duration = Gil::DEFAULT_SWITCH_INTERVAL;
+
+/// Records `gil` while `work` runs on it, from its start for `until` (so every thread's state
+/// is known from its first event on; cut the window to draw with [`timeline::rows`]).
+pub fn record(gil: &Gil, until: Duration, work: impl FnOnce(&Gil) + Send) -> Trace {
+    let recorder = Recorder::start(gil);
+    std::thread::scope(|s| {
+        s.spawn(|| work(gil));
+        std::thread::sleep(until);
+        recorder.stop()
+    })
+}

@@ -1,0 +1,125 @@
+//! W3, the convoy: an I/O thread does one-byte echo round trips over a socket pair with an echo
+//! thread that never takes the lock, holding the lock between round trips and releasing it
+//! around each blocking send and receive; K CPU-bound threads hold the lock and checkpoint
+//! between ~10 ns units of work.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::contenders::{Contender, Held, Visit, unit};
+
+/// What one run measured.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rates {
+    /// Echo round trips per second.
+    pub round_trips: f64,
+    /// Units of CPU work per second, all CPU threads together.
+    pub units: f64,
+}
+
+/// One W3 run: `k` CPU threads (and the I/O thread unless `io` is false) for `time`.
+pub struct Run {
+    /// CPU-bound threads.
+    pub k: usize,
+    /// Whether the I/O thread runs.
+    pub io: bool,
+    /// How long.
+    pub time: Duration,
+}
+
+impl Visit for Run {
+    type Out = Rates;
+    fn visit<C: Contender>(self, lock: &C) -> Rates {
+        run(lock, self.k, self.io, self.time)
+    }
+}
+
+/// Runs W3 on `lock`.
+pub fn run<C: Contender>(lock: &C, k: usize, io: bool, time: Duration) -> Rates {
+    let stop = AtomicBool::new(false);
+    let start = Barrier::new(k + usize::from(io) + 1);
+    let (mut near, mut far) = UnixStream::pair().expect("socket pair");
+    let (rates, elapsed) = thread::scope(|s| {
+        if io {
+            named(s, "echo".into(), move || echo(&mut far));
+        }
+        let io_thread = io.then(|| {
+            let (stop, start) = (&stop, &start);
+            named(s, "I/O".into(), move || {
+                let mut held = lock.acquire();
+                start.wait();
+                let mut trips = 0u64;
+                let mut byte = [7u8];
+                while !stop.load(Relaxed) {
+                    held.blocking(|| near.write_all(&byte)).expect("send");
+                    held.blocking(|| near.read_exact(&mut byte))
+                        .expect("receive");
+                    trips += 1;
+                }
+                drop(held);
+                drop(near); // the echo thread sees end of file and ends
+                trips
+            })
+        });
+        let cpus: Vec<_> = (0..k)
+            .map(|i| {
+                let (stop, start) = (&stop, &start);
+                named(s, format!("CPU {}", i + 1), move || {
+                    start.wait();
+                    let mut held = lock.acquire();
+                    let mut state = 0x9e37_79b9_7f4a_7c15 ^ i as u64;
+                    let mut units = 0u64;
+                    while !stop.load(Relaxed) {
+                        for _ in 0..64 {
+                            unit(&mut state);
+                            held.checkpoint();
+                        }
+                        units += 64;
+                    }
+                    units
+                })
+            })
+            .collect();
+        start.wait();
+        let began = Instant::now();
+        thread::sleep(time);
+        stop.store(true, Relaxed);
+        let elapsed = began.elapsed();
+        let trips = io_thread.map_or(0, |t| t.join().expect("I/O thread"));
+        let units: u64 = cpus
+            .into_iter()
+            .map(|t| t.join().expect("CPU thread"))
+            .sum();
+        ((trips, units), elapsed)
+    });
+    let secs = elapsed.as_secs_f64();
+    Rates {
+        round_trips: rates.0 as f64 / secs,
+        units: rates.1 as f64 / secs,
+    }
+}
+
+/// Spawns a named scoped thread.
+pub(crate) fn named<'scope, T: Send + 'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    thread::Builder::new()
+        .name(name)
+        .spawn_scoped(s, f)
+        .expect("spawn a thread")
+}
+
+fn echo(stream: &mut UnixStream) {
+    let mut byte = [0u8];
+    while stream.read_exact(&mut byte).is_ok() {
+        if stream.write_all(&byte).is_err() {
+            break;
+        }
+    }
+}
