@@ -6,6 +6,7 @@
 //! - [`cpython`] — W3 and W4 run by CPython through `python3`.
 //! - [`timeline`] — Chrome trace JSON and SVG from a [`gil_std::Recorder`] trace.
 
+pub mod cli;
 pub mod contenders;
 pub mod cpython;
 pub mod timeline;

@@ -1,0 +1,569 @@
+//! The `gil-lab` command line: arguments, the run, the tables.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::contenders::{Kind, with_contender};
+use super::{INTERVAL, KS, NS, Plan, cpython, timeline, w2, w3, w4, w5};
+use crate::lab;
+use crate::w1;
+use gil_std::Gil;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+const HELP: &str = "\
+gil-lab: gil against its peers on DESIGN.md's workloads
+
+usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,timeline] [--json] [--out DIR]
+
+  --quick       short runs, about a minute in all (the default)
+  --full        longer runs: W4 at 3 s per run, as DESIGN.md defines it
+  --workload    run only these (comma separated; default: all)
+  --json        print the figures as JSON instead of tables
+  --out DIR     where the timelines go (default: target/gil-lab)
+";
+
+struct Args {
+    plan: Plan,
+    full: bool,
+    json: bool,
+    only: Option<Vec<String>>,
+    out: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        plan: Plan::QUICK,
+        full: false,
+        json: false,
+        only: None,
+        out: PathBuf::from("target/gil-lab"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => (args.plan, args.full) = (Plan::QUICK, false),
+            "--full" => (args.plan, args.full) = (Plan::FULL, true),
+            "--json" => args.json = true,
+            "--workload" => {
+                let list = it.next().ok_or("--workload needs a list, e.g. W3,W4")?;
+                let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
+                for n in &names {
+                    if !["W1", "W2", "W3", "W4", "W5", "TIMELINE"].contains(&n.as_str()) {
+                        return Err(format!(
+                            "unknown workload {n:?}; pick from W1..W5, timeline"
+                        ));
+                    }
+                }
+                args.only = Some(names);
+            }
+            "--out" => args.out = it.next().ok_or("--out needs a directory")?.into(),
+            "-h" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{HELP}")),
+        }
+    }
+    Ok(args)
+}
+
+impl Args {
+    fn wants(&self, w: &str) -> bool {
+        self.only.as_ref().is_none_or(|o| o.iter().any(|x| x == w))
+    }
+}
+
+/// Runs `gil-lab` with the process's arguments.
+pub fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gil-lab: {e}");
+            std::process::exit(2);
+        }
+    };
+    let plan = args.plan;
+    let steps = [
+        ("W1", 1),
+        ("W2", 4),
+        ("W3", 1 + KS.len() * (1 + Kind::LOCKS.len()) + 1),
+        ("W4", Kind::LOCKS.len() * (1 + NS.len()) + 1),
+        ("W5", 3),
+        ("TIMELINE", 2),
+    ];
+    let total: usize = steps.iter().filter(|s| args.wants(s.0)).map(|s| s.1).sum();
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .expect("a valid template"),
+    );
+    let step = |msg: String| bar.set_message(msg);
+
+    let mut text = String::new();
+    let mut report = json!({
+        "machine": { "cpus": cpus(), "os": std::env::consts::OS, "arch": std::env::consts::ARCH },
+        "mode": if args.full { "full" } else { "quick" },
+        "switch_interval_ms": INTERVAL.as_secs_f64() * 1e3,
+    });
+    let _ = writeln!(
+        text,
+        "gil-lab ({} run) — {} logical CPUs; every figure is a ratio within this run; switch interval {:?}\n",
+        if args.full { "full" } else { "quick" },
+        cpus(),
+        INTERVAL
+    );
+
+    if args.wants("W1") {
+        step("W1 uncontended".into());
+        let r = w1::run(plan.w1.0, plan.w1.1);
+        bar.inc(1);
+        let _ = writeln!(
+            text,
+            "W1 uncontended — ns per operation, fastest of {} rounds of {} ops",
+            plan.w1.1, plan.w1.0
+        );
+        w1_table(
+            &mut text,
+            "acquire + release",
+            &r.acquire_release,
+            "parking_lot RawMutex",
+        );
+        w1_table(
+            &mut text,
+            "checkpoint, nothing pending",
+            &r.checkpoint,
+            "parking_lot bump",
+        );
+        let fig = |v: &[w1::Figure]| {
+            v.iter()
+                .map(|f| json!({"name": f.name, "ns": f.ns}))
+                .collect::<Vec<_>>()
+        };
+        report["w1"] =
+            json!({ "acquire_release": fig(&r.acquire_release), "checkpoint": fig(&r.checkpoint) });
+    }
+
+    if args.wants("W2") {
+        let n = plan.w2_samples;
+        step("W2 handoff: gil, asked at once".into());
+        let spinning = w2::gil(n, false);
+        bar.inc(1);
+        step("W2 handoff: gil, asked after 200 µs".into());
+        let asleep = w2::gil(n, true);
+        bar.inc(1);
+        step("W2 handoff: parking_lot bump".into());
+        let pl = w2::parking_lot_bump(n);
+        bar.inc(1);
+        step("W2 handoff: futex floor".into());
+        let floor = w2::futex(n);
+        bar.inc(1);
+        let _ = writeln!(
+            text,
+            "W2 handoff — drop request to requester running, µs ({n} handoffs each; the futex floor: a wake {:?} after the sleeper went to sleep)",
+            w2::ASLEEP_AFTER
+        );
+        let _ = writeln!(
+            text,
+            "  {:<40} {:>9} {:>9} {:>14}",
+            "", "p50", "p99", "p50 ÷ floor"
+        );
+        let rows = [
+            ("gil, asked as soon as it queued", spinning),
+            ("gil, asked 200 µs after it queued", asleep),
+            ("parking_lot bump, 200 µs after", pl),
+            ("futex wake (the floor)", floor),
+        ];
+        for (name, l) in rows {
+            let _ = writeln!(
+                text,
+                "  {name:<40} {:>9.2} {:>9.2} {:>14.2}",
+                l.p50,
+                l.p99,
+                l.p50 / floor.p50
+            );
+        }
+        text.push('\n');
+        let j = |l: w2::Latency| json!({"p50_us": l.p50, "p99_us": l.p99, "samples": l.samples});
+        report["w2"] = json!({
+            "gil_asked_at_once": j(spinning), "gil_asked_after_200us": j(asleep),
+            "parking_lot_bump_after_200us": j(pl), "futex_floor": j(floor),
+        });
+    }
+
+    // CPython runs in its own process, after the Rust contenders, so they do not overlap.
+    let python_w3 = args.wants("W3");
+    let python_w4 = args.wants("W4");
+
+    if args.wants("W3") {
+        let t = plan.w3_time;
+        step("W3: one CPU thread alone".into());
+        let cpu_alone = with_contender(
+            Kind::NoLock,
+            INTERVAL,
+            w3::Run {
+                k: 1,
+                io: false,
+                time: t,
+            },
+        )
+        .units;
+        bar.inc(1);
+        let mut io_base = Vec::new();
+        for k in KS {
+            step(format!("W3: K={k}, no lock"));
+            io_base.push(
+                with_contender(
+                    Kind::NoLock,
+                    INTERVAL,
+                    w3::Run {
+                        k,
+                        io: true,
+                        time: t,
+                    },
+                )
+                .round_trips,
+            );
+            bar.inc(1);
+        }
+        let _ = writeln!(
+            text,
+            "W3 convoy — io_ratio: round trips/s under the lock ÷ same threads with no lock; cpu_ratio: units/s ÷ one CPU thread alone ({:?} per run)",
+            t
+        );
+        let _ = writeln!(
+            text,
+            "  {:<32} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
+            "", "io K=1", "K=2", "K=4", "cpu K=1", "K=2", "K=4"
+        );
+        let mut rows = Vec::new();
+        for kind in Kind::LOCKS {
+            let mut io = Vec::new();
+            let mut cpu = Vec::new();
+            for (i, k) in KS.into_iter().enumerate() {
+                step(format!("W3: K={k}, {}", kind.name()));
+                let r = with_contender(
+                    kind,
+                    INTERVAL,
+                    w3::Run {
+                        k,
+                        io: true,
+                        time: t,
+                    },
+                );
+                io.push(r.round_trips / io_base[i]);
+                cpu.push(r.units / cpu_alone);
+                bar.inc(1);
+            }
+            let _ = writeln!(
+                text,
+                "  {:<32} {:>8} {:>8} {:>8}   {:>8.3} {:>8.3} {:>8.3}",
+                kind.name(),
+                ratio(io[0]),
+                ratio(io[1]),
+                ratio(io[2]),
+                cpu[0],
+                cpu[1],
+                cpu[2]
+            );
+            rows.push(json!({"lock": kind.key(), "io_ratio": io, "cpu_ratio": cpu}));
+        }
+        report["w3"] = json!({
+            "seconds_per_run": t.as_secs_f64(), "ks": KS, "runs": rows,
+            "baseline": {"cpu_alone_units_per_s": cpu_alone, "no_lock_round_trips_per_s": io_base},
+        });
+        if python_w3 {
+            step("W3: CPython".into());
+            match cpython::run(t, t, &KS, &[]) {
+                Ok(py) => {
+                    let io_alone = py["w3"]["io_alone"].as_f64().unwrap_or(f64::NAN);
+                    let cpu_alone = py["w3"]["cpu_alone"].as_f64().unwrap_or(f64::NAN);
+                    let runs = py["w3"]["runs"].as_array().cloned().unwrap_or_default();
+                    let io: Vec<f64> = runs
+                        .iter()
+                        .map(|r| r["trips"].as_f64().unwrap_or(f64::NAN) / io_alone)
+                        .collect();
+                    let cpu: Vec<f64> = runs
+                        .iter()
+                        .map(|r| r["units"].as_f64().unwrap_or(f64::NAN) / cpu_alone)
+                        .collect();
+                    if io.len() == 3 && cpu.len() == 3 {
+                        let _ = writeln!(
+                            text,
+                            "  {:<32} {:>8} {:>8} {:>8}   {:>8.3} {:>8.3} {:>8.3}",
+                            format!("CPython {} GIL", py["version"].as_str().unwrap_or("?")),
+                            ratio(io[0]),
+                            ratio(io[1]),
+                            ratio(io[2]),
+                            cpu[0],
+                            cpu[1],
+                            cpu[2]
+                        );
+                        let _ = writeln!(
+                            text,
+                            "  (CPython's io baseline: its I/O thread alone, echoing through a separate process; CPython has no run without its GIL)"
+                        );
+                    }
+                    report["w3"]["cpython"] =
+                        json!({"io_ratio": io, "cpu_ratio": cpu, "raw": py["w3"]});
+                }
+                Err(e) => {
+                    let _ = writeln!(text, "  CPython: skipped — {e}");
+                    report["w3"]["cpython"] = json!({"skipped": e});
+                }
+            }
+            bar.inc(1);
+        }
+        text.push('\n');
+    }
+
+    if args.wants("W4") {
+        let t = plan.w4_time;
+        let _ = writeln!(
+            text,
+            "W4 fairness — N CPU-bound threads, {t:?} per run: Jain's index; worst stretch without progress ÷ ((N−1) × interval); throughput N=16 ÷ N=1"
+        );
+        let _ = writeln!(
+            text,
+            "  {:<32} {:>6} {:>6} {:>6} {:>6}   {:>6} {:>6} {:>6} {:>6}   {:>9}",
+            "", "J N=2", "4", "8", "16", "gap 2", "4", "8", "16", "thr16÷1"
+        );
+        let mut rows = Vec::new();
+        for kind in Kind::LOCKS {
+            step(format!("W4: N=1, {}", kind.name()));
+            let one = with_contender(kind, INTERVAL, w4::Run { n: 1, time: t });
+            bar.inc(1);
+            let mut runs = Vec::new();
+            for n in NS {
+                step(format!("W4: N={n}, {}", kind.name()));
+                runs.push(with_contender(kind, INTERVAL, w4::Run { n, time: t }));
+                bar.inc(1);
+            }
+            let gap = |f: &w4::Fairness| {
+                f.worst().as_secs_f64() / ((f.n - 1) as f64 * INTERVAL.as_secs_f64())
+            };
+            let _ = writeln!(
+                text,
+                "  {:<32} {:>6.3} {:>6.3} {:>6.3} {:>6.3}   {:>6.2} {:>6.2} {:>6.2} {:>6.2}   {:>9.3}",
+                kind.name(),
+                runs[0].jain(),
+                runs[1].jain(),
+                runs[2].jain(),
+                runs[3].jain(),
+                gap(&runs[0]),
+                gap(&runs[1]),
+                gap(&runs[2]),
+                gap(&runs[3]),
+                runs[3].throughput / one.throughput
+            );
+            rows.push(json!({
+                "lock": kind.key(),
+                "jain": runs.iter().map(w4::Fairness::jain).collect::<Vec<_>>(),
+                "worst_over_bound": runs.iter().map(gap).collect::<Vec<_>>(),
+                "worst_ms": runs.iter().map(|f| f.worst().as_secs_f64() * 1e3).collect::<Vec<_>>(),
+                "throughput": runs.iter().map(|f| f.throughput).collect::<Vec<_>>(),
+                "throughput_n1": one.throughput,
+            }));
+        }
+        report["w4"] = json!({"seconds_per_run": t.as_secs_f64(), "ns": NS, "runs": rows});
+        if python_w4 {
+            step("W4: CPython".into());
+            match cpython::run(t, t, &[], &NS) {
+                Ok(py) => {
+                    let runs = py["w4"].as_array().cloned().unwrap_or_default();
+                    let units = |r: &Value| -> Vec<u64> {
+                        r["units"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                            .unwrap_or_default()
+                    };
+                    let fair: Vec<w4::Fairness> = runs
+                        .iter()
+                        .map(|r| w4::Fairness {
+                            n: r["n"].as_u64().unwrap_or(0) as usize,
+                            units: units(r),
+                            worst_stretch: r["worst_stretch_s"]
+                                .as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(Value::as_f64)
+                                        .map(Duration::from_secs_f64)
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                            throughput: r["throughput"].as_f64().unwrap_or(f64::NAN),
+                        })
+                        .collect();
+                    if fair.len() == 5 {
+                        let gap = |f: &w4::Fairness| {
+                            f.worst().as_secs_f64() / ((f.n - 1) as f64 * INTERVAL.as_secs_f64())
+                        };
+                        let _ = writeln!(
+                            text,
+                            "  {:<32} {:>6.3} {:>6.3} {:>6.3} {:>6.3}   {:>6.2} {:>6.2} {:>6.2} {:>6.2}   {:>9.3}",
+                            format!("CPython {} GIL", py["version"].as_str().unwrap_or("?")),
+                            fair[1].jain(),
+                            fair[2].jain(),
+                            fair[3].jain(),
+                            fair[4].jain(),
+                            gap(&fair[1]),
+                            gap(&fair[2]),
+                            gap(&fair[3]),
+                            gap(&fair[4]),
+                            fair[4].throughput / fair[0].throughput
+                        );
+                        report["w4"]["cpython"] = json!({
+                            "jain": fair[1..].iter().map(w4::Fairness::jain).collect::<Vec<_>>(),
+                            "worst_over_bound": fair[1..].iter().map(gap).collect::<Vec<_>>(),
+                            "throughput_16_over_1": fair[4].throughput / fair[0].throughput,
+                        });
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(text, "  CPython: skipped — {e}");
+                    report["w4"]["cpython"] = json!({"skipped": e});
+                }
+            }
+            bar.inc(1);
+        }
+        text.push('\n');
+    }
+
+    if args.wants("W5") {
+        step("W5: cooperative release".into());
+        let coop = w5::cooperative(Duration::from_millis(50));
+        bar.inc(1);
+        let _ = writeln!(text, "W5 textbook demos (gil)");
+        let _ = writeln!(
+            text,
+            "  cooperative release: {} — predicted: every \"connecting\" before any \"connected\": {}",
+            coop.said.join(", "),
+            if coop.as_predicted { "yes" } else { "NO" }
+        );
+        let mut demos = Vec::new();
+        for interval in [Duration::from_millis(5), Duration::from_millis(1)] {
+            step(format!("W5: preemptive switching at {interval:?}"));
+            let p = w5::preemptive(interval, plan.w5_time);
+            bar.inc(1);
+            let _ = writeln!(
+                text,
+                "  preemptive switching at {:?}: {} alternations in {:?} (one per interval would be {:.0})",
+                p.interval,
+                p.alternations,
+                p.time,
+                p.predicted()
+            );
+            demos.push(json!({"interval_ms": interval.as_secs_f64() * 1e3, "alternations": p.alternations, "predicted": p.predicted()}));
+        }
+        text.push('\n');
+        report["w5"] = json!({"cooperative": {"said": coop.said, "as_predicted": coop.as_predicted}, "preemptive": demos});
+    }
+
+    if args.wants("TIMELINE") {
+        let mut files = Vec::new();
+        if let Err(e) = std::fs::create_dir_all(&args.out) {
+            let _ = writeln!(
+                text,
+                "timelines: could not create {}: {e}",
+                args.out.display()
+            );
+        } else {
+            step("timeline: convoy".into());
+            let gil = Gil::new();
+            let trace = lab::record(&gil, Duration::from_millis(130), |gil| {
+                w3::run(gil, 2, true, Duration::from_millis(250));
+            });
+            bar.inc(1);
+            let window = (Duration::from_millis(100), Duration::from_millis(130));
+            files.extend(write_timeline(
+                &args.out,
+                "convoy",
+                &trace,
+                window,
+                "W3 convoy on gil: the I/O thread and K=2 CPU threads, 30 ms",
+            ));
+            step("timeline: fairness".into());
+            let gil = Gil::new();
+            let trace = lab::record(&gil, Duration::from_millis(140), |gil| {
+                w4::run(gil, 4, Duration::from_millis(250));
+            });
+            bar.inc(1);
+            let window = (Duration::from_millis(100), Duration::from_millis(140));
+            files.extend(write_timeline(
+                &args.out,
+                "fairness",
+                &trace,
+                window,
+                "W4 fairness on gil: N=4 CPU threads, 5 ms interval, 40 ms",
+            ));
+            let _ = writeln!(text, "timelines written: {}", files.join(", "));
+        }
+        report["timelines"] = json!(files);
+    }
+
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+    } else {
+        print!("{text}");
+    }
+}
+
+fn write_timeline(
+    dir: &std::path::Path,
+    name: &str,
+    trace: &gil_std::Trace,
+    (from, to): (Duration, Duration),
+    title: &str,
+) -> Vec<String> {
+    let rows = timeline::rows(trace, from, to);
+    let mut written = Vec::new();
+    for (ext, body) in [
+        ("svg", timeline::svg(&rows, title)),
+        ("json", timeline::chrome_json(&rows)),
+    ] {
+        let path = dir.join(format!("{name}.{ext}"));
+        match std::fs::write(&path, body) {
+            Ok(()) => written.push(path.display().to_string()),
+            Err(e) => eprintln!("gil-lab: could not write {}: {e}", path.display()),
+        }
+    }
+    written
+}
+
+/// A ratio that may be tiny: three significant digits.
+fn ratio(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else if x.abs() >= 0.1 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
+fn w1_table(text: &mut String, title: &str, figures: &[w1::Figure], baseline: &str) {
+    let base = figures
+        .iter()
+        .find(|f| f.name == baseline)
+        .map_or(f64::NAN, |f| f.ns);
+    let _ = writeln!(
+        text,
+        "  {title:<30} {:>9} {:>16}",
+        "ns/op",
+        format!("÷ {baseline}")
+    );
+    for f in figures {
+        let _ = writeln!(
+            text,
+            "    {:<28} {:>9.2} {:>16.2}",
+            f.name,
+            f.ns,
+            f.ns / base
+        );
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
