@@ -27,7 +27,8 @@ pub struct Latency {
     pub samples: usize,
 }
 
-fn percentiles(mut ns: Vec<u64>) -> Latency {
+/// Percentiles of latencies given in nanoseconds.
+pub fn percentiles(mut ns: Vec<u64>) -> Latency {
     ns.sort_unstable();
     let at = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
     Latency {
@@ -53,6 +54,11 @@ fn since(epoch: Instant, stamp: u64, me: u64) -> Option<u64> {
 
 /// gil: drop request to the requester running, `samples` handoffs.
 pub fn gil(samples: usize, sleep_first: bool) -> Latency {
+    percentiles(gil_samples(samples, sleep_first))
+}
+
+/// [`gil`]'s latencies, in nanoseconds.
+pub fn gil_samples(samples: usize, sleep_first: bool) -> Vec<u64> {
     let gil = Gil::new();
     let epoch = Instant::now();
     let stamp = AtomicU64::new(0);
@@ -95,11 +101,16 @@ pub fn gil(samples: usize, sleep_first: bool) -> Latency {
             .collect()
     });
     all.truncate(samples);
-    percentiles(all)
+    all
 }
 
 /// The floor: a futex wake from one thread to another sleeping on it, `samples` wakes.
 pub fn futex(samples: usize) -> Latency {
+    percentiles(futex_samples(samples))
+}
+
+/// [`futex`]'s latencies, in nanoseconds.
+pub fn futex_samples(samples: usize) -> Vec<u64> {
     let word = AtomicU32::new(0);
     let epoch = Instant::now();
     let stamp = AtomicU64::new(0);
@@ -137,7 +148,7 @@ pub fn futex(samples: usize) -> Latency {
             word.store(0, SeqCst);
         }
     });
-    percentiles(seen)
+    seen
 }
 
 /// parking_lot: `bump()` with the other thread parked in `lock()`, `samples` handoffs.
