@@ -247,6 +247,31 @@ fn a_longer_new_interval_does_not_ask_early() {
 }
 
 #[test]
+fn one_waiter_timing_out_leaves_the_others_deadlines_alone() {
+    // Each timed waiter has its own wake-up at its deadline. When a short one times out and
+    // removes its wake-up, a longer one's must stay: the longer waiter must still time out
+    // while the lock stays held, not wait for the release.
+    let gil = Gil::new();
+    let held = gil.acquire();
+    thread::scope(|s| {
+        let long = s.spawn(|| gil.try_acquire_for(Duration::from_millis(300)).map(drop));
+        wait_for_a_waiter(&gil);
+        let short = s.spawn(|| gil.try_acquire_for(Duration::from_millis(1)).map(drop));
+        assert_eq!(short.join().unwrap(), Err(AcquireError::Timeout));
+        let give_up = deadline();
+        while !long.is_finished() {
+            assert!(
+                Instant::now() < give_up,
+                "the longer waiter's deadline was lost"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(long.join().unwrap(), Err(AcquireError::Timeout));
+    });
+    drop(held);
+}
+
+#[test]
 fn contended_locks_can_be_dropped_right_away() {
     // Each lock gets a queued waiter (so the clock lists it) and is dropped as soon as its
     // threads are done. With an hour's interval the clock never looks at it meanwhile, so only
