@@ -261,3 +261,38 @@ fn the_lock_api_wrapper_works_across_threads() {
     drop(held);
     assert!(m.try_lock().is_some());
 }
+
+/// This thread's CPU time so far (Linux: the first field of `/proc/thread-self/schedstat`).
+#[cfg(target_os = "linux")]
+fn thread_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let nanos = stat.split_whitespace().next().expect("a field");
+    Duration::from_nanos(nanos.parse().expect("nanoseconds"))
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+#[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation forbids")]
+fn a_waiter_sleeps_instead_of_spinning() {
+    // A waiter spins for about a microsecond, then sleeps on its futex. Over a 300 ms wait it
+    // uses a tiny fraction of that in CPU time; one that spun (or woke again and again) would use
+    // a large part of it even on a loaded machine. The margin is two orders of magnitude.
+    let gil = Gil::new();
+    let held = gil.acquire();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let before = thread_cpu_time();
+            let start = Instant::now();
+            drop(gil.acquire());
+            (thread_cpu_time() - before, start.elapsed())
+        });
+        wait_until("the waiter queued", || gil.has_waiters());
+        thread::sleep(Duration::from_millis(300));
+        drop(held);
+        let (cpu, waited) = waiter.join().unwrap();
+        assert!(
+            cpu < waited / 10,
+            "a waiter used {cpu:?} of CPU time over a {waited:?} wait"
+        );
+    });
+}
