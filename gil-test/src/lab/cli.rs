@@ -135,6 +135,7 @@ pub fn main() {
             &r.checkpoint,
             "parking_lot bump",
         );
+        text.push('\n');
         let fig = |v: &[w1::Figure]| {
             v.iter()
                 .map(|f| json!({"name": f.name, "ns": f.ns}))
