@@ -1,6 +1,7 @@
 //! Event hooks and the recorder under real threads: each thread sees a consistent sequence.
 #![cfg(not(loom))]
 
+use std::sync::Barrier;
 use std::thread;
 
 use gil_std::{Event, Gil, Recorder};
@@ -36,12 +37,16 @@ fn check_sequence(name: &str, events: &[Event]) {
 fn every_thread_sees_a_consistent_sequence() {
     let gil = Gil::new();
     let recorder = Recorder::start(&gil);
+    // The main thread holds the lock until a worker has queued, so they surely contend.
+    let started = Barrier::new(5);
+    let held = gil.acquire();
     thread::scope(|s| {
         for t in 0..4 {
-            let gil = &gil;
+            let (gil, started) = (&gil, &started);
             thread::Builder::new()
                 .name(format!("worker {t}"))
                 .spawn_scoped(s, move || {
+                    started.wait();
                     let mut guard = gil.acquire();
                     for i in 0..300 {
                         if i % 7 == 0 {
@@ -55,6 +60,11 @@ fn every_thread_sees_a_consistent_sequence() {
                 })
                 .unwrap();
         }
+        started.wait();
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        drop(held);
     });
     let trace = recorder.stop();
     let workers: Vec<_> = trace
@@ -76,7 +86,13 @@ fn every_thread_sees_a_consistent_sequence() {
             .count();
         assert_eq!(regions, 300 / 7 + 1, "{}: every region seen", t.name);
     }
-    assert!(gil.stats().switches > 0, "the workers did contend");
+    assert!(gil.stats().switches > 0, "a worker was handed the lock");
+    assert!(
+        workers
+            .iter()
+            .any(|t| t.events.iter().any(|&(_, e)| e == Event::Wants)),
+        "a worker waited"
+    );
 }
 
 #[test]
