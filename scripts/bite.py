@@ -90,6 +90,18 @@ MUTATIONS = [
      "                .with_mut(|q| unsafe { (*q).find(|w| !w.is_returning()) });",
      "            let fresh: Option<*const Waiter<P>> = None;",
      loom("close_while_waiting")),
+    ("lend-lender-at-tail",
+     "a lend queues the lender at the tail: it loses its place to the waiters behind",
+     "gil-core/src/raw.rs",
+     "            .with_mut(|q| unsafe { (*q).push_front(&*waiter) });",
+     "            .with_mut(|q| unsafe { (*q).push_back(&*waiter) });",
+     loom("lend_goes_to_the_urgent_waiter_and_comes_back_first")),
+    ("urgent-at-tail",
+     "an urgent waiter is queued at the tail like any other",
+     "gil-core/src/raw.rs",
+     "                (*q).push_urgent(&*waiter);",
+     "                (*q).push_back(&*waiter);",
+     loom("lend_goes_to_the_urgent_waiter_and_comes_back_first")),
     # gil-std
     ("region-skips-take-back",
      "leaving a blocking region does not wait for the lock when another thread holds it",
@@ -179,7 +191,8 @@ MUTATIONS += [
     (f"{name}@model", bug, path, original, broken, MODEL)
     for (name, bug, path, original, broken, _) in list(MUTATIONS)
     if name in ("enqueue-ignores-owner", "fifo-lifo", "yielder-keeps-running",
-                "cancel-loses-grant", "close-forgets-waiters")
+                "cancel-loses-grant", "close-forgets-waiters", "lend-lender-at-tail",
+                "urgent-at-tail")
 ]
 MUTATIONS += [
     ("switch-not-counted@model",

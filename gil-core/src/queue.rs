@@ -35,9 +35,16 @@ pub(crate) const CLOSED: u32 = 3;
 /// A *returning* waiter ([`Waiter::returning`]) is a thread that held the lock and is coming back
 /// for it — after a yield or a blocking region. [`RawGil::close`](crate::RawGil::close) fails
 /// fresh waiters but lets returning ones through, so a holder can always finish its work.
+///
+/// An *urgent* waiter ([`Waiter::urgent`]) is a returning one that
+/// [`enqueue`](crate::RawGil::enqueue) puts ahead of every waiter that is not urgent (behind
+/// the urgent ones already in line), and that a holder can [`lend`](crate::RawGil::lend) the
+/// lock to. Who may queue urgently, and how often, is the caller's policy: each urgent waiter
+/// bypasses the FIFO order of everyone behind it.
 pub struct Waiter<P: Park> {
     state: AtomicU32,
     returning: bool,
+    urgent: bool,
     links: UnsafeCell<Links<P>>,
     parker: P::Parker,
     _pinned: PhantomPinned,
@@ -64,19 +71,26 @@ pub enum WaitState {
 impl<P: Park> Waiter<P> {
     /// A node for a thread that wants the lock for the first time.
     pub fn new() -> Self {
-        Self::with_kind(false)
+        Self::with_kind(false, false)
     }
 
     /// A node for a thread that held the lock and is coming back for it (after a yield or a
     /// blocking region). [`RawGil::close`](crate::RawGil::close) does not fail such a waiter.
     pub fn returning() -> Self {
-        Self::with_kind(true)
+        Self::with_kind(true, false)
     }
 
-    fn with_kind(returning: bool) -> Self {
+    /// A returning node that goes ahead of every waiter that is not urgent (see the type's
+    /// documentation). Never failed by `close`.
+    pub fn urgent() -> Self {
+        Self::with_kind(true, true)
+    }
+
+    fn with_kind(returning: bool, urgent: bool) -> Self {
         Self {
             state: AtomicU32::new(IDLE),
             returning,
+            urgent,
             links: UnsafeCell::new(Links::unlinked()),
             parker: P::parker(),
             _pinned: PhantomPinned,
@@ -86,6 +100,11 @@ impl<P: Park> Waiter<P> {
     /// Whether this node is for a thread coming back to the lock (see [`Waiter::returning`]).
     pub fn is_returning(&self) -> bool {
         self.returning
+    }
+
+    /// Whether this node is urgent (see [`Waiter::urgent`]).
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
     }
 
     /// Where this waiter stands. A `Granted` result makes the calling thread the owner, with
@@ -142,6 +161,7 @@ impl<P: Park> fmt::Debug for Waiter<P> {
         f.debug_struct("Waiter")
             .field("state", &self.state())
             .field("returning", &self.returning)
+            .field("urgent", &self.urgent)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +214,58 @@ impl<P: Park> Queue<P> {
             unsafe { (*old_tail).links.with_mut(|l| (*l).next = w) };
         }
         self.tail = w;
+    }
+
+    /// Puts `w` at the head.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_back`](Queue::push_back).
+    pub(crate) unsafe fn push_front(&mut self, w: *const Waiter<P>) {
+        let old_head = self.head;
+        // SAFETY: as in `push_back`: `w` is alive and unqueued; the queue lock is held.
+        unsafe { (*w).links.with_mut(|l| (*l).next = old_head) };
+        if old_head.is_null() {
+            self.tail = w;
+        } else {
+            // SAFETY: a queued node is alive; its links are guarded by the queue lock (held).
+            unsafe { (*old_head).links.with_mut(|l| (*l).prev = w) };
+        }
+        self.head = w;
+    }
+
+    /// Puts `w` behind the urgent waiters at the head and ahead of everyone else.
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_back`](Queue::push_back).
+    pub(crate) unsafe fn push_urgent(&mut self, w: *const Waiter<P>) {
+        // SAFETY: the queue lock is held (caller's contract).
+        let Some(before) = (unsafe { self.find(|q| !q.urgent) }) else {
+            // SAFETY: forwarded contract.
+            return unsafe { self.push_back(w) };
+        };
+        // SAFETY: `before` is queued, hence alive, and its links and its predecessor's are
+        // guarded by the queue lock; `w` is alive and unqueued.
+        unsafe {
+            let prev = (*before).links.with_mut(|l| (*l).prev);
+            if prev.is_null() {
+                return self.push_front(w);
+            }
+            (*w).links.with_mut(|l| *l = Links { prev, next: before });
+            (*prev).links.with_mut(|l| (*l).next = w);
+            (*before).links.with_mut(|l| (*l).prev = w);
+        }
+    }
+
+    /// Whether the head is an urgent waiter.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    pub(crate) unsafe fn head_is_urgent(&self) -> bool {
+        // SAFETY: a queued node is alive (caller holds the queue lock, so it stays queued).
+        !self.head.is_null() && unsafe { (*self.head).urgent }
     }
 
     /// Takes the head off the queue.

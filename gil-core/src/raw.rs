@@ -269,7 +269,13 @@ impl<P: Park> RawGil<P> {
         // The queue lock (held) orders this store before anything a granter does with the node.
         waiter.word().store(WAITING, Relaxed);
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
-        self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
+        self.queue.with_mut(|q| unsafe {
+            if waiter.is_urgent() {
+                (*q).push_urgent(&*waiter);
+            } else {
+                (*q).push_back(&*waiter);
+            }
+        });
         self.unlock_queue(state | QUEUED);
         Enqueued::Queued
     }
@@ -336,6 +342,67 @@ impl<P: Park> RawGil<P> {
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
         self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
         // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
+        self.unlock_queue(state | QUEUED);
+        P::unpark(unparker);
+        true
+    }
+
+    /// If the head waiter is urgent ([`Waiter::urgent`]), hands it the lock and puts `waiter` at
+    /// the head of the line: the owner *lends* the lock and gets it back as soon as the urgent
+    /// thread lets go, ahead of everyone else. Returns whether it lent; then wait on `waiter` as
+    /// after [`requeue`](RawGil::requeue). With no urgent head, does nothing and returns `false`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`requeue`](RawGil::requeue).
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use gil_core::{Enqueued, RawGil, WaitState, Waiter};
+    ///
+    /// let gil: RawGil = RawGil::new();
+    /// gil.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         // Back from a blocking region, and allowed to go first.
+    ///         let node = pin!(Waiter::urgent());
+    ///         // SAFETY: the node is pinned here and waited for below; this thread does not own
+    ///         // the lock.
+    ///         assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
+    ///         assert_eq!(node.as_ref().wait(), WaitState::Granted);
+    ///         // SAFETY: granted, so this thread owns the lock.
+    ///         unsafe { gil.unlock() }; // goes straight back to the lender
+    ///     });
+    ///     while !gil.has_waiters() {
+    ///         std::hint::spin_loop();
+    ///     }
+    ///     let back = pin!(Waiter::returning());
+    ///     // SAFETY: this thread owns the lock; `back` is pinned and waited for.
+    ///     assert!(unsafe { gil.lend(back.as_ref()) });
+    ///     assert_eq!(back.as_ref().wait(), WaitState::Granted);
+    /// });
+    /// // SAFETY: the lock came back to this thread.
+    /// unsafe { gil.unlock() };
+    /// ```
+    pub unsafe fn lend(&self, waiter: Pin<&Waiter<P>>) -> bool {
+        if self.state.load(Relaxed) & QUEUED == 0 {
+            return false; // a stale answer only means a later lend
+        }
+        let state = self.lock_queue();
+        // SAFETY: the queue lock is held.
+        if !self.queue.with_mut(|q| unsafe { (*q).head_is_urgent() }) {
+            self.unlock_queue(state);
+            return false;
+        }
+        // SAFETY: we hold the queue lock and (caller's contract) own the lock.
+        let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
+            unreachable!("an urgent head was just seen under the queue lock");
+        };
+        waiter.word().store(WAITING, Relaxed);
+        // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
+        self.queue
+            .with_mut(|q| unsafe { (*q).push_front(&*waiter) });
+        // LOCKED now belongs to the urgent thread; QUEUED stays, for `waiter` is in line.
         self.unlock_queue(state | QUEUED);
         P::unpark(unparker);
         true

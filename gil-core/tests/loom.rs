@@ -280,3 +280,68 @@ fn try_acquire_on_a_free_lock_never_spuriously_fails() {
         closer.join().unwrap();
     });
 }
+
+/// A lend: with a fresh waiter queued first and an urgent one arriving later, the urgent waiter
+/// goes ahead of it, the lender gets the lock back next, and the fresh waiter comes last.
+#[test]
+fn lend_goes_to_the_urgent_waiter_and_comes_back_first() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let tickets = Arc::new(AtomicUsize::new(0));
+        let fresh_queued = Arc::new(AtomicBool::new(false));
+        let urgent_queued = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+
+        let fresh = {
+            let (gil, tickets, queued) = (gil.clone(), tickets.clone(), fresh_queued.clone());
+            thread::spawn(move || {
+                let node = pin!(Node::new());
+                // SAFETY: the node is pinned on this frame and waited for before it returns.
+                assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
+                queued.store(true, Release);
+                assert_eq!(node.as_ref().wait(), WaitState::Granted);
+                assert_eq!(
+                    tickets.fetch_add(1, Relaxed),
+                    2,
+                    "the fresh waiter was not last"
+                );
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        let urgent = {
+            let (gil, tickets) = (gil.clone(), tickets.clone());
+            let (fresh_queued, queued) = (fresh_queued.clone(), urgent_queued.clone());
+            thread::spawn(move || {
+                wait_for(&fresh_queued);
+                let node = pin!(Node::urgent());
+                // SAFETY: the node is pinned on this frame and waited for before it returns.
+                assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
+                queued.store(true, Release);
+                assert_eq!(node.as_ref().wait(), WaitState::Granted);
+                assert_eq!(
+                    tickets.fetch_add(1, Relaxed),
+                    0,
+                    "the urgent waiter was not first"
+                );
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        wait_for(&urgent_queued);
+        let back = pin!(Node::returning());
+        // SAFETY: the main thread owns the lock; `back` is pinned and waited for below.
+        assert!(unsafe { gil.lend(back.as_ref()) }, "the head was urgent");
+        assert_eq!(back.as_ref().wait(), WaitState::Granted);
+        assert_eq!(
+            tickets.fetch_add(1, Relaxed),
+            1,
+            "the lender did not come back second"
+        );
+        // SAFETY: the lock came back to the main thread.
+        unsafe { gil.unlock() };
+        fresh.join().unwrap();
+        urgent.join().unwrap();
+        assert_eq!(tickets.load(Relaxed), 3);
+    });
+}

@@ -16,6 +16,24 @@ pub const THREADS: usize = 4;
 /// A runtime flag the model sets and takes.
 pub const FLAG: u32 = Breaker::runtime_bit(0);
 
+/// Which of its nodes a logical thread is queued on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// `Waiter::new()`: a first acquire.
+    Fresh,
+    /// `Waiter::returning()`: back from a yield, a region, or a lend.
+    Returning,
+    /// `Waiter::urgent()`: back from a region, ahead of the non-urgent waiters.
+    Urgent,
+}
+
+impl NodeKind {
+    /// Whether `close` lets this node through.
+    pub fn is_returning(self) -> bool {
+        self != NodeKind::Fresh
+    }
+}
+
 /// Where a logical thread stands, as the model sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -23,15 +41,15 @@ pub enum Status {
     Idle,
     /// Holding, and it knows it.
     Holding,
-    /// Queued (on its fresh node, or its returning node if `returning`).
+    /// Queued, on its node of that kind.
     Queued {
-        /// On its returning node.
-        returning: bool,
+        /// Which node.
+        node: NodeKind,
     },
     /// Granted while queued; the thread has not looked yet.
     Granted {
-        /// On its returning node.
-        returning: bool,
+        /// Which node.
+        node: NodeKind,
     },
     /// Taken out by close; the thread has not looked yet.
     ClosedOut,
@@ -44,8 +62,8 @@ pub enum Status {
 pub struct Model {
     /// The logical thread that holds the lock.
     pub holder: Option<usize>,
-    /// The waiters, longest first, each with whether it is returning.
-    pub queue: VecDeque<(usize, bool)>,
+    /// The waiters, in line order, each with the node it is queued on.
+    pub queue: VecDeque<(usize, NodeKind)>,
     /// Whether `close` was called.
     pub closed: bool,
     /// The breaker flags set.
@@ -85,13 +103,17 @@ pub enum Op {
     EnterRegion(usize),
     /// The thread comes back from its region: `enqueue` of its returning node.
     LeaveRegion(usize),
+    /// The thread comes back from its region urgently: `enqueue` of its urgent node.
+    LeaveRegionUrgent(usize),
+    /// `lend` of the holder's returning node.
+    Lend(usize),
 }
 
 impl Model {
-    /// Whether `t` is queued, and on which node (`Some(true)`: its returning one).
-    pub fn queued_status(&self, t: usize) -> Option<bool> {
+    /// Whether `t` is queued, and on which node.
+    pub fn queued_status(&self, t: usize) -> Option<NodeKind> {
         match self.threads[t] {
-            Status::Queued { returning } => Some(returning),
+            Status::Queued { node } => Some(node),
             _ => None,
         }
     }
@@ -99,9 +121,9 @@ impl Model {
     /// The holder lets go: the head waiter, if any, is granted.
     fn hand_on(&mut self) {
         match self.queue.pop_front() {
-            Some((h, returning)) => {
+            Some((h, node)) => {
                 self.holder = Some(h);
-                self.threads[h] = Status::Granted { returning };
+                self.threads[h] = Status::Granted { node };
                 self.switches = self.switches.wrapping_add(1);
             }
             None => self.holder = None,
@@ -115,9 +137,45 @@ impl Model {
             return false;
         }
         self.hand_on();
-        self.queue.push_back((t, true));
-        self.threads[t] = Status::Queued { returning: true };
+        self.queue.push_back((t, NodeKind::Returning));
+        self.threads[t] = Status::Queued {
+            node: NodeKind::Returning,
+        };
         true
+    }
+
+    /// `t` holds: if the head is urgent, hand it the lock and queue `t` at the head.
+    fn lend_from(&mut self, t: usize) -> bool {
+        if self.queue.front().is_none_or(|w| w.1 != NodeKind::Urgent) {
+            return false;
+        }
+        self.hand_on();
+        self.queue.push_front((t, NodeKind::Returning));
+        self.threads[t] = Status::Queued {
+            node: NodeKind::Returning,
+        };
+        true
+    }
+
+    /// `t` comes back from a region on `node`: takes the lock if free, else queues (an urgent
+    /// node behind the urgent ones at the head, any other at the tail).
+    fn come_back(&mut self, t: usize, node: NodeKind) {
+        if self.holder.is_none() {
+            self.holder = Some(t);
+            self.threads[t] = Status::Holding;
+            return;
+        }
+        if node == NodeKind::Urgent {
+            let at = self
+                .queue
+                .iter()
+                .position(|w| w.1 != NodeKind::Urgent)
+                .unwrap_or(self.queue.len());
+            self.queue.insert(at, (t, node));
+        } else {
+            self.queue.push_back((t, node));
+        }
+        self.threads[t] = Status::Queued { node };
     }
 }
 
@@ -144,10 +202,12 @@ impl Model {
             Op::Cancel(t) => {
                 matches!(m.threads[t], Queued { .. } | Granted { .. } | ClosedOut)
             }
-            Op::Release(t) | Op::Yield(t) | Op::Checkpoint(t) | Op::EnterRegion(t) => {
-                m.threads[t] == Holding
-            }
-            Op::LeaveRegion(t) => m.threads[t] == InRegion,
+            Op::Release(t)
+            | Op::Yield(t)
+            | Op::Checkpoint(t)
+            | Op::EnterRegion(t)
+            | Op::Lend(t) => m.threads[t] == Holding,
+            Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) => m.threads[t] == InRegion,
             Op::RequestDrop | Op::SetFlag | Op::TakeFlag | Op::Close => true,
         }
     }
@@ -169,17 +229,21 @@ impl Model {
                     m.holder = Some(t);
                     m.threads[t] = Status::Holding;
                 } else {
-                    m.queue.push_back((t, false));
-                    m.threads[t] = Status::Queued { returning: false };
+                    m.queue.push_back((t, NodeKind::Fresh));
+                    m.threads[t] = Status::Queued {
+                        node: NodeKind::Fresh,
+                    };
                 }
             }
             Op::Poll(t) | Op::Cancel(t) => match m.threads[t] {
                 Status::Granted { .. } => m.threads[t] = Status::Holding,
                 Status::ClosedOut => m.threads[t] = Status::Idle,
-                Status::Queued { returning } => {
+                Status::Queued { node } => {
                     // Only Cancel gets here (Poll's precondition excludes it).
                     m.queue.retain(|&(w, _)| w != t);
-                    m.threads[t] = if returning {
+                    // A returning node is a yield, a region or a lend: the model takes all three
+                    // back to "in a region", from where the thread comes back.
+                    m.threads[t] = if node.is_returning() {
                         Status::InRegion
                     } else {
                         Status::Idle
@@ -205,7 +269,8 @@ impl Model {
             Op::TakeFlag => m.breaker &= !FLAG,
             Op::Close => {
                 m.closed = true;
-                let (fresh, returning): (Vec<_>, Vec<_>) = m.queue.iter().partition(|w| !w.1);
+                let (fresh, returning): (Vec<_>, Vec<_>) =
+                    m.queue.iter().partition(|w| !w.1.is_returning());
                 for (w, _) in fresh {
                     m.threads[w] = Status::ClosedOut;
                 }
@@ -215,14 +280,10 @@ impl Model {
                 m.threads[t] = Status::InRegion;
                 m.hand_on();
             }
-            Op::LeaveRegion(t) => {
-                if m.holder.is_none() {
-                    m.holder = Some(t);
-                    m.threads[t] = Status::Holding;
-                } else {
-                    m.queue.push_back((t, true));
-                    m.threads[t] = Status::Queued { returning: true };
-                }
+            Op::LeaveRegion(t) => m.come_back(t, NodeKind::Returning),
+            Op::LeaveRegionUrgent(t) => m.come_back(t, NodeKind::Urgent),
+            Op::Lend(t) => {
+                m.lend_from(t);
             }
         }
         m
@@ -232,12 +293,14 @@ impl Model {
 /// A waiter node of the real lock.
 type Node = Waiter<SpinPark>;
 
-/// The real lock and, per logical thread, a fresh and a returning waiter node; and the model as
-/// it was before the step being applied (the test harness passes only the state after).
+/// The real lock and, per logical thread, a fresh, a returning and an urgent waiter node; and
+/// the model as it was before the step being applied (the test harness passes only the state
+/// after).
 pub struct Real {
     gil: Box<RawGil>,
     fresh: Vec<Pin<Box<Node>>>,
     back: Vec<Pin<Box<Node>>>,
+    urgent: Vec<Pin<Box<Node>>>,
     before: Model,
 }
 
@@ -248,15 +311,16 @@ impl Real {
             gil: Box::new(RawGil::new()),
             fresh: (0..THREADS).map(|_| Box::pin(Node::new())).collect(),
             back: (0..THREADS).map(|_| Box::pin(Node::returning())).collect(),
+            urgent: (0..THREADS).map(|_| Box::pin(Node::urgent())).collect(),
             before: Model::initial(),
         }
     }
 
-    fn node(&self, t: usize, returning: bool) -> Pin<&Node> {
-        if returning {
-            self.back[t].as_ref()
-        } else {
-            self.fresh[t].as_ref()
+    fn node(&self, t: usize, kind: NodeKind) -> Pin<&Node> {
+        match kind {
+            NodeKind::Fresh => self.fresh[t].as_ref(),
+            NodeKind::Returning => self.back[t].as_ref(),
+            NodeKind::Urgent => self.urgent[t].as_ref(),
         }
     }
 
@@ -284,7 +348,7 @@ impl Real {
             }
             Op::Enqueue(t) => {
                 // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                let got = unsafe { gil.enqueue(real.node(t, false)) };
+                let got = unsafe { gil.enqueue(real.node(t, NodeKind::Fresh)) };
                 let want = match after.threads[t] {
                     Status::Holding => Enqueued::Acquired,
                     Status::Queued { .. } => Enqueued::Queued,
@@ -294,20 +358,20 @@ impl Real {
             }
             Op::Poll(_) => {} // the node states are compared in `check_invariants`
             Op::Cancel(t) => {
-                let (returning, want) = match before.threads[t] {
-                    Status::Queued { returning } => (returning, Cancel::Removed),
-                    Status::Granted { returning } => (returning, Cancel::Granted),
-                    _ => (false, Cancel::Closed), // ClosedOut: only fresh nodes are closed
+                let (node, want) = match before.threads[t] {
+                    Status::Queued { node } => (node, Cancel::Removed),
+                    Status::Granted { node } => (node, Cancel::Granted),
+                    _ => (NodeKind::Fresh, Cancel::Closed), // ClosedOut: only fresh nodes are closed
                 };
                 // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                let got = unsafe { gil.cancel(real.node(t, returning)) };
+                let got = unsafe { gil.cancel(real.node(t, node)) };
                 assert_eq!(got, want, "cancel of thread {t}");
             }
             // SAFETY: the preconditions above are the contracts (see the top of `apply`).
             Op::Release(_) | Op::EnterRegion(_) => unsafe { gil.unlock() },
             Op::Yield(t) => {
                 // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                let yielded = unsafe { gil.requeue(real.node(t, true)) };
+                let yielded = unsafe { gil.requeue(real.node(t, NodeKind::Returning)) };
                 assert_eq!(yielded, after.queued_status(t).is_some());
             }
             Op::Checkpoint(t) => {
@@ -317,7 +381,7 @@ impl Real {
                     // thread cannot: drive its two steps instead.
                     assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                    assert!(unsafe { gil.requeue(real.node(t, true)) });
+                    assert!(unsafe { gil.requeue(real.node(t, NodeKind::Returning)) });
                 } else {
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     let others = unsafe { gil.checkpoint() };
@@ -330,14 +394,23 @@ impl Real {
                 gil.breaker().take(FLAG);
             }
             Op::Close => gil.close(),
-            Op::LeaveRegion(t) => {
+            Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) => {
+                let kind = match op {
+                    Op::LeaveRegion(_) => NodeKind::Returning,
+                    _ => NodeKind::Urgent,
+                };
                 // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                let got = unsafe { gil.enqueue(real.node(t, true)) };
+                let got = unsafe { gil.enqueue(real.node(t, kind)) };
                 let want = match after.threads[t] {
                     Status::Holding => Enqueued::Acquired,
                     _ => Enqueued::Queued,
                 };
                 assert_eq!(got, want);
+            }
+            Op::Lend(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let lent = unsafe { gil.lend(real.node(t, NodeKind::Returning)) };
+                assert_eq!(lent, after.queued_status(t).is_some());
             }
         }
     }
@@ -361,21 +434,24 @@ impl Real {
         assert_eq!(gil.switches(), m.switches, "switches");
         assert_eq!(gil.breaker().pending(), m.breaker, "breaker");
         for t in 0..THREADS {
-            let (fresh, back) = (real.fresh[t].state(), real.back[t].state());
-            let on = |returning: bool| if returning { back } else { fresh };
+            let on = |kind: NodeKind| real.node(t, kind).state();
+            let all = [NodeKind::Fresh, NodeKind::Returning, NodeKind::Urgent];
             match m.threads[t] {
-                Status::Queued { returning } => {
-                    assert_eq!(on(returning), WaitState::Waiting, "thread {t}")
+                Status::Queued { node } => {
+                    assert_eq!(on(node), WaitState::Waiting, "thread {t}")
                 }
-                Status::Granted { returning } => {
-                    assert_eq!(on(returning), WaitState::Granted, "thread {t}")
+                Status::Granted { node } => {
+                    assert_eq!(on(node), WaitState::Granted, "thread {t}")
                 }
-                Status::ClosedOut => assert_eq!(fresh, WaitState::Closed, "thread {t}"),
-                // Not queued: neither node may be in the queue. (A node keeps saying Granted or
+                Status::ClosedOut => {
+                    assert_eq!(on(NodeKind::Fresh), WaitState::Closed, "thread {t}")
+                }
+                // Not queued: no node may be in the queue. (A node keeps saying Granted or
                 // Closed after its thread has acted on it, until it is queued again.)
                 _ => {
-                    assert_ne!(fresh, WaitState::Waiting, "thread {t} still queued");
-                    assert_ne!(back, WaitState::Waiting, "thread {t} still queued");
+                    for kind in all {
+                        assert_ne!(on(kind), WaitState::Waiting, "thread {t} still queued");
+                    }
                 }
             }
         }
@@ -386,9 +462,9 @@ impl Real {
         let real = self;
         // Take every queued node out before the nodes are dropped.
         for t in 0..THREADS {
-            if let Some(returning) = m.queued_status(t) {
+            if let Some(node) = m.queued_status(t) {
                 // SAFETY: queued by this test on `real.gil`, not yet acted on.
-                let _ = unsafe { real.gil.cancel(real.node(t, returning)) };
+                let _ = unsafe { real.gil.cancel(real.node(t, node)) };
             }
         }
     }
@@ -430,10 +506,12 @@ pub fn decode(bytes: &[u8]) -> Vec<Op> {
             let t = usize::from(b >> 4) % THREADS;
             match b & 0x0f {
                 0 => Op::TryAcquire(t),
-                1 | 2 => Op::Enqueue(t),
+                1 => Op::Enqueue(t),
+                2 => Op::Lend(t),
                 3 => Op::Poll(t),
                 4 => Op::Cancel(t),
-                5 | 6 => Op::Release(t),
+                5 => Op::Release(t),
+                6 => Op::LeaveRegionUrgent(t),
                 7 => Op::Yield(t),
                 8 => Op::Checkpoint(t),
                 9 => Op::RequestDrop,

@@ -35,7 +35,9 @@ impl ReferenceStateMachine for Reference {
             1 => Just(Op::TakeFlag),
             1 => Just(Op::Close),
             2 => t.clone().prop_map(Op::EnterRegion),
-            2 => t.prop_map(Op::LeaveRegion),
+            2 => t.clone().prop_map(Op::LeaveRegion),
+            2 => t.clone().prop_map(Op::LeaveRegionUrgent),
+            2 => t.prop_map(Op::Lend),
         ]
         .boxed()
     }
