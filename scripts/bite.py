@@ -106,7 +106,7 @@ MUTATIONS = [
     ("region-skips-take-back",
      "leaving a blocking region does not wait for the lock when another thread holds it",
      "gil-std/src/guard.rs",
-     "            let back = self.wait_for_grant(Node::returning(), None);\n"
+     "            let back = self.wait_for_grant(node, None);\n"
      "            debug_assert!(back.is_ok(), \"returning waiters are never closed\");",
      "",
      loom_std("blocking_region_round_trip")),
@@ -125,8 +125,8 @@ MUTATIONS = [
     ("region-return-is-fresh",
      "leaving a blocking region queues as a fresh acquirer, which close turns away",
      "gil-std/src/guard.rs",
-     "            let back = self.wait_for_grant(Node::returning(), None);",
-     "            let back = self.wait_for_grant(Node::new(), None);",
+     "                Node::returning()\n            };",
+     "                Node::new()\n            };",
      loom_std("close_while_waiting")),
     ("try-acquire-gives-up-on-editor",
      "try_acquire reports WouldBlock while another thread edits the queue of a free lock",
@@ -143,7 +143,7 @@ MUTATIONS = [
     ("region-skips-take-back@user",
      "leaving a blocking region does not wait for the lock (seen by a user's own loom test)",
      "gil-std/src/guard.rs",
-     "            let back = self.wait_for_grant(Node::returning(), None);\n"
+     "            let back = self.wait_for_grant(node, None);\n"
      "            debug_assert!(back.is_ok(), \"returning waiters are never closed\");",
      "",
      ["cargo", "test", "-q", "-p", "gil-test", "--test", "loom_user", "--profile", "loom"]),

@@ -175,7 +175,7 @@ impl Clock {
                 timers.preempt.push(Preempt {
                     gil,
                     at: instant_at(since) + gil.switch_interval(),
-                    switches: gil.raw.switches(),
+                    switches: gil.slices.load(Relaxed),
                 });
                 self.changed.notify_one();
             }
@@ -236,7 +236,7 @@ impl Timers {
             }
             // SAFETY: listed, so borrowed by some thread (see `Preempt::gil`).
             let gil = unsafe { &*p.gil };
-            let switches = gil.raw.switches();
+            let switches = gil.slices.load(Relaxed);
             let interval = gil.switch_interval();
             if switches == p.switches && gil.raw.has_waiters() {
                 // Somebody has waited a whole interval and nobody was handed the lock.

@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
 
 use crate::clock::{clock, now_nanos};
+use crate::credit::PRIORITY;
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
@@ -55,6 +56,29 @@ pub struct Gil {
     pub(crate) watch: AtomicU32,
     /// The event hook: null, or a box made by `set_event_hook` and never freed.
     pub(crate) hook: AtomicPtr<&'static EventHook>,
+    /// Slices begun: grants to a thread waiting its turn in line. Lends, and the lender getting
+    /// the lock back, are not slices: the clock measures the interval by this count.
+    pub(crate) slices: AtomicU32,
+    /// When the current out-of-turn hold (a borrow) began; meaningful while `WATCH_BORROW` is
+    /// set. Written and read by the holder only.
+    pub(crate) borrow_since: AtomicU64,
+    /// Whether threads with credit come back from blocking regions urgently
+    /// ([`Gil::set_fast_return`]).
+    pub(crate) fast_return: AtomicBool,
+}
+
+/// `Gil::watch`: the holder holds out of turn (lent by the previous holder).
+pub(crate) const WATCH_BORROW: u32 = 4;
+
+/// How a queued thread came to wait, which decides what its grant means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// In line: a grant starts a new slice.
+    InLine,
+    /// Urgent: a grant is a loan, held out of turn and paid for with credit.
+    Urgent,
+    /// A lender waiting for its loan to come back: a grant resumes its slice.
+    Resume,
 }
 
 /// `Gil::watch`: holds are timed ([`Gil::set_hold_timing`]).
@@ -66,6 +90,7 @@ pub(crate) const WATCH_HOOK: u32 = 2;
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) forced_drops: AtomicU64,
+    pub(crate) lends: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
     /// When timing was last switched on: a hold that began earlier is not counted.
@@ -83,6 +108,9 @@ pub struct Stats {
     pub switches: u32,
     /// Drop requests honoured: checkpoints that handed the lock to a waiter.
     pub forced_drops: u64,
+    /// Loans: checkpoints that lent the lock to a thread back from a blocking region with
+    /// credit (see [`GilGuard::allow_threads`]), and got it back.
+    pub lends: u64,
     /// Acquisitions (including takings-back after a yield or a blocking region) that waited.
     pub contended: u64,
     /// Total time those acquisitions waited.
@@ -175,6 +203,7 @@ impl Gil {
                 owner: Owner::new(),
                 counters: Counters {
                     forced_drops: AtomicU64::new(0),
+                    lends: AtomicU64::new(0),
                     contended: AtomicU64::new(0),
                     wait_nanos: AtomicU64::new(0),
                     timing_since: AtomicU64::new(0),
@@ -185,6 +214,9 @@ impl Gil {
                 waiting: AtomicU32::new(0),
                 watch: AtomicU32::new(0),
                 hook: AtomicPtr::new(std::ptr::null_mut()),
+                slices: AtomicU32::new(0),
+                borrow_since: AtomicU64::new(0),
+                fast_return: AtomicBool::new(false),
                 last_switch: AtomicU64::new(0),
             }
         }
@@ -356,8 +388,19 @@ impl Gil {
         match unsafe { self.raw.enqueue(node.as_ref()) } {
             Enqueued::Acquired => Ok(()),
             Enqueued::Closed => Err(AcquireError::Closed),
-            // SAFETY: queued just above, by this thread.
-            Enqueued::Queued => unsafe { self.wait_queued(node.as_ref(), deadline, start) },
+            Enqueued::Queued => {
+                let turn = if node.is_urgent() {
+                    // Ask the holder to lend at its next checkpoint. Release (in `set`) pairs
+                    // with the Acquire of the holder's `take`; the holder's `lend` then finds
+                    // this node at the head under the queue lock.
+                    self.raw.breaker().set(PRIORITY);
+                    Turn::Urgent
+                } else {
+                    Turn::InLine
+                };
+                // SAFETY: queued just above, by this thread.
+                unsafe { self.wait_queued(node.as_ref(), deadline, start, turn) }
+            }
         }
     }
 
@@ -373,6 +416,7 @@ impl Gil {
         node: Pin<&Node>,
         deadline: Option<Instant>,
         start: Instant,
+        turn: Turn,
     ) -> Result<(), AcquireError> {
         if CLOCK {
             clock().arm(self);
@@ -395,6 +439,9 @@ impl Gil {
                     Cancel::Closed => Err(AcquireError::Closed),
                 };
             }
+            if turn != Turn::InLine && spin_for_grant(node) {
+                continue; // granted while we spun
+            }
             // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
             Parking::park(node.parker(), node.word(), Node::PARKED);
         };
@@ -406,10 +453,22 @@ impl Gil {
         }
         self.count_wait(start);
         if outcome.is_ok() {
-            // This thread was handed the lock: a switch. A drop request still pending was meant
-            // for the previous holder, and the switch answered it.
-            self.last_switch.store(now_nanos(), Relaxed);
-            self.raw.breaker().take(Breaker::DROP_REQUEST);
+            match turn {
+                Turn::InLine => {
+                    // This thread was handed the lock in its turn: a new slice. A drop request
+                    // still pending was meant for the previous holder, and the switch answered it.
+                    self.slices.fetch_add(1, Relaxed);
+                    self.last_switch.store(now_nanos(), Relaxed);
+                    self.raw.breaker().take(Breaker::DROP_REQUEST);
+                }
+                Turn::Urgent => {
+                    // A loan: the lender's slice goes on, and so does any drop request for it.
+                    self.borrow_since.store(now_nanos(), Relaxed);
+                    self.set_watch(WATCH_BORROW, true);
+                }
+                // The loan came back: the slice goes on where it was.
+                Turn::Resume => {}
+            }
         }
         outcome
     }
@@ -549,6 +608,7 @@ impl Gil {
         Stats {
             switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
+            lends: c.lends.load(Relaxed),
             contended: c.contended.load(Relaxed),
             wait_time: Duration::from_nanos(c.wait_nanos.load(Relaxed)),
             hold_time: Duration::from_nanos(c.hold_nanos.load(Relaxed)),
@@ -624,6 +684,39 @@ impl Gil {
         if watch & WATCH_TIMING != 0 {
             self.count_hold();
         }
+        if watch & WATCH_BORROW != 0 {
+            // The loan ends: pay for the time held out of turn.
+            let held = now_nanos().saturating_sub(self.borrow_since.load(Relaxed));
+            crate::credit::spend(held, self.switch_interval());
+            self.set_watch(WATCH_BORROW, false);
+        }
+    }
+
+    /// Switches the fast return from blocking regions on or off (off by default; **experimental**,
+    /// see docs/design.md, "Fast return from blocking").
+    ///
+    /// With it on, a thread coming back from a blocking region that has credit — earned at its
+    /// fair share of the time it spent blocked, spent while it holds out of turn — queues ahead
+    /// of the threads waiting in line, and the holder's next checkpoint lends it the lock; the
+    /// holder gets it back as soon as that thread blocks again, and its switch interval runs on
+    /// meanwhile. An I/O-bound thread then gets the lock back within microseconds instead of a
+    /// switch interval (the convoy effect); a thread that blocks briefly and computes long
+    /// spends more than it earns and waits its turn.
+    ///
+    /// ```
+    /// let gil = gil_std::Gil::new();
+    /// gil.set_fast_return(true);
+    /// let mut guard = gil.acquire();
+    /// guard.allow_threads(|| ()); // nobody else waits: taken straight back
+    /// assert_eq!(gil.stats().lends, 0);
+    /// ```
+    pub fn set_fast_return(&self, on: bool) {
+        self.fast_return.store(on, Relaxed);
+    }
+
+    /// Whether the holder holds out of turn (lent the lock).
+    pub(crate) fn is_borrowing(&self) -> bool {
+        self.watch.load(Relaxed) & WATCH_BORROW != 0
     }
 
     fn count_hold(&self) {
@@ -655,6 +748,28 @@ impl Gil {
         let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.counters.contended.fetch_add(1, Relaxed);
         self.counters.wait_nanos.fetch_add(nanos, Relaxed);
+    }
+}
+
+/// How long the two sides of a loan spin before they sleep: the urgent thread for the holder's
+/// next checkpoint, the lender for the loan to come back (usually at the borrower's next
+/// blocking call, microseconds later). A futex wake costs tens of microseconds here.
+pub(crate) const LOAN_SPIN: Duration = Duration::from_micros(50);
+
+/// Spins up to [`LOAN_SPIN`] while `node` is still waiting, reading the clock every 64 rounds.
+/// Returns whether `node` stopped waiting.
+fn spin_for_grant(node: Pin<&Node>) -> bool {
+    let until = Instant::now() + LOAN_SPIN;
+    loop {
+        for _ in 0..64 {
+            if node.state() != WaitState::Waiting {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= until {
+            return false;
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use gil_core::Breaker;
 
-use crate::gil::{Gil, Node};
+use crate::clock::now_nanos;
+use crate::credit::PRIORITY;
+use crate::gil::{Gil, Node, Turn};
 use crate::hooks::Event;
 
 /// Proof that this thread holds a [`Gil`]; releases it when dropped.
@@ -142,6 +144,9 @@ impl<'a> GilGuard<'a> {
     pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
         self.gil.emit(Event::BlockingEntered);
         self.gil.end_hold();
+        if self.gil.fast_return.load(Relaxed) {
+            crate::credit::enter_region(now_nanos());
+        }
         // SAFETY: the guard proves this thread holds the lock; `Unlocked::drop` takes it back
         // before the guard can be used again (it borrows the guard mutably until then).
         unsafe { self.gil.raw.unlock() };
@@ -324,9 +329,38 @@ impl Gil {
     /// The caller holds the lock.
     #[cold]
     pub(crate) fn checkpoint_slow(&self) {
-        if self.raw.breaker().take(Breaker::DROP_REQUEST) != 0 && self.hand_off() {
-            self.counters.forced_drops.fetch_add(1, Relaxed);
+        let taken = self.raw.breaker().take(Breaker::DROP_REQUEST | PRIORITY);
+        if taken & Breaker::DROP_REQUEST != 0 {
+            if self.is_borrowing() {
+                // The request is for the lender's slice, which this loan is part of: pass it
+                // on, so whoever holds next in the lender's place answers it.
+                self.raw.breaker().set(Breaker::DROP_REQUEST);
+            }
+            if self.hand_off() {
+                self.counters.forced_drops.fetch_add(1, Relaxed);
+            }
+        } else if taken & PRIORITY != 0 {
+            self.lend();
         }
+    }
+
+    /// Lends the lock to an urgent waiter at the head of the line, if there is one, and waits
+    /// (spinning first) to get it back as soon as that thread lets go. The caller holds the lock.
+    fn lend(&self) {
+        let node = pin!(Node::returning());
+        self.end_hold();
+        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
+        // waited for below before the frame ends.
+        if !unsafe { self.raw.lend(node.as_ref()) } {
+            self.begin_hold();
+            return;
+        }
+        self.emit(Event::Wants);
+        self.counters.lends.fetch_add(1, Relaxed);
+        // SAFETY: queued by `lend` just above. A returning node is never closed or timed out.
+        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now(), Turn::Resume) };
+        debug_assert!(back.is_ok(), "returning waiters are never closed");
+        self.begin_hold();
     }
 
     /// Hands the lock to the longest waiter, if any, and waits to get it back. The caller holds
@@ -345,7 +379,7 @@ impl Gil {
         }
         self.emit(Event::Wants);
         // SAFETY: queued by `requeue` just above. A returning node is never closed or timed out.
-        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now()) };
+        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now(), Turn::InLine) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
         true
@@ -353,9 +387,20 @@ impl Gil {
 
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
     /// held the lock before and must be able to finish.
+    ///
+    /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
     pub(crate) fn take_back(&self) {
+        // Two more than the waiters: the holder and this thread.
+        let contending = u64::from(self.waiting.load(Relaxed)) + 2;
+        let urgent = self.fast_return.load(Relaxed)
+            && crate::credit::leave_region(now_nanos(), contending, self.switch_interval());
         if self.raw.try_acquire().is_err() {
-            let back = self.wait_for_grant(Node::returning(), None);
+            let node = if urgent {
+                Node::urgent()
+            } else {
+                Node::returning()
+            };
+            let back = self.wait_for_grant(node, None);
             debug_assert!(back.is_ok(), "returning waiters are never closed");
         }
         self.begin_hold();

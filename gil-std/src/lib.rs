@@ -41,6 +41,7 @@
 
 mod cell;
 mod clock;
+mod credit;
 mod gil;
 mod guard;
 mod hooks;

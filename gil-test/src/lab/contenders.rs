@@ -37,6 +37,8 @@ pub trait Held {
 pub enum Kind {
     /// `gil_std::Gil`.
     Gil,
+    /// `gil_std::Gil` with the experimental fast return from blocking regions.
+    GilFastReturn,
     /// No lock at all: the baseline.
     NoLock,
     /// std `Mutex`, released and retaken once held an interval.
@@ -51,8 +53,9 @@ pub enum Kind {
 
 impl Kind {
     /// The peers and gil, in table order.
-    pub const LOCKS: [Kind; 5] = [
+    pub const LOCKS: [Kind; 6] = [
         Kind::Gil,
+        Kind::GilFastReturn,
         Kind::StdMutex,
         Kind::ParkingLotInterval,
         Kind::ParkingLotEvery,
@@ -63,6 +66,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Gil => "gil",
+            Kind::GilFastReturn => "gil, fast return (exp.)",
             Kind::NoLock => "no lock",
             Kind::StdMutex => "std Mutex, retake/interval",
             Kind::ParkingLotInterval => "parking_lot, bump/interval",
@@ -75,6 +79,7 @@ impl Kind {
     pub fn key(self) -> &'static str {
         match self {
             Kind::Gil => "gil",
+            Kind::GilFastReturn => "gil_fast_return",
             Kind::NoLock => "no_lock",
             Kind::StdMutex => "std_mutex_interval",
             Kind::ParkingLotInterval => "parking_lot_bump_interval",
@@ -96,6 +101,11 @@ pub trait Visit {
 pub fn with_contender<V: Visit>(kind: Kind, interval: Duration, v: V) -> V::Out {
     match kind {
         Kind::Gil => v.visit(&Gil::with_switch_interval(interval)),
+        Kind::GilFastReturn => {
+            let gil = Gil::with_switch_interval(interval);
+            gil.set_fast_return(true);
+            v.visit(&gil)
+        }
         Kind::NoLock => v.visit(&NoLock),
         Kind::StdMutex => v.visit(&Sliced::new(Mutex::new(()), interval)),
         Kind::ParkingLotInterval => v.visit(&Sliced::new(parking_lot::Mutex::new(()), interval)),

@@ -1,0 +1,86 @@
+//! The fast return from blocking regions (`Gil::set_fast_return`), under real threads. Nothing
+//! here depends on timing: each thread waits for a condition, with a deadline that fails the
+//! test instead of hanging it, and the switch interval is an hour, so the clock never steps in.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gil_std::Gil;
+
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < give_up, "gave up waiting for: {what}");
+        thread::yield_now();
+    }
+}
+
+/// A thread `t` holds first, blocks 5 ms (earning credit) while `h` takes the lock and only
+/// checkpoints; `t` must get the lock back from `h` by a loan, long before any interval.
+#[test]
+fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    gil.set_fast_return(true);
+    let back = AtomicBool::new(false);
+    let released = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let holder = s.spawn(|| {
+            let mut h = gil.acquire(); // queued behind `g`
+            until("the other thread came back", || {
+                h.checkpoint(); // lends here
+                back.load(SeqCst)
+            });
+            until("the loan came back", || released.load(SeqCst));
+        });
+        until("the holder queued", || gil.has_waiters());
+        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        // Back with the lock while the holder is still in its loop: it was lent.
+        back.store(true, SeqCst);
+        drop(g);
+        released.store(true, SeqCst);
+        holder.join().unwrap();
+    });
+    // (Counted by the lender once its loan is out, so read it after the lender is done.)
+    assert_eq!(gil.stats().lends, 1);
+}
+
+/// A thread that held out of turn for long runs into debt, and comes back from its next
+/// (short) region in line: no second loan.
+#[test]
+fn a_thread_in_debt_comes_back_in_line() {
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    gil.set_fast_return(true);
+    let stage = std::sync::atomic::AtomicU32::new(0);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let holder = s.spawn(|| {
+            let mut h = gil.acquire();
+            // Checkpoint until the other thread is queued in line after its second region, then
+            // a little more, then let go.
+            until("the other thread's second return", || {
+                h.checkpoint();
+                stage.load(SeqCst) == 2 && gil.has_waiters()
+            });
+            for _ in 0..1000 {
+                h.checkpoint();
+            }
+        });
+        until("the holder queued", || gil.has_waiters());
+        g.allow_threads(|| thread::sleep(Duration::from_millis(1))); // earns, borrows
+        stage.store(1, SeqCst);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            g.checkpoint(); // 50 ms out of turn: far more than it earned
+        }
+        stage.store(2, SeqCst);
+        g.allow_threads(|| ()); // back in line, behind the lender
+        drop(g);
+        holder.join().unwrap();
+    });
+    // The first return was a loan (the holder never lets go before the second return, so
+    // without a loan this thread would have waited an hour); the second was not.
+    assert_eq!(gil.stats().lends, 1, "lent again to a thread in debt");
+}
