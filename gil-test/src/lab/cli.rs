@@ -256,17 +256,7 @@ pub fn main() {
                 cpu.push(r.units / cpu_alone);
                 bar.inc(1);
             }
-            let _ = writeln!(
-                text,
-                "  {:<32} {:>8} {:>8} {:>8}   {:>8.3} {:>8.3} {:>8.3}",
-                kind.name(),
-                ratio(io[0]),
-                ratio(io[1]),
-                ratio(io[2]),
-                cpu[0],
-                cpu[1],
-                cpu[2]
-            );
+            w3_row(&mut text, kind.name(), &io, &cpu);
             rows.push(json!({"lock": kind.key(), "io_ratio": io, "cpu_ratio": cpu}));
         }
         report["w3"] = json!({
@@ -289,17 +279,8 @@ pub fn main() {
                         .map(|r| r["units"].as_f64().unwrap_or(f64::NAN) / cpu_alone)
                         .collect();
                     if io.len() == 3 && cpu.len() == 3 {
-                        let _ = writeln!(
-                            text,
-                            "  {:<32} {:>8} {:>8} {:>8}   {:>8.3} {:>8.3} {:>8.3}",
-                            format!("CPython {} GIL", py["version"].as_str().unwrap_or("?")),
-                            ratio(io[0]),
-                            ratio(io[1]),
-                            ratio(io[2]),
-                            cpu[0],
-                            cpu[1],
-                            cpu[2]
-                        );
+                        let name = format!("CPython {} GIL", py["version"].as_str().unwrap_or("?"));
+                        w3_row(&mut text, &name, &io, &cpu);
                         let _ = writeln!(
                             text,
                             "  (CPython's io baseline: its I/O thread alone, echoing through a separate process; CPython has no run without its GIL)"
@@ -340,23 +321,7 @@ pub fn main() {
                 runs.push(with_contender(kind, INTERVAL, w4::Run { n, time: t }));
                 bar.inc(1);
             }
-            let gap = |f: &w4::Fairness| {
-                f.worst().as_secs_f64() / ((f.n - 1) as f64 * INTERVAL.as_secs_f64())
-            };
-            let _ = writeln!(
-                text,
-                "  {:<32} {:>6.3} {:>6.3} {:>6.3} {:>6.3}   {:>6.2} {:>6.2} {:>6.2} {:>6.2}   {:>9.3}",
-                kind.name(),
-                runs[0].jain(),
-                runs[1].jain(),
-                runs[2].jain(),
-                runs[3].jain(),
-                gap(&runs[0]),
-                gap(&runs[1]),
-                gap(&runs[2]),
-                gap(&runs[3]),
-                runs[3].throughput / one.throughput
-            );
+            w4_row(&mut text, kind.name(), &runs, one.throughput);
             rows.push(json!({
                 "lock": kind.key(),
                 "jain": runs.iter().map(w4::Fairness::jain).collect::<Vec<_>>(),
@@ -396,23 +361,8 @@ pub fn main() {
                         })
                         .collect();
                     if fair.len() == 5 {
-                        let gap = |f: &w4::Fairness| {
-                            f.worst().as_secs_f64() / ((f.n - 1) as f64 * INTERVAL.as_secs_f64())
-                        };
-                        let _ = writeln!(
-                            text,
-                            "  {:<32} {:>6.3} {:>6.3} {:>6.3} {:>6.3}   {:>6.2} {:>6.2} {:>6.2} {:>6.2}   {:>9.3}",
-                            format!("CPython {} GIL", py["version"].as_str().unwrap_or("?")),
-                            fair[1].jain(),
-                            fair[2].jain(),
-                            fair[3].jain(),
-                            fair[4].jain(),
-                            gap(&fair[1]),
-                            gap(&fair[2]),
-                            gap(&fair[3]),
-                            gap(&fair[4]),
-                            fair[4].throughput / fair[0].throughput
-                        );
+                        let name = format!("CPython {} GIL", py["version"].as_str().unwrap_or("?"));
+                        w4_row(&mut text, &name, &fair[1..], fair[0].throughput);
                         report["w4"]["cpython"] = json!({
                             "jain": fair[1..].iter().map(w4::Fairness::jain).collect::<Vec<_>>(),
                             "worst_over_bound": fair[1..].iter().map(gap).collect::<Vec<_>>(),
@@ -530,6 +480,39 @@ fn write_timeline(
         }
     }
     written
+}
+
+/// W4's worst stretch as a multiple of its bound, (N − 1) × interval.
+fn gap(f: &w4::Fairness) -> f64 {
+    f.worst().as_secs_f64() / ((f.n - 1) as f64 * INTERVAL.as_secs_f64())
+}
+
+/// One W3 table row: io_ratio and cpu_ratio for K = 1, 2, 4.
+fn w3_row(text: &mut String, name: &str, io: &[f64], cpu: &[f64]) {
+    let _ = write!(text, "  {name:<32}");
+    for &x in io {
+        let _ = write!(text, " {:>8}", ratio(x));
+    }
+    text.push_str("  ");
+    for &x in cpu {
+        let _ = write!(text, " {x:>8.3}");
+    }
+    text.push('\n');
+}
+
+/// One W4 table row: Jain's index and the worst stretch ÷ bound for each N of `runs`, then
+/// the last run's throughput ÷ `throughput_n1`.
+fn w4_row(text: &mut String, name: &str, runs: &[w4::Fairness], throughput_n1: f64) {
+    let _ = write!(text, "  {name:<32}");
+    for f in runs {
+        let _ = write!(text, " {:>6.3}", f.jain());
+    }
+    text.push_str("  ");
+    for f in runs {
+        let _ = write!(text, " {:>6.2}", gap(f));
+    }
+    let last = runs.last().map_or(f64::NAN, |f| f.throughput);
+    let _ = writeln!(text, "   {:>9.3}", last / throughput_n1);
 }
 
 /// A ratio that may be tiny: three significant digits.

@@ -60,6 +60,33 @@ pub fn gil(samples: usize, sleep_first: bool) -> Latency {
 /// [`gil`]'s latencies, in nanoseconds.
 pub fn gil_samples(samples: usize, sleep_first: bool) -> Vec<u64> {
     let gil = Gil::new();
+    ping_pong(
+        samples,
+        || gil.acquire(),
+        |guard, done, mark| {
+            let mut state = 1u64;
+            while !gil.has_waiters() && !done.load(Relaxed) {
+                super::contenders::unit(&mut state);
+                guard.checkpoint();
+            }
+            if sleep_first {
+                busy_wait(ASLEEP_AFTER);
+            }
+            mark();
+            gil.request_drop();
+            guard.checkpoint();
+        },
+    )
+}
+
+/// Two players take turns with a lock: each, holding it, reads the other's stamp (the time it
+/// asked to hand over), then calls `hand_over`, which stamps with `mark` and gives the lock to
+/// the other player, returning once it has it back. Returns the latencies, in nanoseconds.
+fn ping_pong<G>(
+    samples: usize,
+    acquire: impl Fn() -> G + Sync,
+    hand_over: impl Fn(&mut G, &AtomicBool, &dyn Fn()) + Sync,
+) -> Vec<u64> {
     let epoch = Instant::now();
     let stamp = AtomicU64::new(0);
     let done = AtomicBool::new(false);
@@ -67,28 +94,18 @@ pub fn gil_samples(samples: usize, sleep_first: bool) -> Vec<u64> {
     let mut all: Vec<u64> = thread::scope(|s| {
         let players: Vec<_> = (0..2u64)
             .map(|me| {
-                let (gil, stamp, done) = (&gil, &stamp, &done);
+                let (stamp, done, acquire, hand_over) = (&stamp, &done, &acquire, &hand_over);
                 s.spawn(move || {
                     let mut seen = Vec::with_capacity(per_thread);
-                    let mut guard = gil.acquire();
-                    let mut state = 1u64;
+                    let mut guard = acquire();
+                    let mark = || stamp.store(stamp_of(epoch, me), Relaxed);
                     while seen.len() < per_thread && !done.load(Relaxed) {
                         // Our turn: read the other's stamp (none on the first turn).
                         if let Some(ns) = since(epoch, stamp.load(Relaxed), me) {
                             stamp.store(0, Relaxed);
                             seen.push(ns);
                         }
-                        while !gil.has_waiters() && !done.load(Relaxed) {
-                            super::contenders::unit(&mut state);
-                            guard.checkpoint();
-                        }
-                        if sleep_first {
-                            let until = Instant::now() + ASLEEP_AFTER;
-                            while Instant::now() < until {}
-                        }
-                        stamp.store(stamp_of(epoch, me), Relaxed);
-                        gil.request_drop();
-                        guard.checkpoint();
+                        hand_over(&mut guard, done, &mark);
                     }
                     done.store(true, Relaxed);
                     seen
@@ -102,6 +119,11 @@ pub fn gil_samples(samples: usize, sleep_first: bool) -> Vec<u64> {
     });
     all.truncate(samples);
     all
+}
+
+fn busy_wait(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {}
 }
 
 /// The floor: a futex wake from one thread to another sleeping on it, `samples` wakes.
@@ -154,39 +176,15 @@ pub fn futex_samples(samples: usize) -> Vec<u64> {
 /// parking_lot: `bump()` with the other thread parked in `lock()`, `samples` handoffs.
 pub fn parking_lot_bump(samples: usize) -> Latency {
     let m = parking_lot::Mutex::new(());
-    let epoch = Instant::now();
-    let stamp = AtomicU64::new(0);
-    let done = AtomicBool::new(false);
-    let per_thread = samples / 2;
-    let mut all: Vec<u64> = thread::scope(|s| {
-        let players: Vec<_> = (0..2u64)
-            .map(|me| {
-                let (m, stamp, done) = (&m, &stamp, &done);
-                s.spawn(move || {
-                    let mut seen = Vec::with_capacity(per_thread);
-                    let mut guard = m.lock();
-                    while seen.len() < per_thread && !done.load(Relaxed) {
-                        if let Some(ns) = since(epoch, stamp.load(Relaxed), me) {
-                            stamp.store(0, Relaxed);
-                            seen.push(ns);
-                        }
-                        // parking_lot cannot tell whether anyone waits: give the other thread
-                        // the same time to queue and fall asleep.
-                        let until = Instant::now() + ASLEEP_AFTER;
-                        while Instant::now() < until {}
-                        stamp.store(stamp_of(epoch, me), Relaxed);
-                        parking_lot::MutexGuard::bump(&mut guard);
-                    }
-                    done.store(true, Relaxed);
-                    seen
-                })
-            })
-            .collect();
-        players
-            .into_iter()
-            .flat_map(|p| p.join().expect("W2 player"))
-            .collect()
-    });
-    all.truncate(samples);
-    percentiles(all)
+    percentiles(ping_pong(
+        samples,
+        || m.lock(),
+        |guard, _, mark| {
+            // parking_lot cannot tell whether anyone waits: give the other thread the same time
+            // to queue and fall asleep.
+            busy_wait(ASLEEP_AFTER);
+            mark();
+            parking_lot::MutexGuard::bump(guard);
+        },
+    ))
 }
