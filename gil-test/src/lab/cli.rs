@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::contenders::{Kind, with_contender};
-use super::{INTERVAL, KS, NS, Plan, cpython, timeline, w2, w3, w4, w5};
+use super::{INTERVAL, KS, NS, Plan, abuse, cpython, timeline, w2, w3, w4, w5};
 use crate::lab;
 use crate::w1;
 use gil_std::Gil;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const HELP: &str = "\
 gil-lab: gil against its peers on DESIGN.md's workloads
 
-usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,timeline] [--json] [--out DIR]
+usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,abuse,timeline] [--json] [--out DIR]
 
   --quick       short runs, about a minute in all (the default)
   --full        longer runs: W4 at 3 s per run, as DESIGN.md defines it
@@ -50,9 +50,9 @@ fn parse_args() -> Result<Args, String> {
                 let list = it.next().ok_or("--workload needs a list, e.g. W3,W4")?;
                 let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
                 for n in &names {
-                    if !["W1", "W2", "W3", "W4", "W5", "TIMELINE"].contains(&n.as_str()) {
+                    if !["W1", "W2", "W3", "W4", "W5", "ABUSE", "TIMELINE"].contains(&n.as_str()) {
                         return Err(format!(
-                            "unknown workload {n:?}; pick from W1..W5, timeline"
+                            "unknown workload {n:?}; pick from W1..W5, abuse, timeline"
                         ));
                     }
                 }
@@ -91,6 +91,7 @@ pub fn main() {
         ("W3", 1 + KS.len() * (1 + Kind::LOCKS.len()) + 1),
         ("W4", Kind::LOCKS.len() * (1 + NS.len()) + 1),
         ("W5", 3),
+        ("ABUSE", Kind::LOCKS.len()),
         ("TIMELINE", 2),
     ];
     let total: usize = steps.iter().filter(|s| args.wants(s.0)).map(|s| s.1).sum();
@@ -408,6 +409,27 @@ pub fn main() {
         }
         text.push('\n');
         report["w5"] = json!({"cooperative": {"said": coop.said, "as_predicted": coop.as_predicted}, "preemptive": demos});
+    }
+
+    if args.wants("ABUSE") {
+        let t = plan.w4_time;
+        let k = 2;
+        let _ = writeln!(
+            text,
+            "Abuse — a thread alternating {:?} blocking regions with {:?} CPU bursts, against K={k} CPU threads, {t:?} per run: its units ÷ the CPU threads' mean (1 = a fair share; issue 6 asks for 0.9–1.1)",
+            abuse::REGION,
+            abuse::BURST
+        );
+        let mut rows = Vec::new();
+        for kind in Kind::LOCKS {
+            step(format!("abuse: {}", kind.name()));
+            let r = with_contender(kind, INTERVAL, abuse::Run { k, time: t });
+            bar.inc(1);
+            let _ = writeln!(text, "  {:<32} {:>8.3}", kind.name(), r.ratio());
+            rows.push(json!({"lock": kind.key(), "share_ratio": r.ratio(), "abuser_units": r.abuser, "cpu_units": r.cpu}));
+        }
+        text.push('\n');
+        report["abuse"] = json!({"seconds_per_run": t.as_secs_f64(), "k": k, "runs": rows});
     }
 
     if args.wants("TIMELINE") {

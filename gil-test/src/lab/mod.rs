@@ -2,10 +2,12 @@
 //! a table of ratios (and JSON), with timelines of gil's convoy and fairness runs.
 //!
 //! - [`contenders`] — gil and the peers behind one interface.
-//! - [`w2`], [`w3`], [`w4`], [`w5`] — the workloads ([`crate::w1`] is W1).
+//! - [`w2`], [`w3`], [`w4`], [`w5`] — the workloads ([`crate::w1`] is W1); [`abuse`], the
+//!   abuse case of issue 6.
 //! - [`cpython`] — W3 and W4 run by CPython through `python3`.
 //! - [`timeline`] — Chrome trace JSON and SVG from a [`gil_std::Recorder`] trace.
 
+pub mod abuse;
 pub mod cli;
 pub mod contenders;
 pub mod cpython;
