@@ -327,24 +327,8 @@ impl<P: Park> RawGil<P> {
     /// stays alive and pinned until its state reports granted (a returning waiter is never
     /// closed; a fresh one may be).
     pub unsafe fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool {
-        // A stale "nobody queued" only means we yield a little later. A waiter that asked for
-        // the drop is seen: the Acquire in `Breaker::take` ordered its enqueue before this load.
-        if self.state.load(Relaxed) & QUEUED == 0 {
-            return false;
-        }
-        let state = self.lock_queue();
-        // SAFETY: we hold the queue lock and (caller's contract) own the lock.
-        let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
-            self.unlock_queue(state);
-            return false;
-        };
-        waiter.word().store(WAITING, Relaxed);
-        // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
-        self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
-        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
-        self.unlock_queue(state | QUEUED);
-        P::unpark(unparker);
-        true
+        // SAFETY: forwarded contract.
+        unsafe { self.step_aside(waiter, false) }
     }
 
     /// If the head waiter is urgent ([`Waiter::urgent`]), hands it the lock and puts `waiter` at
@@ -385,24 +369,44 @@ impl<P: Park> RawGil<P> {
     /// unsafe { gil.unlock() };
     /// ```
     pub unsafe fn lend(&self, waiter: Pin<&Waiter<P>>) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.step_aside(waiter, true) }
+    }
+
+    /// The body of [`requeue`](RawGil::requeue) (`lend` false: hand to the head, whatever it
+    /// is, and queue `waiter` at the tail) and [`lend`](RawGil::lend) (`lend` true: only to an
+    /// urgent head, and queue `waiter` at the head).
+    ///
+    /// # Safety
+    ///
+    /// As for [`requeue`](RawGil::requeue).
+    unsafe fn step_aside(&self, waiter: Pin<&Waiter<P>>, lend: bool) -> bool {
+        // A stale "nobody queued" only means we step aside a little later. A waiter that asked
+        // for it is seen: the Acquire in `Breaker::take` ordered its enqueue before this load.
         if self.state.load(Relaxed) & QUEUED == 0 {
-            return false; // a stale answer only means a later lend
+            return false;
         }
         let state = self.lock_queue();
         // SAFETY: the queue lock is held.
-        if !self.queue.with_mut(|q| unsafe { (*q).head_is_urgent() }) {
+        if lend && !self.queue.with_mut(|q| unsafe { (*q).head_is_urgent() }) {
             self.unlock_queue(state);
             return false;
         }
         // SAFETY: we hold the queue lock and (caller's contract) own the lock.
         let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
-            unreachable!("an urgent head was just seen under the queue lock");
+            self.unlock_queue(state);
+            return false;
         };
         waiter.word().store(WAITING, Relaxed);
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
-        self.queue
-            .with_mut(|q| unsafe { (*q).push_front(&*waiter) });
-        // LOCKED now belongs to the urgent thread; QUEUED stays, for `waiter` is in line.
+        self.queue.with_mut(|q| unsafe {
+            if lend {
+                (*q).push_front(&*waiter);
+            } else {
+                (*q).push_back(&*waiter);
+            }
+        });
+        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
         self.unlock_queue(state | QUEUED);
         P::unpark(unparker);
         true

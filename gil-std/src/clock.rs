@@ -45,8 +45,8 @@ struct Preempt {
     /// its own borrow ends. So the clock never looks at a lock that could be dropped or moved.
     gil: *const Gil,
     at: Instant,
-    /// `switches()` when last looked at.
-    switches: u32,
+    /// `Gil::slices` when last looked at.
+    slices: u32,
 }
 
 struct Wake {
@@ -175,7 +175,7 @@ impl Clock {
                 timers.preempt.push(Preempt {
                     gil,
                     at: instant_at(since) + gil.switch_interval(),
-                    switches: gil.slices.load(Relaxed),
+                    slices: gil.slices.load(Relaxed),
                 });
                 self.changed.notify_one();
             }
@@ -236,14 +236,14 @@ impl Timers {
             }
             // SAFETY: listed, so borrowed by some thread (see `Preempt::gil`).
             let gil = unsafe { &*p.gil };
-            let switches = gil.slices.load(Relaxed);
+            let slices = gil.slices.load(Relaxed);
             let interval = gil.switch_interval();
-            if switches == p.switches && gil.raw.has_waiters() {
+            if slices == p.slices && gil.raw.has_waiters() {
                 // Somebody has waited a whole interval and nobody was handed the lock.
                 gil.request_drop();
                 p.at = now + interval;
             } else {
-                p.switches = switches;
+                p.slices = slices;
                 let since = instant_at(gil.last_switch.load(Relaxed));
                 p.at = (since + interval).max(now + interval / 8);
             }

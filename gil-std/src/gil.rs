@@ -12,7 +12,7 @@ use crate::credit::PRIORITY;
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
-use crate::sync::{CLOCK, Parking};
+use crate::sync::{CLOCK, Parking, park_awake};
 
 pub(crate) type Raw = RawGil<Parking>;
 pub(crate) type Node = Waiter<Parking>;
@@ -439,11 +439,13 @@ impl Gil {
                     Cancel::Closed => Err(AcquireError::Closed),
                 };
             }
-            if turn != Turn::InLine && spin_for_grant(node) {
-                continue; // granted while we spun
+            // Returns on a grant, a close, the clock's wake at the deadline, or spuriously. Both
+            // sides of a loan expect it within microseconds, and stay awake a while longer.
+            if turn == Turn::InLine {
+                Parking::park(node.parker(), node.word(), Node::PARKED);
+            } else {
+                park_awake(node.parker(), node.word(), Node::PARKED, LOAN_SPIN);
             }
-            // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
-            Parking::park(node.parker(), node.word(), Node::PARKED);
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
@@ -755,23 +757,6 @@ impl Gil {
 /// next checkpoint, the lender for the loan to come back (usually at the borrower's next
 /// blocking call, microseconds later). A futex wake costs tens of microseconds here.
 pub(crate) const LOAN_SPIN: Duration = Duration::from_micros(50);
-
-/// Spins up to [`LOAN_SPIN`] while `node` is still waiting, reading the clock every 64 rounds.
-/// Returns whether `node` stopped waiting.
-fn spin_for_grant(node: Pin<&Node>) -> bool {
-    let until = Instant::now() + LOAN_SPIN;
-    loop {
-        for _ in 0..64 {
-            if node.state() != WaitState::Waiting {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-    }
-}
 
 #[cold]
 #[track_caller]

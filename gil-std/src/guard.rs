@@ -339,33 +339,26 @@ impl Gil {
             if self.hand_off() {
                 self.counters.forced_drops.fetch_add(1, Relaxed);
             }
-        } else if taken & PRIORITY != 0 {
-            self.lend();
+        } else if taken & PRIORITY != 0 && self.lend() {
+            self.counters.lends.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Hands the lock to the longest waiter, if any, and waits to get it back behind everyone
+    /// in line. The caller holds the lock; returns whether it handed over.
+    pub(crate) fn hand_off(&self) -> bool {
+        self.step_aside(Turn::InLine)
     }
 
     /// Lends the lock to an urgent waiter at the head of the line, if there is one, and waits
-    /// (spinning first) to get it back as soon as that thread lets go. The caller holds the lock.
-    fn lend(&self) {
-        let node = pin!(Node::returning());
-        self.end_hold();
-        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
-        // waited for below before the frame ends.
-        if !unsafe { self.raw.lend(node.as_ref()) } {
-            self.begin_hold();
-            return;
-        }
-        self.emit(Event::Wants);
-        self.counters.lends.fetch_add(1, Relaxed);
-        // SAFETY: queued by `lend` just above. A returning node is never closed or timed out.
-        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now(), Turn::Resume) };
-        debug_assert!(back.is_ok(), "returning waiters are never closed");
-        self.begin_hold();
+    /// (awake a while) to get it back as soon as that thread lets go. The caller holds the
+    /// lock; returns whether it lent.
+    fn lend(&self) -> bool {
+        self.step_aside(Turn::Resume)
     }
 
-    /// Hands the lock to the longest waiter, if any, and waits to get it back. The caller holds
-    /// the lock; returns whether it handed over.
-    pub(crate) fn hand_off(&self) -> bool {
+    /// `hand_off` (`turn` is `InLine`: `requeue`) or `lend` (`Resume`: `RawGil::lend`).
+    fn step_aside(&self, turn: Turn) -> bool {
         if !self.raw.has_waiters() {
             return false;
         }
@@ -373,13 +366,19 @@ impl Gil {
         self.end_hold();
         // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
         // waited for below before the frame ends.
-        if !unsafe { self.raw.requeue(node.as_ref()) } {
+        let queued = unsafe {
+            match turn {
+                Turn::Resume => self.raw.lend(node.as_ref()),
+                _ => self.raw.requeue(node.as_ref()),
+            }
+        };
+        if !queued {
             self.begin_hold();
             return false;
         }
         self.emit(Event::Wants);
-        // SAFETY: queued by `requeue` just above. A returning node is never closed or timed out.
-        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now(), Turn::InLine) };
+        // SAFETY: queued just above. A returning node is never closed or timed out.
+        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now(), turn) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
         true
@@ -390,10 +389,13 @@ impl Gil {
     ///
     /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
     pub(crate) fn take_back(&self) {
-        // Two more than the waiters: the holder and this thread.
-        let contending = u64::from(self.waiting.load(Relaxed)) + 2;
+        // Contending: the waiters, the holder and this thread.
         let urgent = self.fast_return.load(Relaxed)
-            && crate::credit::leave_region(now_nanos(), contending, self.switch_interval());
+            && crate::credit::leave_region(
+                now_nanos(),
+                u64::from(self.waiting.load(Relaxed)) + 2,
+                self.switch_interval(),
+            );
         if self.raw.try_acquire().is_err() {
             let node = if urgent {
                 Node::urgent()

@@ -1,5 +1,7 @@
 //! Futex parking: how a waiter of a [`Gil`](crate::Gil) sleeps, and how it is woken.
 
+use std::time::{Duration, Instant};
+
 use gil_core::{AtomicU32, Park};
 
 /// Spins briefly, then sleeps on the waiter's own state word with a futex (`atomic-wait`).
@@ -27,6 +29,32 @@ use gil_core::{AtomicU32, Park};
 #[derive(Debug)]
 pub struct FutexPark;
 
+impl FutexPark {
+    /// As [`Park::park`], but spinning for up to `awake` before sleeping, reading the clock
+    /// every [`SPINS`] rounds: for waits expected to end within microseconds (a loan).
+    pub(crate) fn park_awake(word: &AtomicU32, parked: u32, awake: Duration) {
+        let until = Instant::now() + awake;
+        while !spin(word, parked) {
+            if Instant::now() >= until {
+                atomic_wait::wait(word, parked);
+                return;
+            }
+        }
+    }
+}
+
+/// [`SPINS`] rounds of `spin_loop` while `word` is `parked`. Returns whether it changed.
+fn spin(word: &AtomicU32, parked: u32) -> bool {
+    for _ in 0..SPINS {
+        // Relaxed: only a hint to stop spinning; the core rereads the word with Acquire.
+        if word.load(core::sync::atomic::Ordering::Relaxed) != parked {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
 /// Rounds of `spin_loop` before sleeping. Measured on the development VM (AMD EPYC, where one
 /// round is a `PAUSE` of about 25 ns): 64 rounds take 1.6–1.7 µs, a tenth of a futex
 /// wake-to-run there (~19 µs). A first choice, to be tuned against W2 (handoff latency) once
@@ -46,16 +74,11 @@ impl Park for FutexPark {
     }
 
     fn park(_: &(), word: &AtomicU32, parked: u32) {
-        for _ in 0..SPINS {
-            // Relaxed: only a hint to stop spinning; the core rereads the word with Acquire.
-            if word.load(core::sync::atomic::Ordering::Relaxed) != parked {
-                return;
-            }
-            core::hint::spin_loop();
+        if !spin(word, parked) {
+            // Returns at once if the word already changed, so a grant between our last look
+            // and the sleep is not lost.
+            atomic_wait::wait(word, parked);
         }
-        // Returns at once if the word already changed, so a grant between our last look and the
-        // sleep is not lost.
-        atomic_wait::wait(word, parked);
     }
 
     #[inline]

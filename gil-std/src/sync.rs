@@ -16,6 +16,27 @@ pub(crate) type Parking = crate::park::FutexPark;
 #[cfg(loom)]
 pub(crate) type Parking = LoomPark;
 
+/// Parks like `Parking::park`, but stays awake up to `awake` first (see
+/// `FutexPark::park_awake`). Under loom, just parks: loom has no time.
+#[inline]
+pub(crate) fn park_awake(
+    parker: &<Parking as gil_core::Park>::Parker,
+    word: &gil_core::AtomicU32,
+    parked: u32,
+    awake: std::time::Duration,
+) {
+    #[cfg(not(loom))]
+    {
+        let _ = parker; // a futex needs no parker
+        Parking::park_awake(word, parked, awake);
+    }
+    #[cfg(loom)]
+    {
+        let _ = awake;
+        <Parking as Park>::park(parker, word, parked);
+    }
+}
+
 /// Whether the clock thread (timed preemption, timeout wake-ups) runs.
 pub(crate) const CLOCK: bool = !cfg!(loom);
 

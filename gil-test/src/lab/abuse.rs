@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::contenders::{Contender, Held, Visit, unit};
-use super::w3::named;
+use super::w3::{cpu_bound, named};
 
 /// The abuser's blocking region and CPU burst.
 pub const REGION: Duration = Duration::from_micros(1);
@@ -78,17 +78,7 @@ pub fn run<C: Contender>(lock: &C, k: usize, time: Duration) -> Shares {
             .map(|i| {
                 named(s, format!("CPU {}", i + 1), move || {
                     start.wait();
-                    let mut held = lock.acquire();
-                    let mut state = 5u64 + i as u64;
-                    let mut units = 0u64;
-                    while !stop.load(Relaxed) {
-                        for _ in 0..64 {
-                            unit(&mut state);
-                            held.checkpoint();
-                        }
-                        units += 64;
-                    }
-                    units
+                    cpu_bound(lock, stop, i as u64)
                 })
             })
             .collect();

@@ -70,17 +70,7 @@ pub fn run<C: Contender>(lock: &C, k: usize, io: bool, time: Duration) -> Rates 
                 let (stop, start) = (&stop, &start);
                 named(s, format!("CPU {}", i + 1), move || {
                     start.wait();
-                    let mut held = lock.acquire();
-                    let mut state = 0x9e37_79b9_7f4a_7c15 ^ i as u64;
-                    let mut units = 0u64;
-                    while !stop.load(Relaxed) {
-                        for _ in 0..64 {
-                            unit(&mut state);
-                            held.checkpoint();
-                        }
-                        units += 64;
-                    }
-                    units
+                    cpu_bound(lock, stop, i as u64)
                 })
             })
             .collect();
@@ -101,6 +91,22 @@ pub fn run<C: Contender>(lock: &C, k: usize, io: bool, time: Duration) -> Rates 
         round_trips: rates.0 as f64 / secs,
         units: rates.1 as f64 / secs,
     }
+}
+
+/// A CPU-bound thread: takes the lock and does units of work with a checkpoint between them
+/// until `stop`. Returns the units done.
+pub(crate) fn cpu_bound<C: Contender>(lock: &C, stop: &AtomicBool, seed: u64) -> u64 {
+    let mut held = lock.acquire();
+    let mut state = 0x9e37_79b9_7f4a_7c15 ^ seed;
+    let mut units = 0u64;
+    while !stop.load(Relaxed) {
+        for _ in 0..64 {
+            unit(&mut state);
+            held.checkpoint();
+        }
+        units += 64;
+    }
+    units
 }
 
 /// Spawns a named scoped thread.
