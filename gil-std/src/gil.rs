@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
 
+use crate::calls::{Calls, PendingCalls};
 use crate::clock::{clock, now_nanos};
 use crate::credit::PRIORITY;
 use crate::guard::{EnsureGuard, GilGuard};
+use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
 use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
-use crate::sync::{CLOCK, Parking, park_awake};
+use crate::sync::{CLOCK, Mutex, Parking, park_awake};
+use crate::threads::ThreadStats;
 
 pub(crate) type Raw = RawGil<Parking>;
 pub(crate) type Node = Waiter<Parking>;
@@ -32,7 +35,7 @@ pub(crate) type Node = Waiter<Parking>;
 /// let mut guard = GIL.acquire();
 /// for _ in 0..1_000 {
 ///     // ... interpreter work ...
-///     guard.checkpoint();
+///     guard.checkpoint().unwrap();
 /// }
 /// let bytes = guard.allow_threads(|| std::fs::read("/dev/null")); // no lock held in here
 /// drop(guard);
@@ -65,6 +68,11 @@ pub struct Gil {
     /// Whether threads with credit come back from blocking regions urgently
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
+    /// Pending calls ([`Gil::add_pending_call`]).
+    pub(crate) calls: Mutex<Calls>,
+    /// The runtime breaker bits' handlers ([`Gil::set_breaker_handler`]): null, or boxes made
+    /// there and never freed.
+    pub(crate) handlers: [AtomicPtr<&'static BreakerHandler>; RUNTIME_BIT_COUNT],
 }
 
 /// `Gil::watch`: the holder holds out of turn (lent by the previous holder).
@@ -85,6 +93,10 @@ pub(crate) enum Turn {
 pub(crate) const WATCH_TIMING: u32 = 1;
 /// `Gil::watch`: an event hook is installed ([`Gil::set_event_hook`]).
 pub(crate) const WATCH_HOOK: u32 = 2;
+/// `Gil::watch`: pending calls are queued; the next thread to take the lock runs them.
+pub(crate) const WATCH_CALLS: u32 = 8;
+/// `Gil::watch`: interrupt handles exist; a thread taking the lock looks at its interrupt flag.
+pub(crate) const WATCH_INTERRUPTS: u32 = 16;
 
 /// Figures gathered on the slow paths only; the uncontended path counts nothing.
 #[derive(Debug)]
@@ -218,6 +230,8 @@ impl Gil {
                 borrow_since: AtomicU64::new(0),
                 fast_return: AtomicBool::new(false),
                 last_switch: AtomicU64::new(0),
+                calls: Mutex::new(Calls::new()),
+                handlers: [const { AtomicPtr::new(std::ptr::null_mut()) }; RUNTIME_BIT_COUNT],
             }
         }
     }
@@ -314,7 +328,7 @@ impl Gil {
     ///
     /// let gil = Gil::new();
     /// assert!(gil.acquire_checked().is_ok());
-    /// gil.close();
+    /// assert!(gil.close().is_empty());
     /// assert_eq!(gil.acquire_checked().err(), Some(AcquireError::Closed));
     /// ```
     #[inline]
@@ -533,18 +547,25 @@ impl Gil {
     /// Closes the lock: every thread waiting in [`acquire`](Gil::acquire) or
     /// [`acquire_checked`](Gil::acquire_checked) is woken with [`AcquireError::Closed`] (a
     /// panic for `acquire`), and later acquirers get it at once. The holder, and threads
-    /// coming back from a yield or a blocking region, carry on and finish normally. Idempotent.
+    /// coming back from a yield or a blocking region, carry on and finish normally.
+    ///
+    /// The [pending calls](Gil::add_pending_call) not yet run are handed back, in order: a
+    /// holder can [`run`](PendingCalls::run) them, anyone else can take them out; later calls
+    /// are refused with [`PendingCallError::Closed`](crate::PendingCallError::Closed).
+    /// Closing again hands back nothing.
     ///
     /// ```
     /// use gil_std::{AcquireError, Gil};
     ///
     /// let gil = Gil::new();
-    /// gil.close();
+    /// assert!(gil.close().is_empty(), "no calls were pending");
     /// assert_eq!(gil.acquire_checked().err(), Some(AcquireError::Closed));
     /// assert!(gil.try_acquire().is_none());
     /// ```
-    pub fn close(&self) {
+    pub fn close(&self) -> PendingCalls {
+        let calls = self.close_calls();
         self.raw.close();
+        calls
     }
 
     /// Whether [`close`](Gil::close) was called.
@@ -552,7 +573,7 @@ impl Gil {
     /// ```
     /// let gil = gil_std::Gil::new();
     /// assert!(!gil.is_closed());
-    /// gil.close();
+    /// assert!(gil.close().is_empty());
     /// assert!(gil.is_closed());
     /// ```
     pub fn is_closed(&self) -> bool {
@@ -586,7 +607,7 @@ impl Gil {
     /// let gil = Gil::new();
     /// let mut guard = gil.acquire();
     /// gil.request_drop();
-    /// guard.checkpoint(); // nobody waits: cleared, and the holder keeps the lock
+    /// guard.checkpoint().unwrap(); // nobody waits: cleared, and the holder keeps the lock
     /// assert!(gil.is_held_by_current_thread());
     /// ```
     pub fn request_drop(&self) {
@@ -666,6 +687,14 @@ impl Gil {
         if watch & WATCH_HOOK != 0 {
             self.emit_slow(Event::Got);
         }
+        if watch & WATCH_INTERRUPTS != 0 {
+            self.rearm_interrupt();
+        }
+        // Not while unwinding (a blocking region taking the lock back): a call that panicked
+        // then would abort the process. The next checkpoint or acquirer runs them.
+        if watch & WATCH_CALLS != 0 && !std::thread::panicking() {
+            self.run_pending_calls();
+        }
     }
 
     /// The calling thread is about to let the lock go.
@@ -725,8 +754,9 @@ impl Gil {
         let c = &self.counters;
         let since = c.held_since.load(Relaxed);
         if since >= c.timing_since.load(Relaxed) {
-            c.hold_nanos
-                .fetch_add(now_nanos().saturating_sub(since), Relaxed);
+            let held = now_nanos().saturating_sub(since);
+            c.hold_nanos.fetch_add(held, Relaxed);
+            ThreadStats::count(|t| t.hold_time += Duration::from_nanos(held));
         }
     }
 
@@ -747,9 +777,14 @@ impl Gil {
     }
 
     pub(crate) fn count_wait(&self, since: Instant) {
-        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let waited = since.elapsed();
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.counters.contended.fetch_add(1, Relaxed);
         self.counters.wait_nanos.fetch_add(nanos, Relaxed);
+        ThreadStats::count(|t| {
+            t.contended += 1;
+            t.wait_time += waited;
+        });
     }
 }
 

@@ -2,16 +2,20 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use gil_core::Breaker;
 
+use crate::calls::CALLS;
 use crate::clock::now_nanos;
 use crate::credit::PRIORITY;
 use crate::gil::{Gil, Node, Turn};
 use crate::hooks::Event;
+use crate::interrupt::{INTERRUPT, Interrupted, Region, take_own};
+use crate::threads::ThreadStats;
 
 /// Proof that this thread holds a [`Gil`]; releases it when dropped.
 ///
@@ -46,8 +50,16 @@ impl<'a> GilGuard<'a> {
     }
 
     /// Call this often from the hot loop. With nothing pending it is one relaxed load and a
-    /// branch. When another thread asked for the lock, it hands the lock to the longest waiter
-    /// and returns once this thread has it back, after everyone who was waiting.
+    /// branch. Otherwise, in this order, it runs the [pending calls](Gil::add_pending_call) and
+    /// the handlers of raised [runtime bits](Gil::raise); when another thread asked for the
+    /// lock, it hands the lock to the longest waiter and returns once this thread has it back,
+    /// after everyone who was waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Interrupted`] when this thread was interrupted through an
+    /// [`InterruptHandle`](crate::InterruptHandle); the lock is still held. Each interrupt is
+    /// reported once.
     ///
     /// ```
     /// use gil_std::Gil;
@@ -55,12 +67,12 @@ impl<'a> GilGuard<'a> {
     /// let gil = Gil::new();
     /// let mut guard = gil.acquire();
     /// gil.request_drop(); // nobody waits: the request is cleared, the holder goes on
-    /// guard.checkpoint();
+    /// guard.checkpoint().expect("nobody interrupts this thread");
     /// assert_eq!(gil.stats().forced_drops, 0);
     /// ```
     #[inline]
-    pub fn checkpoint(&mut self) {
-        self.gil.checkpoint_held();
+    pub fn checkpoint(&mut self) -> Result<(), Interrupted> {
+        self.gil.checkpoint_held()
     }
 
     /// Hands the lock to the longest waiter if anyone waits, and waits to get it back behind
@@ -123,6 +135,46 @@ impl<'a> GilGuard<'a> {
     /// ```
     pub fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let _unlocked = self.unlocked();
+        f()
+    }
+
+    /// As [`allow_threads`](GilGuard::allow_threads), with an *unblock function* (Ruby's
+    /// `ubf`): if this thread is [interrupted](crate::InterruptHandle::interrupt) while `f`
+    /// runs, or was before it began, `unblock` is called to make `f` return early — shut down
+    /// the socket `f` reads, wake the condition variable it waits on. The interrupt itself is
+    /// reported by the first checkpoint after the region.
+    ///
+    /// `unblock` runs on the interrupting thread (or on this one, when the interrupt came
+    /// first), perhaps more than once; it must be quick, safe to repeat, and must not interrupt
+    /// this thread again.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// use gil_std::Gil;
+    ///
+    /// static GIL: Gil = Gil::new();
+    ///
+    /// let mut guard = GIL.acquire();
+    /// let handle = GIL.interrupt_handle();
+    /// let (wake, wait) = mpsc::channel::<()>();
+    /// std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(10));
+    ///     handle.interrupt();
+    /// });
+    /// // Blocks until a message comes; the unblock function sends one.
+    /// guard.allow_threads_with_unblock(|| wait.recv().unwrap(), || wake.send(()).unwrap());
+    /// assert!(guard.checkpoint().is_err(), "the interrupt is reported after the region");
+    /// ```
+    pub fn allow_threads_with_unblock<R>(
+        &mut self,
+        f: impl FnOnce() -> R,
+        unblock: impl Fn() + Sync,
+    ) -> R {
+        let _unlocked = self.unlocked();
+        // Dropped before `_unlocked`: the function is unregistered before the lock is taken
+        // back, and before `unblock` goes out of scope, also on unwinding.
+        let _region = Region::enter(&unblock);
         f()
     }
 
@@ -204,7 +256,7 @@ impl fmt::Debug for Unlocked<'_, '_> {
 ///
 /// fn callback() -> u32 {
 ///     let mut g = GIL.ensure();
-///     g.checkpoint();
+///     g.checkpoint().unwrap();
 ///     match g.guard_mut() {
 ///         // We took the lock ourselves: blocking work may release it.
 ///         Some(guard) => guard.allow_threads(|| 1),
@@ -253,9 +305,13 @@ impl<'a> EnsureGuard<'a> {
 
     /// As [`GilGuard::checkpoint`]. In a nested guard, the thread may hand the lock on while
     /// outer frames are suspended; they see the lock held again when they resume.
+    ///
+    /// # Errors
+    ///
+    /// [`Interrupted`], as for [`GilGuard::checkpoint`].
     #[inline]
-    pub fn checkpoint(&mut self) {
-        self.gil.checkpoint_held();
+    pub fn checkpoint(&mut self) -> Result<(), Interrupted> {
+        self.gil.checkpoint_held()
     }
 
     /// The guard that `ensure` acquired, for blocking regions; `None` when nested.
@@ -318,17 +374,29 @@ impl Gil {
     /// The checkpoint for a thread that holds the lock (the guards' `checkpoint`): one relaxed
     /// load and a branch when nothing is pending.
     #[inline]
-    pub(crate) fn checkpoint_held(&self) {
-        if self.raw.breaker().pending() != 0 {
-            self.checkpoint_slow();
+    pub(crate) fn checkpoint_held(&self) -> Result<(), Interrupted> {
+        let pending = self.raw.breaker().pending();
+        if pending != 0 {
+            return self.checkpoint_slow(pending);
         }
+        Ok(())
     }
 
-    /// The checkpoint's slow path: a flag is set in the breaker word.
+    /// The checkpoint's slow path: `pending` flags are set in the breaker word.
     ///
     /// The caller holds the lock.
     #[cold]
-    pub(crate) fn checkpoint_slow(&self) {
+    pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
+        if pending & (CALLS | Breaker::RUNTIME_BITS) != 0 {
+            // A guard for calls and handlers to prove the lock with; it must not release it.
+            let guard = ManuallyDrop::new(GilGuard::new(self));
+            if pending & CALLS != 0 {
+                self.run_pending_calls();
+            }
+            if pending & Breaker::RUNTIME_BITS != 0 {
+                self.run_breaker_handlers(&guard, pending);
+            }
+        }
         let taken = self.raw.breaker().take(Breaker::DROP_REQUEST | PRIORITY);
         if taken & Breaker::DROP_REQUEST != 0 {
             if self.is_borrowing() {
@@ -338,10 +406,18 @@ impl Gil {
             }
             if self.hand_off() {
                 self.counters.forced_drops.fetch_add(1, Relaxed);
+                ThreadStats::count(|t| t.forced_drops += 1);
             }
         } else if taken & PRIORITY != 0 && self.lend() {
             self.counters.lends.fetch_add(1, Relaxed);
         }
+        // Last, so an interrupt that came while this thread waited to get the lock back is
+        // reported now. A bit set for a thread other than this one is cleared here; that thread
+        // sets it again when it takes the lock (see `interrupt.rs`).
+        if self.raw.breaker().take(INTERRUPT) != 0 && take_own() {
+            return Err(Interrupted);
+        }
+        Ok(())
     }
 
     /// Hands the lock to the longest waiter, if any, and waits to get it back behind everyone

@@ -28,6 +28,10 @@ pub enum Event {
     BlockingEntered,
     /// The thread leaves a blocking region; it takes the lock back next.
     BlockingLeft,
+    /// The thread registered with the lock ([`Gil::register_thread`]).
+    ThreadStarted,
+    /// The thread's registration ended: it is done with the lock.
+    ThreadExited,
 }
 
 /// The type of an event hook: called with the lock and the event, on the thread it concerns.
@@ -119,6 +123,8 @@ impl fmt::Display for Event {
             Event::DropRequested => "drop requested",
             Event::BlockingEntered => "blocking entered",
             Event::BlockingLeft => "blocking left",
+            Event::ThreadStarted => "thread started",
+            Event::ThreadExited => "thread exited",
         })
     }
 }

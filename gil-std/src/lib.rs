@@ -28,7 +28,7 @@
 //!             let mut guard = GIL.acquire();
 //!             for _ in 0..10_000 {
 //!                 STEPS.get(&guard).set(STEPS.get(&guard).get() + 1);
-//!                 guard.checkpoint(); // hand over if someone asked
+//!                 guard.checkpoint().unwrap(); // hand over if someone asked
 //!             }
 //!         });
 //!     }
@@ -39,30 +39,38 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod calls;
 mod cell;
 mod clock;
 mod credit;
 mod gil;
 mod guard;
+mod handlers;
 mod hooks;
+mod interrupt;
 #[cfg(not(loom))]
 mod mutex;
 mod owner;
 #[cfg(not(loom))]
 mod park;
 mod sync;
+mod threads;
 #[cfg(not(loom))]
 mod trace;
 
+pub use calls::{PendingCall, PendingCallError, PendingCalls};
 pub use cell::GilCell;
 pub use gil::{AcquireError, Gil, Stats, SwitchIntervalError};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
+pub use handlers::{BreakerHandler, NotARuntimeBit};
 pub use hooks::{Event, EventHook};
+pub use interrupt::{InterruptHandle, Interrupted};
 #[cfg(not(loom))]
 pub use mutex::GilMutex;
 #[cfg(not(loom))]
 pub use park::FutexPark;
 #[cfg(loom)]
 pub use sync::LoomPark;
+pub use threads::{ThreadRegistration, ThreadStats};
 #[cfg(not(loom))]
 pub use trace::{Recorder, ThreadTrace, Trace};

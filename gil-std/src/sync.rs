@@ -9,6 +9,19 @@
 #[cfg(loom)]
 use gil_core::{AtomicU32, Park};
 
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Mutex, atomic::AtomicBool};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Mutex, atomic::AtomicBool};
+
+/// Locks `mutex`, ignoring poison: every critical section of gil-std leaves its data
+/// consistent before anything in it can panic.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> impl std::ops::DerefMut<Target = T> + '_ {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How waiters sleep.
 #[cfg(not(loom))]
 pub(crate) type Parking = crate::park::FutexPark;

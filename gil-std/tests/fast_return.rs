@@ -30,7 +30,7 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
         let holder = s.spawn(|| {
             let mut h = gil.acquire(); // queued behind `g`
             until("the other thread came back", || {
-                h.checkpoint(); // lends here
+                h.checkpoint().unwrap(); // lends here
                 back.load(SeqCst)
             });
             until("the loan came back", || released.load(SeqCst));
@@ -61,11 +61,11 @@ fn a_thread_in_debt_comes_back_in_line() {
             // Checkpoint until the other thread is queued in line after its second region, then
             // a little more, then let go.
             until("the other thread's second return", || {
-                h.checkpoint();
+                h.checkpoint().unwrap();
                 stage.load(SeqCst) == 2 && gil.has_waiters()
             });
             for _ in 0..1000 {
-                h.checkpoint();
+                h.checkpoint().unwrap();
             }
         });
         until("the holder queued", || gil.has_waiters());
@@ -73,7 +73,7 @@ fn a_thread_in_debt_comes_back_in_line() {
         stage.store(1, SeqCst);
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(50) {
-            g.checkpoint(); // 50 ms out of turn: far more than it earned
+            g.checkpoint().unwrap(); // 50 ms out of turn: far more than it earned
         }
         stage.store(2, SeqCst);
         g.allow_threads(|| ()); // back in line, behind the lender

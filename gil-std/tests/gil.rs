@@ -47,7 +47,7 @@ fn mutual_exclusion_under_stress() {
                         }
                         _ => {}
                     }
-                    g.checkpoint();
+                    g.checkpoint().unwrap();
                 }
             });
         }
@@ -93,7 +93,7 @@ fn a_drop_request_makes_a_busy_holder_hand_over() {
             })
         });
         while !waiter_done.load(SeqCst) {
-            g.checkpoint();
+            g.checkpoint().unwrap();
             assert!(
                 !asker.is_finished() || waiter_done.load(SeqCst),
                 "asker gave up"
@@ -124,12 +124,12 @@ fn close_releases_every_waiter_and_the_holder_finishes() {
     }
     // At least one is asleep in the queue; any that are not yet get `Closed` at once.
     wait_until("a thread to queue", || GIL.has_waiters());
-    GIL.close();
+    assert!(GIL.close().is_empty(), "no pending calls");
     wait_until("every waiter to be told Closed", || {
         CLOSED.load(SeqCst) == 4
     });
     // The holder goes on: checkpoints, a blocking region (taken back after close), release.
-    g.checkpoint();
+    g.checkpoint().unwrap();
     g.allow_threads(|| ());
     assert!(GIL.is_held_by_current_thread());
     drop(g);
@@ -148,7 +148,7 @@ fn reacquire_on_the_holding_thread_panics_naming_ensure() {
 #[test]
 fn acquire_on_a_closed_gil_panics_clearly() {
     let gil = Gil::new();
-    gil.close();
+    assert!(gil.close().is_empty(), "no pending calls");
     let err = catch_unwind(AssertUnwindSafe(|| drop(gil.acquire()))).unwrap_err();
     let msg = err.downcast_ref::<&str>().copied().unwrap_or_default();
     assert!(
@@ -169,7 +169,7 @@ fn a_panic_inside_a_region_leaves_the_lock_held_and_consistent() {
         gil.is_held_by_current_thread(),
         "taken back before the unwind went on"
     );
-    g.checkpoint();
+    g.checkpoint().unwrap();
     drop(g);
     thread::scope(|s| s.spawn(|| drop(gil.acquire())).join().unwrap());
 }
@@ -199,7 +199,7 @@ fn ensure_nests_and_a_nested_guard_cannot_open_a_region() {
         let mut inner = gil.ensure();
         assert!(inner.is_nested());
         assert!(inner.guard_mut().is_none());
-        inner.checkpoint();
+        inner.checkpoint().unwrap();
         let innermost = gil.ensure();
         assert!(innermost.is_nested());
     }

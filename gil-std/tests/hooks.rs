@@ -55,7 +55,7 @@ fn every_thread_sees_a_consistent_sequence() {
                         if i % 5 == 0 {
                             gil.request_drop();
                         }
-                        guard.checkpoint();
+                        guard.checkpoint().unwrap();
                     }
                 })
                 .unwrap();

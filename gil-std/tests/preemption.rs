@@ -44,7 +44,7 @@ fn alternate(gil: &Gil, rounds: u64) -> (Duration, u64) {
                 // Keep working (and checkpointing) until both have seen enough of each other.
                 while !(done[me].load(SeqCst) && done[1 - me].load(SeqCst)) {
                     progress[me].fetch_add(1, SeqCst);
-                    g.checkpoint();
+                    g.checkpoint().unwrap();
                     let now = progress[1 - me].load(SeqCst);
                     if now != seen {
                         seen = now;
@@ -115,7 +115,7 @@ fn a_new_interval_takes_effect_while_threads_run() {
         gil.set_switch_interval(Duration::from_millis(1)).unwrap();
         let give_up = deadline();
         while !waiter_in.load(SeqCst) {
-            g.checkpoint();
+            g.checkpoint().unwrap();
             assert!(
                 Instant::now() < give_up,
                 "the new interval never took effect"
@@ -181,7 +181,7 @@ fn try_acquire_for_reports_close() {
     thread::scope(|s| {
         let waiter = s.spawn(|| gil.try_acquire_for(Duration::from_secs(60)).map(drop));
         wait_for_a_waiter(&gil);
-        gil.close();
+        assert!(gil.close().is_empty(), "no pending calls");
         assert_eq!(waiter.join().unwrap(), Err(AcquireError::Closed));
     });
     drop(held);
@@ -205,7 +205,7 @@ fn many_timed_waiters_some_time_out_none_is_lost() {
                     match gil.try_acquire_for(limit) {
                         Ok(mut g) => {
                             got.fetch_add(1, SeqCst);
-                            g.checkpoint();
+                            g.checkpoint().unwrap();
                         }
                         Err(AcquireError::Timeout) => {
                             timed_out.fetch_add(1, SeqCst);
@@ -235,7 +235,7 @@ fn a_longer_new_interval_does_not_ask_early() {
         wait_for_a_waiter(&gil);
         gil.set_switch_interval(Gil::MAX_SWITCH_INTERVAL).unwrap();
         thread::sleep(Duration::from_millis(100)); // time for a wrong early look to happen
-        g.checkpoint();
+        g.checkpoint().unwrap();
         assert_eq!(
             gil.stats().forced_drops,
             0,

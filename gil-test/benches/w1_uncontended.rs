@@ -85,7 +85,7 @@ fn checkpoint(c: &mut Criterion) {
     group.bench_function("gil-std checkpoint x8", |b| {
         b.iter(|| {
             eight!({
-                safe_guard.checkpoint();
+                safe_guard.checkpoint().unwrap();
             })
         })
     });

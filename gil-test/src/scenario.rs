@@ -109,7 +109,7 @@ pub fn run(bytes: &[u8]) -> u64 {
                                 let mut g = gil.acquire();
                                 for _ in 0..n {
                                     hold(&g);
-                                    g.checkpoint();
+                                    g.checkpoint().unwrap();
                                 }
                                 hold(&g);
                             }
@@ -140,7 +140,7 @@ pub fn run(bytes: &[u8]) -> u64 {
                                 hold(outer.guard_mut().expect("not held before: acquires"));
                                 let mut inner = gil.ensure();
                                 assert!(inner.is_nested() && inner.guard_mut().is_none());
-                                inner.checkpoint();
+                                inner.checkpoint().unwrap();
                             }
                         }
                     }

@@ -151,7 +151,7 @@ fn checkpoint_benches() -> Vec<Bench> {
             Box::new(move |n| {
                 for _ in 0..n / UNROLL {
                     unroll!({
-                        guard_std.checkpoint();
+                        guard_std.checkpoint().unwrap();
                     });
                 }
             }),

@@ -124,7 +124,7 @@ impl Contender for Gil {
 impl Held for GilGuard<'_> {
     #[inline]
     fn checkpoint(&mut self) {
-        GilGuard::checkpoint(self);
+        GilGuard::checkpoint(self).expect("nobody interrupts the lab's threads");
     }
     fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
         self.allow_threads(f)

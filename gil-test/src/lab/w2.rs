@@ -67,14 +67,14 @@ pub fn gil_samples(samples: usize, sleep_first: bool) -> Vec<u64> {
             let mut state = 1u64;
             while !gil.has_waiters() && !done.load(Relaxed) {
                 super::contenders::unit(&mut state);
-                guard.checkpoint();
+                guard.checkpoint().unwrap();
             }
             if sleep_first {
                 busy_wait(ASLEEP_AFTER);
             }
             mark();
             gil.request_drop();
-            guard.checkpoint();
+            guard.checkpoint().unwrap();
         },
     )
 }

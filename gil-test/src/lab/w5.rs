@@ -98,7 +98,7 @@ pub fn preemptive(interval: Duration, time: Duration) -> Preemptive {
                     }
                     for _ in 0..64 {
                         super::contenders::unit(&mut state);
-                        guard.checkpoint();
+                        guard.checkpoint().unwrap();
                     }
                 }
             });
