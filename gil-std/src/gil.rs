@@ -56,7 +56,10 @@ pub struct Gil {
     pub(crate) last_switch: AtomicU64,
     /// What the hold paths must do besides taking and releasing: `WATCH_TIMING`, `WATCH_HOOK`.
     /// One relaxed load on each hold and release when nothing is watched.
-    pub(crate) watch: AtomicU32,
+    ///
+    /// Loom's atomic under loom, so the models explore its interleavings with the queue of
+    /// pending calls and the interrupt flags it announces.
+    pub(crate) watch: gil_core::AtomicU32,
     /// The event hook: null, or a box made by `set_event_hook` and never freed.
     pub(crate) hook: AtomicPtr<&'static EventHook>,
     /// Slices begun: grants to a thread waiting its turn in line. Lends, and the lender getting
@@ -224,7 +227,7 @@ impl Gil {
                 },
                 interval_nanos: AtomicU64::new(nanos),
                 waiting: AtomicU32::new(0),
-                watch: AtomicU32::new(0),
+                watch: gil_core::AtomicU32::new(0),
                 hook: AtomicPtr::new(std::ptr::null_mut()),
                 slices: AtomicU32::new(0),
                 borrow_since: AtomicU64::new(0),

@@ -6,12 +6,25 @@ use std::thread;
 
 use gil_std::{Event, Gil, Recorder};
 
-/// Checks one thread's events against the lock's per-thread state machine: it holds between
-/// `Got` and `Released`, waits only when not holding, and a blocking region encloses a release.
+/// Checks one thread's events against the lock's per-thread state machine: it starts and exits
+/// first and last, holds between `Got` and `Released`, waits only when not holding, and a
+/// blocking region encloses a release.
 fn check_sequence(name: &str, events: &[Event]) {
     let (mut holding, mut waiting, mut blocking) = (false, false, false);
+    assert_eq!(
+        events.first(),
+        Some(&Event::ThreadStarted),
+        "{name}: starts first"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&Event::ThreadExited),
+        "{name}: exits last"
+    );
     for (i, &e) in events.iter().enumerate() {
         let ok = match e {
+            Event::ThreadStarted => i == 0,
+            Event::ThreadExited => i == events.len() - 1 && !holding && !waiting && !blocking,
             Event::Wants => !holding && !waiting,
             Event::Got => !holding,
             Event::Released => holding,
@@ -46,6 +59,7 @@ fn every_thread_sees_a_consistent_sequence() {
             thread::Builder::new()
                 .name(format!("worker {t}"))
                 .spawn_scoped(s, move || {
+                    let _registered = gil.register_thread();
                     started.wait();
                     let mut guard = gil.acquire();
                     for i in 0..300 {
@@ -57,6 +71,7 @@ fn every_thread_sees_a_consistent_sequence() {
                         }
                         guard.checkpoint().unwrap();
                     }
+                    drop(guard);
                 })
                 .unwrap();
         }

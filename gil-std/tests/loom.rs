@@ -12,8 +12,12 @@ mod support;
 
 use std::time::Duration;
 
-use gil_std::{AcquireError, Gil};
+use gil_std::{AcquireError, Gil, GilGuard, Interrupted, PendingCallError};
 use loom::sync::Arc;
+use loom::sync::atomic::{
+    AtomicBool, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use loom::thread;
 use support::{Protected, model};
 
@@ -116,5 +120,127 @@ fn close_while_waiting() {
         assert!(gil.is_held_by_current_thread(), "taken back after close");
         drop(g);
         assert_eq!(waiter.join().unwrap(), Err(AcquireError::Closed));
+    });
+}
+
+/// Pending calls from two producers, racing with a holder's checkpoint, its release and a
+/// close: each call is run exactly once under the lock, or handed back by `close`, or refused
+/// as closed — never lost, never run twice.
+#[test]
+fn pending_calls_are_neither_lost_nor_run_twice() {
+    model(3, || {
+        let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let ran = ran.clone();
+                thread::spawn(move || {
+                    let call = move |g: &GilGuard<'_>| {
+                        assert!(g.gil().is_held_by_current_thread());
+                        ran.fetch_add(1, Relaxed);
+                    };
+                    match gil.add_pending_call(call) {
+                        Ok(()) => 0,
+                        Err(PendingCallError::Closed(_)) => 1,
+                        Err(PendingCallError::Full(_)) => unreachable!("room for 32"),
+                    }
+                })
+            })
+            .collect();
+        let mut g = gil.acquire();
+        g.checkpoint().unwrap();
+        drop(g);
+        let back = gil.close();
+        let handed_back = back.len();
+        drop(back);
+        let refused: usize = producers.into_iter().map(|p| p.join().unwrap()).sum();
+        assert_eq!(
+            ran.load(Relaxed) + handed_back + refused,
+            2,
+            "every call ran, came back or was refused, once"
+        );
+    });
+}
+
+/// An interrupt made while another holder's checkpoint may clear the breaker bit, and while
+/// the interrupted thread may or may not hold the lock, is reported exactly once.
+#[test]
+fn an_interrupt_is_reported_exactly_once() {
+    model(3, || {
+        let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+        let handle = gil.interrupt_handle();
+        let interrupter = thread::spawn(move || handle.interrupt());
+        let other = thread::spawn(move || {
+            let mut g = gil.acquire();
+            assert_eq!(g.checkpoint(), Ok(()), "not this thread's interrupt");
+        });
+        let mut reported = 0;
+        let mut g = gil.acquire();
+        reported += usize::from(g.checkpoint().is_err());
+        drop(g);
+        interrupter.join().unwrap();
+        other.join().unwrap();
+        let mut g = gil.acquire();
+        reported += usize::from(g.checkpoint().is_err());
+        assert_eq!(reported, 1);
+    });
+}
+
+/// A thread blocked in a region until its unblock function runs: an interrupt made before,
+/// during or just after it registers the function always unblocks it (else loom finds the
+/// region spinning for ever), and the checkpoint after the region reports it.
+#[test]
+fn an_interrupt_always_unblocks_a_region() {
+    model(3, || {
+        let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+        let handle = gil.interrupt_handle();
+        let interrupter = thread::spawn(move || handle.interrupt());
+        let unblocked = AtomicBool::new(false);
+        let mut g = gil.acquire();
+        g.allow_threads_with_unblock(
+            || {
+                // Acquire pairs with the Release in the unblock function.
+                while !unblocked.load(Acquire) {
+                    thread::yield_now();
+                }
+            },
+            || unblocked.store(true, Release),
+        );
+        assert_eq!(g.checkpoint(), Err(Interrupted));
+        drop(g);
+        interrupter.join().unwrap();
+    });
+}
+
+/// Calls queued while a holder's checkpoint empties the queue are never stranded: the next
+/// thread to take the lock runs whatever is left.
+#[test]
+fn pending_calls_are_never_stranded() {
+    model(3, || {
+        let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let ran = ran.clone();
+                thread::spawn(move || {
+                    let call = move |_: &GilGuard<'_>| {
+                        ran.fetch_add(1, Relaxed);
+                    };
+                    assert!(gil.add_pending_call(call).is_ok());
+                })
+            })
+            .collect();
+        let mut g = gil.acquire();
+        g.checkpoint().unwrap();
+        drop(g);
+        for p in producers {
+            p.join().unwrap();
+        }
+        drop(gil.acquire());
+        assert_eq!(
+            ran.load(Relaxed),
+            2,
+            "a call was left in the queue unannounced"
+        );
     });
 }
