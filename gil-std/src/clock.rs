@@ -14,9 +14,11 @@
 //!   lock for a whole interval while somebody waited, set the drop request; the holder's next
 //!   checkpoint hands over. If somebody was, look again one interval after that switch.
 //! - **Wake** — one per waiter with a deadline (`try_acquire_for`). At its deadline, wake the
-//!   waiter's futex word. The waiter checks the time itself and cancels. Waking needs only the
-//!   word's address, which may dangle (`atomic_wait::wake_one` allows it), so nothing here
-//!   depends on the waiter still being there.
+//!   waiter's futex word, and again every millisecond until the waiter cancels the ticket (a
+//!   wake that comes between the waiter's look at the time and its sleep is lost). The waiter
+//!   checks the time itself and cancels. Waking needs only the word's address, which may dangle
+//!   (`atomic_wait::wake_one` allows it), so nothing here depends on the waiter still being
+//!   there.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -48,6 +50,10 @@ struct Preempt {
     /// `Gil::slices` when last looked at.
     slices: u32,
 }
+
+/// How long after a deadline's wake-up the clock wakes the waiter again, in case the first was
+/// lost; see `Timers::fire`.
+const WAKE_RETRY: Duration = Duration::from_millis(1);
 
 struct Wake {
     id: u64,
@@ -222,14 +228,14 @@ impl Timers {
     }
 
     fn fire(&mut self, now: Instant) {
-        self.wakes.retain(|w| {
-            let due = w.at <= now;
-            if due {
-                // `gil_core::AtomicU32` is `core`'s outside loom (and the clock is off under loom).
-                atomic_wait::wake_one(w.word.cast());
-            }
-            !due
-        });
+        for w in self.wakes.iter_mut().filter(|w| w.at <= now) {
+            // `gil_core::AtomicU32` is `core`'s outside loom (and the clock is off under loom).
+            atomic_wait::wake_one(w.word.cast());
+            // A futex wake is lost if the waiter had checked the time but not yet gone to
+            // sleep (its word did not change), so wake again until the waiter cancels the
+            // ticket, which it does as soon as it sees its deadline passed.
+            w.at = now + WAKE_RETRY;
+        }
         self.preempt.retain_mut(|p| {
             if p.at > now {
                 return true;
