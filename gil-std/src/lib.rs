@@ -11,7 +11,12 @@
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
 //! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
-//!   them.
+//!   them; [`Gil::register_thread`] reports threads starting and exiting; [`ThreadStats`] are
+//!   the calling thread's wait and hold figures.
+//! - Runtime services on the breaker: [`Gil::add_pending_call`] (run by the holder at its next
+//!   checkpoint), [`InterruptHandle`] (the interrupted thread's checkpoint returns
+//!   [`Interrupted`]; [`GilGuard::allow_threads_with_unblock`] takes an unblock function), and
+//!   runtime bits with handlers ([`Gil::set_breaker_handler`], [`Gil::raise`]).
 //!
 //! Built on [`gil_core`]'s `RawGil`; `docs/design.md` in the repository gives the protocol.
 //!
