@@ -4,7 +4,6 @@
 //!
 //! ```text
 //! cargo bench -p gil-test --bench w1_uncontended
-//! cargo bench -p gil-test --bench w1_uncontended -- w1/instrumentation   # hooks' cost
 //! ```
 
 use std::hint::black_box;
@@ -27,9 +26,26 @@ fn acquire_release(c: &mut Criterion) {
         })
     });
 
+    // With no hook installed, gil-std's instrumentation is one relaxed load of the watch word
+    // (the "zero-hook" path); the two cases after it show what a hook, and interrupt handles
+    // (each taking then reads the thread's interrupt flag), add. One lock per case.
     let safe = gil_std::Gil::new();
     group.bench_function("gil-std Gil", |b| {
         b.iter(|| drop(black_box(&safe).acquire()))
+    });
+
+    let hooked = gil_std::Gil::new();
+    hooked.set_event_hook(Some(&|_, event| {
+        black_box(event);
+    }));
+    group.bench_function("gil-std Gil, a no-op event hook", |b| {
+        b.iter(|| drop(black_box(&hooked).acquire()))
+    });
+
+    let interruptible = gil_std::Gil::new();
+    let _handle = interruptible.interrupt_handle();
+    group.bench_function("gil-std Gil, interrupt handles made", |b| {
+        b.iter(|| drop(black_box(&interruptible).acquire()))
     });
 
     let pl = <parking_lot::RawMutex as lock_api::RawMutex>::INIT;
@@ -108,50 +124,11 @@ fn checkpoint(c: &mut Criterion) {
     group.finish();
 }
 
-/// What instrumentation costs the uncontended acquire + release: nothing installed (one
-/// relaxed load of the watch word, the "zero-hook" path), against the bare core, a no-op event
-/// hook, and interrupt handles (each taking then reads the thread's interrupt flag). One lock
-/// per case, so one case's set-up does not leak into another's.
-fn instrumentation(c: &mut Criterion) {
-    let mut group = c.benchmark_group("w1/instrumentation");
-
-    let gil: RawGil = RawGil::new();
-    group.bench_function("gil-core RawGil, no instrumentation at all", |b| {
-        b.iter(|| {
-            let gil = black_box(&gil);
-            gil.lock().unwrap();
-            // SAFETY: locked just above on this thread.
-            unsafe { gil.unlock() };
-        })
-    });
-
-    let plain = gil_std::Gil::new();
-    group.bench_function("gil-std Gil, no hook", |b| {
-        b.iter(|| drop(black_box(&plain).acquire()))
-    });
-
-    let hooked = gil_std::Gil::new();
-    hooked.set_event_hook(Some(&|_, event| {
-        black_box(event);
-    }));
-    group.bench_function("gil-std Gil, a no-op event hook", |b| {
-        b.iter(|| drop(black_box(&hooked).acquire()))
-    });
-
-    let interruptible = gil_std::Gil::new();
-    let _handle = interruptible.interrupt_handle();
-    group.bench_function("gil-std Gil, interrupt handles made", |b| {
-        b.iter(|| drop(black_box(&interruptible).acquire()))
-    });
-
-    group.finish();
-}
-
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = acquire_release, checkpoint, instrumentation }
+criterion_group! { name = benches; config = config(); targets = acquire_release, checkpoint }
 criterion_main!(benches);
