@@ -20,7 +20,7 @@
 //!   (`atomic_wait::wake_one` allows it), so nothing here depends on the waiter still being
 //!   there.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -242,28 +242,17 @@ impl Timers {
             }
             // SAFETY: listed, so borrowed by some thread (see `Preempt::gil`).
             let gil = unsafe { &*p.gil };
-            // Acquire pairs with the Release increment in `Gil::wait_queued`: a new slice's
-            // start time is seen with its count.
-            let slices = gil.slices.load(Acquire);
+            let slices = gil.slices.load(Relaxed);
             let interval = gil.switch_interval();
-            if slices != p.slices {
-                // A slice began since the last look: its own interval ends `interval` after it
-                // began. Look then, not sooner (a look in between would only find it young).
-                p.slices = slices;
-                let due = instant_at(gil.last_switch.load(Relaxed)) + interval;
-                if due > now {
-                    p.at = due;
-                    return true;
-                }
-                // This look came late (the clock thread waited for a CPU): the slice is
-                // already a whole interval old.
-            }
-            if gil.raw.has_waiters() {
-                // Somebody has waited while the holder held a whole interval.
+            if slices == p.slices && gil.raw.has_waiters() {
+                // Somebody has waited a whole interval and nobody was handed the lock.
                 gil.request_drop();
+                p.at = now + interval;
+            } else {
+                p.slices = slices;
+                let since = instant_at(gil.last_switch.load(Relaxed));
+                p.at = (since + interval).max(now + interval / 8);
             }
-            // The switch this asks for is a new slice, which the next look finds.
-            p.at = now + interval;
             true
         });
     }

@@ -2,10 +2,7 @@
 
 use std::fmt;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU64,
-    Ordering::{Relaxed, Release},
-};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
@@ -479,10 +476,8 @@ impl Gil {
                 Turn::InLine => {
                     // This thread was handed the lock in its turn: a new slice. A drop request
                     // still pending was meant for the previous holder, and the switch answered it.
+                    self.slices.fetch_add(1, Relaxed);
                     self.last_switch.store(now_nanos(), Relaxed);
-                    // Release pairs with the clock's Acquire load: it sees this slice's start
-                    // with its count, never the previous slice's.
-                    self.slices.fetch_add(1, Release);
                     self.raw.breaker().take(Breaker::DROP_REQUEST);
                 }
                 Turn::Urgent => {
