@@ -197,9 +197,9 @@ MUTATIONS = [
      "the runner clears the flags after letting go of the queue's mutex, so a call added in "
      "between is queued with nobody told",
      "gil-std/src/calls.rs",
-     "                    None => {\n                        self.set_watch(WATCH_CALLS, false);",
+     "                    None => {\n                        self.announce_calls(false);",
      "                    None => {\n                        drop(calls);\n"
-     "                        self.set_watch(WATCH_CALLS, false);",
+     "                        self.announce_calls(false);",
      loom_std("pending_calls_are_never_stranded")),
     ("handler-bit-not-taken",
      "the checkpoint runs a runtime bit's handler without taking the bit, so it runs again",

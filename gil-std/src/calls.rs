@@ -9,7 +9,6 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::mem::ManuallyDrop;
 
 use gil_core::Breaker;
 
@@ -169,35 +168,41 @@ impl Gil {
         }
         calls.queue.push_back(Box::new(call));
         if calls.queue.len() == 1 {
-            // Under the mutex: the runner clears these under it when it finds the queue
-            // empty, so a queued call always has both set. Release (in `set`) pairs with the
-            // holder's Acquire in `take`; the call itself is published by the mutex.
-            self.set_watch(WATCH_CALLS, true);
-            self.raw.breaker().set(CALLS);
+            self.announce_calls(true);
         }
         Ok(())
     }
 
-    /// Runs the queued calls, one at a time and in order, until the queue is empty. The caller
-    /// holds the lock.
+    /// Sets or clears both flags that announce queued calls. Called only under the queue's
+    /// mutex: the runner clears them under it when it finds the queue empty, so the flags agree
+    /// with the queue at every unlock. Release (in `set`) pairs with the holder's Acquire in
+    /// `take`; the calls themselves are published by the mutex.
+    fn announce_calls(&self, queued: bool) {
+        self.set_watch(WATCH_CALLS, queued);
+        if queued {
+            self.raw.breaker().set(CALLS);
+        } else {
+            self.raw.breaker().take(CALLS);
+        }
+    }
+
+    /// Runs the queued calls, one at a time and in order, until the queue is empty, proving
+    /// the lock with `guard`.
     #[cold]
-    pub(crate) fn run_pending_calls(&self) {
-        // A guard for the calls to prove the lock with; it must not release it when dropped.
-        let guard = ManuallyDrop::new(GilGuard::new(self));
+    pub(crate) fn run_pending_calls(&self, guard: &GilGuard<'_>) {
         loop {
             let call = {
                 let mut calls = lock(&self.calls);
                 match calls.queue.pop_front() {
                     Some(call) => call,
                     None => {
-                        self.set_watch(WATCH_CALLS, false);
-                        self.raw.breaker().take(CALLS);
+                        self.announce_calls(false);
                         return;
                     }
                 }
             };
             // Outside the mutex: a call may queue further calls.
-            call(&guard);
+            call(guard);
         }
     }
 
@@ -205,8 +210,7 @@ impl Gil {
     pub(crate) fn close_calls(&self) -> PendingCalls {
         let mut calls = lock(&self.calls);
         calls.closed = true;
-        self.set_watch(WATCH_CALLS, false);
-        self.raw.breaker().take(CALLS);
+        self.announce_calls(false);
         PendingCalls(std::mem::take(&mut calls.queue))
     }
 }

@@ -696,7 +696,7 @@ impl Gil {
         // Not while unwinding (a blocking region taking the lock back): a call that panicked
         // then would abort the process. The next checkpoint or acquirer runs them.
         if watch & WATCH_CALLS != 0 && !std::thread::panicking() {
-            self.run_pending_calls();
+            self.run_pending_calls(&GilGuard::borrowed(self));
         }
     }
 

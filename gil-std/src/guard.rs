@@ -49,6 +49,13 @@ impl<'a> GilGuard<'a> {
         self.gil
     }
 
+    /// A guard for code the holder runs on its own behalf (pending calls, breaker handlers) to
+    /// prove the lock with. The calling thread holds `gil`; the guard must not release it when
+    /// it goes, hence `ManuallyDrop`.
+    pub(crate) fn borrowed(gil: &'a Gil) -> ManuallyDrop<Self> {
+        ManuallyDrop::new(Self::new(gil))
+    }
+
     /// Call this often from the hot loop. With nothing pending it is one relaxed load and a
     /// branch. Otherwise, in this order, it runs the [pending calls](Gil::add_pending_call) and
     /// the handlers of raised [runtime bits](Gil::raise); when another thread asked for the
@@ -388,10 +395,9 @@ impl Gil {
     #[cold]
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
         if pending & (CALLS | Breaker::RUNTIME_BITS) != 0 {
-            // A guard for calls and handlers to prove the lock with; it must not release it.
-            let guard = ManuallyDrop::new(GilGuard::new(self));
+            let guard = GilGuard::borrowed(self);
             if pending & CALLS != 0 {
-                self.run_pending_calls();
+                self.run_pending_calls(&guard);
             }
             if pending & Breaker::RUNTIME_BITS != 0 {
                 self.run_breaker_handlers(&guard, pending);
@@ -414,7 +420,10 @@ impl Gil {
         // Last, so an interrupt that came while this thread waited to get the lock back is
         // reported now. A bit set for a thread other than this one is cleared here; that thread
         // sets it again when it takes the lock (see `interrupt.rs`).
-        if self.raw.breaker().take(INTERRUPT) != 0 && take_own() {
+        if self.raw.breaker().pending() & INTERRUPT != 0
+            && self.raw.breaker().take(INTERRUPT) != 0
+            && take_own()
+        {
             return Err(Interrupted);
         }
         Ok(())

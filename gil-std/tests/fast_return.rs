@@ -9,13 +9,8 @@ use std::time::{Duration, Instant};
 
 use gil_std::Gil;
 
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let give_up = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < give_up, "gave up waiting for: {what}");
-        thread::yield_now();
-    }
-}
+mod common;
+use common::wait_until;
 
 /// A thread `t` holds first, blocks 5 ms (earning credit) while `h` takes the lock and only
 /// checkpoints; `t` must get the lock back from `h` by a loan, long before any interval.
@@ -29,13 +24,13 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
         let mut g = gil.acquire();
         let holder = s.spawn(|| {
             let mut h = gil.acquire(); // queued behind `g`
-            until("the other thread came back", || {
+            wait_until("the other thread came back", || {
                 h.checkpoint().unwrap(); // lends here
                 back.load(SeqCst)
             });
-            until("the loan came back", || released.load(SeqCst));
+            wait_until("the loan came back", || released.load(SeqCst));
         });
-        until("the holder queued", || gil.has_waiters());
+        wait_until("the holder queued", || gil.has_waiters());
         g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
         // Back with the lock while the holder is still in its loop: it was lent.
         back.store(true, SeqCst);
@@ -60,7 +55,7 @@ fn a_thread_in_debt_comes_back_in_line() {
             let mut h = gil.acquire();
             // Checkpoint until the other thread is queued in line after its second region, then
             // a little more, then let go.
-            until("the other thread's second return", || {
+            wait_until("the other thread's second return", || {
                 h.checkpoint().unwrap();
                 stage.load(SeqCst) == 2 && gil.has_waiters()
             });
@@ -68,7 +63,7 @@ fn a_thread_in_debt_comes_back_in_line() {
                 h.checkpoint().unwrap();
             }
         });
-        until("the holder queued", || gil.has_waiters());
+        wait_until("the holder queued", || gil.has_waiters());
         g.allow_threads(|| thread::sleep(Duration::from_millis(1))); // earns, borrows
         stage.store(1, SeqCst);
         let start = Instant::now();

@@ -10,14 +10,10 @@ use std::time::{Duration, Instant};
 
 use gil_std::{AcquireError, Gil, GilCell};
 
+mod common;
+use common::wait_until;
+
 /// Waits until `cond` holds, failing the test after a deadline far beyond any scheduling delay.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting for: {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn mutual_exclusion_under_stress() {

@@ -11,16 +11,8 @@ use std::thread;
 use gil_core::Breaker;
 use gil_std::{Gil, GilCell, Interrupted, NotARuntimeBit, PendingCallError, ThreadStats};
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        thread::yield_now();
-    }
-}
+mod common;
+use common::wait_until;
 
 #[test]
 fn pending_calls_from_concurrent_producers_run_exactly_once_in_order() {
