@@ -207,6 +207,13 @@ MUTATIONS = [
      "            if self.raw.breaker().take(bit) == 0 {",
      "            if self.raw.breaker().pending() & bit == 0 {",
      plain("gil-std", "services", "runtime_bits_run_their_handler_at_the_holders_checkpoint")),
+    ("loan-never-timed",
+     "the two sides of a loan never arm the clock, so a borrower that does not block again "
+     "keeps the lock from its lender for ever",
+     "gil-std/src/gil.rs",
+     "                    clock().arm(self);\n                    timed = true;",
+     "                    timed = false;",
+     plain("gil-std", "fast_return", "a_loan_that_does_not_end_ends_with_the_lenders_slice")),
 ]
 
 

@@ -14,7 +14,7 @@ use crate::guard::{EnsureGuard, GilGuard};
 use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
 use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
-use crate::sync::{CLOCK, Mutex, Parking, park_awake};
+use crate::sync::{CLOCK, Mutex, Parking, stay_awake};
 use crate::threads::ThreadStats;
 
 pub(crate) type Raw = RawGil<Parking>;
@@ -435,7 +435,12 @@ impl Gil {
         start: Instant,
         turn: Turn,
     ) -> Result<(), AcquireError> {
-        if CLOCK {
+        // A thread in line arms the clock's preemption timer at once. The two sides of a loan
+        // (`Urgent`, `Resume`) expect it to end within microseconds: they stay awake for up to
+        // `LOAN_SPIN` first and arm only if they must sleep. Arming wakes the clock thread,
+        // which on two busy CPUs cost more than the loan itself (W3, issue 6).
+        let mut timed = CLOCK && turn == Turn::InLine;
+        if timed {
             clock().arm(self);
         }
         let ticket = deadline
@@ -456,18 +461,23 @@ impl Gil {
                     Cancel::Closed => Err(AcquireError::Closed),
                 };
             }
-            // Returns on a grant, a close, the clock's wake at the deadline, or spuriously. Both
-            // sides of a loan expect it within microseconds, and stay awake a while longer.
-            if turn == Turn::InLine {
-                Parking::park(node.parker(), node.word(), Node::PARKED);
-            } else {
-                park_awake(node.parker(), node.word(), Node::PARKED, LOAN_SPIN);
+            if CLOCK && !timed {
+                // Still queued (a lender or borrower) after staying awake: from now on the
+                // clock preempts whoever holds, as for any waiter, so that a loan that does not
+                // end soon ends at the lender's slice.
+                if !stay_awake(node.word(), Node::PARKED, LOAN_SPIN) {
+                    clock().arm(self);
+                    timed = true;
+                }
+                continue;
             }
+            // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
+            Parking::park(node.parker(), node.word(), Node::PARKED);
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
         }
-        if CLOCK {
+        if timed {
             clock().leave(self);
         }
         self.count_wait(start);

@@ -30,16 +30,17 @@ use gil_core::{AtomicU32, Park};
 pub struct FutexPark;
 
 impl FutexPark {
-    /// As [`Park::park`], but spinning for up to `awake` before sleeping, reading the clock
-    /// every [`SPINS`] rounds: for waits expected to end within microseconds (a loan).
-    pub(crate) fn park_awake(word: &AtomicU32, parked: u32, awake: Duration) {
+    /// Spins while `word` is `parked`, for up to `awake`, reading the clock every [`SPINS`]
+    /// rounds: for waits expected to end within microseconds (a loan). Returns whether the word
+    /// changed; if not, the caller sleeps with [`Park::park`].
+    pub(crate) fn stay_awake(word: &AtomicU32, parked: u32, awake: Duration) -> bool {
         let until = Instant::now() + awake;
         while !spin(word, parked) {
             if Instant::now() >= until {
-                atomic_wait::wait(word, parked);
-                return;
+                return false;
             }
         }
+        true
     }
 }
 

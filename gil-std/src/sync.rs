@@ -29,24 +29,22 @@ pub(crate) type Parking = crate::park::FutexPark;
 #[cfg(loom)]
 pub(crate) type Parking = LoomPark;
 
-/// Parks like `Parking::park`, but stays awake up to `awake` first (see
-/// `FutexPark::park_awake`). Under loom, just parks: loom has no time.
+/// Spins while `word` is `parked`, for up to `awake` (see `FutexPark::stay_awake`); returns
+/// whether it changed. Under loom, which has no time, returns `false` at once.
 #[inline]
-pub(crate) fn park_awake(
-    parker: &<Parking as gil_core::Park>::Parker,
+pub(crate) fn stay_awake(
     word: &gil_core::AtomicU32,
     parked: u32,
     awake: std::time::Duration,
-) {
+) -> bool {
     #[cfg(not(loom))]
     {
-        let _ = parker; // a futex needs no parker
-        Parking::park_awake(word, parked, awake);
+        Parking::stay_awake(word, parked, awake)
     }
     #[cfg(loom)]
     {
-        let _ = awake;
-        <Parking as Park>::park(parker, word, parked);
+        let _ = (word, parked, awake);
+        false
     }
 }
 

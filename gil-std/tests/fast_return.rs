@@ -79,3 +79,36 @@ fn a_thread_in_debt_comes_back_in_line() {
     // without a loan this thread would have waited an hour); the second was not.
     assert_eq!(gil.stats().lends, 1, "lent again to a thread in debt");
 }
+
+/// A borrower that never blocks again does not keep the lock: once the lender's slice is over,
+/// the clock asks, and the borrower's checkpoint hands the lock back to the lender. (The two
+/// sides of a loan leave the clock alone while they stay awake; this is what they must arm it
+/// for when they go to sleep.)
+#[test]
+fn a_loan_that_does_not_end_ends_with_the_lenders_slice() {
+    let gil = Gil::with_switch_interval(Duration::from_millis(20));
+    gil.set_fast_return(true);
+    let lent = AtomicBool::new(false);
+    let lender_back = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let lender = s.spawn(|| {
+            let mut h = gil.acquire(); // queued behind `g`
+            wait_until("a loan", || {
+                h.checkpoint().unwrap(); // lends here, and comes back only when given back
+                lent.load(SeqCst)
+            });
+            lender_back.store(true, SeqCst);
+        });
+        wait_until("the lender queued", || gil.has_waiters());
+        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        lent.store(true, SeqCst); // holding again, out of turn: the lender is in its checkpoint
+        wait_until("the lender got the lock back", || {
+            g.checkpoint().unwrap();
+            lender_back.load(SeqCst)
+        });
+        drop(g);
+        lender.join().unwrap();
+    });
+    assert_eq!(gil.stats().lends, 1);
+}
