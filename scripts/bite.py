@@ -207,6 +207,31 @@ MUTATIONS = [
      "            if self.raw.breaker().take(bit) == 0 {",
      "            if self.raw.breaker().pending() & bit == 0 {",
      plain("gil-std", "services", "runtime_bits_run_their_handler_at_the_holders_checkpoint")),
+    ("close-strands-offer",
+     "close takes out the waiter the lock was offered to and offers it to nobody else, while "
+     "the owner is away",
+     "gil-core/src/raw.rs",
+     "                    Some(head) if was_offered => {",
+     "                    Some(head) if was_offered && false => {",
+     loom("an_offer_survives_cancel_and_close")),
+    ("reclaim-ignores-claim",
+     "the owner back from its region takes the lock back whenever some owner is away, even if "
+     "its offer was claimed and the claimer went away in turn",
+     "gil-core/src/raw.rs",
+     "        if state & AWAY == 0 || self.switches.load(Relaxed) != switches {",
+     "        if state & AWAY == 0 {",
+     plain("gil-core", "protocol", "an_away_owner_offers_the_head_and_can_come_back_first")),
+    ("claim-ignores-reclaim",
+     "a waiter that saw the offer takes the lock without looking again under the queue lock, "
+     "though the owner may have come back",
+     "gil-core/src/raw.rs",
+     "            OFFERED => (WaitState::Granted, unsafe { self.take_offer(waiter, state) }),\n"
+     "            GRANTED => (WaitState::Granted, state),\n            CLOSED => (WaitState::Closed, state),\n"
+     "            _ => (WaitState::Waiting, state),",
+     "            OFFERED | WAITING => (WaitState::Granted, unsafe { self.take_offer(waiter, state) }),\n"
+     "            GRANTED => (WaitState::Granted, state),\n            CLOSED => (WaitState::Closed, state),\n"
+     "            _ => (WaitState::Waiting, state),",
+     loom("an_away_owner_and_its_waiters_exclude_each_other")),
     ("loan-never-timed",
      "the two sides of a loan never arm the clock, so a borrower that does not block again "
      "keeps the lock from its lender for ever",

@@ -22,6 +22,10 @@ pub(crate) const WAITING: u32 = 1;
 pub(crate) const GRANTED: u32 = 2;
 /// Taken off the queue by `close`; the waiter does not own the lock.
 pub(crate) const CLOSED: u32 = 3;
+/// The head of the queue while the owner is away in a blocking region
+/// ([`RawGil::unlock_away`](crate::RawGil::unlock_away)): still queued, and free to take the
+/// lock with [`RawGil::claim`](crate::RawGil::claim) unless the owner comes back first.
+pub(crate) const OFFERED: u32 = 4;
 
 /// A queue node for one waiting thread.
 ///
@@ -66,6 +70,10 @@ pub enum WaitState {
     Granted,
     /// Removed by [`RawGil::close`](crate::RawGil::close): the waiting thread does not own it.
     Closed,
+    /// Still queued, at the head, and the owner is away in a blocking region
+    /// ([`RawGil::unlock_away`](crate::RawGil::unlock_away)): take the lock with
+    /// [`RawGil::claim`](crate::RawGil::claim), which fails if the owner came back first.
+    Offered,
 }
 
 impl<P: Park> Waiter<P> {
@@ -117,6 +125,7 @@ impl<P: Park> Waiter<P> {
             IDLE => WaitState::Idle,
             WAITING => WaitState::Waiting,
             GRANTED => WaitState::Granted,
+            OFFERED => WaitState::Offered,
             _ => WaitState::Closed,
         }
     }
@@ -139,7 +148,11 @@ impl<P: Park> Waiter<P> {
     /// Sleeps with `P` until this waiter is no longer queued, and says why.
     ///
     /// Returns [`WaitState::Granted`] or [`WaitState::Closed`] for a queued waiter, and at once
-    /// with [`WaitState::Idle`] for one that is not queued.
+    /// with [`WaitState::Idle`] for one that is not queued. On a lock whose owners go away with
+    /// [`RawGil::unlock_away`](crate::RawGil::unlock_away) it may also return
+    /// [`WaitState::Offered`]: [`RawGil::claim`](crate::RawGil::claim) the lock then, and wait
+    /// again if the claim finds the waiter back in line ([`RawGil::wait`](crate::RawGil::wait)
+    /// does both).
     pub fn wait(self: Pin<&Self>) -> WaitState {
         loop {
             match self.state() {
@@ -256,6 +269,11 @@ impl<P: Park> Queue<P> {
             (*prev).links.with_mut(|l| (*l).next = w);
             (*before).links.with_mut(|l| (*l).prev = w);
         }
+    }
+
+    /// The head, if any.
+    pub(crate) fn head(&self) -> Option<*const Waiter<P>> {
+        (!self.head.is_null()).then_some(self.head)
     }
 
     /// Whether the head is an urgent waiter.

@@ -10,7 +10,7 @@ use core::pin::{Pin, pin};
 
 use crate::breaker::Breaker;
 use crate::park::{Park, SpinPark};
-use crate::queue::{CLOSED, GRANTED, IDLE, Queue, WAITING, WaitState, Waiter};
+use crate::queue::{CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter};
 use crate::sync::{
     AtomicU32,
     Ordering::{Acquire, Relaxed, Release},
@@ -26,6 +26,10 @@ const QUEUED: u32 = 1 << 1;
 const QUEUE_LOCKED: u32 = 1 << 2;
 /// `close` was called: fresh acquirers fail; returning ones still get through.
 const SHUT: u32 = 1 << 3;
+/// The owner is away in a blocking region and the head waiter is `OFFERED` the lock: it may
+/// claim it, or the owner may come back and reclaim it, whichever takes the queue lock first.
+/// Implies `LOCKED` and `QUEUED`.
+const AWAY: u32 = 1 << 4;
 
 /// A fair, FIFO, handoff lock with drop requests: the core of a global interpreter lock.
 ///
@@ -106,6 +110,15 @@ pub enum Enqueued {
     Queued,
     /// The lock is closed and the waiter is fresh: it was not queued.
     Closed,
+}
+
+/// What [`RawGil::unlock_away`] did, for [`RawGil::reclaim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "an owner that went away must reclaim or relock the lock"]
+pub struct Away {
+    /// `Some(switches)` if the lock was offered to the head waiter, at that count of handoffs;
+    /// `None` if it was released (nobody waited).
+    offered: Option<u32>,
 }
 
 /// What [`RawGil::cancel`] found.
@@ -198,7 +211,8 @@ impl<P: Park> RawGil<P> {
         match unsafe { self.enqueue(waiter.as_ref()) } {
             Enqueued::Acquired => Ok(()),
             Enqueued::Closed => Err(Closed),
-            Enqueued::Queued => match waiter.as_ref().wait() {
+            // SAFETY: queued just above, by this thread.
+            Enqueued::Queued => match unsafe { self.wait(waiter.as_ref()) } {
                 WaitState::Granted => Ok(()),
                 _ => Err(Closed),
             },
@@ -272,6 +286,15 @@ impl<P: Park> RawGil<P> {
         self.queue.with_mut(|q| unsafe {
             if waiter.is_urgent() {
                 (*q).push_urgent(&*waiter);
+                if state & AWAY != 0 && (*q).head() == Some(&*waiter as *const _) {
+                    // It went ahead of the offered head: the offer is its now. It is running
+                    // (this is its thread), so it claims at once; the old head waits on.
+                    let next = (*q).find(|w| w.word().load(Relaxed) == OFFERED);
+                    if let Some(old) = next {
+                        (*old).word().store(WAITING, Relaxed);
+                    }
+                    waiter.word().store(OFFERED, Relaxed);
+                }
             } else {
                 (*q).push_back(&*waiter);
             }
@@ -305,6 +328,8 @@ impl<P: Park> RawGil<P> {
                 )
             }
             GRANTED => (Cancel::Granted, state),
+            // SAFETY: queue lock held; the waiter is queued (offered) and this is its thread.
+            OFFERED => (Cancel::Granted, unsafe { self.take_offer(waiter, state) }),
             CLOSED => (Cancel::Closed, state),
             _ => {
                 debug_assert!(false, "gil-core: cancel of a waiter that is not queued");
@@ -313,6 +338,169 @@ impl<P: Park> RawGil<P> {
         };
         self.unlock_queue(state);
         outcome
+    }
+
+    /// Waits on a queued `waiter` until it is granted or closed, claiming the lock when it is
+    /// offered (see [`unlock_away`](RawGil::unlock_away)). Returns [`WaitState::Granted`] (the
+    /// caller owns the lock) or [`WaitState::Closed`].
+    ///
+    /// # Safety
+    ///
+    /// `waiter` was queued on this lock by the calling thread, which has not yet acted on a
+    /// `Granted` or `Closed` state of it.
+    pub unsafe fn wait(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
+        loop {
+            match waiter.wait() {
+                // SAFETY: forwarded contract.
+                WaitState::Offered => match unsafe { self.claim(waiter) } {
+                    WaitState::Waiting => {}
+                    done => return done,
+                },
+                done => return done,
+            }
+        }
+    }
+
+    /// The owner leaves for a blocking region, and lets the lock go *lazily*: with nobody
+    /// waiting it is released (one compare-and-swap, as [`unlock`](RawGil::unlock)); otherwise
+    /// it stays locked and is *offered* to the head waiter, which is woken and takes it with
+    /// [`claim`](RawGil::claim) — unless the owner comes back first and
+    /// [`reclaim`](RawGil::reclaim)s it. A region that ends before the head waiter is even
+    /// running so costs the owner nothing of its turn, and a region that lasts hands the lock
+    /// on as `unlock` would, one wake-up later at most.
+    ///
+    /// While the owner is away, nobody but the head waiter (or an urgent waiter that queues
+    /// ahead of it) can take the lock: the FIFO order holds.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock, and stops using what it protects until it has taken it
+    /// back, with [`reclaim`](RawGil::reclaim) or, if that fails, [`relock`](RawGil::relock).
+    ///
+    /// ```
+    /// use gil_core::RawGil;
+    ///
+    /// let gil: RawGil = RawGil::new();
+    /// gil.lock().unwrap();
+    /// // SAFETY: this thread owns the lock.
+    /// let away = unsafe { gil.unlock_away() };
+    /// // ... blocking work; nobody waited, so the lock was simply released ...
+    /// if !gil.reclaim(away) {
+    ///     gil.relock();
+    /// }
+    /// assert!(gil.is_locked());
+    /// # unsafe { gil.unlock() };
+    /// ```
+    pub unsafe fn unlock_away(&self) -> Away {
+        // Release pairs with the next owner's Acquire, as in `unlock`.
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Release, Relaxed)
+            .is_ok()
+        {
+            return Away { offered: None };
+        }
+        let state = self.lock_queue();
+        debug_assert!(
+            state & LOCKED != 0 && state & AWAY == 0,
+            "gil-core: unlock_away of a lock this thread does not own"
+        );
+        // SAFETY: the queue lock is held; a queued node is alive.
+        let head = self.queue.with_mut(|q| unsafe { (*q).head() });
+        let Some(head) = head else {
+            self.unlock_queue(state & !LOCKED);
+            return Away { offered: None };
+        };
+        // SAFETY: `head` is queued, hence alive while we hold the queue lock.
+        let unparker = unsafe {
+            let w = &*head;
+            // Relaxed: the head acts on it only through `claim`, under the queue lock, whose
+            // Acquire pairs with our `unlock_queue` Release (which also publishes our writes).
+            w.word().store(OFFERED, Relaxed);
+            P::unparker(w.parker(), w.word())
+        };
+        let switches = self.switches.load(Relaxed);
+        self.unlock_queue(state | AWAY);
+        P::unpark(unparker);
+        Away {
+            offered: Some(switches),
+        }
+    }
+
+    /// The owner that went away with [`unlock_away`](RawGil::unlock_away) takes the lock back
+    /// if nobody claimed it meanwhile; returns whether it did. If not (nobody was offered it,
+    /// or the head waiter claimed it), take the lock with [`relock`](RawGil::relock) or a
+    /// returning [`Waiter`].
+    pub fn reclaim(&self, away: Away) -> bool {
+        let Some(switches) = away.offered else {
+            return false;
+        };
+        // A stale "not away" only sends us the slow way round; AWAY is set only by an owner.
+        if self.state.load(Relaxed) & AWAY == 0 {
+            return false;
+        }
+        let state = self.lock_queue();
+        // The same count of handoffs: nobody claimed it since we went away, so this AWAY is
+        // ours (a claimer that went away in turn would have bumped the count).
+        if state & AWAY == 0 || self.switches.load(Relaxed) != switches {
+            self.unlock_queue(state);
+            return false;
+        }
+        // SAFETY: queue lock held. AWAY implies the head is the one offered.
+        self.queue.with_mut(|q| unsafe {
+            if let Some(head) = (*q).head() {
+                debug_assert_eq!((*head).word().load(Relaxed), OFFERED);
+                // It goes back to waiting; if it is awake and claiming, its claim finds this.
+                (*head).word().store(WAITING, Relaxed);
+            }
+        });
+        self.unlock_queue(state & !AWAY);
+        true
+    }
+
+    /// A waiter that saw [`WaitState::Offered`] takes the lock. Returns
+    /// [`WaitState::Granted`] (the caller owns the lock), [`WaitState::Waiting`] (the owner
+    /// came back first: wait again), or [`WaitState::Closed`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`wait`](RawGil::wait).
+    pub unsafe fn claim(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
+        let state = self.lock_queue();
+        // Relaxed: changed only under the queue lock, whose Acquire orders it.
+        let (seen, state) = match waiter.word().load(Relaxed) {
+            // SAFETY: queue lock held; offered, hence queued; this is the waiter's thread.
+            OFFERED => (WaitState::Granted, unsafe {
+                self.take_offer(waiter, state)
+            }),
+            GRANTED => (WaitState::Granted, state),
+            CLOSED => (WaitState::Closed, state),
+            _ => (WaitState::Waiting, state),
+        };
+        self.unlock_queue(state);
+        seen
+    }
+
+    /// Makes the offered `waiter` the owner: takes it off the queue, counts the handoff, and
+    /// ends the owner's absence. Returns the lock word to publish.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock and is `waiter`'s thread; `waiter` is `OFFERED`.
+    unsafe fn take_offer(&self, waiter: Pin<&Waiter<P>>, state: u32) -> u32 {
+        debug_assert!(state & AWAY != 0);
+        // SAFETY: queue lock held; an offered waiter is the head of this queue.
+        let now_empty = self.queue.with_mut(|q| unsafe {
+            (*q).remove(&*waiter);
+            (*q).is_empty()
+        });
+        self.switches
+            .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);
+        // Relaxed: only this thread reads it now; the away owner's writes are ours through the
+        // queue lock's Acquire.
+        waiter.word().store(GRANTED, Relaxed);
+        let state = state & !AWAY;
+        if now_empty { state & !QUEUED } else { state }
     }
 
     /// If anybody waits, hands the lock to the longest waiter and queues `waiter` behind
@@ -425,7 +613,8 @@ impl<P: Park> RawGil<P> {
         if !unsafe { self.requeue(waiter.as_ref()) } {
             return false;
         }
-        let state = waiter.as_ref().wait();
+        // SAFETY: queued by `requeue`, by this thread.
+        let state = unsafe { self.wait(waiter.as_ref()) };
         debug_assert_eq!(
             state,
             WaitState::Granted,
@@ -494,17 +683,39 @@ impl<P: Park> RawGil<P> {
                 return;
             };
             // SAFETY: queue lock held; `fresh` is queued, hence alive until its state changes.
-            let (unparker, now_empty) = self.queue.with_mut(|q| unsafe {
+            let (unparker, now_empty, reoffer) = self.queue.with_mut(|q| unsafe {
                 (*q).remove(fresh);
                 let w = &*fresh;
                 let unparker = P::unparker(w.parker(), w.word());
+                let was_offered = w.word().load(Relaxed) == OFFERED;
                 // Release pairs with the Acquire in `Waiter::state`. Last touch of the node.
                 w.word().store(CLOSED, Release);
-                (unparker, (*q).is_empty())
+                // The owner is away and this was the one offered the lock: offer it to the new
+                // head, so that nobody waits on an owner that may be away for long.
+                let reoffer = match (*q).head() {
+                    Some(head) if was_offered => {
+                        let h = &*head;
+                        h.word().store(OFFERED, Relaxed);
+                        Some(P::unparker(h.parker(), h.word()))
+                    }
+                    _ => None,
+                };
+                (unparker, (*q).is_empty(), reoffer)
             });
-            self.unlock_queue(if now_empty { state & !QUEUED } else { state });
+            if now_empty {
+                // Nobody left to offer it to: if the owner is away, the lock is free now, and
+                // the owner's `reclaim` fails and it relocks (a returning acquirer).
+                state &= !QUEUED;
+                if state & AWAY != 0 {
+                    state &= !(AWAY | LOCKED);
+                }
+            }
+            self.unlock_queue(state);
             // Wake outside the queue lock, then go round for the next one.
             P::unpark(unparker);
+            if let Some(reoffer) = reoffer {
+                P::unpark(reoffer);
+            }
             state = self.lock_queue();
         }
     }

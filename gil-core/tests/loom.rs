@@ -345,3 +345,106 @@ fn lend_goes_to_the_urgent_waiter_and_comes_back_first() {
         assert_eq!(tickets.load(Relaxed), 3);
     });
 }
+
+/// An owner away in a blocking region (`unlock_away`) against two waiters, one of which goes
+/// away in turn: at most one owner at a time (the offered head's claim against the owner's
+/// reclaim), every critical section runs exactly once, and nobody is left waiting on an offer
+/// (loom reports a deadlock if every thread parks).
+#[test]
+fn an_away_owner_and_its_waiters_exclude_each_other() {
+    model(3, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let spawn = |goes_away: bool| {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                gil.lock().unwrap();
+                data.bump();
+                if goes_away {
+                    // SAFETY: this thread owns the lock, and takes it back before `bump`.
+                    let away = unsafe { gil.unlock_away() };
+                    if !gil.reclaim(away) {
+                        gil.relock();
+                    }
+                    data.bump();
+                }
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        let threads = [spawn(true), spawn(false)];
+        gil.lock().unwrap();
+        data.bump();
+        // SAFETY: the main thread owns the lock, and takes it back before `bump`.
+        let away = unsafe { gil.unlock_away() };
+        if !gil.reclaim(away) {
+            gil.relock();
+        }
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        for t in threads {
+            t.join().unwrap();
+        }
+        gil.lock().unwrap();
+        assert_eq!(data.bump(), 6, "every critical section ran exactly once");
+    });
+}
+
+/// An offer is never stranded: the owner goes away while a fresh waiter (which may time out)
+/// and a returning one queue, and the owner closes the lock while away. A fresh waiter that cancels
+/// while offered owns the lock; one closed while offered passes the offer on (or frees the lock
+/// if nobody is left); the owner comes back either way.
+#[test]
+fn an_offer_survives_cancel_and_close() {
+    model(3, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let queued = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+        let fresh = {
+            let (gil, data, queued) = (gil.clone(), data.clone(), queued.clone());
+            thread::spawn(move || {
+                let node = pin!(Node::new());
+                // SAFETY: pinned on this frame; cancelled or waited for before it returns.
+                let enqueued = unsafe { gil.enqueue(node.as_ref()) };
+                queued.store(true, Release);
+                match enqueued {
+                    Enqueued::Queued => {}
+                    Enqueued::Closed => return,
+                    Enqueued::Acquired => unreachable!("the main thread holds the lock"),
+                }
+                // Its deadline passed: cancel. Offered counts as granted.
+                // SAFETY: queued above by this thread, not yet acted on.
+                if let Cancel::Granted = unsafe { gil.cancel(node.as_ref()) } {
+                    data.bump();
+                    // SAFETY: granted, so this thread owns the lock.
+                    unsafe { gil.unlock() };
+                }
+            })
+        };
+        let returning = {
+            let (gil, data, queued) = (gil.clone(), data.clone(), queued.clone());
+            thread::spawn(move || {
+                wait_for(&queued);
+                gil.relock(); // behind the fresh waiter, if it is still queued
+                data.bump();
+                // SAFETY: relocked, so this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        wait_for(&queued);
+        // SAFETY: the main thread owns the lock, and takes it back before `bump`.
+        let away = unsafe { gil.unlock_away() };
+        gil.close(); // while away: the waiters race with it
+        if !gil.reclaim(away) {
+            gil.relock();
+        }
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        fresh.join().unwrap();
+        returning.join().unwrap();
+        assert!(!gil.is_locked(), "the lock is free at the end");
+    });
+}

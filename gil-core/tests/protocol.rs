@@ -322,3 +322,83 @@ fn dropping_a_queued_waiter_is_caught_in_debug_builds() {
     // SAFETY: dropped once, in place; never used afterwards.
     unsafe { std::ptr::drop_in_place(&mut *node) };
 }
+
+/// `unlock_away` with nobody waiting releases; with waiters it offers the lock to the head
+/// only, and an owner back before the claim keeps it.
+#[test]
+fn an_away_owner_offers_the_head_and_can_come_back_first() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    // SAFETY: we own it.
+    let away = unsafe { gil.unlock_away() };
+    assert!(!gil.is_locked(), "nobody waited: simply released");
+    assert!(!gil.reclaim(away));
+    gil.relock();
+
+    let (a, b) = (pin!(Node::new()), pin!(Node::new()));
+    for w in [a.as_ref(), b.as_ref()] {
+        // SAFETY: pinned on this frame; both end granted before it returns.
+        assert_eq!(unsafe { gil.enqueue(w) }, Enqueued::Queued);
+    }
+    // SAFETY: we own it.
+    let away = unsafe { gil.unlock_away() };
+    assert_eq!(a.state(), WaitState::Offered);
+    assert_eq!(b.state(), WaitState::Waiting, "only the head is offered");
+    assert!(
+        gil.is_locked() && gil.try_acquire().is_err(),
+        "nobody barges"
+    );
+    assert!(gil.reclaim(away), "back before the claim");
+    assert_eq!(a.state(), WaitState::Waiting, "the offer is withdrawn");
+    // SAFETY: a's thread (this one, as a logical thread) saw an offer earlier.
+    assert_eq!(unsafe { gil.claim(a.as_ref()) }, WaitState::Waiting);
+
+    // Away again; this time the head claims, and the owner must queue.
+    // SAFETY: we own it.
+    let away = unsafe { gil.unlock_away() };
+    // SAFETY: a is queued and offered.
+    assert_eq!(unsafe { gil.claim(a.as_ref()) }, WaitState::Granted);
+    assert_eq!(gil.switches(), 1);
+    // a goes away in turn: b is offered. The first owner's reclaim must not take a's absence
+    // for its own: that would put it ahead of b, who queued before it came back.
+    // SAFETY: a owns it.
+    let a_away = unsafe { gil.unlock_away() };
+    assert_eq!(b.state(), WaitState::Offered);
+    assert!(!gil.reclaim(away), "an old absence is not reclaimed");
+    assert!(gil.reclaim(a_away));
+    // SAFETY: a owns it again; the release grants b.
+    unsafe { gil.unlock() };
+    assert_eq!(b.state(), WaitState::Granted);
+    // SAFETY: b owns it.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked());
+}
+
+/// A waiter offered the lock that cancels (its deadline passed) owns it; an urgent waiter that
+/// queues ahead of the offered head takes the offer over.
+#[test]
+fn an_offer_goes_to_a_cancelling_head_or_an_urgent_newcomer() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (a, u) = (pin!(Node::new()), pin!(Node::urgent()));
+    // SAFETY: pinned on this frame; settled before it returns.
+    assert_eq!(unsafe { gil.enqueue(a.as_ref()) }, Enqueued::Queued);
+    // SAFETY: we own it.
+    let away = unsafe { gil.unlock_away() };
+    // SAFETY: as above.
+    assert_eq!(unsafe { gil.enqueue(u.as_ref()) }, Enqueued::Queued);
+    assert_eq!(
+        u.state(),
+        WaitState::Offered,
+        "the urgent newcomer leads now"
+    );
+    assert_eq!(a.state(), WaitState::Waiting);
+    // SAFETY: u is queued; cancelling an offered waiter hands it the lock.
+    assert_eq!(unsafe { gil.cancel(u.as_ref()) }, Cancel::Granted);
+    assert!(!gil.reclaim(away));
+    // SAFETY: u owns it; the release grants a.
+    unsafe { gil.unlock() };
+    assert_eq!(a.state(), WaitState::Granted);
+    // SAFETY: a owns it.
+    unsafe { gil.unlock() };
+}

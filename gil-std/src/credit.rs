@@ -35,6 +35,11 @@ pub(crate) fn enter_region(now: u64) {
     let _ = CREDIT.try_with(|(_, since)| since.set(now));
 }
 
+/// The thread leaves its blocking region without having let the lock go: nothing earned.
+pub(crate) fn forget_region() {
+    let _ = CREDIT.try_with(|(_, since)| since.set(0));
+}
+
 /// The thread leaves its blocking region at `now`, with `contending` threads (itself included)
 /// wanting the lock: earns its share of the time blocked, up to the cap. Returns whether it has
 /// credit to come back urgently.

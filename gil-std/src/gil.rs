@@ -451,6 +451,13 @@ impl Gil {
                 WaitState::Granted => break Ok(()),
                 WaitState::Closed | WaitState::Idle => break Err(AcquireError::Closed),
                 WaitState::Waiting => {}
+                // The owner is away in a blocking region: take the lock, unless it came back.
+                // SAFETY: queued by this thread, not yet seen granted or closed.
+                WaitState::Offered => match unsafe { self.raw.claim(node.as_ref()) } {
+                    WaitState::Granted => break Ok(()),
+                    WaitState::Closed => break Err(AcquireError::Closed),
+                    _ => continue,
+                },
             }
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 // SAFETY: queued by this thread (caller's contract), and not yet seen granted or

@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::Breaker;
+use gil_core::{Away, Breaker};
 
 use crate::calls::CALLS;
 use crate::clock::now_nanos;
@@ -206,10 +206,13 @@ impl<'a> GilGuard<'a> {
         if self.gil.fast_return.load(Relaxed) {
             crate::credit::enter_region(now_nanos());
         }
+        // Lets go lazily: with threads waiting, the head is offered the lock and woken, and a
+        // region that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
+        // regions").
         // SAFETY: the guard proves this thread holds the lock; `Unlocked::drop` takes it back
         // before the guard can be used again (it borrows the guard mutably until then).
-        unsafe { self.gil.raw.unlock() };
-        Unlocked { guard: self }
+        let away = unsafe { self.gil.raw.unlock_away() };
+        Unlocked { guard: self, away }
     }
 }
 
@@ -233,12 +236,13 @@ impl fmt::Debug for GilGuard<'_> {
 #[must_use = "the lock is taken back as soon as this is dropped"]
 pub struct Unlocked<'g, 'a> {
     guard: &'g mut GilGuard<'a>,
+    away: Away,
 }
 
 impl Drop for Unlocked<'_, '_> {
     fn drop(&mut self) {
         self.guard.gil.emit(Event::BlockingLeft);
-        self.guard.gil.take_back();
+        self.guard.gil.take_back(self.away);
     }
 }
 
@@ -473,7 +477,14 @@ impl Gil {
     /// held the lock before and must be able to finish.
     ///
     /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
-    pub(crate) fn take_back(&self) {
+    pub(crate) fn take_back(&self, away: Away) {
+        if self.raw.reclaim(away) {
+            // Back before the offer was taken: the turn goes on, and nothing was given up to
+            // earn credit for.
+            crate::credit::forget_region();
+            self.begin_hold();
+            return;
+        }
         // Contending: the waiters, the holder and this thread.
         let urgent = self.fast_return.load(Relaxed)
             && crate::credit::leave_region(

@@ -71,7 +71,9 @@ fn a_thread_in_debt_comes_back_in_line() {
             g.checkpoint().unwrap(); // 50 ms out of turn: far more than it earned
         }
         stage.store(2, SeqCst);
-        g.allow_threads(|| ()); // back in line, behind the lender
+        // A region long enough for the lender to take the lock it is offered (then nobody is
+        // queued); coming back in debt, this thread queues in line behind it.
+        g.allow_threads(|| wait_until("the lender took the lock", || !gil.has_waiters()));
         drop(g);
         holder.join().unwrap();
     });
