@@ -231,7 +231,10 @@ impl Gil {
                 hook: AtomicPtr::new(std::ptr::null_mut()),
                 slices: AtomicU32::new(0),
                 borrow_since: AtomicU64::new(0),
-                fast_return: AtomicBool::new(false),
+                // On, except under loom: the credit rule reads the real clock, which loom cannot
+                // replay (its executions must be deterministic). The loan itself is modelled in
+                // gil-core.
+                fast_return: AtomicBool::new(!cfg!(loom)),
                 last_switch: AtomicU64::new(0),
                 calls: Mutex::new(Calls::new()),
                 handlers: [const { AtomicPtr::new(std::ptr::null_mut()) }; RUNTIME_BIT_COUNT],
@@ -743,8 +746,9 @@ impl Gil {
         }
     }
 
-    /// Switches the fast return from blocking regions on or off (off by default; **experimental**,
-    /// see docs/design.md, "Fast return from blocking").
+    /// Switches the fast return from blocking regions on or off (on by default; see
+    /// docs/design.md, "Fast return from blocking"). Off, every thread back from a blocking
+    /// region queues in strict FIFO order.
     ///
     /// With it on, a thread coming back from a blocking region that has credit — earned at its
     /// fair share of the time it spent blocked, spent while it holds out of turn — queues ahead
@@ -755,8 +759,7 @@ impl Gil {
     /// spends more than it earns and waits its turn.
     ///
     /// ```
-    /// let gil = gil_std::Gil::new();
-    /// gil.set_fast_return(true);
+    /// let gil = gil_std::Gil::new(); // fast return on
     /// let mut guard = gil.acquire();
     /// guard.allow_threads(|| ()); // nobody else waits: taken straight back
     /// assert_eq!(gil.stats().lends, 0);

@@ -37,8 +37,8 @@ pub trait Held {
 pub enum Kind {
     /// `gil_std::Gil`.
     Gil,
-    /// `gil_std::Gil` with the experimental fast return from blocking regions.
-    GilFastReturn,
+    /// `gil_std::Gil` with the fast return from blocking regions switched off: strict FIFO.
+    GilStrict,
     /// No lock at all: the baseline.
     NoLock,
     /// std `Mutex`, released and retaken once held an interval.
@@ -55,7 +55,7 @@ impl Kind {
     /// The peers and gil, in table order.
     pub const LOCKS: [Kind; 6] = [
         Kind::Gil,
-        Kind::GilFastReturn,
+        Kind::GilStrict,
         Kind::StdMutex,
         Kind::ParkingLotInterval,
         Kind::ParkingLotEvery,
@@ -66,7 +66,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Gil => "gil",
-            Kind::GilFastReturn => "gil, fast return (exp.)",
+            Kind::GilStrict => "gil, fast return off",
             Kind::NoLock => "no lock",
             Kind::StdMutex => "std Mutex, retake/interval",
             Kind::ParkingLotInterval => "parking_lot, bump/interval",
@@ -79,7 +79,7 @@ impl Kind {
     pub fn key(self) -> &'static str {
         match self {
             Kind::Gil => "gil",
-            Kind::GilFastReturn => "gil_fast_return",
+            Kind::GilStrict => "gil_fast_return_off",
             Kind::NoLock => "no_lock",
             Kind::StdMutex => "std_mutex_interval",
             Kind::ParkingLotInterval => "parking_lot_bump_interval",
@@ -101,9 +101,9 @@ pub trait Visit {
 pub fn with_contender<V: Visit>(kind: Kind, interval: Duration, v: V) -> V::Out {
     match kind {
         Kind::Gil => v.visit(&Gil::with_switch_interval(interval)),
-        Kind::GilFastReturn => {
+        Kind::GilStrict => {
             let gil = Gil::with_switch_interval(interval);
-            gil.set_fast_return(true);
+            gil.set_fast_return(false);
             v.visit(&gil)
         }
         Kind::NoLock => v.visit(&NoLock),
