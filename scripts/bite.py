@@ -225,12 +225,8 @@ MUTATIONS = [
      "a waiter that saw the offer takes the lock without looking again under the queue lock, "
      "though the owner may have come back",
      "gil-core/src/raw.rs",
-     "            OFFERED => (WaitState::Granted, unsafe { self.take_offer(waiter, state) }),\n"
-     "            GRANTED => (WaitState::Granted, state),\n            CLOSED => (WaitState::Closed, state),\n"
      "            _ => (WaitState::Waiting, state),",
-     "            OFFERED | WAITING => (WaitState::Granted, unsafe { self.take_offer(waiter, state) }),\n"
-     "            GRANTED => (WaitState::Granted, state),\n            CLOSED => (WaitState::Closed, state),\n"
-     "            _ => (WaitState::Waiting, state),",
+     "            _ => (WaitState::Granted, unsafe { self.take_offer(waiter, state) }),",
      loom("an_away_owner_and_its_waiters_exclude_each_other")),
     ("loan-never-timed",
      "the two sides of a loan never arm the clock, so a borrower that does not block again "

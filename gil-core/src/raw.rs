@@ -289,8 +289,7 @@ impl<P: Park> RawGil<P> {
                 if state & AWAY != 0 && (*q).head() == Some(&*waiter as *const _) {
                     // It went ahead of the offered head: the offer is its now. It is running
                     // (this is its thread), so it claims at once; the old head waits on.
-                    let next = (*q).find(|w| w.word().load(Relaxed) == OFFERED);
-                    if let Some(old) = next {
+                    if let Some(old) = (*q).find(|w| w.word().load(Relaxed) == OFFERED) {
                         (*old).word().store(WAITING, Relaxed);
                     }
                     waiter.word().store(OFFERED, Relaxed);
@@ -489,16 +488,17 @@ impl<P: Park> RawGil<P> {
     /// The caller holds the queue lock and is `waiter`'s thread; `waiter` is `OFFERED`.
     unsafe fn take_offer(&self, waiter: Pin<&Waiter<P>>, state: u32) -> u32 {
         debug_assert!(state & AWAY != 0);
-        // SAFETY: queue lock held; an offered waiter is the head of this queue.
-        let now_empty = self.queue.with_mut(|q| unsafe {
-            (*q).remove(&*waiter);
-            (*q).is_empty()
-        });
-        self.switches
-            .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);
-        // Relaxed: only this thread reads it now; the away owner's writes are ours through the
-        // queue lock's Acquire.
-        waiter.word().store(GRANTED, Relaxed);
+        // SAFETY: queue lock held (caller's contract).
+        let head = self.queue.with_mut(|q| unsafe { (*q).head() });
+        debug_assert_eq!(
+            head,
+            Some(&*waiter as *const _),
+            "an offered waiter is the head"
+        );
+        // The offered waiter is the head, so this is an ordinary grant to it; it is running (this
+        // is its thread), so the wake-up is not needed.
+        // SAFETY: queue lock held; the lock is ours to pass on while its owner is away.
+        let now_empty = unsafe { self.grant_head() }.is_some_and(|(_, empty)| empty);
         let state = state & !AWAY;
         if now_empty { state & !QUEUED } else { state }
     }
