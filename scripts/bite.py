@@ -218,9 +218,23 @@ MUTATIONS = [
      "the owner back from its region takes the lock back whenever some owner is away, even if "
      "its offer was claimed and the claimer went away in turn",
      "gil-core/src/raw.rs",
-     "        if state & AWAY == 0 || self.switches.load(Relaxed) != switches {",
+     "        if state & AWAY == 0 || self.absences.load(Relaxed) != absence {",
      "        if state & AWAY == 0 {",
      plain("gil-core", "protocol", "an_away_owner_offers_the_head_and_can_come_back_first")),
+    ("absences-not-numbered",
+     "every offer gets the same absence number, so an owner whose absence ended (its offer "
+     "claimed, or closed out) reclaims a later owner's absence as its own",
+     "gil-core/src/raw.rs",
+     "        let absence = self.absences.load(Relaxed).wrapping_add(1);",
+     "        let absence = self.absences.load(Relaxed);",
+     plain("gil-test", "model", "a_reclaim_after_close_matches_the_model")),
+    ("urgent-ignores-offer",
+     "an urgent waiter that queues ahead of the offered head while the owner is away does not "
+     "take the offer over: the lock waits for the head behind it",
+     "gil-core/src/raw.rs",
+     "                if state & AWAY != 0 && (*q).head() == Some(&*waiter as *const _) {",
+     "                if false && (*q).head() == Some(&*waiter as *const _) {",
+     plain("gil-test", "model", "the_core_matches_the_reference_model")),
     ("claim-ignores-reclaim",
      "a waiter that saw the offer takes the lock without looking again under the queue lock, "
      "though the owner may have come back",

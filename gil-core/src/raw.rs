@@ -69,6 +69,10 @@ pub struct RawGil<P: Park = SpinPark> {
     breaker: Breaker,
     /// Handoffs so far. Written only under the queue lock; read anywhere.
     switches: AtomicU32,
+    /// Offers made by `unlock_away` so far (wrapping): the number of the current absence, so
+    /// that a `reclaim` can tell its own absence from a later one. Read and written only under
+    /// the queue lock.
+    absences: AtomicU32,
     queue: UnsafeCell<Queue<P>>,
 }
 
@@ -116,8 +120,8 @@ pub enum Enqueued {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "an owner that went away must reclaim or relock the lock"]
 pub struct Away {
-    /// `Some(switches)` if the lock was offered to the head waiter, at that count of handoffs;
-    /// `None` if it was released (nobody waited).
+    /// `Some(n)` if the lock was offered to the head waiter, as absence number `n`; `None` if it
+    /// was released (nobody waited).
     offered: Option<u32>,
 }
 
@@ -141,6 +145,7 @@ impl<P: Park> RawGil<P> {
                 state: AtomicU32::new(0),
                 breaker: Breaker::new(),
                 switches: AtomicU32::new(0),
+                absences: AtomicU32::new(0),
                 queue: UnsafeCell::new(Queue::new()),
             }
         }
@@ -418,20 +423,23 @@ impl<P: Park> RawGil<P> {
             w.word().store(OFFERED, Relaxed);
             P::unparker(w.parker(), w.word())
         };
-        let switches = self.switches.load(Relaxed);
+        // Relaxed: read and written only under the queue lock.
+        let absence = self.absences.load(Relaxed).wrapping_add(1);
+        self.absences.store(absence, Relaxed);
         self.unlock_queue(state | AWAY);
         P::unpark(unparker);
         Away {
-            offered: Some(switches),
+            offered: Some(absence),
         }
     }
 
     /// The owner that went away with [`unlock_away`](RawGil::unlock_away) takes the lock back
-    /// if nobody claimed it meanwhile; returns whether it did. If not (nobody was offered it,
+    /// if nobody claimed it meanwhile; returns whether it did. (Absences are numbered modulo
+    /// 2³²: a reclaim could mistake another's for its own only after four billion others.) If not (nobody was offered it,
     /// or the head waiter claimed it), take the lock with [`relock`](RawGil::relock) or a
     /// returning [`Waiter`].
     pub fn reclaim(&self, away: Away) -> bool {
-        let Some(switches) = away.offered else {
+        let Some(absence) = away.offered else {
             return false;
         };
         // A stale "not away" only sends us the slow way round; AWAY is set only by an owner.
@@ -439,9 +447,11 @@ impl<P: Park> RawGil<P> {
             return false;
         }
         let state = self.lock_queue();
-        // The same count of handoffs: nobody claimed it since we went away, so this AWAY is
-        // ours (a claimer that went away in turn would have bumped the count).
-        if state & AWAY == 0 || self.switches.load(Relaxed) != switches {
+        // Away, and still the absence we started: every offer numbers a new one, so an AWAY
+        // left by a later owner is not ours (the count of handoffs cannot tell: `close` can
+        // free the lock with nobody left to offer it to, and a returning thread can then take
+        // it and go away in turn without any handoff). Relaxed: under the queue lock.
+        if state & AWAY == 0 || self.absences.load(Relaxed) != absence {
             self.unlock_queue(state);
             return false;
         }

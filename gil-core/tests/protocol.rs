@@ -402,3 +402,40 @@ fn an_offer_goes_to_a_cancelling_head_or_an_urgent_newcomer() {
     // SAFETY: a owns it.
     unsafe { gil.unlock() };
 }
+
+/// An absence that `close` ended (the offered waiter was its last, and fresh) is over: when a
+/// returning thread then takes the free lock and goes away in turn — with no handoff between
+/// the two absences — the first owner's reclaim must not take the second absence for its own.
+/// (Found by the reference model; reclaim used to compare the count of handoffs.)
+#[test]
+fn a_reclaim_never_takes_a_later_absence_after_close() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let fresh = pin!(Node::new());
+    // SAFETY: pinned on this frame; closed out below.
+    assert_eq!(unsafe { gil.enqueue(fresh.as_ref()) }, Enqueued::Queued);
+    // SAFETY: we own it.
+    let first = unsafe { gil.unlock_away() };
+    assert_eq!(fresh.state(), WaitState::Offered);
+    gil.close();
+    assert_eq!(fresh.state(), WaitState::Closed);
+    assert!(!gil.is_locked(), "nobody left to offer it to: free");
+
+    // Another thread, back from its own region, takes the free lock and goes away with a
+    // returning waiter queued behind it.
+    gil.relock();
+    let back = pin!(Node::returning());
+    // SAFETY: pinned on this frame; granted below.
+    assert_eq!(unsafe { gil.enqueue(back.as_ref()) }, Enqueued::Queued);
+    // SAFETY: the second owner owns it.
+    let second = unsafe { gil.unlock_away() };
+    assert_eq!(gil.switches(), 0, "no handoff between the two absences");
+    assert!(!gil.reclaim(first), "the first absence is over");
+    assert_eq!(back.state(), WaitState::Offered, "still offered");
+    assert!(gil.reclaim(second));
+    // SAFETY: the second owner owns it again; the release grants the waiter.
+    unsafe { gil.unlock() };
+    assert_eq!(back.state(), WaitState::Granted);
+    // SAFETY: the waiter owns it.
+    unsafe { gil.unlock() };
+}

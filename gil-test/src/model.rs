@@ -9,7 +9,9 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 
-use gil_core::{Breaker, Cancel, Enqueued, RawGil, SpinPark, TryAcquireError, WaitState, Waiter};
+use gil_core::{
+    Away, Breaker, Cancel, Enqueued, RawGil, SpinPark, TryAcquireError, WaitState, Waiter,
+};
 
 /// Logical threads.
 pub const THREADS: usize = 4;
@@ -55,6 +57,8 @@ pub enum Status {
     ClosedOut,
     /// Released the lock for a blocking region; must come back with a returning waiter.
     InRegion,
+    /// Let the lock go lazily for a blocking region (`unlock_away`); must try `reclaim` first.
+    Away,
 }
 
 /// The reference model: what the lock must look like.
@@ -62,6 +66,10 @@ pub enum Status {
 pub struct Model {
     /// The logical thread that holds the lock.
     pub holder: Option<usize>,
+    /// The waiter offered the lock while its owner is away (always the head of the queue).
+    pub offered: Option<usize>,
+    /// The thread whose absence the offer is: the only one whose `reclaim` may succeed.
+    pub away_owner: Option<usize>,
     /// The waiters, in line order, each with the node it is queued on.
     pub queue: VecDeque<(usize, NodeKind)>,
     /// Whether `close` was called.
@@ -107,6 +115,14 @@ pub enum Op {
     LeaveRegionUrgent(usize),
     /// `lend` of the holder's returning node.
     Lend(usize),
+    /// The holder lets go lazily for a blocking region: `unlock_away`.
+    EnterRegionAway(usize),
+    /// The thread back from its lazy region tries `reclaim`; if that fails it is in its region
+    /// as after `EnterRegion`, and comes back with `LeaveRegion` or `LeaveRegionUrgent`.
+    Reclaim(usize),
+    /// `claim` by a waiting thread (one that saw itself offered, or any other: a claim of a
+    /// waiter that is not offered changes nothing).
+    Claim(usize),
 }
 
 impl Model {
@@ -157,10 +173,31 @@ impl Model {
         true
     }
 
+    /// Whether the lock word says locked: held, or offered while its owner is away.
+    pub fn locked(&self) -> bool {
+        self.holder.is_some() || self.offered.is_some()
+    }
+
+    /// The offered head `t` takes the lock (a claim, or a cancel that finds the offer).
+    fn take_offer(&mut self, t: usize) {
+        assert_eq!(
+            self.queue.front().map(|w| w.0),
+            Some(t),
+            "offered, not head"
+        );
+        self.queue.pop_front();
+        self.holder = Some(t);
+        self.threads[t] = Status::Holding;
+        self.switches = self.switches.wrapping_add(1);
+        self.offered = None;
+        self.away_owner = None;
+    }
+
     /// `t` comes back from a region on `node`: takes the lock if free, else queues (an urgent
-    /// node behind the urgent ones at the head, any other at the tail).
+    /// node behind the urgent ones at the head, any other at the tail). An urgent node that
+    /// becomes the head while the owner is away takes the offer over.
     fn come_back(&mut self, t: usize, node: NodeKind) {
-        if self.holder.is_none() {
+        if !self.locked() {
             self.holder = Some(t);
             self.threads[t] = Status::Holding;
             return;
@@ -172,6 +209,9 @@ impl Model {
                 .position(|w| w.1 != NodeKind::Urgent)
                 .unwrap_or(self.queue.len());
             self.queue.insert(at, (t, node));
+            if at == 0 && self.offered.is_some() {
+                self.offered = Some(t);
+            }
         } else {
             self.queue.push_back((t, node));
         }
@@ -184,6 +224,8 @@ impl Model {
     pub fn initial() -> Model {
         Model {
             holder: None,
+            offered: None,
+            away_owner: None,
             queue: VecDeque::new(),
             closed: false,
             breaker: 0,
@@ -199,14 +241,16 @@ impl Model {
         match *op {
             Op::TryAcquire(t) | Op::Enqueue(t) => m.threads[t] == Idle,
             Op::Poll(t) => matches!(m.threads[t], Granted { .. } | ClosedOut),
-            Op::Cancel(t) => {
+            Op::Cancel(t) | Op::Claim(t) => {
                 matches!(m.threads[t], Queued { .. } | Granted { .. } | ClosedOut)
             }
             Op::Release(t)
             | Op::Yield(t)
             | Op::Checkpoint(t)
             | Op::EnterRegion(t)
+            | Op::EnterRegionAway(t)
             | Op::Lend(t) => m.threads[t] == Holding,
+            Op::Reclaim(t) => m.threads[t] == Away,
             Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) => m.threads[t] == InRegion,
             Op::RequestDrop | Op::SetFlag | Op::TakeFlag | Op::Close => true,
         }
@@ -218,14 +262,14 @@ impl Model {
         let mut m = self;
         match *op {
             Op::TryAcquire(t) => {
-                if !m.closed && m.holder.is_none() && m.queue.is_empty() {
+                if !m.closed && !m.locked() && m.queue.is_empty() {
                     m.holder = Some(t);
                     m.threads[t] = Status::Holding;
                 }
             }
             Op::Enqueue(t) => {
                 if m.closed {
-                } else if m.holder.is_none() {
+                } else if !m.locked() {
                     m.holder = Some(t);
                     m.threads[t] = Status::Holding;
                 } else {
@@ -235,9 +279,13 @@ impl Model {
                     };
                 }
             }
-            Op::Poll(t) | Op::Cancel(t) => match m.threads[t] {
+            Op::Poll(t) | Op::Cancel(t) | Op::Claim(t) => match m.threads[t] {
                 Status::Granted { .. } => m.threads[t] = Status::Holding,
                 Status::ClosedOut => m.threads[t] = Status::Idle,
+                // A claim, or a cancel, by the offered head takes the lock.
+                Status::Queued { .. } if m.offered == Some(t) => m.take_offer(t),
+                // A claim of a waiter that is not offered finds it waiting.
+                Status::Queued { .. } if matches!(op, Op::Claim(_)) => {}
                 Status::Queued { node } => {
                     // Only Cancel gets here (Poll's precondition excludes it).
                     m.queue.retain(|&(w, _)| w != t);
@@ -273,8 +321,19 @@ impl Model {
                     m.queue.iter().partition(|w| !w.1.is_returning());
                 for (w, _) in fresh {
                     m.threads[w] = Status::ClosedOut;
+                    // The offered waiter is taken out: the offer passes to the new head, or,
+                    // with nobody left, the absence ends and the lock is free.
+                    if m.offered == Some(w) {
+                        m.offered = None;
+                    }
                 }
                 m.queue = returning.into_iter().collect();
+                if m.away_owner.is_some() && m.offered.is_none() {
+                    m.offered = m.queue.front().map(|w| w.0);
+                    if m.offered.is_none() {
+                        m.away_owner = None;
+                    }
+                }
             }
             Op::EnterRegion(t) => {
                 m.threads[t] = Status::InRegion;
@@ -284,6 +343,25 @@ impl Model {
             Op::LeaveRegionUrgent(t) => m.come_back(t, NodeKind::Urgent),
             Op::Lend(t) => {
                 m.lend_from(t);
+            }
+            Op::EnterRegionAway(t) => {
+                m.threads[t] = Status::Away;
+                m.holder = None;
+                if let Some(&(head, _)) = m.queue.front() {
+                    m.offered = Some(head);
+                    m.away_owner = Some(t);
+                }
+            }
+            Op::Reclaim(t) => {
+                if m.away_owner == Some(t) {
+                    // The head goes back to waiting; the owner's turn goes on.
+                    m.offered = None;
+                    m.away_owner = None;
+                    m.holder = Some(t);
+                    m.threads[t] = Status::Holding;
+                } else {
+                    m.threads[t] = Status::InRegion;
+                }
             }
         }
         m
@@ -301,6 +379,8 @@ pub struct Real {
     fresh: Vec<Pin<Box<Node>>>,
     back: Vec<Pin<Box<Node>>>,
     urgent: Vec<Pin<Box<Node>>>,
+    /// Each thread's token from its last `unlock_away`.
+    away: Vec<Option<Away>>,
     before: Model,
 }
 
@@ -312,6 +392,7 @@ impl Real {
             fresh: (0..THREADS).map(|_| Box::pin(Node::new())).collect(),
             back: (0..THREADS).map(|_| Box::pin(Node::returning())).collect(),
             urgent: (0..THREADS).map(|_| Box::pin(Node::urgent())).collect(),
+            away: vec![None; THREADS],
             before: Model::initial(),
         }
     }
@@ -332,6 +413,20 @@ impl Real {
     /// On any difference from the model.
     pub fn step(&mut self, after: &Model, op: Op) {
         let before = std::mem::replace(&mut self.before, after.clone());
+        match op {
+            Op::EnterRegionAway(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                self.away[t] = Some(unsafe { self.gil.unlock_away() });
+                return;
+            }
+            Op::Reclaim(t) => {
+                let away = self.away[t].take().expect("a thread away has its token");
+                let back = self.gil.reclaim(away);
+                assert_eq!(back, after.threads[t] == Status::Holding, "reclaim of {t}");
+                return;
+            }
+            _ => {}
+        }
         let real = &*self;
         let gil = &*real.gil;
         // The unsafe calls below rely on the model: its preconditions are their contracts.
@@ -359,6 +454,7 @@ impl Real {
             Op::Poll(_) => {} // the node states are compared in `check_invariants`
             Op::Cancel(t) => {
                 let (node, want) = match before.threads[t] {
+                    Status::Queued { node } if before.offered == Some(t) => (node, Cancel::Granted),
                     Status::Queued { node } => (node, Cancel::Removed),
                     Status::Granted { node } => (node, Cancel::Granted),
                     _ => (NodeKind::Fresh, Cancel::Closed), // ClosedOut: only fresh nodes are closed
@@ -412,6 +508,20 @@ impl Real {
                 let lent = unsafe { gil.lend(real.node(t, NodeKind::Returning)) };
                 assert_eq!(lent, after.queued_status(t).is_some());
             }
+            Op::Claim(t) => {
+                let (node, want) = match before.threads[t] {
+                    Status::Queued { node } if before.offered == Some(t) => {
+                        (node, WaitState::Granted)
+                    }
+                    Status::Queued { node } => (node, WaitState::Waiting),
+                    Status::Granted { node } => (node, WaitState::Granted),
+                    _ => (NodeKind::Fresh, WaitState::Closed), // ClosedOut: only fresh nodes
+                };
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let got = unsafe { gil.claim(real.node(t, node)) };
+                assert_eq!(got, want, "claim of thread {t}");
+            }
+            Op::EnterRegionAway(_) | Op::Reclaim(_) => unreachable!("done above"),
         }
     }
 
@@ -424,7 +534,7 @@ impl Real {
     pub fn check(&self, m: &Model) {
         let real = self;
         let gil = &*real.gil;
-        assert_eq!(gil.is_locked(), m.holder.is_some(), "locked, model {m:?}");
+        assert_eq!(gil.is_locked(), m.locked(), "locked, model {m:?}");
         assert_eq!(
             gil.has_waiters(),
             !m.queue.is_empty(),
@@ -438,7 +548,12 @@ impl Real {
             let all = [NodeKind::Fresh, NodeKind::Returning, NodeKind::Urgent];
             match m.threads[t] {
                 Status::Queued { node } => {
-                    assert_eq!(on(node), WaitState::Waiting, "thread {t}")
+                    let want = if m.offered == Some(t) {
+                        WaitState::Offered
+                    } else {
+                        WaitState::Waiting
+                    };
+                    assert_eq!(on(node), want, "thread {t}, model {m:?}")
                 }
                 Status::Granted { node } => {
                     assert_eq!(on(node), WaitState::Granted, "thread {t}")
@@ -450,7 +565,11 @@ impl Real {
                 // Closed after its thread has acted on it, until it is queued again.)
                 _ => {
                     for kind in all {
-                        assert_ne!(on(kind), WaitState::Waiting, "thread {t} still queued");
+                        let state = on(kind);
+                        assert!(
+                            !matches!(state, WaitState::Waiting | WaitState::Offered),
+                            "thread {t} still queued"
+                        );
                     }
                 }
             }
@@ -498,12 +617,22 @@ pub fn run(ops: &[Op]) -> usize {
 }
 
 /// Reads operations from bytes (the fuzzer's input): one byte each, the low nibble the kind,
-/// the high bits the logical thread.
+/// bits 4–5 the logical thread; a byte with both top bits set and low bits 0–2 is one of the
+/// lazy region's operations instead.
 pub fn decode(bytes: &[u8]) -> Vec<Op> {
     bytes
         .iter()
         .map(|&b| {
             let t = usize::from(b >> 4) % THREADS;
+            // Both top bits set: the lazy region's operations.
+            if b >> 6 == 3 {
+                match b & 0x03 {
+                    0 => return Op::EnterRegionAway(t),
+                    1 => return Op::Reclaim(t),
+                    2 => return Op::Claim(t),
+                    _ => {}
+                }
+            }
             match b & 0x0f {
                 0 => Op::TryAcquire(t),
                 1 => Op::Enqueue(t),
