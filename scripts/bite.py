@@ -37,6 +37,11 @@ def plain(package, test, name):
     return ["plain", "cargo", "test", "-q", "-p", package, "--test", test, "--", "--exact", name]
 
 
+def unit(package, name):
+    """A unit test inside the library (no loom)."""
+    return ["plain", "cargo", "test", "-q", "-p", package, "--lib", "--", "--exact", name]
+
+
 # (name, the bug in words, file, original text, broken text, command that must fail)
 MUTATIONS = [
     ("enqueue-ignores-owner",
@@ -249,6 +254,24 @@ MUTATIONS = [
      "                    clock().arm(self);\n                    timed = true;",
      "                    timed = false;",
      plain("gil-std", "fast_return", "a_loan_that_does_not_end_ends_with_the_lenders_slice")),
+    ("credit-uncapped",
+     "credit is not capped: a thread that blocked long saves up for a long run of loans",
+     "gil-std/src/credit.rs",
+     "            .min(Self::cap(interval));",
+     "            ;",
+     unit("gil-std", "credit::tests::out_of_turn_holding_stays_within_the_fair_share")),
+    ("credit-unshared",
+     "a thread earns all of the time it blocked, not its share among the contending threads",
+     "gil-std/src/credit.rs",
+     "        let earned = blocked / contending.max(1);",
+     "        let earned = blocked;",
+     unit("gil-std", "credit::tests::out_of_turn_holding_stays_within_the_fair_share")),
+    ("loans-free",
+     "time held out of turn is not charged to the borrower's credit",
+     "gil-std/src/credit.rs",
+     "            .saturating_sub(i64::try_from(held).unwrap_or(i64::MAX))",
+     "            .saturating_sub(0)",
+     unit("gil-std", "credit::tests::out_of_turn_holding_stays_within_the_fair_share")),
 ]
 
 

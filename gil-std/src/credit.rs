@@ -24,50 +24,187 @@ const _: () = assert!(PRIORITY & Breaker::STD_BITS == PRIORITY);
 /// hold out of turn at one go before it runs dry (1/4).
 pub(crate) const CAP_DIVISOR: u64 = 4;
 
+/// A thread's credit: the arithmetic of the fast-return rule, apart from the thread-local that
+/// keeps it (so the property test below can drive it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Credit {
+    /// Nanoseconds of out-of-turn holding earned and not yet spent; negative: in debt.
+    balance: i64,
+    /// When the current blocking region began (nanoseconds on the clock's epoch); 0: not in one.
+    since: u64,
+}
+
+impl Credit {
+    const fn new() -> Self {
+        Self {
+            balance: 0,
+            since: 0,
+        }
+    }
+
+    /// The most credit a thread can hold, for switch interval `interval`.
+    pub(crate) fn cap(interval: Duration) -> i64 {
+        i64::try_from(interval.as_nanos() as u64 / CAP_DIVISOR).unwrap_or(i64::MAX)
+    }
+
+    fn enter_region(&mut self, now: u64) {
+        self.since = now;
+    }
+
+    fn forget_region(&mut self) {
+        self.since = 0;
+    }
+
+    /// Earns the share of the time blocked since `enter_region`, up to the cap; returns whether
+    /// the balance is positive (come back urgently).
+    pub(crate) fn leave_region(&mut self, now: u64, contending: u64, interval: Duration) -> bool {
+        let blocked = now.saturating_sub(core::mem::replace(&mut self.since, 0));
+        let earned = blocked / contending.max(1);
+        self.balance = self
+            .balance
+            .saturating_add(i64::try_from(earned).unwrap_or(i64::MAX))
+            .min(Self::cap(interval));
+        self.balance > 0
+    }
+
+    /// Spends `held` nanoseconds held out of turn. The debt is kept down to one switch interval,
+    /// so a thread that once abused can earn its way back.
+    pub(crate) fn spend(&mut self, held: u64, interval: Duration) {
+        let floor = -i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
+        self.balance = self
+            .balance
+            .saturating_sub(i64::try_from(held).unwrap_or(i64::MAX))
+            .max(floor);
+    }
+}
+
 thread_local! {
-    /// This thread's credit in nanoseconds (negative: in debt), and when its current blocking
-    /// region began (nanoseconds on the clock's epoch; 0: not in a region).
-    static CREDIT: (Cell<i64>, Cell<u64>) = const { (Cell::new(0), Cell::new(0)) };
+    static CREDIT: Cell<Credit> = const { Cell::new(Credit::new()) };
+}
+
+/// Runs `f` on this thread's credit (nothing while the thread-local is being destroyed).
+fn with<R: Default>(f: impl FnOnce(&mut Credit) -> R) -> R {
+    CREDIT
+        .try_with(|cell| {
+            let mut credit = cell.get();
+            let out = f(&mut credit);
+            cell.set(credit);
+            out
+        })
+        .unwrap_or_default()
 }
 
 /// The thread enters a blocking region at `now`.
 pub(crate) fn enter_region(now: u64) {
-    let _ = CREDIT.try_with(|(_, since)| since.set(now));
+    with(|c| c.enter_region(now));
 }
 
 /// The thread leaves its blocking region without having let the lock go: nothing earned.
 pub(crate) fn forget_region() {
-    let _ = CREDIT.try_with(|(_, since)| since.set(0));
+    with(Credit::forget_region);
 }
 
 /// The thread leaves its blocking region at `now`, with `contending` threads (itself included)
 /// wanting the lock: earns its share of the time blocked, up to the cap. Returns whether it has
 /// credit to come back urgently.
 pub(crate) fn leave_region(now: u64, contending: u64, interval: Duration) -> bool {
-    CREDIT
-        .try_with(|(balance, since)| {
-            let blocked = now.saturating_sub(since.replace(0));
-            let earned = blocked / contending.max(1);
-            let cap = i64::try_from(interval.as_nanos() as u64 / CAP_DIVISOR).unwrap_or(i64::MAX);
-            let b = balance
-                .get()
-                .saturating_add(i64::try_from(earned).unwrap_or(i64::MAX))
-                .min(cap);
-            balance.set(b);
-            b > 0
-        })
-        .unwrap_or(false)
+    with(|c| c.leave_region(now, contending, interval))
 }
 
-/// The thread held the lock out of turn for `held` nanoseconds: spends it. The debt is kept
-/// down to one switch interval, so a thread that once abused can earn its way back.
+/// The thread held the lock out of turn for `held` nanoseconds: spends it.
 pub(crate) fn spend(held: u64, interval: Duration) {
-    let _ = CREDIT.try_with(|(balance, _)| {
-        let floor = -i64::try_from(interval.as_nanos()).unwrap_or(i64::MAX);
-        let b = balance
-            .get()
-            .saturating_sub(i64::try_from(held).unwrap_or(i64::MAX))
-            .max(floor);
-        balance.set(b);
-    });
+    with(|c| c.spend(held, interval));
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::Gil;
+
+    /// One blocking region in a thread's life, and the loan after it if the thread came back
+    /// urgently.
+    #[derive(Clone, Debug)]
+    struct Region {
+        /// Time blocked, in thousandths of the interval (up to four intervals).
+        blocked: u64,
+        /// Threads contending when it came back, itself included.
+        contending: u64,
+        /// Whether another thread took the lock meanwhile (else the region was reclaimed).
+        taken: bool,
+        /// How long a loan lasts, in thousandths of the interval: a loan ends at the borrower's
+        /// next blocking region or at the end of the lender's slice, so within one interval.
+        loan: u64,
+    }
+
+    fn region() -> impl Strategy<Value = Region> {
+        (0..=4000u64, 1..=17u64, any::<bool>(), 0..=1000u64).prop_map(
+            |(blocked, contending, taken, loan)| Region {
+                blocked,
+                contending,
+                taken,
+                loan,
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The bypass bound of docs/design.md ("Fast return from blocking"): over any run of
+        /// consecutive regions, a thread holds out of turn at most the cap, plus its fair share
+        /// of the time it was blocked in regions where another thread took the lock, plus the
+        /// one loan that overdraws its balance. And the balance never exceeds the cap.
+        #[test]
+        fn out_of_turn_holding_stays_within_the_fair_share(
+            interval in prop::sample::select(vec![
+                Gil::MIN_SWITCH_INTERVAL,
+                Duration::from_millis(1),
+                Gil::DEFAULT_SWITCH_INTERVAL,
+                Duration::from_secs(1),
+            ]),
+            regions in prop::collection::vec(region(), 1..60),
+        ) {
+            let unit = interval.as_nanos() as u64 / 1000;
+            let cap = Credit::cap(interval);
+            let mut credit = Credit::new();
+            let mut now = 1;
+            // Per region: the fair share earned, and the time then held out of turn.
+            let mut shares = Vec::new();
+            let mut held = Vec::new();
+            for r in &regions {
+                credit.enter_region(now);
+                now += r.blocked * unit;
+                let urgent = if r.taken {
+                    credit.leave_region(now, r.contending, interval)
+                } else {
+                    credit.forget_region();
+                    false
+                };
+                prop_assert!(credit.balance <= cap, "over the cap: {credit:?}");
+                shares.push(if r.taken { r.blocked * unit / r.contending } else { 0 });
+                if urgent {
+                    credit.spend(r.loan * unit, interval);
+                    now += r.loan * unit;
+                    held.push(r.loan * unit);
+                } else {
+                    held.push(0);
+                }
+            }
+            for from in 0..regions.len() {
+                let (mut out_of_turn, mut share, mut longest) = (0u64, 0u64, 0u64);
+                for to in from..regions.len() {
+                    out_of_turn += held[to];
+                    share += shares[to];
+                    longest = longest.max(held[to]);
+                    prop_assert!(
+                        out_of_turn <= cap as u64 + share + longest,
+                        "regions {from}..={to}: held out of turn {out_of_turn} ns, cap {cap}, \
+                         share {share}, longest loan {longest}"
+                    );
+                }
+            }
+        }
+    }
 }
