@@ -434,10 +434,12 @@ impl<P: Park> RawGil<P> {
     }
 
     /// The owner that went away with [`unlock_away`](RawGil::unlock_away) takes the lock back
-    /// if nobody claimed it meanwhile; returns whether it did. (Absences are numbered modulo
-    /// 2³²: a reclaim could mistake another's for its own only after four billion others.) If not (nobody was offered it,
+    /// if nobody claimed it meanwhile; returns whether it did. If not (nobody was offered it,
     /// or the head waiter claimed it), take the lock with [`relock`](RawGil::relock) or a
     /// returning [`Waiter`].
+    ///
+    /// Absences are numbered modulo 2³²: a reclaim could mistake another owner's absence for
+    /// its own only after four billion others.
     pub fn reclaim(&self, away: Away) -> bool {
         let Some(absence) = away.offered else {
             return false;
