@@ -6,6 +6,7 @@
 //! (`enqueue`, `cancel`, `requeue`, `Waiter::state`); after every step the lock word, every
 //! waiter's state, the switch count and the breaker flags must match the model's.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::pin::Pin;
 
@@ -380,7 +381,7 @@ pub struct Real {
     back: Vec<Pin<Box<Node>>>,
     urgent: Vec<Pin<Box<Node>>>,
     /// Each thread's token from its last `unlock_away`.
-    away: Vec<Option<Away>>,
+    away: Vec<Cell<Option<Away>>>,
     before: Model,
 }
 
@@ -392,7 +393,7 @@ impl Real {
             fresh: (0..THREADS).map(|_| Box::pin(Node::new())).collect(),
             back: (0..THREADS).map(|_| Box::pin(Node::returning())).collect(),
             urgent: (0..THREADS).map(|_| Box::pin(Node::urgent())).collect(),
-            away: vec![None; THREADS],
+            away: vec![Cell::new(None); THREADS],
             before: Model::initial(),
         }
     }
@@ -413,20 +414,6 @@ impl Real {
     /// On any difference from the model.
     pub fn step(&mut self, after: &Model, op: Op) {
         let before = std::mem::replace(&mut self.before, after.clone());
-        match op {
-            Op::EnterRegionAway(t) => {
-                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                self.away[t] = Some(unsafe { self.gil.unlock_away() });
-                return;
-            }
-            Op::Reclaim(t) => {
-                let away = self.away[t].take().expect("a thread away has its token");
-                let back = self.gil.reclaim(away);
-                assert_eq!(back, after.threads[t] == Status::Holding, "reclaim of {t}");
-                return;
-            }
-            _ => {}
-        }
         let real = &*self;
         let gil = &*real.gil;
         // The unsafe calls below rely on the model: its preconditions are their contracts.
@@ -521,7 +508,15 @@ impl Real {
                 let got = unsafe { gil.claim(real.node(t, node)) };
                 assert_eq!(got, want, "claim of thread {t}");
             }
-            Op::EnterRegionAway(_) | Op::Reclaim(_) => unreachable!("done above"),
+            Op::EnterRegionAway(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                real.away[t].set(Some(unsafe { gil.unlock_away() }));
+            }
+            Op::Reclaim(t) => {
+                let away = real.away[t].take().expect("a thread away has its token");
+                let back = gil.reclaim(away);
+                assert_eq!(back, after.threads[t] == Status::Holding, "reclaim of {t}");
+            }
         }
     }
 
