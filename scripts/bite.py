@@ -251,9 +251,44 @@ MUTATIONS = [
      "the two sides of a loan never arm the clock, so a borrower that does not block again "
      "keeps the lock from its lender for ever",
      "gil-std/src/gil.rs",
-     "                    clock().arm(self);\n                    timed = true;",
+     "                    clock().arm(self, start);\n                    timed = true;",
      "                    timed = false;",
      plain("gil-std", "fast_return", "a_loan_that_does_not_end_ends_with_the_lenders_slice")),
+    ("holder-never-times",
+     "the lock is listed without SLICE_TIMER: the holder never times its own slice, and only "
+     "the clock's drop requests end it",
+     "gil-std/src/clock.rs",
+     "                gil.raw.breaker().set(SLICE_TIMER);",
+     "",
+     unit("gil-std", "clock::tests::the_holder_ends_its_own_slice_with_the_clock_silent")),
+    ("slice-never-waits",
+     "the holder's look ends its slice as soon as anybody waits, not a switch interval later",
+     "gil-std/src/clock.rs",
+     "        now_nanos() >= since.saturating_add(self.interval_nanos())",
+     "        now_nanos() >= since",
+     unit("gil-std", "clock::tests::the_holder_keeps_its_slice_until_it_is_over")),
+    ("armed-after-handoff",
+     "a thread handing over arms the clock after it queued (and woke the next holder), so the "
+     "lock can be unlisted while the new holder starts its slice",
+     "gil-std/src/guard.rs",
+     "        if in_line {\n            clock().arm(self, since);\n        }\n        self.end_hold();\n"
+     "        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,\n"
+     "        // waited for below before the frame ends.\n"
+     "        let queued = unsafe {\n"
+     "            match turn {\n"
+     "                Turn::Resume => self.raw.lend(node.as_ref()),\n"
+     "                _ => self.raw.requeue(node.as_ref()),\n"
+     "            }\n"
+     "        };\n",
+     "        self.end_hold();\n"
+     "        let queued = unsafe {\n"
+     "            match turn {\n"
+     "                Turn::Resume => self.raw.lend(node.as_ref()),\n"
+     "                _ => self.raw.requeue(node.as_ref()),\n"
+     "            }\n"
+     "        };\n"
+     "        if in_line {\n            clock().arm(self, since);\n        }\n",
+     unit("gil-std", "clock::tests::a_thread_handed_the_lock_times_its_slice_from_the_start")),
     ("credit-uncapped",
      "credit is not capped: a thread that blocked long saves up for a long run of loans",
      "gil-std/src/credit.rs",

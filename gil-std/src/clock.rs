@@ -20,11 +20,12 @@
 //!   (`atomic_wait::wake_one` allows it), so nothing here depends on the waiter still being
 //!   there.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::fence;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use gil_core::AtomicU32;
+use gil_core::{AtomicU32, Breaker};
 
 use crate::gil::Gil;
 
@@ -50,6 +51,18 @@ struct Preempt {
     /// `Gil::slices` when last looked at.
     slices: u32,
 }
+
+/// Breaker bit: the lock is listed (threads wait in line), so its holder times its own slice
+/// at its checkpoints ([`Gil::slice_over`]). Set and cleared with the listing, under the
+/// clock's mutex.
+pub(crate) const SLICE_TIMER: u32 = 1 << 4;
+const _: () = assert!(SLICE_TIMER & Breaker::STD_BITS == SLICE_TIMER);
+
+/// While [`SLICE_TIMER`] is set, the holder reads the clock at every `LOOK_EVERY`th
+/// checkpoint, so its slice ends within that many checkpoints of its deadline. A clock read
+/// costs ~20 ns, two units of the lab's typical work: at every 64th checkpoint the contended
+/// checkpoint cost 4–11 % of such work, at every 256th about 1 % (docs/benchmarks.md).
+pub(crate) const LOOK_EVERY: u32 = 256;
 
 /// How long after a deadline's wake-up the clock wakes the waiter again, in case the first was
 /// lost; see `Timers::fire`.
@@ -140,14 +153,14 @@ impl Clock {
         }
     }
 
-    /// Called by a thread that has just queued on `gil`, before it waits: counts it in, and
+    /// Called by a thread that queued on `gil` at `queued`, before it waits: counts it in, and
     /// lists the lock if it is the first.
-    pub(crate) fn arm(&self, gil: &Gil) {
+    pub(crate) fn arm(&self, gil: &Gil, queued: Instant) {
         // Relaxed: the count decides only who takes the mutex; the decision itself is made
         // under the mutex, which orders every thread's count change before the next holder's
         // look (see `sync_listing`).
         if gil.waiting.fetch_add(1, Relaxed) == 0 {
-            self.sync_listing(gil);
+            self.sync_listing(gil, queued);
         }
     }
 
@@ -156,11 +169,14 @@ impl Clock {
     pub(crate) fn leave(&self, gil: &Gil) {
         // Relaxed: as in `arm`.
         if gil.waiting.fetch_sub(1, Relaxed) == 1 {
-            self.sync_listing(gil);
+            self.sync_listing(gil, Instant::now());
         }
     }
 
-    /// Under the mutex, makes the listing of `gil` agree with its count of waiting threads.
+    /// Under the mutex, makes the listing of `gil` agree with its count of waiting threads. A
+    /// lock listed now has had a waiter since `queued` (the caller's own queueing, which may be
+    /// well before it runs again to get here: the wake-up of the thread it handed the lock to
+    /// can preempt it for milliseconds).
     ///
     /// Only threads that changed the count between 0 and 1 come here, and the last of them to
     /// take the mutex sees every count change made by the ones before (they released the
@@ -172,20 +188,26 @@ impl Clock {
     /// can see its grant before the granter clears `QUEUED`, so "nobody queued" seen by the
     /// last leaver is not reliable, and a lock left listed could be read by the clock after it
     /// is dropped (Miri found exactly that).
-    fn sync_listing(&self, gil: &Gil) {
+    fn sync_listing(&self, gil: &Gil, queued: Instant) {
         let mut timers = self.lock();
         let at = timers.preempt.iter().position(|p| std::ptr::eq(p.gil, gil));
         match (gil.waiting.load(Relaxed) > 0, at) {
             (true, None) => {
-                let since = nanos_at(Instant::now()).max(gil.last_switch.load(Relaxed));
+                let queued = nanos_at(queued);
+                let since = queued.max(gil.last_switch.load(Relaxed));
+                gil.listed_since.store(queued, Relaxed);
+                // Release (in `set`), after the store above: a holder that sees the bit and
+                // looks at the clock reads `listed_since` after an Acquire fence (`slice_over`).
+                gil.raw.breaker().set(SLICE_TIMER);
                 timers.preempt.push(Preempt {
                     gil,
-                    at: instant_at(since) + gil.switch_interval(),
+                    at: look_at(instant_at(since), gil.switch_interval()),
                     slices: gil.slices.load(Relaxed),
                 });
                 self.changed.notify_one();
             }
             (false, Some(i)) => {
+                gil.raw.breaker().take(SLICE_TIMER);
                 timers.preempt.swap_remove(i);
             }
             _ => {}
@@ -199,7 +221,7 @@ impl Clock {
         let interval = gil.switch_interval();
         if let Some(p) = timers.preempt.iter_mut().find(|p| std::ptr::eq(p.gil, gil)) {
             let since = instant_at(gil.last_switch.load(Relaxed));
-            p.at = p.at.min((since + interval).max(Instant::now()));
+            p.at = p.at.min(look_at(since, interval).max(Instant::now()));
             self.changed.notify_one();
         }
     }
@@ -219,6 +241,42 @@ impl Clock {
     pub(crate) fn cancel_wake(&self, id: u64) {
         self.lock().wakes.retain(|w| w.id != id);
     }
+}
+
+/// When the clock looks at a lock whose slice began at `since`: a quarter of an interval after
+/// the slice is over. The holder ends its slice itself at its checkpoints ([`SLICE_TIMER`]), on
+/// time; the clock is the backstop for a holder whose checkpoints are too far apart for that
+/// count, and looking later keeps its wake-up away from the moment of the handoff.
+fn look_at(since: Instant, interval: Duration) -> Instant {
+    since + interval + interval / 4
+}
+
+impl Gil {
+    /// Whether the holder's slice is over: somebody has waited in line a whole switch interval
+    /// with nobody switching in — the rule the clock's looks go by, read by the holder itself
+    /// (its own clock read is not late, where the clock thread's wake-up can be by
+    /// milliseconds on a busy machine). Called by the holder while [`SLICE_TIMER`] is set.
+    pub(crate) fn slice_over(&self) -> bool {
+        // Pairs with the Release of `SLICE_TIMER`'s `set` in `sync_listing`: `listed_since` is
+        // the listing's, or later.
+        fence(Acquire);
+        let since = self
+            .last_switch
+            .load(Relaxed)
+            .max(self.listed_since.load(Relaxed));
+        now_nanos() >= since.saturating_add(self.interval_nanos())
+    }
+}
+
+/// Whether a test silenced the clock's drop requests for `gil` (never outside tests).
+#[cfg(test)]
+fn quiet(gil: &Gil) -> bool {
+    gil.clock_quiet.load(Relaxed)
+}
+
+#[cfg(not(test))]
+fn quiet(_: &Gil) -> bool {
+    false
 }
 
 impl Timers {
@@ -244,16 +302,101 @@ impl Timers {
             let gil = unsafe { &*p.gil };
             let slices = gil.slices.load(Relaxed);
             let interval = gil.switch_interval();
-            if slices == p.slices && gil.raw.has_waiters() {
+            if slices == p.slices && gil.raw.has_waiters() && !quiet(gil) {
                 // Somebody has waited a whole interval and nobody was handed the lock.
                 gil.request_drop();
                 p.at = now + interval;
             } else {
                 p.slices = slices;
                 let since = instant_at(gil.last_switch.load(Relaxed));
-                p.at = (since + interval).max(now + interval / 8);
+                p.at = look_at(since, interval).max(now + interval / 8);
             }
             true
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::{LOOK_EVERY, SLICE_TIMER};
+    use crate::Gil;
+
+    fn give_up() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    /// Spins until a thread is queued on `gil` and the clock lists it, failing after a minute.
+    fn wait_until_timed(gil: &Gil) {
+        let give_up = give_up();
+        while !gil.has_waiters() || gil.raw.breaker().pending() & SLICE_TIMER == 0 {
+            assert!(Instant::now() < give_up, "no waiter ever armed the clock");
+            thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn the_holder_ends_its_own_slice_with_the_clock_silent() {
+        let gil = Gil::with_switch_interval(Duration::from_millis(1));
+        gil.clock_quiet.store(true, SeqCst);
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let mut g = gil.acquire();
+            s.spawn(|| {
+                let _g = gil.acquire();
+                waiter_in.store(true, SeqCst);
+            });
+            let give_up = give_up();
+            while !waiter_in.load(SeqCst) {
+                g.checkpoint().unwrap();
+                assert!(Instant::now() < give_up, "the holder never ended its slice");
+            }
+        });
+        assert_eq!(gil.stats().forced_drops, 1);
+    }
+
+    #[test]
+    fn the_holder_keeps_its_slice_until_it_is_over() {
+        let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL); // an hour
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let mut g = gil.acquire();
+            s.spawn(|| {
+                let _g = gil.acquire();
+                waiter_in.store(true, SeqCst);
+            });
+            wait_until_timed(&gil);
+            // A hundred looks at the clock, an hour before the slice is over.
+            for _ in 0..100 * LOOK_EVERY {
+                g.checkpoint().unwrap();
+            }
+            assert!(!waiter_in.load(SeqCst), "handed over an hour early");
+            assert_eq!(gil.stats().forced_drops, 0);
+        });
+        assert!(waiter_in.load(SeqCst));
+    }
+
+    #[test]
+    fn a_thread_handed_the_lock_times_its_slice_from_the_start() {
+        // The thread that hands over arms the clock before it queues, so the lock stays listed
+        // through the handoff: the new holder finds `SLICE_TIMER` set as soon as it runs, even
+        // if the thread that handed over has not run since.
+        let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+        for _ in 0..50 {
+            let timed = AtomicBool::new(false);
+            thread::scope(|s| {
+                let mut g = gil.acquire();
+                s.spawn(|| {
+                    let _g = gil.acquire();
+                    timed.store(gil.raw.breaker().pending() & SLICE_TIMER != 0, SeqCst);
+                });
+                wait_until_timed(&gil);
+                assert!(g.yield_now(), "the waiter was queued");
+                assert!(timed.load(SeqCst), "the new holder's slice was not timed");
+            });
+        }
     }
 }

@@ -54,6 +54,9 @@ pub struct Gil {
     /// When the lock was last handed to a waiting thread (nanoseconds on the clock's epoch),
     /// written by the thread that received it.
     pub(crate) last_switch: AtomicU64,
+    /// When the clock last listed the lock (nanoseconds on the clock's epoch): the waiters
+    /// have waited since then at least. Written under the clock's mutex.
+    pub(crate) listed_since: AtomicU64,
     /// What the hold paths must do besides taking and releasing: `WATCH_TIMING`, `WATCH_HOOK`.
     /// One relaxed load on each hold and release when nothing is watched.
     ///
@@ -71,6 +74,10 @@ pub struct Gil {
     /// Whether threads with credit come back from blocking regions urgently
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
+    /// Tests only: the clock never asks this lock's holder to hand over, so that a test can
+    /// show the holder ends its slice on its own.
+    #[cfg(test)]
+    pub(crate) clock_quiet: AtomicBool,
     /// Pending calls ([`Gil::add_pending_call`]).
     pub(crate) calls: Mutex<Calls>,
     /// The runtime breaker bits' handlers ([`Gil::set_breaker_handler`]): null, or boxes made
@@ -236,6 +243,9 @@ impl Gil {
                 // gil-core.
                 fast_return: AtomicBool::new(!cfg!(loom)),
                 last_switch: AtomicU64::new(0),
+                listed_since: AtomicU64::new(0),
+                #[cfg(test)]
+                clock_quiet: AtomicBool::new(false),
                 calls: Mutex::new(Calls::new()),
                 handlers: [const { AtomicPtr::new(std::ptr::null_mut()) }; RUNTIME_BIT_COUNT],
             }
@@ -255,7 +265,11 @@ impl Gil {
     /// The switch interval: how long a thread waits, with nobody switching in, before the
     /// holder is asked to hand over.
     pub fn switch_interval(&self) -> Duration {
-        Duration::from_nanos(self.interval_nanos.load(Relaxed))
+        Duration::from_nanos(self.interval_nanos())
+    }
+
+    pub(crate) fn interval_nanos(&self) -> u64 {
+        self.interval_nanos.load(Relaxed)
     }
 
     /// Changes the switch interval, also while threads run (like `sys.setswitchinterval`).
@@ -402,10 +416,19 @@ impl Gil {
         self.emit(Event::Wants);
         let start = Instant::now();
         let node = pin!(node);
+        // In line: armed before queueing, as `wait_queued` requires.
+        let in_line = CLOCK && !node.is_urgent();
+        if in_line {
+            clock().arm(self, start);
+        }
         // SAFETY: the node is pinned on this frame, and `wait_queued` does not return while it
         // is queued. This thread does not hold the lock (checked above, or it released it for
         // a blocking region).
-        match unsafe { self.raw.enqueue(node.as_ref()) } {
+        let enqueued = unsafe { self.raw.enqueue(node.as_ref()) };
+        if in_line && enqueued != Enqueued::Queued {
+            clock().leave(self);
+        }
+        match enqueued {
             Enqueued::Acquired => Ok(()),
             Enqueued::Closed => Err(AcquireError::Closed),
             Enqueued::Queued => {
@@ -431,6 +454,8 @@ impl Gil {
     /// # Safety
     ///
     /// `node` is queued on this lock by the calling thread, and nothing has acted on it since.
+    /// With the clock on and `turn` [`Turn::InLine`], the caller armed the clock (`arm`) before
+    /// it queued the node; this counts it out.
     pub(crate) unsafe fn wait_queued(
         &self,
         node: Pin<&Node>,
@@ -438,14 +463,14 @@ impl Gil {
         start: Instant,
         turn: Turn,
     ) -> Result<(), AcquireError> {
-        // A thread in line arms the clock's preemption timer at once. The two sides of a loan
-        // (`Urgent`, `Resume`) expect it to end within microseconds: they stay awake for up to
-        // `LOAN_SPIN` first and arm only if they must sleep. Arming wakes the clock thread,
-        // which on two busy CPUs cost more than the loan itself (W3, issue 6).
+        // A thread in line armed the clock's preemption timer before it queued. Not after:
+        // queueing can wake the thread handed the lock, which can preempt this one for
+        // milliseconds, with the lock unlisted meanwhile (nobody timing the new holder's
+        // slice). The two sides of a loan (`Urgent`, `Resume`) expect it to end within
+        // microseconds: they stay awake for up to `LOAN_SPIN` first and arm only if they must
+        // sleep. Arming wakes the clock thread, which on two busy CPUs cost more than the loan
+        // itself (W3, issue 6).
         let mut timed = CLOCK && turn == Turn::InLine;
-        if timed {
-            clock().arm(self);
-        }
         let ticket = deadline
             .filter(|_| CLOCK)
             .map(|at| clock().wake_at(at, node.word()));
@@ -481,7 +506,7 @@ impl Gil {
                 // clock preempts whoever holds, as for any waiter, so that a loan that does not
                 // end soon ends at the lender's slice.
                 if !stay_awake(node.word(), Node::PARKED, LOAN_SPIN) {
-                    clock().arm(self);
+                    clock().arm(self, start);
                     timed = true;
                 }
                 continue;

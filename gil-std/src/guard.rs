@@ -10,11 +10,12 @@ use std::time::Instant;
 use gil_core::{Away, Breaker};
 
 use crate::calls::CALLS;
-use crate::clock::now_nanos;
+use crate::clock::{LOOK_EVERY, SLICE_TIMER, clock, now_nanos};
 use crate::credit::PRIORITY;
 use crate::gil::{Gil, Node, Turn};
 use crate::hooks::Event;
 use crate::interrupt::{INTERRUPT, Interrupted, Region, take_own};
+use crate::sync::CLOCK;
 use crate::threads::ThreadStats;
 
 /// Proof that this thread holds a [`Gil`]; releases it when dropped.
@@ -31,6 +32,8 @@ use crate::threads::ThreadStats;
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct GilGuard<'a> {
     gil: &'a Gil,
+    /// Checkpoints counted while the holder times its own slice; see [`Gil::checkpoint_held`].
+    ticks: u32,
     _not_send_or_sync: PhantomData<*const ()>,
 }
 
@@ -40,6 +43,7 @@ impl<'a> GilGuard<'a> {
     pub(crate) fn new(gil: &'a Gil) -> Self {
         Self {
             gil,
+            ticks: 0,
             _not_send_or_sync: PhantomData,
         }
     }
@@ -79,7 +83,7 @@ impl<'a> GilGuard<'a> {
     /// ```
     #[inline]
     pub fn checkpoint(&mut self) -> Result<(), Interrupted> {
-        self.gil.checkpoint_held()
+        self.gil.checkpoint_held(&mut self.ticks)
     }
 
     /// Hands the lock to the longest waiter if anyone waits, and waits to get it back behind
@@ -283,6 +287,8 @@ impl fmt::Debug for Unlocked<'_, '_> {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct EnsureGuard<'a> {
     gil: &'a Gil,
+    /// As [`GilGuard`]'s.
+    ticks: u32,
     acquired: Option<GilGuard<'a>>,
     _not_send_or_sync: PhantomData<*const ()>,
 }
@@ -291,6 +297,7 @@ impl<'a> EnsureGuard<'a> {
     pub(crate) fn nested(gil: &'a Gil) -> Self {
         Self {
             gil,
+            ticks: 0,
             acquired: None,
             _not_send_or_sync: PhantomData,
         }
@@ -299,6 +306,7 @@ impl<'a> EnsureGuard<'a> {
     pub(crate) fn acquired(guard: GilGuard<'a>) -> Self {
         Self {
             gil: guard.gil,
+            ticks: 0,
             acquired: Some(guard),
             _not_send_or_sync: PhantomData,
         }
@@ -322,7 +330,7 @@ impl<'a> EnsureGuard<'a> {
     /// [`Interrupted`], as for [`GilGuard::checkpoint`].
     #[inline]
     pub fn checkpoint(&mut self) -> Result<(), Interrupted> {
-        self.gil.checkpoint_held()
+        self.gil.checkpoint_held(&mut self.ticks)
     }
 
     /// The guard that `ensure` acquired, for blocking regions; `None` when nested.
@@ -384,20 +392,39 @@ mod sealed {
 impl Gil {
     /// The checkpoint for a thread that holds the lock (the guards' `checkpoint`): one relaxed
     /// load and a branch when nothing is pending.
+    ///
+    /// While threads wait in line ([`SLICE_TIMER`] set), the holder times its own slice: every
+    /// [`LOOK_EVERY`]th checkpoint reads the clock, and once the slice is over, asks itself to
+    /// hand over. The other checkpoints add a counter to the load and the branch. `ticks` is
+    /// the guard's count.
     #[inline]
-    pub(crate) fn checkpoint_held(&self) -> Result<(), Interrupted> {
+    pub(crate) fn checkpoint_held(&self, ticks: &mut u32) -> Result<(), Interrupted> {
         let pending = self.raw.breaker().pending();
         if pending != 0 {
+            if pending == SLICE_TIMER {
+                *ticks = ticks.wrapping_add(1);
+                if *ticks % LOOK_EVERY != 0 {
+                    return Ok(());
+                }
+            }
             return self.checkpoint_slow(pending);
         }
         Ok(())
     }
 
-    /// The checkpoint's slow path: `pending` flags are set in the breaker word.
+    /// The checkpoint's slow path: `pending` flags are set in the breaker word. With
+    /// [`SLICE_TIMER`] among them, looks at the clock for the end of the slice.
     ///
     /// The caller holds the lock.
     #[cold]
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
+        if pending & (SLICE_TIMER | Breaker::DROP_REQUEST) == SLICE_TIMER {
+            if self.slice_over() {
+                self.request_drop();
+            } else if pending == SLICE_TIMER {
+                return Ok(());
+            }
+        }
         if pending & (CALLS | Breaker::RUNTIME_BITS) != 0 {
             let guard = GilGuard::borrowed(self);
             if pending & CALLS != 0 {
@@ -452,6 +479,14 @@ impl Gil {
             return false;
         }
         let node = pin!(Node::returning());
+        // Before queueing: the wake-up of the thread handed the lock can preempt this one for a
+        // while before it waits, and that time counts as waiting.
+        let since = Instant::now();
+        // In line: armed before queueing, as `wait_queued` requires.
+        let in_line = CLOCK && turn == Turn::InLine;
+        if in_line {
+            clock().arm(self, since);
+        }
         self.end_hold();
         // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
         // waited for below before the frame ends.
@@ -462,12 +497,15 @@ impl Gil {
             }
         };
         if !queued {
+            if in_line {
+                clock().leave(self);
+            }
             self.begin_hold();
             return false;
         }
         self.emit(Event::Wants);
         // SAFETY: queued just above. A returning node is never closed or timed out.
-        let back = unsafe { self.wait_queued(node.as_ref(), None, Instant::now(), turn) };
+        let back = unsafe { self.wait_queued(node.as_ref(), None, since, turn) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
         true
