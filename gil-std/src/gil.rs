@@ -54,8 +54,9 @@ pub struct Gil {
     /// When the lock was last handed to a waiting thread (nanoseconds on the clock's epoch),
     /// written by the thread that received it.
     pub(crate) last_switch: AtomicU64,
-    /// When the clock last listed the lock (nanoseconds on the clock's epoch): the waiters
-    /// have waited since then at least. Written under the clock's mutex.
+    /// When the thread whose arming listed the lock with the clock queued (nanoseconds on the
+    /// clock's epoch): somebody has waited since then. Written under the clock's mutex, read by
+    /// the holder timing its slice (`Gil::slice_over`).
     pub(crate) listed_since: AtomicU64,
     /// What the hold paths must do besides taking and releasing: `WATCH_TIMING`, `WATCH_HOOK`.
     /// One relaxed load on each hold and release when nothing is watched.

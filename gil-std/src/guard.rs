@@ -61,7 +61,9 @@ impl<'a> GilGuard<'a> {
     }
 
     /// Call this often from the hot loop. With nothing pending it is one relaxed load and a
-    /// branch. Otherwise, in this order, it runs the [pending calls](Gil::add_pending_call) and
+    /// branch. While other threads wait for the lock, it also counts, and every 256th
+    /// checkpoint reads the clock, so that this thread hands over as soon as its switch
+    /// interval is over. Otherwise, in this order, it runs the [pending calls](Gil::add_pending_call) and
     /// the handlers of raised [runtime bits](Gil::raise); when another thread asked for the
     /// lock, it hands the lock to the longest waiter and returns once this thread has it back,
     /// after everyone who was waiting.
