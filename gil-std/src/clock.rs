@@ -329,6 +329,18 @@ mod tests {
         Instant::now() + Duration::from_secs(60)
     }
 
+    /// Spawns a thread that takes `gil`, sets `got_in` and lets go.
+    fn spawn_waiter<'scope>(
+        s: &'scope thread::Scope<'scope, '_>,
+        gil: &'scope Gil,
+        got_in: &'scope AtomicBool,
+    ) {
+        s.spawn(move || {
+            let _g = gil.acquire();
+            got_in.store(true, SeqCst);
+        });
+    }
+
     /// Spins until a thread is queued on `gil` and the clock lists it, failing after a minute.
     fn wait_until_timed(gil: &Gil) {
         let give_up = give_up();
@@ -345,10 +357,7 @@ mod tests {
         let waiter_in = AtomicBool::new(false);
         thread::scope(|s| {
             let mut g = gil.acquire();
-            s.spawn(|| {
-                let _g = gil.acquire();
-                waiter_in.store(true, SeqCst);
-            });
+            spawn_waiter(s, &gil, &waiter_in);
             let give_up = give_up();
             while !waiter_in.load(SeqCst) {
                 g.checkpoint().unwrap();
@@ -364,10 +373,7 @@ mod tests {
         let waiter_in = AtomicBool::new(false);
         thread::scope(|s| {
             let mut g = gil.acquire();
-            s.spawn(|| {
-                let _g = gil.acquire();
-                waiter_in.store(true, SeqCst);
-            });
+            spawn_waiter(s, &gil, &waiter_in);
             wait_until_timed(&gil);
             // A hundred looks at the clock, an hour before the slice is over.
             for _ in 0..100 * LOOK_EVERY {

@@ -423,18 +423,18 @@ impl Gil {
         Ok(())
     }
 
-    /// The checkpoint's slow path: `pending` flags are set in the breaker word. With
-    /// [`SLICE_TIMER`] among them, looks at the clock for the end of the slice.
+    /// The checkpoint's slow path: `pending` flags are set in the breaker word. `SLICE_TIMER`
+    /// alone means the count says to look at the clock for the end of the slice; with other
+    /// flags, the look waits for a counted checkpoint (no clock read on the way to a loan).
     ///
     /// The caller holds the lock.
     #[cold]
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
-        if pending & (SLICE_TIMER | Breaker::DROP_REQUEST) == SLICE_TIMER {
-            if self.slice_over() {
-                self.request_drop();
-            } else if pending == SLICE_TIMER {
+        if pending == SLICE_TIMER {
+            if !self.slice_over() {
                 return Ok(());
             }
+            self.request_drop();
         }
         if pending & (CALLS | Breaker::RUNTIME_BITS) != 0 {
             let guard = GilGuard::borrowed(self);
