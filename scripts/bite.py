@@ -53,8 +53,8 @@ MUTATIONS = [
     ("grant-relaxed",
      "the grant is published with Relaxed: the new owner may not see the old owner's writes",
      "gil-core/src/raw.rs",
-     "            head.word().store(GRANTED, Release);",
-     "            head.word().store(GRANTED, Relaxed);",
+     "            let unparker = head.tell(GRANTED, Release);",
+     "            let unparker = head.tell(GRANTED, Relaxed);",
      loom("mutual_exclusion_three_threads")),
     ("queue-lock-relaxed",
      "the queue lock is taken with Relaxed: queue edits race",
@@ -66,10 +66,25 @@ MUTATIONS = [
      "release hands the lock to the head waiter but never wakes it",
      "gil-core/src/raw.rs",
      "                self.unlock_queue(if now_empty { state & !QUEUED } else { state });\n"
-     "                P::unpark(unparker);",
+     "                wake::<P>(unparker);",
      "                self.unlock_queue(if now_empty { state & !QUEUED } else { state });\n"
      "                drop(unparker);",
      loom("fifo_no_overtaking")),
+    ("asleep-missed",
+     "a grant reads whether the waiter sleeps and then stores, apart: a waiter that marks itself "
+     "asleep in between is never woken",
+     "gil-core/src/queue.rs",
+     "        (self.state.swap(to, order) == ASLEEP).then_some(unparker)",
+     "        let was = self.state.load(Ordering::Relaxed);\n"
+     "        self.state.store(to, order);\n"
+     "        (was == ASLEEP).then_some(unparker)",
+     loom("fifo_no_overtaking")),
+    ("loan-end-without-wake",
+     "a borrower going away gives the lock back to the lender but never wakes it",
+     "gil-core/src/raw.rs",
+     "            wake::<P>(unparker);\n            return Away { offered: None };",
+     "            drop(unparker);\n            return Away { offered: None };",
+     loom("a_loan_comes_back_when_the_borrower_goes_away")),
     ("fifo-lifo",
      "the queue serves its newest waiter first",
      "gil-core/src/queue.rs",

@@ -10,14 +10,19 @@ use crate::sync::AtomicU32;
 /// handed the lock, and how the thread that hands it over wakes it.
 ///
 /// The core decides *who* owns the lock; a `Park` decides only how to wait for that decision.
-/// Each queued [`Waiter`](crate::Waiter) has a state word; the core changes it from
-/// "waiting" to "granted" (or "closed") and then calls [`unpark`](Park::unpark) with the
-/// [`Unparker`](Park::Unparker) it took from the waiter while the waiter was still queued.
+/// Each queued [`Waiter`](crate::Waiter) has a state word, which holds
+/// [`Waiter::PARKED`](crate::Waiter::PARKED) while the waiter is queued and awake. A strategy
+/// that sleeps first says so: it changes the word to [`Waiter::ASLEEP`](crate::Waiter::ASLEEP)
+/// with a compare-exchange, and sleeps only while the word holds that. The core changes the word
+/// ("granted", "offered", "closed") with a swap, and calls [`unpark`](Park::unpark), with the
+/// [`Unparker`](Park::Unparker) it took from the waiter while the waiter was still queued, only
+/// if the swap found the waiter asleep. A handoff to a waiter that is still spinning so costs no
+/// wake-up call.
 ///
 /// `gil-core` ships [`SpinPark`] for bare metal; `gil-std` adds futex parking.
 ///
-/// A strategy that never wakes a parked thread makes the lock hang, but cannot make it unsound:
-/// ownership is decided by the core alone.
+/// A strategy that sleeps without marking the word `ASLEEP`, or never wakes a parked thread,
+/// makes the lock hang, but cannot make it unsound: ownership is decided by the core alone.
 pub trait Park {
     /// Per-waiter data the waker needs, such as a thread handle. Lives in the waiter node.
     type Parker: Sync;
@@ -35,11 +40,14 @@ pub trait Park {
     /// (its node alive), just before its state word changes.
     fn unparker(parker: &Self::Parker, word: &AtomicU32) -> Self::Unparker;
 
-    /// Sleeps while `word` holds `parked`. May return early or spuriously: the core rechecks
-    /// the word and parks again.
-    fn park(parker: &Self::Parker, word: &AtomicU32, parked: u32);
+    /// Waits while `word` holds [`Waiter::PARKED`](crate::Waiter::PARKED) or
+    /// [`Waiter::ASLEEP`](crate::Waiter::ASLEEP). Before sleeping (anything that needs
+    /// [`unpark`](Park::unpark) to end), move the word from `PARKED` to `ASLEEP` with a
+    /// compare-exchange, and sleep only if it succeeded or the word already was `ASLEEP`. May
+    /// return early or spuriously: the core rechecks the word and parks again.
+    fn park(parker: &Self::Parker, word: &AtomicU32);
 
-    /// Wakes a waiter whose state word has just changed from the parked value.
+    /// Wakes a waiter whose state word has just changed from [`Waiter::ASLEEP`](crate::Waiter::ASLEEP).
     fn unpark(unparker: Self::Unparker);
 }
 
@@ -71,8 +79,9 @@ impl<R: RelaxStrategy> Park for SpinPark<R> {
     fn unparker(_: &(), _: &AtomicU32) {}
 
     #[inline]
-    fn park(_: &(), _: &AtomicU32, _: u32) {
-        // One relax step and back to the core's loop, which rereads the state word.
+    fn park(_: &(), _: &AtomicU32) {
+        // One relax step and back to the core's loop, which rereads the state word. Never
+        // asleep, so never woken: `unpark` is not called.
         crate::sync::relax::<R>();
     }
 

@@ -10,13 +10,19 @@ use core::pin::Pin;
 use core::ptr;
 
 use crate::park::Park;
-use crate::sync::{AtomicU32, Ordering::Acquire, UnsafeCell};
+use crate::sync::{
+    AtomicU32,
+    Ordering::{self, Acquire},
+    UnsafeCell,
+};
 
 // The states of a waiter's word. Only a thread holding the queue lock changes it, except the
-// waiter itself while it is not queued.
+// waiter itself: while it is not queued, and from WAITING to ASLEEP (a compare-exchange, so
+// every change by a queue-lock holder is a swap that sees whether the waiter sleeps).
 /// Not in the queue: new, cancelled, or its grant already consumed.
 pub(crate) const IDLE: u32 = 0;
-/// In the queue, not yet granted. The only state a waiter parks on.
+/// In the queue, not yet granted, and awake (spinning, say): handing it something needs no
+/// wake-up.
 pub(crate) const WAITING: u32 = 1;
 /// Taken off the queue and made the owner of the lock.
 pub(crate) const GRANTED: u32 = 2;
@@ -26,6 +32,9 @@ pub(crate) const CLOSED: u32 = 3;
 /// ([`RawGil::unlock_away`](crate::RawGil::unlock_away)): still queued, and free to take the
 /// lock with [`RawGil::claim`](crate::RawGil::claim) unless the owner comes back first.
 pub(crate) const OFFERED: u32 = 4;
+/// As `WAITING`, but the waiter said that it sleeps (see [`Park`]): whoever hands it
+/// something must wake it.
+pub(crate) const ASLEEP: u32 = 5;
 
 /// A queue node for one waiting thread.
 ///
@@ -57,6 +66,8 @@ pub struct Waiter<P: Park> {
 struct Links<P: Park> {
     prev: *const Waiter<P>,
     next: *const Waiter<P>,
+    /// Queued by [`RawGil::lend`](crate::RawGil::lend): it lent the lock and waits for it back.
+    lender: bool,
 }
 
 /// What a waiter's state word says, as seen by [`Waiter::state`].
@@ -123,7 +134,7 @@ impl<P: Park> Waiter<P> {
         // owner made after all its writes under the lock.
         match self.state.load(Acquire) {
             IDLE => WaitState::Idle,
-            WAITING => WaitState::Waiting,
+            WAITING | ASLEEP => WaitState::Waiting,
             GRANTED => WaitState::Granted,
             OFFERED => WaitState::Offered,
             _ => WaitState::Closed,
@@ -137,13 +148,30 @@ impl<P: Park> Waiter<P> {
     }
 
     /// The state word a waiter sleeps on, for adapters that wait in their own way; it holds
-    /// [`Waiter::PARKED`] while the waiter is queued.
+    /// [`Waiter::PARKED`] or [`Waiter::ASLEEP`] while the waiter is queued and nothing has been
+    /// handed to it.
     pub fn word(&self) -> &AtomicU32 {
         &self.state
     }
 
-    /// The value of [`Waiter::word`] while the waiter is queued and not yet granted.
+    /// The value of [`Waiter::word`] while the waiter is queued, not yet granted, and awake.
     pub const PARKED: u32 = WAITING;
+
+    /// The value of [`Waiter::word`] while the waiter is queued, not yet granted, and asleep:
+    /// a [`Park`] strategy sets it (a compare-exchange from [`Waiter::PARKED`]) before it
+    /// sleeps, and the core wakes only waiters it finds `ASLEEP`.
+    pub const ASLEEP: u32 = ASLEEP;
+
+    /// Changes the word of this queued waiter to `to` (a grant, an offer, a close) and returns
+    /// what wakes it if it said it sleeps. Called only by a thread holding the queue lock. The
+    /// swap cannot miss the waiter's own compare-exchange to `ASLEEP`: the two are ordered one
+    /// way or the other on the word, and a waiter that comes second finds `to` and does not
+    /// sleep. `order` is the caller's, for what the new state publishes. The unparker is taken
+    /// first: once the waiter sees `to`, its thread may free the node.
+    pub(crate) fn tell(&self, to: u32, order: Ordering) -> Option<P::Unparker> {
+        let unparker = P::unparker(&self.parker, &self.state);
+        (self.state.swap(to, order) == ASLEEP).then_some(unparker)
+    }
 
     /// Sleeps with `P` until this waiter is no longer queued, and says why.
     ///
@@ -156,7 +184,7 @@ impl<P: Park> Waiter<P> {
     pub fn wait(self: Pin<&Self>) -> WaitState {
         loop {
             match self.state() {
-                WaitState::Waiting => P::park(&self.parker, &self.state, WAITING),
+                WaitState::Waiting => P::park(&self.parker, &self.state),
                 done => return done,
             }
         }
@@ -182,9 +210,8 @@ impl<P: Park> fmt::Debug for Waiter<P> {
 impl<P: Park> Drop for Waiter<P> {
     fn drop(&mut self) {
         // A node freed while queued leaves a dangling pointer in the lock: catch the bug in tests.
-        debug_assert_ne!(
-            self.state.load(Acquire),
-            WAITING,
+        debug_assert!(
+            !matches!(self.state.load(Acquire), WAITING | ASLEEP),
             "gil-core: a Waiter was dropped while still queued"
         );
     }
@@ -247,6 +274,31 @@ impl<P: Park> Queue<P> {
         self.head = w;
     }
 
+    /// Puts `w`, a thread that lent the lock, at the head, marked as the lender (see
+    /// [`head_is_lender`](Queue::head_is_lender)).
+    ///
+    /// # Safety
+    ///
+    /// As for [`push_back`](Queue::push_back).
+    pub(crate) unsafe fn push_lender(&mut self, w: *const Waiter<P>) {
+        // SAFETY: `w` is alive and unqueued (caller's contract), so its links are ours to set
+        // under the queue lock (held); the mark is cleared when it is taken out (`remove`).
+        unsafe {
+            (*w).links.with_mut(|l| (*l).lender = true);
+            self.push_front(w);
+        }
+    }
+
+    /// Whether the head is a lender waiting for its loan to come back.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    pub(crate) unsafe fn head_is_lender(&self) -> bool {
+        // SAFETY: a queued node is alive; its links are guarded by the queue lock (held).
+        !self.head.is_null() && unsafe { (*self.head).links.with_mut(|l| (*l).lender) }
+    }
+
     /// Puts `w` behind the urgent waiters at the head and ahead of everyone else.
     ///
     /// # Safety
@@ -265,7 +317,10 @@ impl<P: Park> Queue<P> {
             if prev.is_null() {
                 return self.push_front(w);
             }
-            (*w).links.with_mut(|l| *l = Links { prev, next: before });
+            (*w).links.with_mut(|l| {
+                (*l).prev = prev;
+                (*l).next = before;
+            });
             (*prev).links.with_mut(|l| (*l).next = w);
             (*before).links.with_mut(|l| (*l).prev = w);
         }
@@ -331,7 +386,8 @@ impl<P: Park> Queue<P> {
         // SAFETY: `w` is queued, hence alive; its links and its neighbours' are guarded by the
         // queue lock, which we hold.
         unsafe {
-            let Links { prev, next } = (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
+            let Links { prev, next, .. } =
+                (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
             match prev.is_null() {
                 true => self.head = next,
                 false => (*prev).links.with_mut(|l| (*l).next = next),
@@ -349,6 +405,7 @@ impl<P: Park> Links<P> {
         Self {
             prev: ptr::null(),
             next: ptr::null(),
+            lender: false,
         }
     }
 }

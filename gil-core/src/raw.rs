@@ -10,7 +10,7 @@ use core::pin::{Pin, pin};
 
 use crate::breaker::Breaker;
 use crate::park::{Park, SpinPark};
-use crate::queue::{CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter};
+use crate::queue::{ASLEEP, CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter};
 use crate::sync::{
     AtomicU32,
     Ordering::{Acquire, Relaxed, Release},
@@ -256,7 +256,7 @@ impl<P: Park> RawGil<P> {
             Some((unparker, now_empty)) => {
                 // LOCKED stays set: it now belongs to the head waiter.
                 self.unlock_queue(if now_empty { state & !QUEUED } else { state });
-                P::unpark(unparker);
+                wake::<P>(unparker);
             }
             None => self.unlock_queue(state & !LOCKED),
         }
@@ -319,7 +319,7 @@ impl<P: Park> RawGil<P> {
         // Relaxed: every change of a queued waiter's word happens under the queue lock, whose
         // Acquire in `lock_queue` orders it (and the granting owner's writes) before us.
         let (outcome, state) = match waiter.word().load(Relaxed) {
-            WAITING => {
+            WAITING | ASLEEP => {
                 // SAFETY: queue lock held; the waiter is in this queue.
                 let now_empty = self.queue.with_mut(|q| unsafe {
                     (*q).remove(&*waiter);
@@ -415,19 +415,27 @@ impl<P: Park> RawGil<P> {
             self.unlock_queue(state & !LOCKED);
             return Away { offered: None };
         };
+        // SAFETY: the queue lock is held.
+        if self.queue.with_mut(|q| unsafe { (*q).head_is_lender() }) {
+            // The owner holds a loan, and the lender waits at the head: the loan ends now, and
+            // the lock goes straight back (as `unlock` would), not on offer. The lender is
+            // waiting for just this, so an offer would be claimed at once, one more trip
+            // through the queue lock later.
+            // SAFETY: the queue lock is held and we own the lock (caller's contract).
+            let (unparker, now_empty) = unsafe { self.grant_head() }.expect("the head is queued");
+            self.unlock_queue(if now_empty { state & !QUEUED } else { state });
+            wake::<P>(unparker);
+            return Away { offered: None };
+        }
         // SAFETY: `head` is queued, hence alive while we hold the queue lock.
-        let unparker = unsafe {
-            let w = &*head;
-            // Relaxed: the head acts on it only through `claim`, under the queue lock, whose
-            // Acquire pairs with our `unlock_queue` Release (which also publishes our writes).
-            w.word().store(OFFERED, Relaxed);
-            P::unparker(w.parker(), w.word())
-        };
+        // Relaxed: the head acts on it only through `claim`, under the queue lock, whose Acquire
+        // pairs with our `unlock_queue` Release (which also publishes our writes).
+        let unparker = unsafe { (*head).tell(OFFERED, Relaxed) };
         // Relaxed: read and written only under the queue lock.
         let absence = self.absences.load(Relaxed).wrapping_add(1);
         self.absences.store(absence, Relaxed);
         self.unlock_queue(state | AWAY);
-        P::unpark(unparker);
+        wake::<P>(unparker);
         Away {
             offered: Some(absence),
         }
@@ -601,14 +609,14 @@ impl<P: Park> RawGil<P> {
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
         self.queue.with_mut(|q| unsafe {
             if lend {
-                (*q).push_front(&*waiter);
+                (*q).push_lender(&*waiter);
             } else {
                 (*q).push_back(&*waiter);
             }
         });
         // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
         self.unlock_queue(state | QUEUED);
-        P::unpark(unparker);
+        wake::<P>(unparker);
         true
     }
 
@@ -698,18 +706,16 @@ impl<P: Park> RawGil<P> {
             let (unparker, now_empty, reoffer) = self.queue.with_mut(|q| unsafe {
                 (*q).remove(fresh);
                 let w = &*fresh;
-                let unparker = P::unparker(w.parker(), w.word());
+                // Relaxed: an offer is made under the queue lock (held); the waiter's own change
+                // (to ASLEEP) is not one.
                 let was_offered = w.word().load(Relaxed) == OFFERED;
                 // Release pairs with the Acquire in `Waiter::state`. Last touch of the node.
-                w.word().store(CLOSED, Release);
+                let unparker = w.tell(CLOSED, Release);
                 // The owner is away and this was the one offered the lock: offer it to the new
-                // head, so that nobody waits on an owner that may be away for long.
+                // head, so that nobody waits on an owner that may be away for long. Relaxed, as
+                // in `unlock_away`.
                 let reoffer = match (*q).head() {
-                    Some(head) if was_offered => {
-                        let h = &*head;
-                        h.word().store(OFFERED, Relaxed);
-                        Some(P::unparker(h.parker(), h.word()))
-                    }
+                    Some(head) if was_offered => (*head).tell(OFFERED, Relaxed),
                     _ => None,
                 };
                 (unparker, (*q).is_empty(), reoffer)
@@ -724,10 +730,8 @@ impl<P: Park> RawGil<P> {
             }
             self.unlock_queue(state);
             // Wake outside the queue lock, then go round for the next one.
-            P::unpark(unparker);
-            if let Some(reoffer) = reoffer {
-                P::unpark(reoffer);
-            }
+            wake::<P>(unparker);
+            wake::<P>(reoffer);
             state = self.lock_queue();
         }
     }
@@ -782,26 +786,33 @@ impl<P: Park> RawGil<P> {
         self.state.swap(state & !QUEUE_LOCKED, Release);
     }
 
-    /// Takes the head waiter off the queue and makes it the owner. Returns what wakes it and
-    /// whether the queue is now empty, or `None` if nobody waits.
+    /// Takes the head waiter off the queue and makes it the owner. Returns what wakes it (if it
+    /// sleeps) and whether the queue is now empty, or `None` if nobody waits.
     ///
     /// # Safety
     ///
     /// The caller holds the queue lock and owns the lock (which passes to the head).
-    unsafe fn grant_head(&self) -> Option<(P::Unparker, bool)> {
+    unsafe fn grant_head(&self) -> Option<(Option<P::Unparker>, bool)> {
         // SAFETY: queue lock held (caller's contract).
         self.queue.with_mut(|q| unsafe {
             let head = &*(*q).pop_front()?;
-            let unparker = P::unparker(head.parker(), head.word());
             // Only ever written under the queue lock: no read-modify-write needed.
             self.switches
                 .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);
             // Release pairs with the Acquire in `Waiter::state`: all the old owner wrote under
             // the lock becomes the new owner's. Our last touch of the node: once it sees this,
             // its thread may return and free it.
-            head.word().store(GRANTED, Release);
+            let unparker = head.tell(GRANTED, Release);
             Some((unparker, (*q).is_empty()))
         })
+    }
+}
+
+/// Wakes a waiter that [`Waiter::tell`] found asleep; nothing for one that was awake.
+#[inline]
+fn wake<P: Park>(unparker: Option<P::Unparker>) {
+    if let Some(unparker) = unparker {
+        P::unpark(unparker);
     }
 }
 

@@ -13,7 +13,9 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::thread;
 use support::{Protected, model};
 
-/// Waiters sleep with loom's park/unpark, which loom checks for lost wake-ups.
+/// Waiters sleep with loom's park/unpark, which loom checks for lost wake-ups. A waiter marks
+/// its word asleep before it parks, as the futex strategy does, so the models check that the
+/// core wakes every waiter it finds asleep (and only those get woken).
 struct LoomPark;
 
 impl Park for LoomPark {
@@ -26,9 +28,11 @@ impl Park for LoomPark {
     fn unparker(parker: &thread::Thread, _: &AtomicU32) -> thread::Thread {
         parker.clone()
     }
-    fn park(_: &thread::Thread, word: &AtomicU32, parked: u32) {
-        if word.load(Acquire) == parked {
-            thread::park();
+    fn park(_: &thread::Thread, word: &AtomicU32) {
+        // Relaxed: a marker only; the core rereads the word with Acquire.
+        match word.compare_exchange(Node::PARKED, Node::ASLEEP, Relaxed, Relaxed) {
+            Ok(_) | Err(Node::ASLEEP) => thread::park(),
+            Err(_) => {}
         }
     }
     fn unpark(unparker: thread::Thread) {
@@ -285,7 +289,19 @@ fn try_acquire_on_a_free_lock_never_spuriously_fails() {
 /// goes ahead of it, the lender gets the lock back next, and the fresh waiter comes last.
 #[test]
 fn lend_goes_to_the_urgent_waiter_and_comes_back_first() {
-    model(4, || {
+    lend_and_come_back(false);
+}
+
+/// As above, with the borrower releasing by going away in a blocking region (`unlock_away`):
+/// the lock goes straight back to the lender, whose wait ends in a grant (a lost wake-up would
+/// leave it parked: loom reports the deadlock), and the borrower's reclaim fails.
+#[test]
+fn a_loan_comes_back_when_the_borrower_goes_away() {
+    lend_and_come_back(true);
+}
+
+fn lend_and_come_back(away: bool) {
+    model(4, move || {
         let gil = Arc::new(Gil::new());
         let tickets = Arc::new(AtomicUsize::new(0));
         let fresh_queued = Arc::new(AtomicBool::new(false));
@@ -324,8 +340,14 @@ fn lend_goes_to_the_urgent_waiter_and_comes_back_first() {
                     0,
                     "the urgent waiter was not first"
                 );
-                // SAFETY: this thread owns the lock.
-                unsafe { gil.unlock() };
+                if away {
+                    // SAFETY: this thread owns the lock, and does not use it again.
+                    let away = unsafe { gil.unlock_away() };
+                    assert!(!gil.reclaim(away), "the loan was over");
+                } else {
+                    // SAFETY: this thread owns the lock.
+                    unsafe { gil.unlock() };
+                }
             })
         };
         wait_for(&urgent_queued);

@@ -374,6 +374,41 @@ fn an_away_owner_offers_the_head_and_can_come_back_first() {
     assert!(!gil.is_locked());
 }
 
+/// A loan ends at the borrower's first release, a blocking region included: the lock goes
+/// straight back to the lender, which is granted, not offered, and the borrower cannot reclaim
+/// it. An ordinary waiter behind the lender stays in line.
+#[test]
+fn a_loan_comes_back_to_the_lender_at_the_borrowers_region() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (borrower, fresh) = (pin!(Node::urgent()), pin!(Node::new()));
+    // SAFETY: pinned on this frame; both end granted before it returns.
+    unsafe {
+        assert_eq!(gil.enqueue(fresh.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.enqueue(borrower.as_ref()), Enqueued::Queued);
+    }
+    let lender = pin!(Node::returning());
+    // SAFETY: we own it; the lender's node is pinned here and ends granted.
+    assert!(unsafe { gil.lend(lender.as_ref()) });
+    assert_eq!(borrower.state(), WaitState::Granted);
+    // SAFETY: the borrower owns it.
+    let away = unsafe { gil.unlock_away() };
+    assert_eq!(
+        lender.state(),
+        WaitState::Granted,
+        "given back, not offered"
+    );
+    assert_eq!(fresh.state(), WaitState::Waiting);
+    assert!(!gil.reclaim(away), "the loan is over");
+    assert_eq!(gil.switches(), 2);
+    // SAFETY: the lender owns it again; the release grants the fresh waiter.
+    unsafe { gil.unlock() };
+    assert_eq!(fresh.state(), WaitState::Granted);
+    // SAFETY: the fresh waiter owns it.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked());
+}
+
 /// A waiter offered the lock that cancels (its deadline passed) owns it; an urgent waiter that
 /// queues ahead of the offered head takes the offer over.
 #[test]

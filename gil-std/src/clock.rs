@@ -92,7 +92,7 @@ pub(crate) fn now_nanos() -> u64 {
 }
 
 /// Nanoseconds since [`epoch`], plus one: 0 is left free to mean "never".
-fn nanos_at(at: Instant) -> u64 {
+pub(crate) fn nanos_at(at: Instant) -> u64 {
     let since = at.saturating_duration_since(epoch()).as_nanos();
     u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
 }

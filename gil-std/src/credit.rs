@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use gil_core::Breaker;
 
+use crate::Gil;
+
 /// The breaker flag an urgent waiter raises: "lend me the lock at your next checkpoint".
 pub(crate) const PRIORITY: u32 = 1 << 1;
 const _: () = assert!(PRIORITY & Breaker::STD_BITS == PRIORITY);
@@ -80,6 +82,28 @@ impl Credit {
 
 thread_local! {
     static CREDIT: Cell<Credit> = const { Cell::new(Credit::new()) };
+    /// The loan this thread holds: the lock (its address) and when the loan began (nanoseconds
+    /// on the clock's epoch), or `(0, 0)`. Thread-local, not a flag in the lock: the borrower
+    /// alone reads and writes it, and a shared word written at each loan's start and end would
+    /// cross between the two cores of the loan twice more (~70 ns each, W3).
+    static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// This thread begins holding `lock` on loan at `now`.
+pub(crate) fn begin_loan(lock: &Gil, now: u64) {
+    LOAN.set((core::ptr::from_ref(lock) as usize, now));
+}
+
+/// Whether this thread holds `lock` on loan.
+#[inline]
+pub(crate) fn on_loan(lock: &Gil) -> bool {
+    LOAN.get().0 == core::ptr::from_ref(lock) as usize
+}
+
+/// The loan this thread holds ends at `now`: it spends the time held.
+pub(crate) fn end_loan(now: u64, interval: Duration) {
+    let (_, since) = LOAN.replace((0, 0));
+    spend(now.saturating_sub(since), interval);
 }
 
 /// Runs `f` on this thread's credit (nothing while the thread-local is being destroyed).

@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
 
 use crate::calls::{Calls, PendingCalls};
-use crate::clock::{clock, now_nanos};
+use crate::clock::{clock, nanos_at, now_nanos};
 use crate::credit::PRIORITY;
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
@@ -69,9 +71,6 @@ pub struct Gil {
     /// Slices begun: grants to a thread waiting its turn in line. Lends, and the lender getting
     /// the lock back, are not slices: the clock measures the interval by this count.
     pub(crate) slices: AtomicU32,
-    /// When the current out-of-turn hold (a borrow) began; meaningful while `WATCH_BORROW` is
-    /// set. Written and read by the holder only.
-    pub(crate) borrow_since: AtomicU64,
     /// Whether threads with credit come back from blocking regions urgently
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
@@ -85,9 +84,6 @@ pub struct Gil {
     /// there and never freed.
     pub(crate) handlers: [AtomicPtr<&'static BreakerHandler>; RUNTIME_BIT_COUNT],
 }
-
-/// `Gil::watch`: the holder holds out of turn (lent by the previous holder).
-pub(crate) const WATCH_BORROW: u32 = 4;
 
 /// How a queued thread came to wait, which decides what its grant means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,14 +109,74 @@ pub(crate) const WATCH_INTERRUPTS: u32 = 16;
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) forced_drops: AtomicU64,
-    pub(crate) lends: AtomicU64,
-    pub(crate) contended: AtomicU64,
-    pub(crate) wait_nanos: AtomicU64,
+    /// The figures counted at every handoff, by both threads of it, spread over cache lines by
+    /// thread: two threads passing the lock back and forth (a loan, W3) would otherwise also
+    /// pass these counters' line at each handoff, a cross-core trip each on the way. A sum of
+    /// the stripes is exact; it may just be a moment old.
+    stripes: [Stripe; STRIPES],
     /// When timing was last switched on: a hold that began earlier is not counted.
     pub(crate) timing_since: AtomicU64,
     /// When the current hold began (timing on). Written and read by the holder only.
     pub(crate) held_since: AtomicU64,
     pub(crate) hold_nanos: AtomicU64,
+}
+
+/// Stripes of [`Counters`]: threads take them in turn as they first count, so up to `STRIPES`
+/// threads count without sharing a line.
+const STRIPES: usize = 8;
+
+/// One stripe: a cache line of its own (128 bytes: two 64-byte lines, which adjacent-line
+/// prefetching on x86 fetches together).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Stripe {
+    lends: AtomicU64,
+    contended: AtomicU64,
+    wait_nanos: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) const fn new() -> Self {
+        Self {
+            forced_drops: AtomicU64::new(0),
+            stripes: [const {
+                Stripe {
+                    lends: AtomicU64::new(0),
+                    contended: AtomicU64::new(0),
+                    wait_nanos: AtomicU64::new(0),
+                }
+            }; STRIPES],
+            timing_since: AtomicU64::new(0),
+            held_since: AtomicU64::new(0),
+            hold_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The calling thread's stripe.
+    fn stripe(&self) -> &Stripe {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        std::thread_local!(static MINE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES);
+        &self.stripes[MINE.with(|s| *s)]
+    }
+
+    /// Counts a loan (by the lender, once it has the lock back).
+    pub(crate) fn count_lend(&self) {
+        self.stripe().lends.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an acquisition that waited `nanos`.
+    fn count_wait(&self, nanos: u64) {
+        let stripe = self.stripe();
+        stripe.contended.fetch_add(1, Relaxed);
+        stripe.wait_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The sum over the stripes of one figure.
+    fn sum(&self, figure: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
+        self.stripes
+            .iter()
+            .fold(0, |sum, s| sum.wrapping_add(figure(s).load(Relaxed)))
+    }
 }
 
 /// What a [`Gil`] has done so far; see [`Gil::stats`].
@@ -224,21 +280,12 @@ impl Gil {
             Self {
                 raw: RawGil::new(),
                 owner: Owner::new(),
-                counters: Counters {
-                    forced_drops: AtomicU64::new(0),
-                    lends: AtomicU64::new(0),
-                    contended: AtomicU64::new(0),
-                    wait_nanos: AtomicU64::new(0),
-                    timing_since: AtomicU64::new(0),
-                    held_since: AtomicU64::new(0),
-                    hold_nanos: AtomicU64::new(0),
-                },
+                counters: Counters::new(),
                 interval_nanos: AtomicU64::new(nanos),
                 waiting: AtomicU32::new(0),
                 watch: gil_core::AtomicU32::new(0),
                 hook: AtomicPtr::new(std::ptr::null_mut()),
                 slices: AtomicU32::new(0),
-                borrow_since: AtomicU64::new(0),
                 // On, except under loom: the credit rule reads the real clock, which loom cannot
                 // replay (its executions must be deterministic). The loan itself is modelled in
                 // gil-core.
@@ -506,14 +553,16 @@ impl Gil {
                 // Still queued (a lender or borrower) after staying awake: from now on the
                 // clock preempts whoever holds, as for any waiter, so that a loan that does not
                 // end soon ends at the lender's slice.
-                if !stay_awake(node.word(), Node::PARKED, LOAN_SPIN) {
+                // Counted from the start of the wait, which the caller read just before queueing:
+                // no clock read of its own on the way to a loan.
+                if !stay_awake(node.word(), Node::PARKED, start + LOAN_SPIN) {
                     clock().arm(self, start);
                     timed = true;
                 }
                 continue;
             }
             // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
-            Parking::park(node.parker(), node.word(), Node::PARKED);
+            Parking::park(node.parker(), node.word());
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
@@ -521,20 +570,22 @@ impl Gil {
         if timed {
             clock().leave(self);
         }
-        self.count_wait(start);
+        // One clock read for the count and the slice or loan that begins.
+        let now = Instant::now();
+        self.count_wait(start, now);
         if outcome.is_ok() {
             match turn {
                 Turn::InLine => {
                     // This thread was handed the lock in its turn: a new slice. A drop request
                     // still pending was meant for the previous holder, and the switch answered it.
                     self.slices.fetch_add(1, Relaxed);
-                    self.last_switch.store(now_nanos(), Relaxed);
+                    self.last_switch.store(nanos_at(now), Relaxed);
                     self.raw.breaker().take(Breaker::DROP_REQUEST);
                 }
                 Turn::Urgent => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
-                    self.borrow_since.store(now_nanos(), Relaxed);
-                    self.set_watch(WATCH_BORROW, true);
+                    // Kept by this thread alone (see `credit::begin_loan`).
+                    crate::credit::begin_loan(self, nanos_at(now));
                 }
                 // The loan came back: the slice goes on where it was.
                 Turn::Resume => {}
@@ -685,9 +736,9 @@ impl Gil {
         Stats {
             switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
-            lends: c.lends.load(Relaxed),
-            contended: c.contended.load(Relaxed),
-            wait_time: Duration::from_nanos(c.wait_nanos.load(Relaxed)),
+            lends: c.sum(|s| &s.lends),
+            contended: c.sum(|s| &s.contended),
+            wait_time: Duration::from_nanos(c.sum(|s| &s.wait_nanos)),
             hold_time: Duration::from_nanos(c.hold_nanos.load(Relaxed)),
         }
     }
@@ -758,7 +809,16 @@ impl Gil {
         if watch != 0 {
             self.watch_release(watch);
         }
+        if crate::credit::on_loan(self) {
+            self.end_loan();
+        }
         self.owner.clear();
+    }
+
+    /// The loan this thread holds ends: it pays for the time held out of turn.
+    #[cold]
+    fn end_loan(&self) {
+        crate::credit::end_loan(now_nanos(), self.switch_interval());
     }
 
     #[cold]
@@ -768,12 +828,6 @@ impl Gil {
         }
         if watch & WATCH_TIMING != 0 {
             self.count_hold();
-        }
-        if watch & WATCH_BORROW != 0 {
-            // The loan ends: pay for the time held out of turn.
-            let held = now_nanos().saturating_sub(self.borrow_since.load(Relaxed));
-            crate::credit::spend(held, self.switch_interval());
-            self.set_watch(WATCH_BORROW, false);
         }
     }
 
@@ -799,9 +853,9 @@ impl Gil {
         self.fast_return.store(on, Relaxed);
     }
 
-    /// Whether the holder holds out of turn (lent the lock).
+    /// Whether the calling thread, the holder, holds out of turn (lent the lock).
     pub(crate) fn is_borrowing(&self) -> bool {
-        self.watch.load(Relaxed) & WATCH_BORROW != 0
+        crate::credit::on_loan(self)
     }
 
     fn count_hold(&self) {
@@ -830,11 +884,11 @@ impl Gil {
         }
     }
 
-    pub(crate) fn count_wait(&self, since: Instant) {
-        let waited = since.elapsed();
+    /// Counts an acquisition that waited from `since` to `now`.
+    fn count_wait(&self, since: Instant, now: Instant) {
+        let waited = now.saturating_duration_since(since);
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        self.counters.contended.fetch_add(1, Relaxed);
-        self.counters.wait_nanos.fetch_add(nanos, Relaxed);
+        self.counters.count_wait(nanos);
         ThreadStats::count(|t| {
             t.contended += 1;
             t.wait_time += waited;

@@ -457,7 +457,7 @@ impl Gil {
                 ThreadStats::count(|t| t.forced_drops += 1);
             }
         } else if taken & PRIORITY != 0 && self.lend() {
-            self.counters.lends.fetch_add(1, Relaxed);
+            self.counters.count_lend();
         }
         // Last, so an interrupt that came while this thread waited to get the lock back is
         // reported now. A bit set for a thread other than this one is cleared here; that thread

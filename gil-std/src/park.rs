@@ -1,8 +1,10 @@
 //! Futex parking: how a waiter of a [`Gil`](crate::Gil) sleeps, and how it is woken.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use gil_core::{AtomicU32, Park};
+use core::sync::atomic::Ordering::Relaxed;
+
+use gil_core::{AtomicU32, Park, Waiter};
 
 /// Spins briefly, then sleeps on the waiter's own state word with a futex (`atomic-wait`).
 ///
@@ -30,11 +32,10 @@ use gil_core::{AtomicU32, Park};
 pub struct FutexPark;
 
 impl FutexPark {
-    /// Spins while `word` is `parked`, for up to `awake`, reading the clock every [`SPINS`]
+    /// Spins while `word` is `parked`, until `until`, reading the clock every [`SPINS`]
     /// rounds: for waits expected to end within microseconds (a loan). Returns whether the word
     /// changed; if not, the caller sleeps with [`Park::park`].
-    pub(crate) fn stay_awake(word: &AtomicU32, parked: u32, awake: Duration) -> bool {
-        let until = Instant::now() + awake;
+    pub(crate) fn stay_awake(word: &AtomicU32, parked: u32, until: Instant) -> bool {
         while !spin(word, parked) {
             if Instant::now() >= until {
                 return false;
@@ -43,6 +44,9 @@ impl FutexPark {
         true
     }
 }
+
+const PARKED: u32 = Waiter::<FutexPark>::PARKED;
+const ASLEEP: u32 = Waiter::<FutexPark>::ASLEEP;
 
 /// [`SPINS`] rounds of `spin_loop` while `word` is `parked`. Returns whether it changed.
 fn spin(word: &AtomicU32, parked: u32) -> bool {
@@ -74,12 +78,25 @@ impl Park for FutexPark {
         word
     }
 
-    fn park(_: &(), word: &AtomicU32, parked: u32) {
-        if !spin(word, parked) {
-            // Returns at once if the word already changed, so a grant between our last look
-            // and the sleep is not lost.
-            atomic_wait::wait(word, parked);
+    fn park(_: &(), word: &AtomicU32) {
+        // Spin first, while nothing needs to wake us; then say that we sleep. Relaxed: the
+        // compare-exchange only marks the word (the core's swap of it is ordered before or
+        // after, and tells whether to wake us), and the core rereads it with Acquire.
+        // (Back from a spurious wake-up, the word is still ASLEEP: sleep again at once.)
+        if word.load(Relaxed) != ASLEEP {
+            if spin(word, PARKED) {
+                return;
+            }
+            if word
+                .compare_exchange(PARKED, ASLEEP, Relaxed, Relaxed)
+                .is_err()
+            {
+                return;
+            }
         }
+        // Returns at once if the word is no longer ASLEEP, so a grant between the mark and the
+        // sleep is not lost.
+        atomic_wait::wait(word, ASLEEP);
     }
 
     #[inline]

@@ -29,21 +29,21 @@ pub(crate) type Parking = crate::park::FutexPark;
 #[cfg(loom)]
 pub(crate) type Parking = LoomPark;
 
-/// Spins while `word` is `parked`, for up to `awake` (see `FutexPark::stay_awake`); returns
+/// Spins while `word` is `parked`, until `until` (see `FutexPark::stay_awake`); returns
 /// whether it changed. Under loom, which has no time, returns `false` at once.
 #[inline]
 pub(crate) fn stay_awake(
     word: &gil_core::AtomicU32,
     parked: u32,
-    awake: std::time::Duration,
+    until: std::time::Instant,
 ) -> bool {
     #[cfg(not(loom))]
     {
-        Parking::stay_awake(word, parked, awake)
+        Parking::stay_awake(word, parked, until)
     }
     #[cfg(loom)]
     {
-        let _ = (word, parked, awake);
+        let _ = (word, parked, until);
         false
     }
 }
@@ -78,9 +78,13 @@ impl Park for LoomPark {
     fn unparker(parker: &loom::thread::Thread, _: &AtomicU32) -> loom::thread::Thread {
         parker.clone()
     }
-    fn park(_: &loom::thread::Thread, word: &AtomicU32, parked: u32) {
-        if word.load(core::sync::atomic::Ordering::Acquire) == parked {
-            loom::thread::park();
+    fn park(_: &loom::thread::Thread, word: &AtomicU32) {
+        use core::sync::atomic::Ordering::Relaxed;
+        type Node = gil_core::Waiter<LoomPark>;
+        // Relaxed: a marker only (as in `FutexPark`); the core rereads the word with Acquire.
+        match word.compare_exchange(Node::PARKED, Node::ASLEEP, Relaxed, Relaxed) {
+            Ok(_) | Err(Node::ASLEEP) => loom::thread::park(),
+            Err(_) => {}
         }
     }
     fn unpark(unparker: loom::thread::Thread) {

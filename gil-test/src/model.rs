@@ -81,6 +81,9 @@ pub struct Model {
     pub switches: u32,
     /// Where each logical thread stands.
     pub threads: [Status; THREADS],
+    /// The threads queued by `lend`, waiting for their loan to come back: a borrower going away
+    /// (`unlock_away`) hands such a head the lock, not an offer. Cleared as they leave the line.
+    pub lenders: [bool; THREADS],
 }
 
 /// One operation, by a logical thread where it takes one.
@@ -142,6 +145,7 @@ impl Model {
                 self.holder = Some(h);
                 self.threads[h] = Status::Granted { node };
                 self.switches = self.switches.wrapping_add(1);
+                self.lenders[h] = false;
             }
             None => self.holder = None,
         }
@@ -171,6 +175,7 @@ impl Model {
         self.threads[t] = Status::Queued {
             node: NodeKind::Returning,
         };
+        self.lenders[t] = true;
         true
     }
 
@@ -187,6 +192,7 @@ impl Model {
             "offered, not head"
         );
         self.queue.pop_front();
+        self.lenders[t] = false;
         self.holder = Some(t);
         self.threads[t] = Status::Holding;
         self.switches = self.switches.wrapping_add(1);
@@ -232,6 +238,7 @@ impl Model {
             breaker: 0,
             switches: 0,
             threads: [Status::Idle; THREADS],
+            lenders: [false; THREADS],
         }
     }
 
@@ -290,6 +297,7 @@ impl Model {
                 Status::Queued { node } => {
                     // Only Cancel gets here (Poll's precondition excludes it).
                     m.queue.retain(|&(w, _)| w != t);
+                    m.lenders[t] = false;
                     // A returning node is a yield, a region or a lend: the model takes all three
                     // back to "in a region", from where the thread comes back.
                     m.threads[t] = if node.is_returning() {
@@ -348,7 +356,10 @@ impl Model {
             Op::EnterRegionAway(t) => {
                 m.threads[t] = Status::Away;
                 m.holder = None;
-                if let Some(&(head, _)) = m.queue.front() {
+                if m.queue.front().is_some_and(|&(head, _)| m.lenders[head]) {
+                    // The loan ends: the lock goes straight back to the lender.
+                    m.hand_on();
+                } else if let Some(&(head, _)) = m.queue.front() {
                     m.offered = Some(head);
                     m.away_owner = Some(t);
                 }
