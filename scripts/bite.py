@@ -79,6 +79,12 @@ MUTATIONS = [
      "        self.state.store(to, order);\n"
      "        (was == ASLEEP).then_some(unparker)",
      loom("fifo_no_overtaking")),
+    ("loan-end-offered",
+     "a borrower going away offers the lock to the lender instead of giving it back",
+     "gil-core/src/raw.rs",
+     "        if self.queue.with_mut(|q| unsafe { (*q).head_is_lender() }) {",
+     "        if self.queue.with_mut(|q| unsafe { (*q).head_is_lender() }) && false {",
+     plain("gil-core", "protocol", "a_loan_comes_back_to_the_lender_at_the_borrowers_region")),
     ("loan-end-without-wake",
      "a borrower going away gives the lock back to the lender but never wakes it",
      "gil-core/src/raw.rs",
