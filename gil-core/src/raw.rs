@@ -376,6 +376,10 @@ impl<P: Park> RawGil<P> {
     /// While the owner is away, nobody but the head waiter (or an urgent waiter that queues
     /// ahead of it) can take the lock: the FIFO order holds.
     ///
+    /// An owner holding a loan ([`lend`](RawGil::lend)) whose lender waits at the head gives the
+    /// lock straight back instead: the loan ends here, the lender is granted (not offered) the
+    /// lock, and [`reclaim`](RawGil::reclaim) fails.
+    ///
     /// # Safety
     ///
     /// The calling thread owns the lock, and stops using what it protects until it has taken it

@@ -1,14 +1,14 @@
 //! Futex parking: how a waiter of a [`Gil`](crate::Gil) sleeps, and how it is woken.
 
-use std::time::Instant;
-
 use core::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use gil_core::{AtomicU32, Park, Waiter};
 
 /// Spins briefly, then sleeps on the waiter's own state word with a futex (`atomic-wait`).
 ///
-/// A handoff to a thread that is still spinning costs a store and a cache miss. A handoff to a
+/// A handoff to a thread that is still spinning costs a swap and a cache miss, and no system
+/// call: the waiter marks its word [`Waiter::ASLEEP`] only as it goes to sleep. A handoff to a
 /// sleeping thread costs a futex wake, which takes tens of microseconds to run on a small VM.
 /// The spin covers short holds, such as a blocking region that returns at once; after it the
 /// waiter sleeps and uses no CPU.
