@@ -53,8 +53,8 @@ MUTATIONS = [
     ("grant-relaxed",
      "the grant is published with Relaxed: the new owner may not see the old owner's writes",
      "gil-core/src/raw.rs",
-     "            let unparker = head.tell(GRANTED, Release);",
-     "            let unparker = head.tell(GRANTED, Relaxed);",
+     "            let unparker = Waiter::tell(head, GRANTED, Release);",
+     "            let unparker = Waiter::tell(head, GRANTED, Relaxed);",
      loom("mutual_exclusion_three_threads")),
     ("queue-lock-relaxed",
      "the queue lock is taken with Relaxed: queue edits race",
@@ -74,9 +74,9 @@ MUTATIONS = [
      "a grant reads whether the waiter sleeps and then stores, apart: a waiter that marks itself "
      "asleep in between is never woken",
      "gil-core/src/queue.rs",
-     "        (self.state.swap(to, order) == ASLEEP).then_some(unparker)",
-     "        let was = self.state.load(Ordering::Relaxed);\n"
-     "        self.state.store(to, order);\n"
+     "        (word.swap(to, order) == ASLEEP).then_some(unparker)",
+     "        let was = word.load(Ordering::Relaxed);\n"
+     "        word.store(to, order);\n"
      "        (was == ASLEEP).then_some(unparker)",
      loom("fifo_no_overtaking")),
     ("loan-end-offered",

@@ -162,15 +162,27 @@ impl<P: Park> Waiter<P> {
     /// sleeps, and the core wakes only waiters it finds `ASLEEP`.
     pub const ASLEEP: u32 = ASLEEP;
 
-    /// Changes the word of this queued waiter to `to` (a grant, an offer, a close) and returns
-    /// what wakes it if it said it sleeps. Called only by a thread holding the queue lock. The
-    /// swap cannot miss the waiter's own compare-exchange to `ASLEEP`: the two are ordered one
-    /// way or the other on the word, and a waiter that comes second finds `to` and does not
-    /// sleep. `order` is the caller's, for what the new state publishes. The unparker is taken
-    /// first: once the waiter sees `to`, its thread may free the node.
-    pub(crate) fn tell(&self, to: u32, order: Ordering) -> Option<P::Unparker> {
-        let unparker = P::unparker(&self.parker, &self.state);
-        (self.state.swap(to, order) == ASLEEP).then_some(unparker)
+    /// Changes the word of the queued waiter `this` to `to` (a grant, an offer, a close) and
+    /// returns what wakes it if it said it sleeps. The swap cannot miss the waiter's own
+    /// compare-exchange to `ASLEEP`: the two are ordered one way or the other on the word, and
+    /// a waiter that comes second finds `to` and does not sleep. `order` is the caller's, for
+    /// what the new state publishes.
+    ///
+    /// Once the waiter sees `to`, its thread may free the node, so the unparker is taken first,
+    /// and `this` is a raw pointer, not `&self`: a reference argument would have to stay valid
+    /// until the call returns, which a node freed right after the swap is not (Miri's Stacked
+    /// Borrows reports it). Only the word, an atomic, is touched by the swap itself.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock and `this` is queued, hence alive until the swap.
+    pub(crate) unsafe fn tell(this: *const Self, to: u32, order: Ordering) -> Option<P::Unparker> {
+        // SAFETY: `this` is queued, so alive until the swap below (caller's contract).
+        let (unparker, word) = unsafe {
+            let w = &*this;
+            (P::unparker(&w.parker, &w.state), &w.state)
+        };
+        (word.swap(to, order) == ASLEEP).then_some(unparker)
     }
 
     /// Sleeps with `P` until this waiter is no longer queued, and says why.

@@ -434,7 +434,7 @@ impl<P: Park> RawGil<P> {
         // SAFETY: `head` is queued, hence alive while we hold the queue lock.
         // Relaxed: the head acts on it only through `claim`, under the queue lock, whose Acquire
         // pairs with our `unlock_queue` Release (which also publishes our writes).
-        let unparker = unsafe { (*head).tell(OFFERED, Relaxed) };
+        let unparker = unsafe { Waiter::tell(head, OFFERED, Relaxed) };
         // Relaxed: read and written only under the queue lock.
         let absence = self.absences.load(Relaxed).wrapping_add(1);
         self.absences.store(absence, Relaxed);
@@ -714,12 +714,12 @@ impl<P: Park> RawGil<P> {
                 // (to ASLEEP) is not one.
                 let was_offered = w.word().load(Relaxed) == OFFERED;
                 // Release pairs with the Acquire in `Waiter::state`. Last touch of the node.
-                let unparker = w.tell(CLOSED, Release);
+                let unparker = Waiter::tell(fresh, CLOSED, Release);
                 // The owner is away and this was the one offered the lock: offer it to the new
                 // head, so that nobody waits on an owner that may be away for long. Relaxed, as
                 // in `unlock_away`.
                 let reoffer = match (*q).head() {
-                    Some(head) if was_offered => (*head).tell(OFFERED, Relaxed),
+                    Some(head) if was_offered => Waiter::tell(head, OFFERED, Relaxed),
                     _ => None,
                 };
                 (unparker, (*q).is_empty(), reoffer)
@@ -799,14 +799,14 @@ impl<P: Park> RawGil<P> {
     unsafe fn grant_head(&self) -> Option<(Option<P::Unparker>, bool)> {
         // SAFETY: queue lock held (caller's contract).
         self.queue.with_mut(|q| unsafe {
-            let head = &*(*q).pop_front()?;
+            let head = (*q).pop_front()?;
             // Only ever written under the queue lock: no read-modify-write needed.
             self.switches
                 .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);
             // Release pairs with the Acquire in `Waiter::state`: all the old owner wrote under
             // the lock becomes the new owner's. Our last touch of the node: once it sees this,
             // its thread may return and free it.
-            let unparker = head.tell(GRANTED, Release);
+            let unparker = Waiter::tell(head, GRANTED, Release);
             Some((unparker, (*q).is_empty()))
         })
     }
