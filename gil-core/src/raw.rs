@@ -252,6 +252,18 @@ impl<P: Park> RawGil<P> {
             "gil-core: unlock of a lock nobody owns"
         );
         // SAFETY: we hold the queue lock and (caller's contract) own the lock.
+        unsafe { self.release_to_head(state) };
+    }
+
+    /// Hands the lock to the head waiter, or frees it if nobody waits; releases the queue lock,
+    /// then wakes the new owner if it sleeps. `state` is the lock word as `lock_queue` returned
+    /// it.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock and owns the lock.
+    unsafe fn release_to_head(&self, state: u32) {
+        // SAFETY: forwarded contract.
         match unsafe { self.grant_head() } {
             Some((unparker, now_empty)) => {
                 // LOCKED stays set: it now belongs to the head waiter.
@@ -414,23 +426,18 @@ impl<P: Park> RawGil<P> {
             "gil-core: unlock_away of a lock this thread does not own"
         );
         // SAFETY: the queue lock is held; a queued node is alive.
-        let head = self.queue.with_mut(|q| unsafe { (*q).head() });
-        let Some(head) = head else {
-            self.unlock_queue(state & !LOCKED);
+        let (head, lender) = self
+            .queue
+            .with_mut(|q| unsafe { ((*q).head(), (*q).head_is_lender()) });
+        // Nobody waits: the lock is freed. Or the owner holds a loan and the lender waits at
+        // the head: the loan ends now, and the lock goes straight back (as `unlock` would), not
+        // on offer. The lender is waiting for just this, so an offer would be claimed at once,
+        // one more trip through the queue lock later.
+        let Some(head) = head.filter(|_| !lender) else {
+            // SAFETY: the queue lock is held and we own the lock (caller's contract).
+            unsafe { self.release_to_head(state) };
             return Away { offered: None };
         };
-        // SAFETY: the queue lock is held.
-        if self.queue.with_mut(|q| unsafe { (*q).head_is_lender() }) {
-            // The owner holds a loan, and the lender waits at the head: the loan ends now, and
-            // the lock goes straight back (as `unlock` would), not on offer. The lender is
-            // waiting for just this, so an offer would be claimed at once, one more trip
-            // through the queue lock later.
-            // SAFETY: the queue lock is held and we own the lock (caller's contract).
-            let (unparker, now_empty) = unsafe { self.grant_head() }.expect("the head is queued");
-            self.unlock_queue(if now_empty { state & !QUEUED } else { state });
-            wake::<P>(unparker);
-            return Away { offered: None };
-        }
         // SAFETY: `head` is queued, hence alive while we hold the queue lock.
         // Relaxed: the head acts on it only through `claim`, under the queue lock, whose Acquire
         // pairs with our `unlock_queue` Release (which also publishes our writes).

@@ -103,7 +103,7 @@ pub(crate) fn on_loan(lock: &Gil) -> bool {
 /// The loan this thread holds ends at `now`: it spends the time held.
 pub(crate) fn end_loan(now: u64, interval: Duration) {
     let (_, since) = LOAN.replace((0, 0));
-    spend(now.saturating_sub(since), interval);
+    with(|c| c.spend(now.saturating_sub(since), interval));
 }
 
 /// Runs `f` on this thread's credit (nothing while the thread-local is being destroyed).
@@ -133,11 +133,6 @@ pub(crate) fn forget_region() {
 /// credit to come back urgently.
 pub(crate) fn leave_region(now: u64, contending: u64, interval: Duration) -> bool {
     with(|c| c.leave_region(now, contending, interval))
-}
-
-/// The thread held the lock out of turn for `held` nanoseconds: spends it.
-pub(crate) fn spend(held: u64, interval: Duration) {
-    with(|c| c.spend(held, interval));
 }
 
 #[cfg(all(test, not(loom)))]
