@@ -43,9 +43,17 @@ pub(crate) type Node = Waiter<Parking>;
 /// drop(guard);
 /// assert!(bytes.unwrap().is_empty());
 /// ```
+// `repr(C)`: the layout is part of what a handoff costs (see `HOT_LINE` below).
+#[repr(C)]
 pub struct Gil {
+    /// The lock word, the breaker and the queue: every handoff reads and writes them.
     pub(crate) raw: Raw,
+    /// Written at every hold and release, on the same cache line as `raw`: a thread taking the
+    /// lock has just fetched that line, so marking itself the owner costs no second trip
+    /// between cores. `HOT_LINE` checks the two share the line and nothing else is on it.
     pub(crate) owner: Owner,
+    /// Aligned to 128 bytes (its stripes are), so it starts past the hot line and keeps the
+    /// fields below, read at every hold, off it.
     pub(crate) counters: Counters,
     /// The switch interval in nanoseconds, within [`Gil::MIN_SWITCH_INTERVAL`,
     /// `Gil::MAX_SWITCH_INTERVAL`]. Read by the clock at each look.
@@ -84,6 +92,20 @@ pub struct Gil {
     /// there and never freed.
     pub(crate) handlers: [AtomicPtr<&'static BreakerHandler>; RUNTIME_BIT_COUNT],
 }
+
+/// The lock word and the owner share the first cache line of a `Gil` and nothing else is in
+/// its first 128 bytes (x86 fetches lines in adjacent pairs). Before this layout, the owner sat
+/// on a line with `watch`, which both sides of a loan read at every hold and release: each loan
+/// paid two more cross-core trips (issue 6, W3).
+#[cfg(not(loom))]
+const HOT_LINE: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(Gil, raw) == 0);
+    assert!(offset_of!(Gil, owner) + size_of::<Owner>() <= 64);
+    assert!(offset_of!(Gil, counters) >= 128);
+};
+#[cfg(not(loom))]
+const _: () = HOT_LINE;
 
 /// How a queued thread came to wait, which decides what its grant means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
