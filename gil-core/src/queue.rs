@@ -54,6 +54,11 @@ pub(crate) const ASLEEP: u32 = 5;
 /// the urgent ones already in line), and that a holder can [`lend`](crate::RawGil::lend) the
 /// lock to. Who may queue urgently, and how often, is the caller's policy: each urgent waiter
 /// bypasses the FIFO order of everyone behind it.
+///
+/// Aligned to a cache line: the thread that hands the lock on writes the node's links and its
+/// word, so a node that straddled two lines (a 32-byte node on the stack does, three times in
+/// eight) would cost that thread two trips between cores instead of one.
+#[repr(align(64))]
 pub struct Waiter<P: Park> {
     state: AtomicU32,
     returning: bool,

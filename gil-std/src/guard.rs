@@ -208,10 +208,11 @@ impl<'a> GilGuard<'a> {
     /// ```
     pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
         self.gil.emit(Event::BlockingEntered);
-        self.gil.end_hold();
         if self.gil.fast_return.load(Relaxed) {
-            crate::credit::enter_region(now_nanos());
+            // Before `end_hold`, so that a loan ends here, on the region's clock read.
+            crate::credit::enter_region(self.gil, now_nanos());
         }
+        self.gil.end_hold();
         // Lets go lazily: with threads waiting, the head is offered the lock and woken, and a
         // region that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
@@ -490,12 +491,15 @@ impl Gil {
             return false;
         }
         let node = pin!(Node::returning());
-        // Before queueing: the wake-up of the thread handed the lock can preempt this one for a
-        // while before it waits, and that time counts as waiting.
-        let since = Instant::now();
+        // In line, before queueing: the wake-up of the thread handed the lock can preempt this
+        // one for a while before it waits, and that time counts as waiting. A lender reads the
+        // clock once it has lent instead: the borrower is spinning (no wake-up), and a read
+        // here would hold up the loan (~25 ns, which W3's CPU threads pay some 150,000 times a
+        // second).
+        let since = (turn == Turn::InLine).then(Instant::now);
         // In line: armed before queueing, as `wait_queued` requires.
         let in_line = CLOCK && turn == Turn::InLine;
-        if in_line {
+        if let Some(since) = since.filter(|_| in_line) {
             clock().arm(self, since);
         }
         self.end_hold();
@@ -515,6 +519,7 @@ impl Gil {
             return false;
         }
         self.emit(Event::Wants);
+        let since = since.unwrap_or_else(Instant::now);
         // SAFETY: queued just above. A returning node is never closed or timed out.
         let back = unsafe { self.wait_queued(node.as_ref(), None, since, turn) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");
