@@ -330,6 +330,27 @@ MUTATIONS = [
      "            .saturating_sub(i64::try_from(held).unwrap_or(i64::MAX))",
      "            .saturating_sub(0)",
      unit("gil-std", "credit::tests::out_of_turn_holding_stays_within_the_fair_share")),
+    ("sole-by-head",
+     "the queue takes out its head as if it were alone (without reading its links), losing "
+     "everyone behind it",
+     "gil-core/src/queue.rs",
+     "        if w == self.head && w == self.tail {",
+     "        if w == self.head {",
+     loom("fifo_no_overtaking")),
+    ("head-urgent-stale",
+     "the queue's note of whether its head is urgent is not updated when the head is taken "
+     "out, so a holder lends to an ordinary waiter behind an urgent one",
+     "gil-core/src/queue.rs",
+     "                true => self.set_head(next),",
+     "                true => self.head = next,",
+     plain("gil-test", "model", "the_core_matches_the_reference_model")),
+    ("lender-kept",
+     "the queue forgets to clear its lender when the lender is taken out, so a later waiter "
+     "at the same address is given back a loan it never made",
+     "gil-core/src/queue.rs",
+     "        if w == self.lender {\n            self.lender = ptr::null();\n        }\n",
+     "",
+     plain("gil-core", "protocol", "a_lender_is_forgotten_once_its_loan_is_over")),
 ]
 
 

@@ -71,8 +71,6 @@ pub struct Waiter<P: Park> {
 struct Links<P: Park> {
     prev: *const Waiter<P>,
     next: *const Waiter<P>,
-    /// Queued by [`RawGil::lend`](crate::RawGil::lend): it lent the lock and waits for it back.
-    lender: bool,
 }
 
 /// What a waiter's state word says, as seen by [`Waiter::state`].
@@ -235,9 +233,21 @@ impl<P: Park> Drop for Waiter<P> {
 }
 
 /// Head and tail of the waiter list. Guarded by the queue lock.
+///
+/// What a handoff asks about the head (is it urgent, is it the lender) is kept here, and a
+/// node alone in the queue is taken out without a look at its links (they are null): the
+/// thread handing the lock on then touches the head's node once, with the swap that tells it.
+/// Reading the node first would fetch its cache line shared from the core where its thread
+/// spins, and the swap would then need it again, exclusive: two trips between cores instead
+/// of one, on both sides of every loan (issue 6, W3).
 pub(crate) struct Queue<P: Park> {
     head: *const Waiter<P>,
     tail: *const Waiter<P>,
+    /// The waiter queued by [`push_lender`](Queue::push_lender) and not yet taken out, or null.
+    lender: *const Waiter<P>,
+    /// Whether the head (if any) is urgent: `(*head).urgent`, kept up to date as the head
+    /// changes.
+    head_urgent: bool,
 }
 
 impl<P: Park> Queue<P> {
@@ -245,7 +255,20 @@ impl<P: Park> Queue<P> {
         Self {
             head: ptr::null(),
             tail: ptr::null(),
+            lender: ptr::null(),
+            head_urgent: false,
         }
+    }
+
+    /// Makes `w` the head.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock; `w` is alive (queued, or being queued by its thread).
+    unsafe fn set_head(&mut self, w: *const Waiter<P>) {
+        self.head = w;
+        // SAFETY: `w` is alive (caller's contract); `urgent` never changes.
+        self.head_urgent = !w.is_null() && unsafe { (*w).urgent };
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -264,7 +287,8 @@ impl<P: Park> Queue<P> {
         // lock (held) guards them.
         unsafe { (*w).links.with_mut(|l| (*l).prev = old_tail) };
         if old_tail.is_null() {
-            self.head = w;
+            // SAFETY: `w` is alive (caller's contract); queue lock held.
+            unsafe { self.set_head(w) };
         } else {
             // SAFETY: a queued node is alive (its owner's contract) and its links are guarded by
             // the queue lock, which we hold.
@@ -288,7 +312,8 @@ impl<P: Park> Queue<P> {
             // SAFETY: a queued node is alive; its links are guarded by the queue lock (held).
             unsafe { (*old_head).links.with_mut(|l| (*l).prev = w) };
         }
-        self.head = w;
+        // SAFETY: `w` is alive (caller's contract); queue lock held.
+        unsafe { self.set_head(w) };
     }
 
     /// Puts `w`, a thread that lent the lock, at the head, marked as the lender (see
@@ -298,12 +323,9 @@ impl<P: Park> Queue<P> {
     ///
     /// As for [`push_back`](Queue::push_back).
     pub(crate) unsafe fn push_lender(&mut self, w: *const Waiter<P>) {
-        // SAFETY: `w` is alive and unqueued (caller's contract), so its links are ours to set
-        // under the queue lock (held); the mark is cleared when it is taken out (`remove`).
-        unsafe {
-            (*w).links.with_mut(|l| (*l).lender = true);
-            self.push_front(w);
-        }
+        // SAFETY: forwarded contract. The mark is cleared when `w` is taken out (`remove`).
+        unsafe { self.push_front(w) };
+        self.lender = w;
     }
 
     /// Whether the head is a lender waiting for its loan to come back.
@@ -312,8 +334,7 @@ impl<P: Park> Queue<P> {
     ///
     /// The caller holds the queue lock.
     pub(crate) unsafe fn head_is_lender(&self) -> bool {
-        // SAFETY: a queued node is alive; its links are guarded by the queue lock (held).
-        !self.head.is_null() && unsafe { (*self.head).links.with_mut(|l| (*l).lender) }
+        !self.head.is_null() && self.head == self.lender
     }
 
     /// Puts `w` behind the urgent waiters at the head and ahead of everyone else.
@@ -354,8 +375,7 @@ impl<P: Park> Queue<P> {
     ///
     /// The caller holds the queue lock.
     pub(crate) unsafe fn head_is_urgent(&self) -> bool {
-        // SAFETY: a queued node is alive (caller holds the queue lock, so it stays queued).
-        !self.head.is_null() && unsafe { (*self.head).urgent }
+        !self.head.is_null() && self.head_urgent
     }
 
     /// Takes the head off the queue.
@@ -400,13 +420,31 @@ impl<P: Park> Queue<P> {
     ///
     /// The caller holds the queue lock and `w` is in this queue.
     pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
+        if w == self.lender {
+            self.lender = ptr::null();
+        }
+        if w == self.head && w == self.tail {
+            // Alone in the queue, so its links are null already: not a look at the node (but in
+            // debug builds, a check).
+            #[cfg(debug_assertions)]
+            // SAFETY: `w` is queued, hence alive; the queue lock (held) guards its links.
+            unsafe {
+                let alone = (*w)
+                    .links
+                    .with_mut(|l| (*l).prev.is_null() && (*l).next.is_null());
+                debug_assert!(alone, "gil-core: the only waiter has neighbours");
+            }
+            self.head = ptr::null();
+            self.tail = ptr::null();
+            self.head_urgent = false;
+            return;
+        }
         // SAFETY: `w` is queued, hence alive; its links and its neighbours' are guarded by the
         // queue lock, which we hold.
         unsafe {
-            let Links { prev, next, .. } =
-                (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
+            let Links { prev, next } = (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
             match prev.is_null() {
-                true => self.head = next,
+                true => self.set_head(next),
                 false => (*prev).links.with_mut(|l| (*l).next = next),
             }
             match next.is_null() {
@@ -422,7 +460,6 @@ impl<P: Park> Links<P> {
         Self {
             prev: ptr::null(),
             next: ptr::null(),
-            lender: false,
         }
     }
 }

@@ -409,6 +409,47 @@ fn a_loan_comes_back_to_the_lender_at_the_borrowers_region() {
     assert!(!gil.is_locked());
 }
 
+/// Once a loan is over, its lender is an ordinary waiter again: queued later (the same node, at
+/// the same address, as a thread's next wait on its stack would be), it is offered the lock by
+/// an owner going away, not given it back. (The queue keeps its lender by address.)
+#[test]
+fn a_lender_is_forgotten_once_its_loan_is_over() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (borrower, other) = (pin!(Node::urgent()), pin!(Node::new()));
+    // SAFETY: pinned on this frame; granted before it returns.
+    assert_eq!(unsafe { gil.enqueue(borrower.as_ref()) }, Enqueued::Queued);
+    let lender = pin!(Node::returning());
+    // SAFETY: we own it; the lender's node is pinned here and ends granted.
+    assert!(unsafe { gil.lend(lender.as_ref()) });
+    // SAFETY: the borrower owns it; an ordinary release ends the loan too.
+    unsafe { gil.unlock() };
+    assert_eq!(lender.state(), WaitState::Granted);
+    // The lender's thread hands the lock to `other` and queues again with the same node.
+    // SAFETY: pinned on this frame; both settle below.
+    unsafe {
+        assert_eq!(gil.enqueue(other.as_ref()), Enqueued::Queued);
+        gil.unlock();
+    }
+    assert_eq!(other.state(), WaitState::Granted);
+    // SAFETY: granted earlier, so not queued; pinned on this frame.
+    assert_eq!(unsafe { gil.enqueue(lender.as_ref()) }, Enqueued::Queued);
+    // SAFETY: `other` owns it.
+    let away = unsafe { gil.unlock_away() };
+    assert_eq!(
+        lender.state(),
+        WaitState::Offered,
+        "offered like any head, not given back"
+    );
+    assert!(gil.reclaim(away), "so the owner can come back first");
+    // SAFETY: `other` owns it again; the release grants the old lender.
+    unsafe { gil.unlock() };
+    assert_eq!(lender.state(), WaitState::Granted);
+    // SAFETY: the old lender owns it.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked());
+}
+
 /// A waiter offered the lock that cancels (its deadline passed) owns it; an urgent waiter that
 /// queues ahead of the offered head takes the offer over.
 #[test]
