@@ -88,7 +88,7 @@ pub fn main() {
     let steps = [
         ("W1", 1),
         ("W2", 4),
-        ("W3", 1 + KS.len() * (1 + Kind::LOCKS.len()) + 1),
+        ("W3", plan.w3_rounds * (1 + KS.len() * (1 + Kind::LOCKS.len())) + 1),
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
         ("ABUSE", Kind::LOCKS.len()),
@@ -199,39 +199,73 @@ pub fn main() {
 
     if args.wants("W3") {
         let t = plan.w3_time;
-        step("W3: one CPU thread alone".into());
-        let cpu_alone = with_contender(
-            Kind::NoLock,
-            INTERVAL,
-            w3::Run {
-                k: 1,
-                io: false,
-                time: t,
-            },
-        )
-        .units;
-        bar.inc(1);
+        let rounds = plan.w3_rounds.max(1);
+        // One W3 run is noisy on a small shared VM (cpu_ratio moved by ±0.08 between runs of
+        // one binary): each round runs the baselines and then every contender once, and the
+        // table shows the median of the rounds' ratios. The JSON keeps every round.
+        let mut alone = Vec::new();
         let mut io_base = Vec::new();
-        for k in KS {
-            step(format!("W3: K={k}, no lock"));
-            io_base.push(
-                with_contender(
-                    Kind::NoLock,
-                    INTERVAL,
-                    w3::Run {
-                        k,
-                        io: true,
-                        time: t,
-                    },
-                )
-                .round_trips,
-            );
+        // Per contender, per K: the ratios of each round.
+        let mut io = vec![vec![Vec::new(); KS.len()]; Kind::LOCKS.len()];
+        let mut cpu = io.clone();
+        for round in 1..=rounds {
+            step(format!("W3 round {round}/{rounds}: one CPU thread alone"));
+            let cpu_alone = with_contender(
+                Kind::NoLock,
+                INTERVAL,
+                w3::Run {
+                    k: 1,
+                    io: false,
+                    time: t,
+                },
+            )
+            .units;
+            alone.push(cpu_alone);
             bar.inc(1);
+            let mut base = Vec::new();
+            for k in KS {
+                step(format!("W3 round {round}/{rounds}: K={k}, no lock"));
+                base.push(
+                    with_contender(
+                        Kind::NoLock,
+                        INTERVAL,
+                        w3::Run {
+                            k,
+                            io: true,
+                            time: t,
+                        },
+                    )
+                    .round_trips,
+                );
+                bar.inc(1);
+            }
+            for (c, kind) in Kind::LOCKS.into_iter().enumerate() {
+                for (i, k) in KS.into_iter().enumerate() {
+                    step(format!("W3 round {round}/{rounds}: K={k}, {}", kind.name()));
+                    let r = with_contender(
+                        kind,
+                        INTERVAL,
+                        w3::Run {
+                            k,
+                            io: true,
+                            time: t,
+                        },
+                    );
+                    io[c][i].push(r.round_trips / base[i]);
+                    cpu[c][i].push(r.units / cpu_alone);
+                    bar.inc(1);
+                }
+            }
+            io_base.push(base);
         }
         let _ = writeln!(
             text,
-            "W3 convoy — io_ratio: round trips/s under the lock ÷ same threads with no lock; cpu_ratio: units/s ÷ one CPU thread alone ({:?} per run)",
-            t
+            "W3 convoy — io_ratio: round trips/s under the lock ÷ same threads with no lock; cpu_ratio: units/s ÷ one CPU thread alone ({t:?} per run; {})",
+            if rounds == 1 {
+                "one round".to_string()
+            } else {
+                format!("median of {rounds} rounds, each running every row once")
+            }
         );
         let _ = writeln!(
             text,
@@ -239,30 +273,18 @@ pub fn main() {
             "", "io K=1", "K=2", "K=4", "cpu K=1", "K=2", "K=4"
         );
         let mut rows = Vec::new();
-        for kind in Kind::LOCKS {
-            let mut io = Vec::new();
-            let mut cpu = Vec::new();
-            for (i, k) in KS.into_iter().enumerate() {
-                step(format!("W3: K={k}, {}", kind.name()));
-                let r = with_contender(
-                    kind,
-                    INTERVAL,
-                    w3::Run {
-                        k,
-                        io: true,
-                        time: t,
-                    },
-                );
-                io.push(r.round_trips / io_base[i]);
-                cpu.push(r.units / cpu_alone);
-                bar.inc(1);
-            }
-            w3_row(&mut text, kind.name(), &io, &cpu);
-            rows.push(json!({"lock": kind.key(), "io_ratio": io, "cpu_ratio": cpu}));
+        for (c, kind) in Kind::LOCKS.into_iter().enumerate() {
+            let io_med: Vec<f64> = io[c].iter().map(|v| median(v)).collect();
+            let cpu_med: Vec<f64> = cpu[c].iter().map(|v| median(v)).collect();
+            w3_row(&mut text, kind.name(), &io_med, &cpu_med);
+            rows.push(json!({
+                "lock": kind.key(), "io_ratio": io_med, "cpu_ratio": cpu_med,
+                "io_ratio_rounds": io[c], "cpu_ratio_rounds": cpu[c],
+            }));
         }
         report["w3"] = json!({
-            "seconds_per_run": t.as_secs_f64(), "ks": KS, "runs": rows,
-            "baseline": {"cpu_alone_units_per_s": cpu_alone, "no_lock_round_trips_per_s": io_base},
+            "seconds_per_run": t.as_secs_f64(), "ks": KS, "rounds": rounds, "runs": rows,
+            "baseline": {"cpu_alone_units_per_s": alone, "no_lock_round_trips_per_s": io_base},
         });
         if python_w3 {
             step("W3: CPython".into());
@@ -550,6 +572,17 @@ fn w4_row(text: &mut String, name: &str, runs: &[w4::Fairness], throughput_n1: f
 }
 
 /// A ratio that may be tiny: three significant digits.
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn ratio(x: f64) -> String {
     if x == 0.0 {
         "0".into()

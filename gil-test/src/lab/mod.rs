@@ -30,6 +30,9 @@ pub struct Plan {
     pub w2_samples: usize,
     /// W3: time per run.
     pub w3_time: Duration,
+    /// W3: rounds; each runs the baselines and every contender once, and the tables show the
+    /// median of the rounds' ratios.
+    pub w3_rounds: usize,
     /// W4: time per run.
     pub w4_time: Duration,
     /// W5: time per preemption demo.
@@ -42,6 +45,7 @@ impl Plan {
         w1: (2_000_000, 10),
         w2_samples: 2_000,
         w3_time: Duration::from_millis(500),
+        w3_rounds: 1,
         w4_time: Duration::from_millis(800),
         w5_time: Duration::from_millis(300),
     };
@@ -50,6 +54,7 @@ impl Plan {
         w1: (10_000_000, 40),
         w2_samples: 10_000,
         w3_time: Duration::from_secs(2),
+        w3_rounds: 3,
         w4_time: Duration::from_secs(3),
         w5_time: Duration::from_secs(1),
     };
