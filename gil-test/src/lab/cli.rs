@@ -88,7 +88,10 @@ pub fn main() {
     let steps = [
         ("W1", 1),
         ("W2", 4),
-        ("W3", plan.w3_rounds * (1 + KS.len() * (1 + Kind::LOCKS.len())) + 1),
+        (
+            "W3",
+            plan.w3_rounds * (1 + KS.len() * (1 + Kind::LOCKS.len())) + 1,
+        ),
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
         ("ABUSE", Kind::LOCKS.len()),
