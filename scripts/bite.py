@@ -4,6 +4,7 @@ that the model meant to catch that bug fails. The source is restored after each 
 
     python3 scripts/bite.py            # every mutation
     python3 scripts/bite.py fifo-lifo  # just one
+    python3 scripts/bite.py --check    # only that every mutation still applies (CI)
 
 Each mutation is an exact text replacement that must match exactly once, so a mutation that no
 longer applies (the code moved on) is reported as an error rather than silently skipped.
@@ -102,8 +103,8 @@ MUTATIONS = [
     ("yielder-keeps-running",
      "a yield hands the lock to the head waiter and the yielder carries on as if it still owned it",
      "gil-core/src/raw.rs",
-     "        P::unpark(unparker);\n        true\n    }",
-     "        P::unpark(unparker);\n        false\n    }",
+     "        wake::<P>(unparker);\n        true\n    }",
+     "        wake::<P>(unparker);\n        false\n    }",
      loom("drop_request_hands_off_and_yielder_waits_its_turn")),
     ("cancel-loses-grant",
      "a cancel that finds its waiter already granted reports it removed: the lock is lost",
@@ -121,7 +122,7 @@ MUTATIONS = [
     ("lend-lender-at-tail",
      "a lend queues the lender at the tail: it loses its place to the waiters behind",
      "gil-core/src/raw.rs",
-     "                (*q).push_front(&*waiter);",
+     "                (*q).push_lender(&*waiter);",
      "                (*q).push_back(&*waiter);",
      loom("lend_goes_to_the_urgent_waiter_and_comes_back_first")),
     ("urgent-at-tail",
@@ -178,7 +179,7 @@ MUTATIONS = [
     ("clock-keeps-dropped-lock",
      "the last waiter out does not unlist the lock from the clock, which may outlive it",
      "gil-std/src/gil.rs",
-     "        if CLOCK {\n            clock().leave(self);\n        }",
+     "        if timed {\n            clock().leave(self);\n        }",
      "",
      plain("gil-std", "preemption", "contended_locks_can_be_dropped_right_away")),
     # gil-std services (issue 7)
@@ -239,8 +240,8 @@ MUTATIONS = [
      "close takes out the waiter the lock was offered to and offers it to nobody else, while "
      "the owner is away",
      "gil-core/src/raw.rs",
-     "                    Some(head) if was_offered => {",
-     "                    Some(head) if was_offered && false => {",
+     "                    Some(head) if was_offered => Waiter::tell(head, OFFERED, Relaxed),",
+     "                    Some(head) if was_offered && false => Waiter::tell(head, OFFERED, Relaxed),",
      loom("an_offer_survives_cancel_and_close")),
     ("reclaim-ignores-claim",
      "the owner back from its region takes the lock back whenever some owner is away, even if "
@@ -294,7 +295,7 @@ MUTATIONS = [
      "a thread handing over arms the clock after it queued (and woke the next holder), so the "
      "lock can be unlisted while the new holder starts its slice",
      "gil-std/src/guard.rs",
-     "        if in_line {\n            clock().arm(self, since);\n        }\n        self.end_hold();\n"
+     "        if let Some(since) = since.filter(|_| in_line) {\n            clock().arm(self, since);\n        }\n        self.end_hold();\n"
      "        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,\n"
      "        // waited for below before the frame ends.\n"
      "        let queued = unsafe {\n"
@@ -310,7 +311,7 @@ MUTATIONS = [
      "                _ => self.raw.requeue(node.as_ref()),\n"
      "            }\n"
      "        };\n"
-     "        if in_line {\n            clock().arm(self, since);\n        }\n",
+     "        if let Some(since) = since.filter(|_| in_line) {\n            clock().arm(self, since);\n        }\n",
      unit("gil-std", "clock::tests::a_thread_handed_the_lock_times_its_slice_from_the_start")),
     ("credit-uncapped",
      "credit is not capped: a thread that blocked long saves up for a long run of loans",
@@ -408,7 +409,24 @@ MUTATIONS += [
 ]
 
 
+def check_anchors():
+    """`--check`: only that every mutation still applies (its original text occurs exactly once),
+    without building or running anything. CI runs it, so that a change to the code that moves a
+    mutation's text away is seen at once, not at the next full run of this script."""
+    stale = [(name, path, (ROOT / path).read_text().count(original))
+             for (name, _, path, original, _, _) in MUTATIONS]
+    stale = [s for s in stale if s[2] != 1]
+    for name, path, count in stale:
+        print(f"stale mutation {name}: its original text occurs {count} times in {path}",
+              file=sys.stderr)
+    if stale:
+        sys.exit(1)
+    print(f"all {len(MUTATIONS)} mutations apply")
+
+
 def main():
+    if sys.argv[1:] == ["--check"]:
+        return check_anchors()
     wanted = set(sys.argv[1:])
     rows = [run(*m) for m in MUTATIONS if not wanted or m[0] in wanted]
     bad = 0

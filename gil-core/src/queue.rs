@@ -245,8 +245,8 @@ pub(crate) struct Queue<P: Park> {
     tail: *const Waiter<P>,
     /// The waiter queued by [`push_lender`](Queue::push_lender) and not yet taken out, or null.
     lender: *const Waiter<P>,
-    /// Whether the head (if any) is urgent: `(*head).urgent`, kept up to date as the head
-    /// changes.
+    /// Whether there is a head and it is urgent (`(*head).urgent`; false with no head), kept up
+    /// to date as the head changes.
     head_urgent: bool,
 }
 
@@ -375,7 +375,7 @@ impl<P: Park> Queue<P> {
     ///
     /// The caller holds the queue lock.
     pub(crate) unsafe fn head_is_urgent(&self) -> bool {
-        !self.head.is_null() && self.head_urgent
+        self.head_urgent
     }
 
     /// Takes the head off the queue.

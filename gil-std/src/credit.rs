@@ -118,13 +118,8 @@ fn with<R: Default>(f: impl FnOnce(&mut Credit) -> R) -> R {
         .unwrap_or_default()
 }
 
-/// The thread enters a blocking region on `lock` at `now`; a loan it held on `lock` ends then.
-/// (One clock read for both: a borrower's region is where its loan ends, on the lender's
-/// critical path.)
-pub(crate) fn enter_region(lock: &Gil, now: u64) {
-    if on_loan(lock) {
-        end_loan(now, lock.switch_interval());
-    }
+/// The thread enters a blocking region at `now`.
+pub(crate) fn enter_region(now: u64) {
     with(|c| c.enter_region(now));
 }
 

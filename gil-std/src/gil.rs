@@ -827,20 +827,29 @@ impl Gil {
     /// The calling thread is about to let the lock go.
     #[inline]
     pub(crate) fn end_hold(&self) {
+        self.end_hold_at(None);
+    }
+
+    /// As `end_hold`, with the time now if the caller has just read it (a blocking region
+    /// does, for its credit): a loan held ends on that reading instead of a clock read of its
+    /// own, on the lender's critical path.
+    #[inline]
+    pub(crate) fn end_hold_at(&self, now: Option<u64>) {
         let watch = self.watch.load(Relaxed);
         if watch != 0 {
             self.watch_release(watch);
         }
         if crate::credit::on_loan(self) {
-            self.end_loan();
+            self.end_loan(now);
         }
         self.owner.clear();
     }
 
-    /// The loan this thread holds ends: it pays for the time held out of turn.
+    /// The loan this thread holds ends (at `now`, or the clock's time): it pays for the time
+    /// held out of turn.
     #[cold]
-    fn end_loan(&self) {
-        crate::credit::end_loan(now_nanos(), self.switch_interval());
+    fn end_loan(&self, now: Option<u64>) {
+        crate::credit::end_loan(now.unwrap_or_else(now_nanos), self.switch_interval());
     }
 
     #[cold]

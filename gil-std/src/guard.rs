@@ -208,11 +208,12 @@ impl<'a> GilGuard<'a> {
     /// ```
     pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
         self.gil.emit(Event::BlockingEntered);
-        if self.gil.fast_return.load(Relaxed) {
-            // Before `end_hold`, so that a loan ends here, on the region's clock read.
-            crate::credit::enter_region(self.gil, now_nanos());
+        // One clock read for the region's start and the end of a loan this thread holds.
+        let now = self.gil.fast_return.load(Relaxed).then(now_nanos);
+        self.gil.end_hold_at(now);
+        if let Some(now) = now {
+            crate::credit::enter_region(now);
         }
-        self.gil.end_hold();
         // Lets go lazily: with threads waiting, the head is offered the lock and woken, and a
         // region that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
