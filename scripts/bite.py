@@ -97,8 +97,8 @@ MUTATIONS = [
     ("fifo-lifo",
      "the queue serves its newest waiter first",
      "gil-core/src/queue.rs",
-     "        let head = self.head;\n        if head.is_null() {",
-     "        let head = self.tail;\n        if head.is_null() {",
+     "        [self.lender, self.urgent.head, self.rest.head]",
+     "        [self.lender, self.urgent.head, self.rest.tail]",
      loom("fifo_no_overtaking")),
     ("yielder-keeps-running",
      "a yield hands the lock to the head waiter and the yielder carries on as if it still owned it",
@@ -338,19 +338,19 @@ MUTATIONS = [
      "        if w == self.head && w == self.tail {",
      "        if w == self.head {",
      loom("fifo_no_overtaking")),
-    ("head-urgent-stale",
-     "the queue's note of whether its head is urgent is not updated when the head is taken "
-     "out, so a holder lends to an ordinary waiter behind an urgent one",
+    ("urgent-over-lender",
+     "the head counts as urgent while a lender waits ahead of the urgent waiters, so a "
+     "borrower lends on and the lender is pushed back in line",
      "gil-core/src/queue.rs",
-     "                true => self.set_head(next),",
-     "                true => self.head = next,",
-     plain("gil-test", "model", "the_core_matches_the_reference_model")),
+     "        self.lender.is_null() && !self.urgent.is_empty()",
+     "        !self.urgent.is_empty()",
+     plain("gil-test", "model", "an_urgent_waiter_queues_behind_the_lender")),
     ("lender-kept",
      "the queue forgets to clear its lender when the lender is taken out, so a later waiter "
      "at the same address is given back a loan it never made",
      "gil-core/src/queue.rs",
-     "        if w == self.lender {\n            self.lender = ptr::null();\n        }\n",
-     "",
+     "        if w == self.lender {\n            self.lender = ptr::null();\n",
+     "        if w == self.lender {\n",
      plain("gil-core", "protocol", "a_lender_is_forgotten_once_its_loan_is_over")),
 ]
 

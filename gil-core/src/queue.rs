@@ -232,150 +232,98 @@ impl<P: Park> Drop for Waiter<P> {
     }
 }
 
-/// Head and tail of the waiter list. Guarded by the queue lock.
+/// The line of waiters, guarded by the queue lock. It has three parts, in this order:
 ///
-/// What a handoff asks about the head (is it urgent, is it the lender) is kept here, and a
-/// node alone in the queue is taken out without a look at its links (they are null): the
-/// thread handing the lock on then touches the head's node once, with the swap that tells it.
-/// Reading the node first would fetch its cache line shared from the core where its thread
-/// spins, and the swap would then need it again, exclusive: two trips between cores instead
-/// of one, on both sides of every loan (issue 6, W3).
+/// 1. the lender ([`push_lender`](Queue::push_lender)), at most one, waiting for its loan to come
+///    back;
+/// 2. the urgent waiters ([`push_urgent`](Queue::push_urgent)), first come first served;
+/// 3. everybody else ([`push_back`](Queue::push_back)), first come first served.
+///
+/// The head is the first waiter of the first part that has one.
+///
+/// Three parts instead of one list keep a loan off every node but the two threads' own. The
+/// lender is a slot, not a link, and the borrower is usually alone in its part. So neither
+/// side writes the links of a thread asleep in line, and neither reads the other's links: a
+/// node alone in its part is taken out without a look (its links are null). The thread handing
+/// the lock on then touches the other side's node once, with the swap that tells it. Reading
+/// it first would fetch the line shared from the core where that thread spins, and the swap
+/// would then need it exclusive: two trips between cores instead of one. With a single list,
+/// every loan also wrote the links of the first thread in line, four times, a line that then
+/// went back and forth between the cores (issue 6, W3 with K ≥ 2).
 pub(crate) struct Queue<P: Park> {
+    /// The lender, or null. Its node's links stay null.
+    lender: *const Waiter<P>,
+    urgent: List<P>,
+    rest: List<P>,
+}
+
+/// A doubly linked FIFO list of waiters, part of a [`Queue`].
+struct List<P: Park> {
     head: *const Waiter<P>,
     tail: *const Waiter<P>,
-    /// The waiter queued by [`push_lender`](Queue::push_lender) and not yet taken out, or null.
-    lender: *const Waiter<P>,
-    /// Whether there is a head and it is urgent (`(*head).urgent`; false with no head), kept up
-    /// to date as the head changes.
-    head_urgent: bool,
 }
 
 impl<P: Park> Queue<P> {
     pub(crate) const fn new() -> Self {
         Self {
-            head: ptr::null(),
-            tail: ptr::null(),
             lender: ptr::null(),
-            head_urgent: false,
+            urgent: List::new(),
+            rest: List::new(),
         }
     }
 
-    /// Makes `w` the head.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the queue lock; `w` is alive (queued, or being queued by its thread).
-    unsafe fn set_head(&mut self, w: *const Waiter<P>) {
-        self.head = w;
-        // SAFETY: `w` is alive (caller's contract); `urgent` never changes.
-        self.head_urgent = !w.is_null() && unsafe { (*w).urgent };
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_null()
+        self.lender.is_null() && self.urgent.is_empty() && self.rest.is_empty()
     }
 
-    /// Appends `w` at the tail.
+    /// Appends `w` at the tail of the line.
     ///
     /// # Safety
     ///
     /// The caller holds the queue lock; `w` is alive, pinned and not in any queue, and stays
     /// alive until it is taken out again.
     pub(crate) unsafe fn push_back(&mut self, w: *const Waiter<P>) {
-        let old_tail = self.tail;
-        // SAFETY: `w` is alive and not queued, so nobody else touches its links; the queue
-        // lock (held) guards them.
-        unsafe { (*w).links.with_mut(|l| (*l).prev = old_tail) };
-        if old_tail.is_null() {
-            // SAFETY: `w` is alive (caller's contract); queue lock held.
-            unsafe { self.set_head(w) };
-        } else {
-            // SAFETY: a queued node is alive (its owner's contract) and its links are guarded by
-            // the queue lock, which we hold.
-            unsafe { (*old_tail).links.with_mut(|l| (*l).next = w) };
-        }
-        self.tail = w;
+        // SAFETY: forwarded contract.
+        unsafe { self.rest.push_back(w) }
     }
 
-    /// Puts `w` at the head.
-    ///
-    /// # Safety
-    ///
-    /// As for [`push_back`](Queue::push_back).
-    pub(crate) unsafe fn push_front(&mut self, w: *const Waiter<P>) {
-        let old_head = self.head;
-        // SAFETY: as in `push_back`: `w` is alive and unqueued; the queue lock is held.
-        unsafe { (*w).links.with_mut(|l| (*l).next = old_head) };
-        if old_head.is_null() {
-            self.tail = w;
-        } else {
-            // SAFETY: a queued node is alive; its links are guarded by the queue lock (held).
-            unsafe { (*old_head).links.with_mut(|l| (*l).prev = w) };
-        }
-        // SAFETY: `w` is alive (caller's contract); queue lock held.
-        unsafe { self.set_head(w) };
-    }
-
-    /// Puts `w`, a thread that lent the lock, at the head, marked as the lender (see
+    /// Puts `w`, a thread that lent the lock, at the head (see
     /// [`head_is_lender`](Queue::head_is_lender)).
     ///
     /// # Safety
     ///
-    /// As for [`push_back`](Queue::push_back).
+    /// As for [`push_back`](Queue::push_back); and no lender is queued.
     pub(crate) unsafe fn push_lender(&mut self, w: *const Waiter<P>) {
-        // SAFETY: forwarded contract. The mark is cleared when `w` is taken out (`remove`).
-        unsafe { self.push_front(w) };
+        debug_assert!(self.lender.is_null(), "gil-core: a second lender");
         self.lender = w;
     }
 
     /// Whether the head is a lender waiting for its loan to come back.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the queue lock.
-    pub(crate) unsafe fn head_is_lender(&self) -> bool {
-        !self.head.is_null() && self.head == self.lender
+    pub(crate) fn head_is_lender(&self) -> bool {
+        !self.lender.is_null()
     }
 
-    /// Puts `w` behind the urgent waiters at the head and ahead of everyone else.
+    /// Puts `w` behind the urgent waiters and ahead of everyone else but the lender.
     ///
     /// # Safety
     ///
     /// As for [`push_back`](Queue::push_back).
     pub(crate) unsafe fn push_urgent(&mut self, w: *const Waiter<P>) {
-        // SAFETY: the queue lock is held (caller's contract).
-        let Some(before) = (unsafe { self.find(|q| !q.urgent) }) else {
-            // SAFETY: forwarded contract.
-            return unsafe { self.push_back(w) };
-        };
-        // SAFETY: `before` is queued, hence alive, and its links and its predecessor's are
-        // guarded by the queue lock; `w` is alive and unqueued.
-        unsafe {
-            let prev = (*before).links.with_mut(|l| (*l).prev);
-            if prev.is_null() {
-                return self.push_front(w);
-            }
-            (*w).links.with_mut(|l| {
-                (*l).prev = prev;
-                (*l).next = before;
-            });
-            (*prev).links.with_mut(|l| (*l).next = w);
-            (*before).links.with_mut(|l| (*l).prev = w);
-        }
+        // SAFETY: forwarded contract.
+        unsafe { self.urgent.push_back(w) }
     }
 
     /// The head, if any.
     pub(crate) fn head(&self) -> Option<*const Waiter<P>> {
-        (!self.head.is_null()).then_some(self.head)
+        [self.lender, self.urgent.head, self.rest.head]
+            .into_iter()
+            .find(|w| !w.is_null())
     }
 
-    /// Whether the head is an urgent waiter.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the queue lock.
-    pub(crate) unsafe fn head_is_urgent(&self) -> bool {
-        self.head_urgent
+    /// Whether the head is an urgent waiter (one queued by
+    /// [`push_urgent`](Queue::push_urgent)). Looks at no node.
+    pub(crate) fn head_is_urgent(&self) -> bool {
+        self.lender.is_null() && !self.urgent.is_empty()
     }
 
     /// Takes the head off the queue.
@@ -384,10 +332,7 @@ impl<P: Park> Queue<P> {
     ///
     /// The caller holds the queue lock.
     pub(crate) unsafe fn pop_front(&mut self) -> Option<*const Waiter<P>> {
-        let head = self.head;
-        if head.is_null() {
-            return None;
-        }
+        let head = self.head()?;
         // SAFETY: `head` is queued, hence alive; the queue lock is held.
         unsafe { self.remove(head) };
         Some(head)
@@ -402,6 +347,80 @@ impl<P: Park> Queue<P> {
         &self,
         mut pred: impl FnMut(&Waiter<P>) -> bool,
     ) -> Option<*const Waiter<P>> {
+        // SAFETY: a queued node is alive (its owner's contract).
+        if !self.lender.is_null() && pred(unsafe { &*self.lender }) {
+            return Some(self.lender);
+        }
+        // SAFETY: the queue lock is held (caller's contract).
+        unsafe {
+            self.urgent
+                .find(&mut pred)
+                .or_else(|| self.rest.find(&mut pred))
+        }
+    }
+
+    /// Unlinks `w`, which must be in this queue.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock and `w` is in this queue.
+    pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
+        if w == self.lender {
+            self.lender = ptr::null();
+            return;
+        }
+        // Which list `w` is in matters only at an end of one: a node between two others is
+        // unlinked from either list alike. So `w` is compared with the urgent list's ends, not
+        // looked for (an urgent node may also sit in `rest`, queued there by a yield).
+        let list = if w == self.urgent.head || w == self.urgent.tail {
+            &mut self.urgent
+        } else {
+            &mut self.rest
+        };
+        // SAFETY: the queue lock is held and `w` is in `list`, or between two nodes of the
+        // other list (caller's contract).
+        unsafe { list.remove(w) }
+    }
+}
+
+impl<P: Park> List<P> {
+    const fn new() -> Self {
+        Self {
+            head: ptr::null(),
+            tail: ptr::null(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Appends `w`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Queue::push_back`].
+    unsafe fn push_back(&mut self, w: *const Waiter<P>) {
+        let old_tail = self.tail;
+        // SAFETY: `w` is alive and not queued, so nobody else touches its links; the queue
+        // lock (held) guards them.
+        unsafe { (*w).links.with_mut(|l| (*l).prev = old_tail) };
+        if old_tail.is_null() {
+            self.head = w;
+        } else {
+            // SAFETY: a queued node is alive (its owner's contract) and its links are guarded by
+            // the queue lock, which we hold.
+            unsafe { (*old_tail).links.with_mut(|l| (*l).next = w) };
+        }
+        self.tail = w;
+    }
+
+    /// The first waiter from the head that satisfies `pred`.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    unsafe fn find(&self, mut pred: impl FnMut(&Waiter<P>) -> bool) -> Option<*const Waiter<P>> {
         let mut cur = self.head;
         while !cur.is_null() {
             // SAFETY: every queued node is alive; the queue lock is held, so its links are ours.
@@ -414,17 +433,15 @@ impl<P: Park> Queue<P> {
         None
     }
 
-    /// Unlinks `w`, which must be in this queue.
+    /// Unlinks `w`, which must be in this list (or between two nodes of another one, which
+    /// this then leaves as it was but for the unlinking).
     ///
     /// # Safety
     ///
-    /// The caller holds the queue lock and `w` is in this queue.
-    pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
-        if w == self.lender {
-            self.lender = ptr::null();
-        }
+    /// The caller holds the queue lock and `w` is in this list or has both neighbours.
+    unsafe fn remove(&mut self, w: *const Waiter<P>) {
         if w == self.head && w == self.tail {
-            // Alone in the queue, so its links are null already: not a look at the node (but in
+            // Alone in the list, so its links are null already: not a look at the node (but in
             // debug builds, a check).
             #[cfg(debug_assertions)]
             // SAFETY: `w` is queued, hence alive; the queue lock (held) guards its links.
@@ -436,7 +453,6 @@ impl<P: Park> Queue<P> {
             }
             self.head = ptr::null();
             self.tail = ptr::null();
-            self.head_urgent = false;
             return;
         }
         // SAFETY: `w` is queued, hence alive; its links and its neighbours' are guarded by the
@@ -444,7 +460,7 @@ impl<P: Park> Queue<P> {
         unsafe {
             let Links { prev, next } = (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
             match prev.is_null() {
-                true => self.set_head(next),
+                true => self.head = next,
                 false => (*prev).links.with_mut(|l| (*l).next = next),
             }
             match next.is_null() {

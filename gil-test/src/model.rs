@@ -201,8 +201,8 @@ impl Model {
     }
 
     /// `t` comes back from a region on `node`: takes the lock if free, else queues (an urgent
-    /// node behind the urgent ones at the head, any other at the tail). An urgent node that
-    /// becomes the head while the owner is away takes the offer over.
+    /// node behind the lender and the urgent ones at the head, any other at the tail). An
+    /// urgent node that becomes the head while the owner is away takes the offer over.
     fn come_back(&mut self, t: usize, node: NodeKind) {
         if !self.locked() {
             self.holder = Some(t);
@@ -213,7 +213,7 @@ impl Model {
             let at = self
                 .queue
                 .iter()
-                .position(|w| w.1 != NodeKind::Urgent)
+                .position(|w| w.1 != NodeKind::Urgent && !self.lenders[w.0])
                 .unwrap_or(self.queue.len());
             self.queue.insert(at, (t, node));
             if at == 0 && self.offered.is_some() {

@@ -115,3 +115,29 @@ fn a_reclaim_after_close_matches_the_model() {
     ];
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
+
+/// An urgent waiter that comes back during a loan queues behind the lender: the loan comes
+/// back first, and the borrower cannot lend on (thread 0 lends to 1; 2 comes back urgently;
+/// 1's lend finds the lender at the head and does nothing; 1 goes away and the lock goes back
+/// to 0, not on offer to 2). Bite `urgent-over-lender`.
+#[test]
+fn an_urgent_waiter_queues_behind_the_lender() {
+    use Op::*;
+    let ops = [
+        Enqueue(1),
+        EnterRegion(1),
+        Enqueue(2),
+        EnterRegion(2),
+        Enqueue(0),
+        LeaveRegionUrgent(1),
+        Lend(0),
+        Poll(1),
+        LeaveRegionUrgent(2),
+        Lend(1),
+        EnterRegionAway(1),
+        Poll(0),
+        Lend(0),
+        Poll(2),
+    ];
+    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
+}
