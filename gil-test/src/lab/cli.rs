@@ -87,7 +87,7 @@ pub fn main() {
     let plan = args.plan;
     let steps = [
         ("W1", 1),
-        ("W2", 4),
+        ("W2", 4 * plan.w2_rounds.max(1)),
         (
             "W3",
             plan.w3_rounds * (1 + KS.len() * (1 + Kind::LOCKS.len())) + 1,
@@ -151,21 +151,35 @@ pub fn main() {
 
     if args.wants("W2") {
         let n = plan.w2_samples;
-        step("W2 handoff: gil, asked at once".into());
-        let spinning = w2::gil(n, false);
-        bar.inc(1);
-        step("W2 handoff: gil, asked after 200 µs".into());
-        let asleep = w2::gil(n, true);
-        bar.inc(1);
-        step("W2 handoff: parking_lot bump".into());
-        let pl = w2::parking_lot_bump(n);
-        bar.inc(1);
-        step("W2 handoff: futex floor".into());
-        let floor = w2::futex(n);
-        bar.inc(1);
+        let rounds = plan.w2_rounds.max(1);
+        // Side by side: the machine's wake-up latency drifts over seconds, so each round runs
+        // every row for its share of the samples, and each row's percentiles are over all its
+        // rounds. (Run one after the other, gil's rows and the floor were seconds apart, and
+        // the ratio moved between 0.91 and 1.11 from one run to the next.)
+        let per = n.div_ceil(rounds);
+        let mut samples: [Vec<u64>; 4] = Default::default();
+        for round in 1..=rounds {
+            step(format!(
+                "W2 handoff, round {round}/{rounds}: gil, asked at once"
+            ));
+            samples[0].extend(w2::gil_samples(per, false));
+            step(format!(
+                "W2 handoff, round {round}/{rounds}: gil, asked after 200 µs"
+            ));
+            samples[1].extend(w2::gil_samples(per, true));
+            step(format!(
+                "W2 handoff, round {round}/{rounds}: parking_lot bump"
+            ));
+            samples[2].extend(w2::parking_lot_bump_samples(per));
+            step(format!("W2 handoff, round {round}/{rounds}: futex floor"));
+            samples[3].extend(w2::futex_samples(per));
+            bar.inc(4);
+        }
+        let [spinning, asleep, pl, floor] = samples.map(w2::percentiles);
+        let n = spinning.samples;
         let _ = writeln!(
             text,
-            "W2 handoff — drop request to requester running, µs ({n} handoffs each; the futex floor: a wake {:?} after the sleeper went to sleep)",
+            "W2 handoff — drop request to requester running, µs ({n} handoffs each, in {rounds} rounds side by side; the futex floor: a wake {:?} after the sleeper went to sleep)",
             w2::ASLEEP_AFTER
         );
         let _ = writeln!(

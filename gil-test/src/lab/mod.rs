@@ -26,8 +26,11 @@ use gil_std::{Gil, Recorder, Trace};
 pub struct Plan {
     /// W1: operations per round and rounds.
     pub w1: (u64, usize),
-    /// W2: handoffs per contender.
+    /// W2: handoffs per contender, over all rounds.
     pub w2_samples: usize,
+    /// W2: rounds; each runs every contender and the floor for its share of the samples, and
+    /// the percentiles are of all rounds' samples together.
+    pub w2_rounds: usize,
     /// W3: time per run.
     pub w3_time: Duration,
     /// W3: rounds; each runs the baselines and every contender once, and the tables show the
@@ -44,6 +47,7 @@ impl Plan {
     pub const QUICK: Plan = Plan {
         w1: (2_000_000, 10),
         w2_samples: 2_000,
+        w2_rounds: 2,
         w3_time: Duration::from_millis(500),
         w3_rounds: 1,
         w4_time: Duration::from_millis(800),
@@ -53,6 +57,7 @@ impl Plan {
     pub const FULL: Plan = Plan {
         w1: (10_000_000, 40),
         w2_samples: 10_000,
+        w2_rounds: 5,
         w3_time: Duration::from_secs(2),
         w3_rounds: 3,
         w4_time: Duration::from_secs(3),

@@ -175,8 +175,13 @@ pub fn futex_samples(samples: usize) -> Vec<u64> {
 
 /// parking_lot: `bump()` with the other thread parked in `lock()`, `samples` handoffs.
 pub fn parking_lot_bump(samples: usize) -> Latency {
+    percentiles(parking_lot_bump_samples(samples))
+}
+
+/// [`parking_lot_bump`]'s latencies, in nanoseconds.
+pub fn parking_lot_bump_samples(samples: usize) -> Vec<u64> {
     let m = parking_lot::Mutex::new(());
-    percentiles(ping_pong(
+    ping_pong(
         samples,
         || m.lock(),
         |guard, _, mark| {
@@ -186,5 +191,5 @@ pub fn parking_lot_bump(samples: usize) -> Latency {
             mark();
             parking_lot::MutexGuard::bump(guard);
         },
-    ))
+    )
 }
