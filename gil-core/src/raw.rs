@@ -302,11 +302,14 @@ impl<P: Park> RawGil<P> {
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
         self.queue.with_mut(|q| unsafe {
             if waiter.is_urgent() {
+                let old_head = (*q).head();
                 (*q).push_urgent(&*waiter);
                 if state & AWAY != 0 && (*q).head() == Some(&*waiter as *const _) {
-                    // It went ahead of the offered head: the offer is its now. It is running
-                    // (this is its thread), so it claims at once; the old head waits on.
-                    if let Some(old) = (*q).find(|w| w.word().load(Relaxed) == OFFERED) {
+                    // It went ahead of the offered head (AWAY: the head was the one offered):
+                    // the offer is its now. It is running (this is its thread), so it claims at
+                    // once; the old head waits on.
+                    if let Some(old) = old_head {
+                        debug_assert_eq!((*old).word().load(Relaxed), OFFERED);
                         (*old).word().store(WAITING, Relaxed);
                     }
                     waiter.word().store(OFFERED, Relaxed);

@@ -52,12 +52,7 @@ fn since(epoch: Instant, stamp: u64, me: u64) -> Option<u64> {
     (stamp != 0 && stamp & 1 != me).then(|| (now_ns(epoch) + 1).saturating_sub(stamp >> 1))
 }
 
-/// gil: drop request to the requester running, `samples` handoffs.
-pub fn gil(samples: usize, sleep_first: bool) -> Latency {
-    percentiles(gil_samples(samples, sleep_first))
-}
-
-/// [`gil`]'s latencies, in nanoseconds.
+/// gil: drop request to the requester running, `samples` handoffs; latencies in nanoseconds.
 pub fn gil_samples(samples: usize, sleep_first: bool) -> Vec<u64> {
     let gil = Gil::new();
     ping_pong(
@@ -126,12 +121,8 @@ fn busy_wait(d: Duration) {
     while Instant::now() < until {}
 }
 
-/// The floor: a futex wake from one thread to another sleeping on it, `samples` wakes.
-pub fn futex(samples: usize) -> Latency {
-    percentiles(futex_samples(samples))
-}
-
-/// [`futex`]'s latencies, in nanoseconds.
+/// The floor: a futex wake from one thread to another sleeping on it, `samples` wakes;
+/// latencies in nanoseconds.
 pub fn futex_samples(samples: usize) -> Vec<u64> {
     let word = AtomicU32::new(0);
     let epoch = Instant::now();
@@ -173,12 +164,8 @@ pub fn futex_samples(samples: usize) -> Vec<u64> {
     seen
 }
 
-/// parking_lot: `bump()` with the other thread parked in `lock()`, `samples` handoffs.
-pub fn parking_lot_bump(samples: usize) -> Latency {
-    percentiles(parking_lot_bump_samples(samples))
-}
-
-/// [`parking_lot_bump`]'s latencies, in nanoseconds.
+/// parking_lot: `bump()` with the other thread parked in `lock()`, `samples` handoffs;
+/// latencies in nanoseconds.
 pub fn parking_lot_bump_samples(samples: usize) -> Vec<u64> {
     let m = parking_lot::Mutex::new(());
     ping_pong(
