@@ -90,7 +90,7 @@ pub fn main() {
         ("W2", 4 * plan.w2_rounds.max(1)),
         (
             "W3",
-            plan.w3_rounds * (1 + KS.len() * (1 + Kind::LOCKS.len())) + 1,
+            plan.w3_rounds * (2 + KS.len() * (1 + Kind::LOCKS.len())) + 1,
         ),
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
@@ -225,6 +225,8 @@ pub fn main() {
         // Per contender, per K: the ratios of each round.
         let mut io = vec![vec![Vec::new(); KS.len()]; Kind::LOCKS.len()];
         let mut cpu = io.clone();
+        // The floor at K = 1 (see `w3::floor`), per round.
+        let (mut floor_io, mut floor_cpu) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
             step(format!("W3 round {round}/{rounds}: one CPU thread alone"));
             let cpu_alone = with_contender(
@@ -256,6 +258,11 @@ pub fn main() {
                 );
                 bar.inc(1);
             }
+            step(format!("W3 round {round}/{rounds}: K=1, the floor"));
+            let floor = w3::floor(t);
+            floor_io.push(floor.round_trips / base[0]);
+            floor_cpu.push(floor.units / cpu_alone);
+            bar.inc(1);
             for (c, kind) in Kind::LOCKS.into_iter().enumerate() {
                 for (i, k) in KS.into_iter().enumerate() {
                     step(format!("W3 round {round}/{rounds}: K={k}, {}", kind.name()));
@@ -289,6 +296,17 @@ pub fn main() {
             "  {:<32} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
             "", "io K=1", "K=2", "K=4", "cpu K=1", "K=2", "K=4"
         );
+        let _ = writeln!(
+            text,
+            "  {:<32} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
+            "the floor: a bare spin loan",
+            ratio(median(&floor_io)),
+            "—",
+            "—",
+            format!("{:.3}", median(&floor_cpu)),
+            "—",
+            "—"
+        );
         let mut rows = Vec::new();
         for (c, kind) in Kind::LOCKS.into_iter().enumerate() {
             let io_med: Vec<f64> = io[c].iter().map(|v| median(v)).collect();
@@ -301,6 +319,7 @@ pub fn main() {
         }
         report["w3"] = json!({
             "seconds_per_run": t.as_secs_f64(), "ks": KS, "rounds": rounds, "runs": rows,
+            "floor_k1": {"io_ratio_rounds": floor_io, "cpu_ratio_rounds": floor_cpu},
             "baseline": {"cpu_alone_units_per_s": alone, "no_lock_round_trips_per_s": io_base},
         });
         if python_w3 {
