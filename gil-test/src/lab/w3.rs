@@ -134,91 +134,107 @@ fn echo(stream: &mut UnixStream) {
 }
 
 /// W3's floor at K = 1: the least any lock can cost when the I/O thread takes it twice per
-/// round trip. No lock at all, only the loan itself: the I/O thread raises a request on one
-/// word and spins until the CPU thread, which looks at the word at each checkpoint, grants it;
-/// it gives the word back before each send and receive. Nothing is queued, counted or timed,
-/// and nobody sleeps. Not a lock anybody could use (one borrower, one lender, both always
-/// spinning); a row to read the locks against, for a machine whose cross-core trips vary.
+/// round trip. Runs [`run`] with K = 1 on [`Floor`].
 pub fn floor(time: Duration) -> Rates {
-    /// The lender holds; nobody asks.
-    const HELD: u32 = 0;
-    /// The I/O thread asks for the loan.
-    const ASKED: u32 = 1;
-    /// The I/O thread holds the loan.
-    const LENT: u32 = 2;
-    // On a line of its own, like the lock words of the contenders.
-    #[repr(align(128))]
-    struct Word(AtomicU32);
-    let word = Word(AtomicU32::new(HELD));
-    let word = &word.0;
-    let stop = AtomicBool::new(false);
-    let start = Barrier::new(3);
-    let (mut near, mut far) = UnixStream::pair().expect("socket pair");
-    let ((trips, units), elapsed) = thread::scope(|s| {
-        named(s, "echo".into(), move || echo(&mut far));
-        let (stop, start) = (&stop, &start);
-        let io = named(s, "I/O".into(), move || {
-            // Release pairs with the lender's Acquire load: not needed for the data (there is
-            // none), kept so that the floor pays what a real handoff pays.
-            let give = || word.store(HELD, Release);
-            let take = || {
-                word.store(ASKED, Release);
-                // Acquire pairs with the lender's Release store of LENT.
-                while word.load(Acquire) != LENT && !stop.load(Relaxed) {
-                    std::hint::spin_loop();
-                }
-            };
-            start.wait();
-            take();
-            let mut trips = 0u64;
-            let mut byte = [7u8];
-            while !stop.load(Relaxed) {
-                give();
-                near.write_all(&byte).expect("send");
-                take();
-                give();
-                near.read_exact(&mut byte).expect("receive");
-                take();
-                trips += 1;
+    run(&Floor::default(), 1, true, time)
+}
+
+/// The word of [`Floor`]: the lender (the CPU thread) holds and nobody asks.
+const HELD: u32 = 0;
+/// The borrower (the I/O thread) asks for the loan.
+const ASKED: u32 = 1;
+/// The borrower holds the loan.
+const LENT: u32 = 2;
+/// The lender has stopped: nothing more is lent, and asking returns at once.
+const GONE: u32 = 3;
+
+/// Not a lock: only the loan itself, for W3 with one CPU thread (the lender, which calls
+/// `checkpoint`) and the I/O thread (the borrower, which calls `blocking`). The borrower asks
+/// on one word and spins until the lender, which looks at the word at each checkpoint, grants
+/// it; it gives the word back as each blocking call begins. Nothing is queued, counted or
+/// timed, and nobody sleeps. With two CPU threads it would exclude nothing.
+#[derive(Default)]
+#[repr(align(128))] // a line of its own, like the contenders' lock words
+pub struct Floor(AtomicU32);
+
+/// A thread's side of [`Floor`].
+pub struct FloorSide<'a> {
+    word: &'a AtomicU32,
+    /// This side called `blocking`: it is the borrower.
+    borrower: bool,
+    /// The borrower holds a loan.
+    lent: bool,
+}
+
+impl Contender for Floor {
+    type Held<'a> = FloorSide<'a>;
+    fn acquire(&self) -> FloorSide<'_> {
+        FloorSide {
+            word: &self.0,
+            borrower: false,
+            lent: false,
+        }
+    }
+}
+
+impl Held for FloorSide<'_> {
+    #[inline]
+    fn checkpoint(&mut self) {
+        // One relaxed load, as the locks' own checkpoints.
+        if self.word.load(Relaxed) == ASKED {
+            // Only the lender moves ASKED on. Release pairs with the borrower's Acquire.
+            self.word.store(LENT, Release);
+            // Acquire pairs with the borrower's Release as it gives the word back.
+            while self.word.load(Acquire) == LENT {
+                std::hint::spin_loop();
             }
-            give();
-            drop(near); // the echo thread sees end of file and ends
-            trips
-        });
-        let cpu = named(s, "CPU 1".into(), move || {
-            start.wait();
-            let mut state = 0x9e37_79b9_7f4a_7c15;
-            let mut units = 0u64;
-            while !stop.load(Relaxed) {
-                for _ in 0..64 {
-                    unit(&mut state);
-                    // The checkpoint: one relaxed load, as the locks' own.
-                    if word.load(Relaxed) == ASKED {
-                        // Release pairs with the I/O thread's Acquire; Acquire below with its
-                        // Release store of HELD.
-                        word.store(LENT, Release);
-                        // A grant can land after the I/O thread's last give-back: stop anyway.
-                        while word.load(Acquire) == LENT && !stop.load(Relaxed) {
-                            std::hint::spin_loop();
-                        }
+        }
+    }
+
+    fn blocking<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        self.borrower = true;
+        self.give_back();
+        let out = f();
+        // Asks, unless the lender is gone. Relaxed: the Acquire load below orders the loan.
+        if self
+            .word
+            .compare_exchange(HELD, ASKED, Relaxed, Relaxed)
+            .is_ok()
+        {
+            // Acquire pairs with the lender's Release store of LENT. GONE: the lender left.
+            loop {
+                match self.word.load(Acquire) {
+                    LENT => {
+                        self.lent = true;
+                        break;
                     }
+                    GONE => break,
+                    _ => std::hint::spin_loop(),
                 }
-                units += 64;
             }
-            units
-        });
-        start.wait();
-        let began = Instant::now();
-        thread::sleep(time);
-        stop.store(true, Relaxed);
-        let elapsed = began.elapsed();
-        let trips = io.join().expect("I/O thread");
-        let units = cpu.join().expect("CPU thread");
-        ((trips, units), elapsed)
-    });
-    let secs = elapsed.as_secs_f64();
-    Rates {
-        round_trips: trips as f64 / secs,
-        units: units as f64 / secs,
+        }
+        out
+    }
+}
+
+impl FloorSide<'_> {
+    /// The borrower gives the loan back, if it holds one.
+    fn give_back(&mut self) {
+        if self.lent {
+            self.lent = false;
+            // Only the borrower moves LENT on. Release pairs with the lender's Acquire.
+            self.word.store(HELD, Release);
+        }
+    }
+}
+
+impl Drop for FloorSide<'_> {
+    fn drop(&mut self) {
+        if self.borrower {
+            self.give_back();
+        } else {
+            // The lender leaves; a borrower asking or about to ask stops waiting.
+            self.word.store(GONE, Relaxed);
+        }
     }
 }
