@@ -225,7 +225,7 @@ pub fn main() {
         // Per contender, per K: the ratios of each round.
         let mut io = vec![vec![Vec::new(); KS.len()]; Kind::LOCKS.len()];
         let mut cpu = io.clone();
-        // The floor at K = 1 (see `w3::floor`), per round.
+        // The floor at K = 1 (see `w3::Floor`), per round.
         let (mut floor_io, mut floor_cpu) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
             step(format!("W3 round {round}/{rounds}: one CPU thread alone"));
@@ -259,7 +259,7 @@ pub fn main() {
                 bar.inc(1);
             }
             step(format!("W3 round {round}/{rounds}: K=1, the floor"));
-            let floor = w3::floor(t);
+            let floor = w3::run(&w3::Floor::default(), 1, true, t);
             floor_io.push(floor.round_trips / base[0]);
             floor_cpu.push(floor.units / cpu_alone);
             bar.inc(1);
@@ -296,16 +296,12 @@ pub fn main() {
             "  {:<32} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
             "", "io K=1", "K=2", "K=4", "cpu K=1", "K=2", "K=4"
         );
-        let _ = writeln!(
-            text,
-            "  {:<32} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}",
+        // K = 1 only: NaN prints as "—".
+        w3_row(
+            &mut text,
             "the floor: a bare spin loan",
-            ratio(median(&floor_io)),
-            "—",
-            "—",
-            format!("{:.3}", median(&floor_cpu)),
-            "—",
-            "—"
+            &[median(&floor_io), f64::NAN, f64::NAN],
+            &[median(&floor_cpu), f64::NAN, f64::NAN],
         );
         let mut rows = Vec::new();
         for (c, kind) in Kind::LOCKS.into_iter().enumerate() {
@@ -579,15 +575,24 @@ fn gap(f: &w4::Fairness) -> f64 {
     f.worst().as_secs_f64() / ((f.n - 1) as f64 * INTERVAL.as_secs_f64())
 }
 
-/// One W3 table row: io_ratio and cpu_ratio for K = 1, 2, 4.
+/// One W3 table row: io_ratio and cpu_ratio for K = 1, 2, 4; a NaN (not run) prints as "—".
 fn w3_row(text: &mut String, name: &str, io: &[f64], cpu: &[f64]) {
     let _ = write!(text, "  {name:<32}");
     for &x in io {
-        let _ = write!(text, " {:>8}", ratio(x));
+        let _ = write!(
+            text,
+            " {:>8}",
+            if x.is_nan() { "—".into() } else { ratio(x) }
+        );
     }
     text.push_str("  ");
     for &x in cpu {
-        let _ = write!(text, " {x:>8.3}");
+        let cell = if x.is_nan() {
+            "—".into()
+        } else {
+            format!("{x:.3}")
+        };
+        let _ = write!(text, " {cell:>8}");
     }
     text.push('\n');
 }

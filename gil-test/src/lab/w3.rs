@@ -133,12 +133,6 @@ fn echo(stream: &mut UnixStream) {
     }
 }
 
-/// W3's floor at K = 1: the least any lock can cost when the I/O thread takes it twice per
-/// round trip. Runs [`run`] with K = 1 on [`Floor`].
-pub fn floor(time: Duration) -> Rates {
-    run(&Floor::default(), 1, true, time)
-}
-
 /// The word of [`Floor`]: the lender (the CPU thread) holds and nobody asks.
 const HELD: u32 = 0;
 /// The borrower (the I/O thread) asks for the loan.
@@ -148,11 +142,12 @@ const LENT: u32 = 2;
 /// The lender has stopped: nothing more is lent, and asking returns at once.
 const GONE: u32 = 3;
 
-/// Not a lock: only the loan itself, for W3 with one CPU thread (the lender, which calls
-/// `checkpoint`) and the I/O thread (the borrower, which calls `blocking`). The borrower asks
-/// on one word and spins until the lender, which looks at the word at each checkpoint, grants
-/// it; it gives the word back as each blocking call begins. Nothing is queued, counted or
-/// timed, and nobody sleeps. With two CPU threads it would exclude nothing.
+/// W3's floor at K = 1: the least any lock can cost when the I/O thread takes it twice per
+/// round trip. Not a lock: only the loan itself, for [`run`] with one CPU thread (the lender,
+/// which calls `checkpoint`) and the I/O thread (the borrower, which calls `blocking`). The
+/// borrower asks on one word and spins until the lender, which looks at the word at each
+/// checkpoint, grants it; it gives the word back as each blocking call begins. Nothing is
+/// queued, counted or timed, and nobody sleeps. With two CPU threads it would exclude nothing.
 #[derive(Default)]
 #[repr(align(128))] // a line of its own, like the contenders' lock words
 pub struct Floor(AtomicU32);
