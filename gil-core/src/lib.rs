@@ -49,5 +49,5 @@ mod raw;
 pub use breaker::Breaker;
 pub use park::{Park, SpinPark};
 pub use queue::{WaitState, Waiter};
-pub use raw::{Away, Cancel, Closed, Enqueued, RawGil, TryAcquireError};
+pub use raw::{Away, Cancel, Closed, Enqueued, Loan, RawGil, TryAcquireError};
 pub use sync::AtomicU32;

@@ -49,6 +49,23 @@ pub trait Park {
 
     /// Wakes a waiter whose state word has just changed from [`Waiter::ASLEEP`](crate::Waiter::ASLEEP).
     fn unpark(unparker: Self::Unparker);
+
+    /// Waits while `word` holds `value`: a lender waiting for its loan to come back
+    /// ([`RawGil::wait_loan_back`](crate::RawGil::wait_loan_back)), on the lock's breaker
+    /// word. May return early or spuriously; the core rereads the word. The default spins one
+    /// relax step, for strategies that never sleep.
+    #[inline]
+    fn park_word(word: &AtomicU32, value: u32) {
+        let _ = (word, value);
+        crate::sync::relax::<spin::relax::Spin>();
+    }
+
+    /// Wakes every thread in [`park_word`](Park::park_word) on `word` (there is at most one,
+    /// the lender). The default does nothing, for strategies that never sleep.
+    #[inline]
+    fn unpark_word(word: &AtomicU32) {
+        let _ = word;
+    }
 }
 
 /// Busy-waiting with one of `spin`'s relax strategies between looks at the state word.

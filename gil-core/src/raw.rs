@@ -125,6 +125,18 @@ pub struct Away {
     offered: Option<u32>,
 }
 
+/// Where an ask for a loan stands: see [`RawGil::ask_loan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loan {
+    /// Asked; the lock is held and its holder may still lend it.
+    Asked,
+    /// Lent: the asking thread holds the lock on loan.
+    Lent,
+    /// The lock was released, or its owner is away in a blocking region: nobody may be left
+    /// to answer. Withdraw the ask ([`RawGil::withdraw_loan`]) and take the lock another way.
+    Unheld,
+}
+
 /// What [`RawGil::cancel`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a cancel may find the lock granted, and then the caller owns it"]
@@ -680,10 +692,150 @@ impl<P: Park> RawGil<P> {
     #[cold]
     unsafe fn checkpoint_slow(&self) -> u32 {
         if self.breaker.take(Breaker::DROP_REQUEST) != 0 {
-            // SAFETY: we own the lock (caller's contract).
-            unsafe { self.yield_now() };
+            if self.is_lent() {
+                // This thread holds the lock on loan, and the request is for the lender's
+                // slice: give the lock back, leave the request for the lender to answer, and
+                // come back in line.
+                self.breaker.set(Breaker::DROP_REQUEST);
+                // SAFETY: we hold the lock on loan (it is lent and we own it).
+                unsafe { self.give_back() };
+                self.relock();
+            } else {
+                // SAFETY: we own the lock (caller's contract).
+                unsafe { self.yield_now() };
+            }
         }
-        self.breaker.pending() & !Breaker::DROP_REQUEST
+        // SAFETY: we own the lock (caller's contract).
+        if unsafe { self.lend_asked() } {
+            // SAFETY: lent just above.
+            unsafe { self.wait_loan_back() };
+        }
+        self.breaker.pending() & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED)
+    }
+
+    /// Asks the holder to *lend* this thread the lock at its next checkpoint: the fast way back
+    /// for a thread that may go ahead of the line (one back from a blocking region, say).
+    /// Returns `false`, having asked nothing, if the lock is not held, its owner is away
+    /// ([`unlock_away`](RawGil::unlock_away)), or another thread's loan is asked or under way;
+    /// take the lock another way then.
+    ///
+    /// After `true`, poll [`loan`](RawGil::loan) until it says [`Loan::Lent`] (this thread
+    /// holds the lock on loan), or [`withdraw_loan`](RawGil::withdraw_loan) the ask — at the
+    /// latest once `loan` says [`Loan::Unheld`], for then nobody may be left to answer it.
+    ///
+    /// A loan involves only the asker, the holder and the lock's cache line: the holder's
+    /// checkpoint grants it with one compare-and-swap on the breaker word and waits there for
+    /// it back; the borrower gives it back with one atomic AND. Nobody queues. Every loan
+    /// bypasses the line: who may ask, and how often, is the caller's policy (gil-std's
+    /// credit), as for [`Waiter::urgent`].
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    /// use gil_core::{Loan, RawGil};
+    ///
+    /// let gil: RawGil = RawGil::new();
+    /// let done = AtomicBool::new(false);
+    /// gil.lock().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         assert!(gil.ask_loan());
+    ///         while gil.loan() == Loan::Asked {
+    ///             std::hint::spin_loop();
+    ///         }
+    ///         assert_eq!(gil.loan(), Loan::Lent);
+    ///         // SAFETY: this thread holds the lock on loan.
+    ///         unsafe { gil.give_back() };
+    ///         done.store(true, Relaxed);
+    ///     });
+    ///     // The holder's checkpoint lends the lock, and returns once it is back.
+    ///     while !done.load(Relaxed) {
+    ///         // SAFETY: this thread owns the lock.
+    ///         unsafe { gil.checkpoint() };
+    ///     }
+    /// });
+    /// // SAFETY: this thread owns the lock again.
+    /// unsafe { gil.unlock() };
+    /// ```
+    pub fn ask_loan(&self) -> bool {
+        // A stale look only means an ask that `loan` soon says to withdraw, or none asked.
+        let state = self.state.load(Relaxed);
+        state & (LOCKED | AWAY) == LOCKED && self.breaker.ask()
+    }
+
+    /// Where this thread's ask ([`ask_loan`](RawGil::ask_loan)) stands. [`Loan::Lent`] makes
+    /// the calling thread the holder, on loan, with everything the lender wrote visible to it.
+    #[inline]
+    pub fn loan(&self) -> Loan {
+        if self.breaker.lent() {
+            return Loan::Lent;
+        }
+        // Relaxed: a hint to withdraw; `withdraw_loan` decides.
+        match self.state.load(Relaxed) & (LOCKED | AWAY) {
+            LOCKED => Loan::Asked,
+            _ => Loan::Unheld,
+        }
+    }
+
+    /// Withdraws this thread's ask. Returns `true` if it was withdrawn, `false` if the lock was
+    /// lent first: then the caller holds it on loan.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread asked ([`ask_loan`](RawGil::ask_loan) returned `true`) and has not
+    /// yet acted on a [`Loan::Lent`] or withdrawn.
+    pub unsafe fn withdraw_loan(&self) -> bool {
+        self.breaker.withdraw()
+    }
+
+    /// Lends the lock to the thread that asked ([`ask_loan`](RawGil::ask_loan)), if one has.
+    /// Returns whether it lent; then the caller no longer holds the lock and must wait for it
+    /// back ([`wait_loan_back`](RawGil::wait_loan_back), or polling
+    /// [`is_lent`](RawGil::is_lent)) before it uses what the lock protects.
+    /// [`checkpoint`](RawGil::checkpoint) does this, and the waiting.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock, and not on loan.
+    pub unsafe fn lend_asked(&self) -> bool {
+        self.breaker.pending() & Breaker::LOAN_ASKED != 0 && self.breaker.grant()
+    }
+
+    /// Whether the lock is lent now ([`lend_asked`](RawGil::lend_asked)): the borrower holds it
+    /// and the lender waits for it. A `false` read by the lender makes everything the borrower
+    /// wrote visible to it.
+    #[inline]
+    pub fn is_lent(&self) -> bool {
+        !self.breaker.returned()
+    }
+
+    /// The lender waits, sleeping with `P` ([`Park::park_word`]), until the borrower gives the
+    /// lock back; the caller then owns it again.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread lent the lock ([`lend_asked`](RawGil::lend_asked) returned `true`).
+    pub unsafe fn wait_loan_back(&self) {
+        while let Some(asleep) = self.breaker.lender_sleeps() {
+            P::park_word(self.breaker.word(), asleep);
+        }
+        // `lender_sleeps` read with Relaxed: one Acquire read to take the borrower's writes.
+        let back = self.breaker.returned();
+        debug_assert!(back);
+    }
+
+    /// The borrower gives the lock back to the lender (waking it if it sleeps): the loan ends.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds the lock on loan ([`loan`](RawGil::loan) said
+    /// [`Loan::Lent`], or [`withdraw_loan`](RawGil::withdraw_loan) returned `false`), and stops
+    /// using what it protects. While on loan it lets go only this way: not with `unlock`,
+    /// `unlock_away`, `requeue`, `lend` or `yield_now`.
+    #[inline]
+    pub unsafe fn give_back(&self) {
+        if self.breaker.give_back() {
+            P::unpark_word(self.breaker.word());
+        }
     }
 
     /// Asks the owner to hand the lock on at its next checkpoint. Lock-free: callable from any

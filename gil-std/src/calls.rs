@@ -17,7 +17,7 @@ use crate::guard::GilGuard;
 use crate::sync::lock;
 
 /// The breaker flag that says calls are queued.
-pub(crate) const CALLS: u32 = 1 << 2;
+pub(crate) const CALLS: u32 = 1 << 5;
 const _: () = assert!(CALLS & Breaker::STD_BITS == CALLS);
 
 /// A queued call: run once, by a thread holding the lock, which it proves with the guard.

@@ -55,7 +55,7 @@ struct Preempt {
 /// Breaker bit: the lock is listed (threads wait in line), so its holder times its own slice
 /// at its checkpoints ([`Gil::slice_over`]). Set and cleared with the listing, under the
 /// clock's mutex.
-pub(crate) const SLICE_TIMER: u32 = 1 << 4;
+pub(crate) const SLICE_TIMER: u32 = 1 << 7;
 const _: () = assert!(SLICE_TIMER & Breaker::STD_BITS == SLICE_TIMER);
 
 /// While [`SLICE_TIMER`] is set, the holder reads the clock at every `LOOK_EVERY`th

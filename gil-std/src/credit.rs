@@ -19,7 +19,7 @@ use gil_core::Breaker;
 use crate::Gil;
 
 /// The breaker flag an urgent waiter raises: "lend me the lock at your next checkpoint".
-pub(crate) const PRIORITY: u32 = 1 << 1;
+pub(crate) const PRIORITY: u32 = 1 << 4;
 const _: () = assert!(PRIORITY & Breaker::STD_BITS == PRIORITY);
 
 /// The most credit a thread can hold, as a fraction of the switch interval: the longest it can
@@ -82,22 +82,42 @@ impl Credit {
 
 thread_local! {
     static CREDIT: Cell<Credit> = const { Cell::new(Credit::new()) };
-    /// The loan this thread holds: the lock (its address) and when the loan began (nanoseconds
-    /// on the clock's epoch), or `(0, 0)`. Thread-local, not a flag in the lock: the borrower
-    /// alone reads and writes it, and a shared word written at each loan's start and end would
-    /// cross between the two cores of the loan twice more (~70 ns each, W3).
+    /// The loan this thread holds: the lock (its address, plus 1 for a loan it asked for
+    /// with `RawGil::ask_loan`, which it gives back with `RawGil::give_back`) and when the
+    /// loan began (nanoseconds on the clock's epoch), or `(0, 0)`. Thread-local, not a flag in
+    /// the lock: the borrower alone reads and writes it, and a shared word written at each
+    /// loan's start and end would cross between the two cores of the loan twice more (~70 ns
+    /// each, W3).
     static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// This thread begins holding `lock` on loan at `now`.
-pub(crate) fn begin_loan(lock: &Gil, now: u64) {
-    LOAN.set((core::ptr::from_ref(lock) as usize, now));
+/// How a thread holds a lock on loan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lent {
+    /// Granted through the queue (an urgent waiter); let go as any holder does, and the lock
+    /// goes back to the lender at the head of the line.
+    Queued,
+    /// Asked for with `RawGil::ask_loan`; let go only with `RawGil::give_back`.
+    Asked,
 }
 
-/// Whether this thread holds `lock` on loan.
+/// The key of `lock` in `LOAN` (a `Gil` is aligned to more than 2, so bit 0 is free).
+fn key(lock: &Gil, how: Lent) -> usize {
+    core::ptr::from_ref(lock) as usize | usize::from(how == Lent::Asked)
+}
+
+/// This thread begins holding `lock` on loan at `now`.
+pub(crate) fn begin_loan(lock: &Gil, now: u64, how: Lent) {
+    LOAN.set((key(lock, how), now));
+}
+
+/// How this thread holds `lock` on loan, if it does.
 #[inline]
-pub(crate) fn on_loan(lock: &Gil) -> bool {
-    LOAN.get().0 == core::ptr::from_ref(lock) as usize
+pub(crate) fn on_loan(lock: &Gil) -> Option<Lent> {
+    let held = LOAN.get().0;
+    [Lent::Queued, Lent::Asked]
+        .into_iter()
+        .find(|&how| held == key(lock, how))
 }
 
 /// The loan this thread holds ends at `now`: it spends the time held.

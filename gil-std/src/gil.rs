@@ -11,7 +11,7 @@ use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitSta
 
 use crate::calls::{Calls, PendingCalls};
 use crate::clock::{clock, nanos_at, now_nanos};
-use crate::credit::PRIORITY;
+use crate::credit::{Lent, PRIORITY};
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
 use crate::hooks::{Event, EventHook};
@@ -440,7 +440,7 @@ impl Gil {
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.wait_for_grant(Node::new(), deadline)?;
+        self.wait_for_grant(Node::new(), deadline, false)?;
         Ok(self.owned())
     }
 
@@ -475,15 +475,20 @@ impl Gil {
 
     /// Queues `node` and waits until it is granted (then the caller owns the lock), closed, or
     /// past `deadline`. Arms the clock's preemption timer while queued, and records the switch.
+    /// `announced`: the caller already emitted `Event::Wants` for this wait (it asked for a
+    /// loan first).
     pub(crate) fn wait_for_grant(
         &self,
         node: Node,
         deadline: Option<Instant>,
+        announced: bool,
     ) -> Result<(), AcquireError> {
         if !node.is_returning() {
             self.refuse_reentry();
         }
-        self.emit(Event::Wants);
+        if !announced {
+            self.emit(Event::Wants);
+        }
         let start = Instant::now();
         let node = pin!(node);
         // In line: armed before queueing, as `wait_queued` requires.
@@ -607,7 +612,7 @@ impl Gil {
                 Turn::Urgent => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
                     // Kept by this thread alone (see `credit::begin_loan`).
-                    crate::credit::begin_loan(self, nanos_at(now));
+                    crate::credit::begin_loan(self, nanos_at(now), Lent::Queued);
                 }
                 // The loan came back: the slice goes on where it was.
                 Turn::Resume => {}
@@ -664,7 +669,7 @@ impl Gil {
     /// assert!(!GIL.is_held_by_current_thread());
     /// ```
     pub fn ensure(&self) -> EnsureGuard<'_> {
-        if self.owner.is_current() {
+        if self.holds_here() {
             EnsureGuard::nested(self)
         } else {
             EnsureGuard::acquired(self.acquire())
@@ -721,7 +726,7 @@ impl Gil {
 
     /// Whether the calling thread holds this lock.
     pub fn is_held_by_current_thread(&self) -> bool {
-        self.owner.is_current()
+        self.holds_here()
     }
 
     /// Asks the holder to hand the lock to the longest waiter at its next checkpoint.
@@ -800,10 +805,30 @@ impl Gil {
     #[inline]
     pub(crate) fn begin_hold(&self) {
         self.owner.set_current();
+        self.watch_begin();
+    }
+
+    /// The calling thread has just taken the lock on a loan it asked for, or back from one it
+    /// lent: the owner token stays the lender's throughout the loan (see `holds_here`), so
+    /// that neither side writes it, on the line the loan passes on.
+    #[inline]
+    pub(crate) fn begin_loan_hold(&self) {
+        self.watch_begin();
+    }
+
+    #[inline]
+    fn watch_begin(&self) {
         let watch = self.watch.load(Relaxed);
         if watch != 0 {
             self.watch_hold(watch);
         }
+    }
+
+    /// Whether the calling thread holds the lock: it owns it, or holds it on a loan it asked
+    /// for (then the owner token is the lender's, which waits inside a checkpoint meanwhile).
+    #[inline]
+    pub(crate) fn holds_here(&self) -> bool {
+        self.owner.is_current() || crate::credit::on_loan(self) == Some(Lent::Asked)
     }
 
     #[cold]
@@ -824,25 +849,56 @@ impl Gil {
         }
     }
 
-    /// The calling thread is about to let the lock go.
+    /// The calling thread is about to let the lock go. Returns whether it held it on loan
+    /// (then it lets go with `RawGil::give_back`, and only so).
     #[inline]
-    pub(crate) fn end_hold(&self) {
-        self.end_hold_at(None);
+    pub(crate) fn end_hold(&self) -> bool {
+        self.end_hold_at(None)
     }
 
     /// As `end_hold`, with the time now if the caller has just read it (a blocking region
     /// does, for its credit): a loan held ends on that reading instead of a clock read of its
     /// own, on the lender's critical path.
     #[inline]
-    pub(crate) fn end_hold_at(&self, now: Option<u64>) {
+    pub(crate) fn end_hold_at(&self, now: Option<u64>) -> bool {
         let watch = self.watch.load(Relaxed);
         if watch != 0 {
             self.watch_release(watch);
         }
-        if crate::credit::on_loan(self) {
+        let lent = crate::credit::on_loan(self);
+        if lent.is_some() {
             self.end_loan(now);
         }
-        self.owner.clear();
+        // A loan asked for leaves the owner token alone (see `begin_loan_hold`).
+        if lent != Some(Lent::Asked) {
+            self.owner.clear();
+        }
+        lent == Some(Lent::Asked)
+    }
+
+    /// The calling thread, the owner, is about to lend the lock to the thread that asked: as
+    /// `end_hold`, but the owner token stays (see `begin_loan_hold`).
+    #[inline]
+    pub(crate) fn end_hold_to_lend(&self) {
+        let watch = self.watch.load(Relaxed);
+        if watch != 0 {
+            self.watch_release(watch);
+        }
+    }
+
+    /// Lets the lock go for good: gives a loan back, or unlocks.
+    #[inline]
+    pub(crate) fn release(&self) {
+        let on_loan = self.end_hold();
+        // SAFETY: the caller holds the lock (on loan, if `end_hold` says so) and stops using
+        // it.
+        unsafe {
+            if on_loan {
+                self.raw.give_back();
+            } else {
+                self.raw.unlock();
+            }
+        }
     }
 
     /// The loan this thread holds ends (at `now`, or the clock's time): it pays for the time
@@ -886,7 +942,7 @@ impl Gil {
 
     /// Whether the calling thread, the holder, holds out of turn (lent the lock).
     pub(crate) fn is_borrowing(&self) -> bool {
-        crate::credit::on_loan(self)
+        crate::credit::on_loan(self).is_some()
     }
 
     fn count_hold(&self) {
@@ -907,7 +963,7 @@ impl Gil {
     }
 
     pub(crate) fn refuse_reentry(&self) {
-        if self.owner.is_current() {
+        if self.holds_here() {
             panic!(
                 "gil: acquire() called on a thread that already holds this Gil, which would wait \
                  for itself for ever; use Gil::ensure() where code may run with the lock held"
@@ -916,7 +972,7 @@ impl Gil {
     }
 
     /// Counts an acquisition that waited from `since` to `now`.
-    fn count_wait(&self, since: Instant, now: Instant) {
+    pub(crate) fn count_wait(&self, since: Instant, now: Instant) {
         let waited = now.saturating_duration_since(since);
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.counters.count_wait(nanos);

@@ -7,15 +7,15 @@ use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Away, Breaker};
+use gil_core::{Away, Breaker, Loan};
 
 use crate::calls::CALLS;
-use crate::clock::{LOOK_EVERY, SLICE_TIMER, clock, now_nanos};
+use crate::clock::{LOOK_EVERY, SLICE_TIMER, clock, nanos_at, now_nanos};
 use crate::credit::PRIORITY;
-use crate::gil::{Gil, Node, Turn};
+use crate::gil::{Gil, LOAN_SPIN, Node, Turn};
 use crate::hooks::Event;
 use crate::interrupt::{INTERRUPT, Interrupted, Region, take_own};
-use crate::sync::CLOCK;
+use crate::sync::{CLOCK, spin_while};
 use crate::threads::ThreadStats;
 
 /// Proof that this thread holds a [`Gil`]; releases it when dropped.
@@ -210,16 +210,24 @@ impl<'a> GilGuard<'a> {
         self.gil.emit(Event::BlockingEntered);
         // One clock read for the region's start and the end of a loan this thread holds.
         let now = self.gil.fast_return.load(Relaxed).then(now_nanos);
-        self.gil.end_hold_at(now);
+        let on_loan = self.gil.end_hold_at(now);
         if let Some(now) = now {
             crate::credit::enter_region(now);
         }
-        // Lets go lazily: with threads waiting, the head is offered the lock and woken, and a
-        // region that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
-        // regions").
-        // SAFETY: the guard proves this thread holds the lock; `Unlocked::drop` takes it back
-        // before the guard can be used again (it borrows the guard mutably until then).
-        let away = unsafe { self.gil.raw.unlock_away() };
+        // A loan goes back to its lender. Otherwise the lock goes lazily: with threads waiting,
+        // the head is offered the lock and woken, and a region that ends before it runs keeps
+        // this thread's turn (docs/design.md, "Blocking regions").
+        // SAFETY: the guard proves this thread holds the lock (on loan, if `end_hold_at` says
+        // so); `Unlocked::drop` takes it back before the guard can be used again (it borrows
+        // the guard mutably until then).
+        let away = unsafe {
+            if on_loan {
+                self.gil.raw.give_back();
+                None
+            } else {
+                Some(self.gil.raw.unlock_away())
+            }
+        };
         Unlocked { guard: self, away }
     }
 }
@@ -227,9 +235,8 @@ impl<'a> GilGuard<'a> {
 impl Drop for GilGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.gil.end_hold();
-        // SAFETY: the guard proves this thread holds the lock, and this is its last use.
-        unsafe { self.gil.raw.unlock() };
+        // The guard proves this thread holds the lock, and this is its last use.
+        self.gil.release();
     }
 }
 
@@ -244,7 +251,8 @@ impl fmt::Debug for GilGuard<'_> {
 #[must_use = "the lock is taken back as soon as this is dropped"]
 pub struct Unlocked<'g, 'a> {
     guard: &'g mut GilGuard<'a>,
-    away: Away,
+    /// How the lock was let go: `None` for a loan given back.
+    away: Option<Away>,
 }
 
 impl Drop for Unlocked<'_, '_> {
@@ -447,19 +455,35 @@ impl Gil {
                 self.run_breaker_handlers(&guard, pending);
             }
         }
-        let taken = self.raw.breaker().take(Breaker::DROP_REQUEST | PRIORITY);
+        let borrowing = self.is_borrowing();
+        // A borrower leaves PRIORITY for its lender: it lends nothing itself.
+        let asks = Breaker::DROP_REQUEST | if borrowing { 0 } else { PRIORITY };
+        // Not a write to the breaker's line when there is nothing to take (a loan asked for):
+        // the asker is reading that line.
+        let taken = if pending & asks != 0 {
+            self.raw.breaker().take(asks)
+        } else {
+            0
+        };
         if taken & Breaker::DROP_REQUEST != 0 {
-            if self.is_borrowing() {
+            if borrowing {
                 // The request is for the lender's slice, which this loan is part of: pass it
-                // on, so whoever holds next in the lender's place answers it.
+                // on, so that the lender answers it once the loan is back.
                 self.raw.breaker().set(Breaker::DROP_REQUEST);
             }
             if self.hand_off() {
                 self.counters.forced_drops.fetch_add(1, Relaxed);
                 ThreadStats::count(|t| t.forced_drops += 1);
             }
-        } else if taken & PRIORITY != 0 && self.lend() {
-            self.counters.count_lend();
+        } else if !borrowing {
+            // A loan asked for on the breaker, else one asked for in line (an urgent waiter
+            // that found another loan under way, or stopped waiting awake). A borrower lends
+            // nothing: a loan does not lend on.
+            let lent = (pending & Breaker::LOAN_ASKED != 0 && self.lend_asked())
+                || (taken & PRIORITY != 0 && self.lend());
+            if lent {
+                self.counters.count_lend();
+            }
         }
         // Last, so an interrupt that came while this thread waited to get the lock back is
         // reported now. A bit set for a thread other than this one is cleared here; that thread
@@ -486,8 +510,58 @@ impl Gil {
         self.step_aside(Turn::Resume)
     }
 
+    /// Lends the lock to the thread that asked for a loan ([`RawGil::ask_loan`]), if one
+    /// has, and waits (awake a while, then asleep) for it back. The caller holds the lock, not
+    /// on loan; returns whether it lent.
+    fn lend_asked(&self) -> bool {
+        self.end_hold_to_lend();
+        // SAFETY: the caller holds the lock, not on loan.
+        if !unsafe { self.raw.lend_asked() } {
+            // The asker withdrew first.
+            self.begin_loan_hold();
+            return false;
+        }
+        // Read once lent, not before: the borrower is spinning, and a read here would hold up
+        // the loan.
+        let since = Instant::now();
+        if !spin_while(|| self.raw.is_lent(), since + LOAN_SPIN) {
+            // Not back soon: from now on the clock preempts the borrower at the end of this
+            // thread's slice, as for any waiter.
+            if CLOCK {
+                clock().arm(self, since);
+            }
+            // SAFETY: lent just above.
+            unsafe { self.raw.wait_loan_back() };
+            if CLOCK {
+                clock().leave(self);
+            }
+        } else {
+            // Take the borrower's writes: `spin_while` looked with Relaxed.
+            let back = !self.raw.is_lent();
+            debug_assert!(back);
+        }
+        self.count_wait(since, Instant::now());
+        self.begin_loan_hold();
+        true
+    }
+
     /// `hand_off` (`turn` is `InLine`: `requeue`) or `lend` (`Resume`: `RawGil::lend`).
     fn step_aside(&self, turn: Turn) -> bool {
+        if crate::credit::on_loan(self) == Some(crate::credit::Lent::Asked) {
+            // A loan asked for goes back to its lender before anything else, and does not lend
+            // on. Handing off, the borrower then waits in line like anybody (the lender answers
+            // the drop request).
+            if turn != Turn::InLine {
+                return false;
+            }
+            self.end_hold();
+            // SAFETY: this thread holds the lock on loan.
+            unsafe { self.raw.give_back() };
+            let back = self.wait_for_grant(Node::returning(), None, false);
+            debug_assert!(back.is_ok(), "returning waiters are never closed");
+            self.begin_hold();
+            return true;
+        }
         if !self.raw.has_waiters() {
             return false;
         }
@@ -532,8 +606,8 @@ impl Gil {
     /// held the lock before and must be able to finish.
     ///
     /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
-    pub(crate) fn take_back(&self, away: Away) {
-        if self.raw.reclaim(away) {
+    pub(crate) fn take_back(&self, away: Option<Away>) {
+        if away.is_some_and(|away| self.raw.reclaim(away)) {
             // Back before the offer was taken: the turn goes on, and nothing was given up to
             // earn credit for.
             crate::credit::forget_region();
@@ -547,15 +621,44 @@ impl Gil {
                 u64::from(self.waiting.load(Relaxed)) + 2,
                 self.switch_interval(),
             );
-        if self.raw.try_acquire().is_err() {
-            let node = if urgent {
-                Node::urgent()
-            } else {
-                Node::returning()
-            };
-            let back = self.wait_for_grant(node, None);
-            debug_assert!(back.is_ok(), "returning waiters are never closed");
+        // A look before the compare-and-swap: a failed one would still take the lock's line
+        // from the holder, whose next checkpoint reads it.
+        if !self.raw.is_locked() && self.raw.try_acquire().is_ok() {
+            self.begin_hold();
+            return;
         }
+        let asked = urgent && self.raw.ask_loan();
+        if asked {
+            self.emit(Event::Wants);
+            if self.borrow() {
+                self.begin_loan_hold();
+                return;
+            }
+        }
+        let node = if urgent {
+            Node::urgent()
+        } else {
+            Node::returning()
+        };
+        let back = self.wait_for_grant(node, None, asked);
+        debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
+    }
+
+    /// Waits for the loan this thread asked for ([`RawGil::ask_loan`]), awake, up to
+    /// `LOAN_SPIN`. Returns whether this thread now holds the lock on loan; if not (the ask
+    /// was withdrawn), it takes the lock another way.
+    fn borrow(&self) -> bool {
+        let start = Instant::now();
+        spin_while(|| self.raw.loan() == Loan::Asked, start + LOAN_SPIN);
+        // SAFETY: this thread asked just above, and acts on the answer only here.
+        let lent = self.raw.loan() == Loan::Lent || !unsafe { self.raw.withdraw_loan() };
+        if lent {
+            let now = Instant::now();
+            self.count_wait(start, now);
+            // Held out of turn, paid for with credit (see `credit::begin_loan`).
+            crate::credit::begin_loan(self, nanos_at(now), crate::credit::Lent::Asked);
+        }
+        lent
     }
 }

@@ -24,7 +24,7 @@ use crate::gil::{Gil, WATCH_INTERRUPTS};
 use crate::sync::{Arc, AtomicBool, Mutex, lock};
 
 /// The breaker flag that says some thread has been interrupted.
-pub(crate) const INTERRUPT: u32 = 1 << 3;
+pub(crate) const INTERRUPT: u32 = 1 << 6;
 const _: () = assert!(INTERRUPT & Breaker::STD_BITS == INTERRUPT);
 
 /// What [`GilGuard::checkpoint`](crate::GilGuard::checkpoint) returns when the calling thread

@@ -47,9 +47,8 @@ unsafe impl lock_api::RawMutex for Gil {
 
     #[inline]
     unsafe fn unlock(&self, _: GuardNoSend) {
-        self.end_hold();
-        // SAFETY: the caller holds the lock (lock_api's contract for `unlock`).
-        unsafe { self.raw.unlock() };
+        // The caller holds the lock (lock_api's contract for `unlock`).
+        self.release();
     }
 
     fn is_locked(&self) -> bool {

@@ -103,4 +103,13 @@ impl Park for FutexPark {
     fn unpark(unparker: *const AtomicU32) {
         atomic_wait::wake_one(unparker);
     }
+
+    /// Sleeps on `word` (a lock's breaker word, for a lender) while it holds `value`.
+    fn park_word(word: &AtomicU32, value: u32) {
+        atomic_wait::wait(word, value);
+    }
+
+    fn unpark_word(word: &AtomicU32) {
+        atomic_wait::wake_all(word);
+    }
 }

@@ -48,6 +48,34 @@ pub(crate) fn stay_awake(
     }
 }
 
+/// Spins while `busy()` holds, until `until`, reading the clock every 64 rounds: for the two
+/// sides of a loan, which expect an answer within microseconds. Returns whether `busy()`
+/// stopped holding. Under loom, which has no time, looks once more after one yield.
+#[inline]
+pub(crate) fn spin_while(mut busy: impl FnMut() -> bool, until: std::time::Instant) -> bool {
+    #[cfg(not(loom))]
+    loop {
+        for _ in 0..64 {
+            if !busy() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+    }
+    #[cfg(loom)]
+    {
+        let _ = until;
+        if !busy() {
+            return true;
+        }
+        loom::thread::yield_now();
+        !busy()
+    }
+}
+
 /// Whether the clock thread (timed preemption, timeout wake-ups) runs.
 pub(crate) const CLOCK: bool = !cfg!(loom);
 
