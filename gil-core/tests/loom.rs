@@ -7,9 +7,9 @@ mod support;
 
 use std::pin::pin;
 
-use gil_core::{AtomicU32, Cancel, Enqueued, Park, RawGil, WaitState, Waiter};
-use loom::sync::Arc;
+use gil_core::{AtomicU32, Cancel, Enqueued, Loan, Park, RawGil, WaitState, Waiter};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use loom::sync::{Arc, Mutex};
 use loom::thread;
 use support::{Protected, model};
 
@@ -38,6 +38,31 @@ impl Park for LoomPark {
     fn unpark(unparker: thread::Thread) {
         unparker.unpark();
     }
+
+    /// A futex, for the lender: the look at the word and the sign-up to be woken happen under
+    /// one mutex, which the wake takes too, so a give-back between the lender's look and its
+    /// sleep is not lost (loom's unpark before park makes the park return).
+    fn park_word(word: &AtomicU32, value: u32) {
+        let mut sleeper = SLEEPER.lock().unwrap();
+        // Relaxed: as the kernel's look; the core rereads the word with Acquire.
+        if word.load(Relaxed) != value {
+            return;
+        }
+        *sleeper = Some(thread::current());
+        drop(sleeper);
+        thread::park();
+    }
+
+    fn unpark_word(_: &AtomicU32) {
+        if let Some(sleeper) = SLEEPER.lock().unwrap().take() {
+            sleeper.unpark();
+        }
+    }
+}
+
+loom::lazy_static! {
+    /// The thread asleep in `LoomPark::park_word` (each model has one lock and one lender).
+    static ref SLEEPER: Mutex<Option<thread::Thread>> = Mutex::new(None);
 }
 
 type Gil = RawGil<LoomPark>;
@@ -469,4 +494,132 @@ fn an_offer_survives_cancel_and_close() {
         returning.join().unwrap();
         assert!(!gil.is_locked(), "the lock is free at the end");
     });
+}
+
+/// A thread asks for a loan while the owner works (contract 12), and the owner's checkpoint
+/// races with the asker's withdrawal: the checkpoint lends the lock and sleeps until it comes
+/// back, or finds the ask withdrawn and goes on, and the asker then locks. Either way at most
+/// one thread touches the data at a time and each sees the other's writes (the grant and the
+/// give-back publish them), the asker is never wrong about holding a loan, and the lender is
+/// woken (a lost wake-up leaves it parked: loom reports the deadlock).
+#[test]
+fn a_loan_asked_for_is_lent_and_comes_back() {
+    loan_model(true);
+}
+
+/// As above, with the owner letting go instead of lending: the asker sees the lock unheld,
+/// withdraws and locks, and nobody is left waiting on an ask nobody can answer.
+#[test]
+fn an_ask_for_a_loan_is_withdrawn_when_the_lock_is_let_go() {
+    loan_model(false);
+}
+
+fn loan_model(lend: bool) {
+    model(3, move || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let asked = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+        let borrower = {
+            let (gil, data, asked) = (gil.clone(), data.clone(), asked.clone());
+            thread::spawn(move || {
+                borrow_or_lock(&gil, &asked);
+                data.bump();
+                // SAFETY: lent or locked just above.
+                unsafe { release(&gil) };
+            })
+        };
+        data.bump();
+        wait_for(&asked);
+        if lend {
+            // SAFETY: the main thread owns the lock.
+            unsafe { gil.checkpoint() };
+            data.bump();
+        }
+        // SAFETY: the main thread owns the lock (back from a loan, if it lent).
+        unsafe { gil.unlock() };
+        borrower.join().unwrap();
+        gil.lock().unwrap();
+        let expected = if lend { 4 } else { 3 };
+        assert_eq!(
+            data.bump(),
+            expected,
+            "every critical section ran exactly once"
+        );
+    });
+}
+
+/// As above, with the borrower asked to drop the lock while on loan: its checkpoint gives the
+/// loan back and it comes back in line, and the lender, back, answers the request by handing
+/// the lock to it. Nobody is stranded: not the lender waiting for its loan, not the borrower
+/// waiting in line.
+#[test]
+fn a_borrower_asked_to_drop_gives_the_loan_back_first() {
+    model(3, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let asked = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+        let borrower = {
+            let (gil, data, asked) = (gil.clone(), data.clone(), asked.clone());
+            thread::spawn(move || {
+                borrow_or_lock(&gil, &asked);
+                data.bump();
+                gil.request_drop();
+                // SAFETY: this thread holds the lock, on loan or its own.
+                unsafe { gil.checkpoint() };
+                assert!(!gil.is_lent(), "a loan outlived a drop request");
+                data.bump();
+                // SAFETY: the checkpoint returned with the lock held, and not on loan.
+                unsafe { gil.unlock() };
+            })
+        };
+        data.bump();
+        wait_for(&asked);
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.checkpoint() };
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.checkpoint() };
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        borrower.join().unwrap();
+        gil.lock().unwrap();
+        assert_eq!(data.bump(), 5, "every critical section ran exactly once");
+    });
+}
+
+/// Asks for a loan, says so in `asked`, and waits for it (two looks, then withdraws); takes the
+/// lock the ordinary way if the ask was refused or withdrawn.
+fn borrow_or_lock(gil: &Gil, asked: &AtomicBool) {
+    let ask = gil.ask_loan();
+    asked.store(true, Release);
+    if ask {
+        let mut looks = 0;
+        while gil.loan() == Loan::Asked && looks < 2 {
+            looks += 1;
+            thread::yield_now();
+        }
+        // SAFETY: this thread asked, and acts on the answer only here.
+        if gil.loan() == Loan::Lent || !unsafe { gil.withdraw_loan() } {
+            return;
+        }
+    }
+    gil.lock().unwrap();
+}
+
+/// Lets go of a lock held on loan (the lock is lent) or owned.
+///
+/// # Safety
+///
+/// The calling thread holds the lock.
+unsafe fn release(gil: &Gil) {
+    // SAFETY: forwarded contract. While the lock is lent, its holder is the borrower.
+    unsafe {
+        if gil.is_lent() {
+            gil.give_back();
+        } else {
+            gil.unlock();
+        }
+    }
 }

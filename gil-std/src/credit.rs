@@ -80,15 +80,22 @@ impl Credit {
     }
 }
 
-thread_local! {
+// CREDIT: this thread's credit. LOAN: the loan this thread holds: the lock (its address, plus
+// 1 for a loan it asked for with `RawGil::ask_loan`, which it gives back with
+// `RawGil::give_back`) and when the loan began (nanoseconds on the clock's epoch), or `(0, 0)`.
+// Thread-local, not a flag in the lock: the borrower alone reads and writes it, and a shared
+// word written at each loan's start and end would cross between the two cores of the loan
+// twice more (~70 ns each, W3). Loom's thread-locals under loom, which runs every model thread
+// on one OS thread.
+#[cfg(not(loom))]
+std::thread_local! {
     static CREDIT: Cell<Credit> = const { Cell::new(Credit::new()) };
-    /// The loan this thread holds: the lock (its address, plus 1 for a loan it asked for
-    /// with `RawGil::ask_loan`, which it gives back with `RawGil::give_back`) and when the
-    /// loan began (nanoseconds on the clock's epoch), or `(0, 0)`. Thread-local, not a flag in
-    /// the lock: the borrower alone reads and writes it, and a shared word written at each
-    /// loan's start and end would cross between the two cores of the loan twice more (~70 ns
-    /// each, W3).
     static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static CREDIT: Cell<Credit> = Cell::new(Credit::new());
+    static LOAN: Cell<(usize, u64)> = Cell::new((0, 0));
 }
 
 /// How a thread holds a lock on loan.
@@ -108,13 +115,13 @@ fn key(lock: &Gil, how: Lent) -> usize {
 
 /// This thread begins holding `lock` on loan at `now`.
 pub(crate) fn begin_loan(lock: &Gil, now: u64, how: Lent) {
-    LOAN.set((key(lock, how), now));
+    LOAN.with(|l| l.set((key(lock, how), now)));
 }
 
 /// How this thread holds `lock` on loan, if it does.
 #[inline]
 pub(crate) fn on_loan(lock: &Gil) -> Option<Lent> {
-    let held = LOAN.get().0;
+    let held = LOAN.with(|l| l.get().0);
     [Lent::Queued, Lent::Asked]
         .into_iter()
         .find(|&how| held == key(lock, how))
@@ -122,7 +129,7 @@ pub(crate) fn on_loan(lock: &Gil) -> Option<Lent> {
 
 /// The loan this thread holds ends at `now`: it spends the time held.
 pub(crate) fn end_loan(now: u64, interval: Duration) {
-    let (_, since) = LOAN.replace((0, 0));
+    let (_, since) = LOAN.with(|l| l.replace((0, 0)));
     with(|c| c.spend(now.saturating_sub(since), interval));
 }
 

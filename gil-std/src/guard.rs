@@ -614,13 +614,16 @@ impl Gil {
             self.begin_hold();
             return;
         }
-        // Contending: the waiters, the holder and this thread.
+        // Contending: the waiters, the holder and this thread. Under loom, whose models must
+        // not depend on the real clock, every return is credited (the rule's arithmetic has
+        // its own property test).
         let urgent = self.fast_return.load(Relaxed)
-            && crate::credit::leave_region(
-                now_nanos(),
-                u64::from(self.waiting.load(Relaxed)) + 2,
-                self.switch_interval(),
-            );
+            && (cfg!(loom)
+                || crate::credit::leave_region(
+                    now_nanos(),
+                    u64::from(self.waiting.load(Relaxed)) + 2,
+                    self.switch_interval(),
+                ));
         // A look before the compare-and-swap: a failed one would still take the lock's line
         // from the holder, whose next checkpoint reads it.
         if !self.raw.is_locked() && self.raw.try_acquire().is_ok() {

@@ -118,4 +118,32 @@ impl Park for LoomPark {
     fn unpark(unparker: loom::thread::Thread) {
         unparker.unpark();
     }
+
+    /// A futex, for a lender waiting for its loan back: the look at the word and the sign-up
+    /// to be woken happen under one mutex, which the wake takes too, so a give-back between
+    /// the lender's look and its sleep is not lost (loom's unpark before park makes the park
+    /// return). One sleeper slot: a loom model has one lender at a time.
+    fn park_word(word: &AtomicU32, value: u32) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let mut sleeper = crate::sync::lock(&LOAN_SLEEPER);
+        // Relaxed: as the kernel's look; the core rereads the word with Acquire.
+        if word.load(Relaxed) != value {
+            return;
+        }
+        *sleeper = Some(loom::thread::current());
+        drop(sleeper);
+        loom::thread::park();
+    }
+
+    fn unpark_word(_: &AtomicU32) {
+        if let Some(sleeper) = crate::sync::lock(&LOAN_SLEEPER).take() {
+            sleeper.unpark();
+        }
+    }
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    /// The lender asleep in `LoomPark::park_word`.
+    static ref LOAN_SLEEPER: Mutex<Option<loom::thread::Thread>> = Mutex::new(None);
 }

@@ -29,10 +29,15 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
                 back.load(SeqCst)
             });
             wait_until("the loan came back", || released.load(SeqCst));
+            assert!(gil.is_held_by_current_thread(), "the lender holds again");
         });
         wait_until("the holder queued", || gil.has_waiters());
         g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
-        // Back with the lock while the holder is still in its loop: it was lent.
+        // Back with the lock while the holder is still in its loop: it was lent. On loan, this
+        // thread is the holder as far as the API can tell (the owner token stays the
+        // lender's meanwhile): `ensure` nests instead of waiting for itself.
+        assert!(gil.is_held_by_current_thread());
+        assert!(gil.ensure().is_nested());
         back.store(true, SeqCst);
         drop(g);
         released.store(true, SeqCst);
