@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use gil_core::{
-    Away, Breaker, Cancel, Enqueued, RawGil, SpinPark, TryAcquireError, WaitState, Waiter,
+    Away, Breaker, Cancel, Enqueued, Loan, RawGil, SpinPark, TryAcquireError, WaitState, Waiter,
 };
 
 /// Logical threads.
@@ -60,6 +60,14 @@ pub enum Status {
     InRegion,
     /// Let the lock go lazily for a blocking region (`unlock_away`); must try `reclaim` first.
     Away,
+    /// Back from a region, asked for a loan (`ask_loan`), not yet answered.
+    Asking,
+    /// Lent the lock it asked for; the thread has not looked yet.
+    Lent,
+    /// Holds the lock on a loan it asked for, and knows it: lets go only with `give_back`.
+    Borrowing,
+    /// Lent the lock at a checkpoint and waits for it back.
+    Lending,
 }
 
 /// The reference model: what the lock must look like.
@@ -84,6 +92,11 @@ pub struct Model {
     /// The threads queued by `lend`, waiting for their loan to come back: a borrower going away
     /// (`unlock_away`) hands such a head the lock, not an offer. Cleared as they leave the line.
     pub lenders: [bool; THREADS],
+    /// The thread whose ask for a loan stands (`LOAN_ASKED` is pending).
+    pub asker: Option<usize>,
+    /// The thread that lent the lock it was asked for, while the loan is out (the borrower is
+    /// `holder`).
+    pub lender: Option<usize>,
 }
 
 /// One operation, by a logical thread where it takes one.
@@ -127,6 +140,14 @@ pub enum Op {
     /// `claim` by a waiting thread (one that saw itself offered, or any other: a claim of a
     /// waiter that is not offered changes nothing).
     Claim(usize),
+    /// A thread back from its region asks for a loan: `ask_loan`.
+    AskLoan(usize),
+    /// The asker looks at its ask: `loan`.
+    PollLoan(usize),
+    /// The asker withdraws its ask: `withdraw_loan` (which finds the loan if it was granted).
+    Withdraw(usize),
+    /// The borrower gives the lock back: `give_back`; it is then in a region.
+    GiveBack(usize),
 }
 
 impl Model {
@@ -239,7 +260,16 @@ impl Model {
             switches: 0,
             threads: [Status::Idle; THREADS],
             lenders: [false; THREADS],
+            asker: None,
+            lender: None,
         }
+    }
+
+    /// The loan ends: the lock goes back to the lender.
+    fn loan_back(&mut self) {
+        let lender = self.lender.take().expect("a loan is out");
+        self.holder = Some(lender);
+        self.threads[lender] = Status::Holding;
     }
 
     /// Whether `op` is allowed now (a thread can only do what its status lets it).
@@ -254,12 +284,16 @@ impl Model {
             }
             Op::Release(t)
             | Op::Yield(t)
-            | Op::Checkpoint(t)
             | Op::EnterRegion(t)
             | Op::EnterRegionAway(t)
             | Op::Lend(t) => m.threads[t] == Holding,
+            Op::Checkpoint(t) => matches!(m.threads[t], Holding | Borrowing),
             Op::Reclaim(t) => m.threads[t] == Away,
-            Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) => m.threads[t] == InRegion,
+            Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) | Op::AskLoan(t) => {
+                m.threads[t] == InRegion
+            }
+            Op::PollLoan(t) | Op::Withdraw(t) => matches!(m.threads[t], Asking | Lent),
+            Op::GiveBack(t) => m.threads[t] == Borrowing,
             Op::RequestDrop | Op::SetFlag | Op::TakeFlag | Op::Close => true,
         }
     }
@@ -315,10 +349,27 @@ impl Model {
             Op::Yield(t) => {
                 m.yield_from(t);
             }
+            Op::Checkpoint(t) if m.threads[t] == Status::Borrowing => {
+                if m.breaker & Breaker::DROP_REQUEST != 0 {
+                    // The request (left set) is the lender's: the loan goes back and the
+                    // borrower comes back in line.
+                    m.loan_back();
+                    m.come_back(t, NodeKind::Returning);
+                }
+            }
             Op::Checkpoint(t) => {
                 if m.breaker & Breaker::DROP_REQUEST != 0 {
                     m.breaker &= !Breaker::DROP_REQUEST;
                     m.yield_from(t);
+                }
+                if let Some(asker) = m.asker.filter(|_| m.threads[t] == Status::Holding) {
+                    // Lends to the asker, and waits for the lock back.
+                    m.asker = None;
+                    m.breaker &= !Breaker::LOAN_ASKED;
+                    m.lender = Some(t);
+                    m.threads[t] = Status::Lending;
+                    m.holder = Some(asker);
+                    m.threads[asker] = Status::Lent;
                 }
             }
             Op::RequestDrop => m.breaker |= Breaker::DROP_REQUEST,
@@ -374,6 +425,27 @@ impl Model {
                 } else {
                     m.threads[t] = Status::InRegion;
                 }
+            }
+            Op::AskLoan(t) => {
+                // Only of a held lock whose owner is not away, one ask or loan at a time.
+                if m.holder.is_some() && m.asker.is_none() && m.lender.is_none() {
+                    m.asker = Some(t);
+                    m.breaker |= Breaker::LOAN_ASKED;
+                    m.threads[t] = Status::Asking;
+                }
+            }
+            Op::PollLoan(t) | Op::Withdraw(t) => match m.threads[t] {
+                Status::Lent => m.threads[t] = Status::Borrowing,
+                Status::Asking if matches!(op, Op::Withdraw(_)) => {
+                    m.asker = None;
+                    m.breaker &= !Breaker::LOAN_ASKED;
+                    m.threads[t] = Status::InRegion;
+                }
+                _ => {}
+            },
+            Op::GiveBack(t) => {
+                m.threads[t] = Status::InRegion;
+                m.loan_back();
             }
         }
         m
@@ -468,6 +540,23 @@ impl Real {
                 let yielded = unsafe { gil.requeue(real.node(t, NodeKind::Returning)) };
                 assert_eq!(yielded, after.queued_status(t).is_some());
             }
+            Op::Checkpoint(t) if before.threads[t] == Status::Borrowing => {
+                if gil.breaker().pending() & Breaker::DROP_REQUEST != 0 {
+                    // The real checkpoint gives the loan back and relocks, which waits: drive
+                    // its steps instead.
+                    assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
+                    gil.breaker().set(Breaker::DROP_REQUEST);
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                    unsafe { gil.give_back() };
+                    // SAFETY: as above; the lender holds again, so the node queues.
+                    let got = unsafe { gil.enqueue(real.node(t, NodeKind::Returning)) };
+                    assert_eq!(got, Enqueued::Queued, "a borrower's relock");
+                } else {
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                    let others = unsafe { gil.checkpoint() };
+                    assert_eq!(others, after.breaker & !Breaker::DROP_REQUEST);
+                }
+            }
             Op::Checkpoint(t) => {
                 let pending = gil.breaker().pending();
                 if pending & Breaker::DROP_REQUEST != 0 && gil.has_waiters() {
@@ -476,6 +565,13 @@ impl Real {
                     assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     assert!(unsafe { gil.requeue(real.node(t, NodeKind::Returning)) });
+                } else if pending & Breaker::LOAN_ASKED != 0 {
+                    // The real checkpoint would lend and wait for the loan back: drive its
+                    // steps (nobody waits, so a drop request is only cleared).
+                    gil.breaker().take(Breaker::DROP_REQUEST);
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                    let lent = unsafe { gil.lend_asked() };
+                    assert_eq!(lent, after.lender == Some(t), "lend of thread {t}");
                 } else {
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     let others = unsafe { gil.checkpoint() };
@@ -528,6 +624,28 @@ impl Real {
                 let back = gil.reclaim(away);
                 assert_eq!(back, after.threads[t] == Status::Holding, "reclaim of {t}");
             }
+            Op::AskLoan(t) => {
+                assert_eq!(gil.ask_loan(), after.asker == Some(t), "ask of thread {t}");
+            }
+            Op::PollLoan(t) => {
+                let want = match before.threads[t] {
+                    Status::Lent => Loan::Lent,
+                    _ if before.holder.is_some() => Loan::Asked,
+                    _ => Loan::Unheld,
+                };
+                assert_eq!(gil.loan(), want, "loan of thread {t}, model {before:?}");
+            }
+            Op::Withdraw(t) => {
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                let withdrawn = unsafe { gil.withdraw_loan() };
+                assert_eq!(
+                    withdrawn,
+                    before.threads[t] == Status::Asking,
+                    "withdraw of {t}"
+                );
+            }
+            // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+            Op::GiveBack(_) => unsafe { gil.give_back() },
         }
     }
 
@@ -549,6 +667,7 @@ impl Real {
         assert_eq!(gil.is_closed(), m.closed);
         assert_eq!(gil.switches(), m.switches, "switches");
         assert_eq!(gil.breaker().pending(), m.breaker, "breaker");
+        assert_eq!(gil.is_lent(), m.lender.is_some(), "lent, model {m:?}");
         for t in 0..THREADS {
             let on = |kind: NodeKind| real.node(t, kind).state();
             let all = [NodeKind::Fresh, NodeKind::Returning, NodeKind::Urgent];
@@ -623,21 +742,25 @@ pub fn run(ops: &[Op]) -> usize {
 }
 
 /// Reads operations from bytes (the fuzzer's input): one byte each, the low nibble the kind,
-/// bits 4–5 the logical thread; a byte with both top bits set and low bits 0–2 is one of the
-/// lazy region's operations instead.
+/// bits 4–5 the logical thread; a byte with both top bits set is one of the lazy region's
+/// operations (low bits 0–2) or a step of a loan asked for (low bits 3) instead.
 pub fn decode(bytes: &[u8]) -> Vec<Op> {
     bytes
         .iter()
         .map(|&b| {
             let t = usize::from(b >> 4) % THREADS;
-            // Both top bits set: the lazy region's operations.
+            // Both top bits set: the lazy region's operations, and with the low bits 3, the
+            // loan asked for (bits 2–3 say which step).
             if b >> 6 == 3 {
-                match b & 0x03 {
-                    0 => return Op::EnterRegionAway(t),
-                    1 => return Op::Reclaim(t),
-                    2 => return Op::Claim(t),
-                    _ => {}
-                }
+                return match (b & 0x03, (b >> 2) & 0x03) {
+                    (0, _) => Op::EnterRegionAway(t),
+                    (1, _) => Op::Reclaim(t),
+                    (2, _) => Op::Claim(t),
+                    (_, 0) => Op::AskLoan(t),
+                    (_, 1) => Op::PollLoan(t),
+                    (_, 2) => Op::Withdraw(t),
+                    _ => Op::GiveBack(t),
+                };
             }
             match b & 0x0f {
                 0 => Op::TryAcquire(t),
