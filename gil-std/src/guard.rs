@@ -521,6 +521,7 @@ impl Gil {
             self.begin_loan_hold();
             return false;
         }
+        self.emit(Event::Wants);
         // Read once lent, not before: the borrower is spinning, and a read here would hold up
         // the loan.
         let since = Instant::now();
