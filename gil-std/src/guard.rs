@@ -209,24 +209,28 @@ impl<'a> GilGuard<'a> {
     pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
         self.gil.emit(Event::BlockingEntered);
         // One clock read for the region's start and the end of a loan this thread holds.
-        let now = self.gil.fast_return.load(Relaxed).then(now_nanos);
-        let on_loan = self.gil.end_hold_at(now);
-        if let Some(now) = now {
-            crate::credit::enter_region(now);
-        }
-        // A loan goes back to its lender. Otherwise the lock goes lazily: with threads waiting,
-        // the head is offered the lock and woken, and a region that ends before it runs keeps
-        // this thread's turn (docs/design.md, "Blocking regions").
-        // SAFETY: the guard proves this thread holds the lock (on loan, if `end_hold_at` says
-        // so); `Unlocked::drop` takes it back before the guard can be used again (it borrows
-        // the guard mutably until then).
-        let away = unsafe {
-            if on_loan {
-                self.gil.raw.give_back();
-                None
-            } else {
-                Some(self.gil.raw.unlock_away())
+        let fast = self.gil.fast_return.load(Relaxed);
+        // A loan asked for goes back to its lender at once; the clock is read after, for the
+        // loan's end and the region's start. Otherwise one read for both, and the lock goes
+        // lazily: with threads waiting, the head is offered the lock and woken, and a region
+        // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
+        // regions"). `Unlocked::drop` takes the lock back before the guard can be used again
+        // (it borrows the guard mutably until then).
+        let away = if crate::credit::on_loan(self.gil) == Some(crate::credit::Lent::Asked) {
+            self.gil.end_hold();
+            let now = self.gil.give_back_loan();
+            if fast {
+                crate::credit::enter_region(now);
             }
+            None
+        } else {
+            let now = fast.then(now_nanos);
+            self.gil.end_hold_at(now);
+            if let Some(now) = now {
+                crate::credit::enter_region(now);
+            }
+            // SAFETY: the guard proves this thread holds the lock, not on a loan it asked for.
+            Some(unsafe { self.gil.raw.unlock_away() })
         };
         Unlocked { guard: self, away }
     }
@@ -479,9 +483,9 @@ impl Gil {
             // A loan asked for on the breaker, else one asked for in line (an urgent waiter
             // that found another loan under way, or stopped waiting awake). A borrower lends
             // nothing: a loan does not lend on.
-            let lent = (pending & Breaker::LOAN_ASKED != 0 && self.lend_asked())
-                || (taken & PRIORITY != 0 && self.lend());
-            if lent {
+            // (`lend_asked` counts its loan itself, while the borrower holds.)
+            let lent_asked = pending & Breaker::LOAN_ASKED != 0 && self.lend_asked();
+            if !lent_asked && taken & PRIORITY != 0 && self.lend() {
                 self.counters.count_lend();
             }
         }
@@ -522,9 +526,11 @@ impl Gil {
             return false;
         }
         self.emit(Event::Wants);
-        // Read once lent, not before: the borrower is spinning, and a read here would hold up
-        // the loan.
+        // The lender's bookkeeping, while the borrower holds: a read of the clock (for how
+        // long to stay awake) and the count of loans. Nothing after the loan is back, when
+        // this thread's own work waits on it.
         let since = Instant::now();
+        self.counters.count_lend();
         if !spin_while(|| self.raw.is_lent(), since + LOAN_SPIN) {
             // Not back soon: from now on the clock preempts the borrower at the end of this
             // thread's slice, as for any waiter.
@@ -536,12 +542,13 @@ impl Gil {
             if CLOCK {
                 clock().leave(self);
             }
+            // It slept: the wait is long enough to time.
+            self.count_wait(since, Instant::now());
         } else {
             // Take the borrower's writes: `spin_while` looked with Relaxed.
             let back = !self.raw.is_lent();
             debug_assert!(back);
         }
-        self.count_wait(since, Instant::now());
         self.begin_loan_hold();
         true
     }
@@ -556,8 +563,7 @@ impl Gil {
                 return false;
             }
             self.end_hold();
-            // SAFETY: this thread holds the lock on loan.
-            unsafe { self.raw.give_back() };
+            self.give_back_loan();
             let back = self.wait_for_grant(Node::returning(), None, false);
             debug_assert!(back.is_ok(), "returning waiters are never closed");
             self.begin_hold();
@@ -658,10 +664,9 @@ impl Gil {
         // SAFETY: this thread asked just above, and acts on the answer only here.
         let lent = self.raw.loan() == Loan::Lent || !unsafe { self.raw.withdraw_loan() };
         if lent {
-            let now = Instant::now();
-            self.count_wait(start, now);
-            // Held out of turn, paid for with credit (see `credit::begin_loan`).
-            crate::credit::begin_loan(self, nanos_at(now), crate::credit::Lent::Asked);
+            // Held out of turn from the ask on, paid for with credit (see `credit::begin_loan`
+            // and `Gil::give_back_loan`): no clock read while the lender waits.
+            crate::credit::begin_loan(self, nanos_at(start), crate::credit::Lent::Asked);
         }
         lent
     }
