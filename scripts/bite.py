@@ -345,6 +345,17 @@ MUTATIONS = [
      "gil-std/src/gil.rs",
      "                    clock().arm(self, start);\n                    timed = true;",
      "                    timed = false;",
+     plain("gil-std", "fast_return", "a_queued_loan_that_does_not_end_ends_with_the_lenders_slice")),
+    ("asked-loan-never-timed",
+     "a lender that lent the lock it was asked for sleeps without arming the clock, so a "
+     "borrower that does not block again keeps the lock from it for ever",
+     "gil-std/src/guard.rs",
+     "            if CLOCK {\n                clock().arm(self, since);\n            }\n"
+     "            // SAFETY: lent just above.\n"
+     "            unsafe { self.raw.wait_loan_back() };\n"
+     "            if CLOCK {\n                clock().leave(self);\n            }",
+     "            // SAFETY: lent just above.\n"
+     "            unsafe { self.raw.wait_loan_back() };",
      plain("gil-std", "fast_return", "a_loan_that_does_not_end_ends_with_the_lenders_slice")),
     ("holder-never-times",
      "the lock is listed without SLICE_TIMER: the holder never times its own slice, and only "

@@ -515,7 +515,7 @@ fn an_ask_for_a_loan_is_withdrawn_when_the_lock_is_let_go() {
 }
 
 fn loan_model(lend: bool) {
-    model(3, move || {
+    model(4, move || {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());
         let asked = Arc::new(AtomicBool::new(false));
@@ -555,7 +555,7 @@ fn loan_model(lend: bool) {
 /// waiting in line.
 #[test]
 fn a_borrower_asked_to_drop_gives_the_loan_back_first() {
-    model(3, || {
+    model(4, || {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());
         let asked = Arc::new(AtomicBool::new(false));

@@ -90,9 +90,21 @@ fn a_thread_in_debt_comes_back_in_line() {
 /// A borrower that never blocks again does not keep the lock: once the lender's slice is over,
 /// the clock asks, and the borrower's checkpoint hands the lock back to the lender. (The two
 /// sides of a loan leave the clock alone while they stay awake; this is what they must arm it
-/// for when they go to sleep.)
+/// for when they go to sleep.) Here the loan is one asked for on the breaker: the lender
+/// checkpoints all along.
 #[test]
 fn a_loan_that_does_not_end_ends_with_the_lenders_slice() {
+    never_ending_loan(true);
+}
+
+/// As above, with the loan granted through the queue: the holder does not checkpoint until the
+/// thread back from its region has given up asking (after `LOAN_SPIN`) and queued urgently.
+#[test]
+fn a_queued_loan_that_does_not_end_ends_with_the_lenders_slice() {
+    never_ending_loan(false);
+}
+
+fn never_ending_loan(asked: bool) {
     let gil = Gil::with_switch_interval(Duration::from_millis(20));
     gil.set_fast_return(true);
     let lent = AtomicBool::new(false);
@@ -101,6 +113,10 @@ fn a_loan_that_does_not_end_ends_with_the_lenders_slice() {
         let mut g = gil.acquire();
         let lender = s.spawn(|| {
             let mut h = gil.acquire(); // queued behind `g`
+            if !asked {
+                // No checkpoint, so no loan on the breaker: the other thread queues.
+                wait_until("the other thread queued", || gil.has_waiters());
+            }
             wait_until("a loan", || {
                 h.checkpoint().unwrap(); // lends here, and comes back only when given back
                 lent.load(SeqCst)

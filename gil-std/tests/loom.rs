@@ -51,7 +51,7 @@ fn blocking_region_round_trip() {
 /// way, one thread at a time, every critical section once, and the lender is woken.
 #[test]
 fn a_thread_back_from_a_region_borrows_the_lock() {
-    model(3, || {
+    model(4, || {
         let gil = Arc::new(Gil::new());
         // Off by default under loom; on, every return from a region is credited.
         gil.set_fast_return(true);
