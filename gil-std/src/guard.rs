@@ -621,45 +621,48 @@ impl Gil {
             self.begin_hold();
             return;
         }
+        // With the fast return on, one clock read for the region's end and, if this thread
+        // asks for a loan, the ask's start, from which the loan is charged.
+        let back_at = self.fast_return.load(Relaxed).then(Instant::now);
         // Contending: the waiters, the holder and this thread. Under loom, whose models must
         // not depend on the real clock, every return is credited (the rule's arithmetic has
         // its own property test).
-        let urgent = self.fast_return.load(Relaxed)
-            && (cfg!(loom)
+        let urgent = back_at.filter(|&at| {
+            cfg!(loom)
                 || crate::credit::leave_region(
-                    now_nanos(),
+                    nanos_at(at),
                     u64::from(self.waiting.load(Relaxed)) + 2,
                     self.switch_interval(),
-                ));
+                )
+        });
         // A look before the compare-and-swap: a failed one would still take the lock's line
         // from the holder, whose next checkpoint reads it.
         if !self.raw.is_locked() && self.raw.try_acquire().is_ok() {
             self.begin_hold();
             return;
         }
-        let asked = urgent && self.raw.ask_loan();
-        if asked {
+        let asked = urgent.filter(|_| self.raw.ask_loan());
+        if let Some(start) = asked {
             self.emit(Event::Wants);
-            if self.borrow() {
+            if self.borrow(start) {
                 self.begin_loan_hold();
                 return;
             }
         }
-        let node = if urgent {
+        let node = if urgent.is_some() {
             Node::urgent()
         } else {
             Node::returning()
         };
-        let back = self.wait_for_grant(node, None, asked);
+        let back = self.wait_for_grant(node, None, asked.is_some());
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
     }
 
-    /// Waits for the loan this thread asked for ([`RawGil::ask_loan`]), awake, up to
-    /// `LOAN_SPIN`. Returns whether this thread now holds the lock on loan; if not (the ask
-    /// was withdrawn), it takes the lock another way.
-    fn borrow(&self) -> bool {
-        let start = Instant::now();
+    /// Waits for the loan this thread asked for ([`RawGil::ask_loan`]) just after `start`,
+    /// awake, up to `LOAN_SPIN`. Returns whether this thread now holds the lock on loan; if
+    /// not (the ask was withdrawn), it takes the lock another way.
+    fn borrow(&self, start: Instant) -> bool {
         spin_while(|| self.raw.loan() == Loan::Asked, start + LOAN_SPIN);
         // SAFETY: this thread asked just above, and acts on the answer only here.
         let lent = self.raw.loan() == Loan::Lent || !unsafe { self.raw.withdraw_loan() };
