@@ -117,7 +117,7 @@ impl Breaker {
                 return false;
             }
             // Relaxed: the asker publishes nothing. What it waits for, the grant, is read with
-            // Acquire (`lent`, `withdraw`).
+            // Acquire (`loan_out`, `withdraw`).
             match self
                 .0
                 .compare_exchange(seen, seen | Self::LOAN_ASKED, Relaxed, Relaxed)
@@ -136,7 +136,7 @@ impl Breaker {
                 return false;
             }
             let lent = (seen & !Self::LOAN_ASKED) | Self::LOAN_OUT;
-            // Release pairs with the Acquire in `lent` or `withdraw`: all the holder wrote
+            // Release pairs with the Acquire in `loan_out` or `withdraw`: all the holder wrote
             // under the lock becomes the borrower's.
             match self.0.compare_exchange(seen, lent, Release, Relaxed) {
                 Ok(_) => return true,
@@ -145,10 +145,12 @@ impl Breaker {
         }
     }
 
-    /// Whether the asker's ask was granted (it holds the lock on loan).
+    /// Whether a loan is out: for the asker, that its ask was granted (it holds the lock on
+    /// loan); for the lender, that it is not back yet.
     #[inline]
-    pub(crate) fn lent(&self) -> bool {
-        // Acquire pairs with the Release in `grant`.
+    pub(crate) fn loan_out(&self) -> bool {
+        // Acquire pairs with the Release in `grant` (the asker's look) and in `give_back` (the
+        // lender's).
         self.0.load(Acquire) & Self::LOAN_OUT != 0
     }
 
@@ -167,7 +169,7 @@ impl Breaker {
     /// The borrower gives the lock back; returns whether the lender sleeps (and must be woken).
     #[inline]
     pub(crate) fn give_back(&self) -> bool {
-        // Release pairs with the Acquire in `returned`: the borrower's writes become the
+        // Release pairs with the Acquire in `loan_out`: the borrower's writes become the
         // lender's.
         let old = self
             .0
@@ -177,13 +179,6 @@ impl Breaker {
             "gil-core: give_back without a loan"
         );
         old & Self::LENDER_ASLEEP != 0
-    }
-
-    /// Whether the loan came back (the lender holds the lock again).
-    #[inline]
-    pub(crate) fn returned(&self) -> bool {
-        // Acquire pairs with the Release in `give_back`.
-        self.0.load(Acquire) & Self::LOAN_OUT == 0
     }
 
     /// The lender is about to sleep: marks `LENDER_ASLEEP` while the loan is out. Returns the
@@ -198,7 +193,7 @@ impl Breaker {
                 return Some(seen);
             }
             // Relaxed: a marker only; the give-back's swap of it is ordered before or after,
-            // and says whether to wake. The loan's return is read with Acquire (`returned`).
+            // and says whether to wake. The loan's return is read with Acquire (`loan_out`).
             match self
                 .0
                 .compare_exchange(seen, seen | Self::LENDER_ASLEEP, Relaxed, Relaxed)

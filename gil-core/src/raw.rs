@@ -766,7 +766,7 @@ impl<P: Park> RawGil<P> {
     /// the calling thread the holder, on loan, with everything the lender wrote visible to it.
     #[inline]
     pub fn loan(&self) -> Loan {
-        if self.breaker.lent() {
+        if self.breaker.loan_out() {
             return Loan::Lent;
         }
         // Relaxed: a hint to withdraw; `withdraw_loan` decides.
@@ -797,7 +797,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// The calling thread owns the lock, and not on loan.
     pub unsafe fn lend_asked(&self) -> bool {
-        self.breaker.pending() & Breaker::LOAN_ASKED != 0 && self.breaker.grant()
+        self.breaker.grant()
     }
 
     /// Whether the lock is lent now ([`lend_asked`](RawGil::lend_asked)): the borrower holds it
@@ -805,7 +805,7 @@ impl<P: Park> RawGil<P> {
     /// wrote visible to it.
     #[inline]
     pub fn is_lent(&self) -> bool {
-        !self.breaker.returned()
+        self.breaker.loan_out()
     }
 
     /// The lender waits, sleeping with `P` ([`Park::park_word`]), until the borrower gives the
@@ -819,7 +819,7 @@ impl<P: Park> RawGil<P> {
             P::park_word(self.breaker.word(), asleep);
         }
         // `lender_sleeps` read with Relaxed: one Acquire read to take the borrower's writes.
-        let back = self.breaker.returned();
+        let back = !self.breaker.loan_out();
         debug_assert!(back);
     }
 

@@ -865,10 +865,7 @@ impl Gil {
     /// own, on the lender's critical path.
     #[inline]
     pub(crate) fn end_hold_at(&self, now: Option<u64>) -> bool {
-        let watch = self.watch.load(Relaxed);
-        if watch != 0 {
-            self.watch_release(watch);
-        }
+        self.watch_end();
         match crate::credit::on_loan(self) {
             // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
             // `begin_loan_hold`).
@@ -894,15 +891,15 @@ impl Gil {
         self.end_loan(Some(now));
         // A loan's wait is not timed: it ends at the grant, and reading the clock there would
         // hold up the lender (see `Stats::wait_time`).
-        self.counters.count_wait(0);
-        ThreadStats::count(|t| t.contended += 1);
+        self.count_waited(Duration::ZERO);
         now
     }
 
-    /// The calling thread, the owner, is about to lend the lock to the thread that asked: as
-    /// `end_hold`, but the owner token stays (see `begin_loan_hold`).
+    /// The part of `end_hold` that the watched services need (hooks, hold timing), alone: for
+    /// a thread about to lend the lock it was asked for, or to give back a loan it asked for,
+    /// whose owner token stays the lender's (see `begin_loan_hold`).
     #[inline]
-    pub(crate) fn end_hold_to_lend(&self) {
+    pub(crate) fn watch_end(&self) {
         let watch = self.watch.load(Relaxed);
         if watch != 0 {
             self.watch_release(watch);
@@ -993,7 +990,11 @@ impl Gil {
 
     /// Counts an acquisition that waited from `since` to `now`.
     pub(crate) fn count_wait(&self, since: Instant, now: Instant) {
-        let waited = now.saturating_duration_since(since);
+        self.count_waited(now.saturating_duration_since(since));
+    }
+
+    /// Counts an acquisition that waited `waited`.
+    fn count_waited(&self, waited: Duration) {
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.counters.count_wait(nanos);
         ThreadStats::count(|t| {

@@ -217,7 +217,7 @@ impl<'a> GilGuard<'a> {
         // regions"). `Unlocked::drop` takes the lock back before the guard can be used again
         // (it borrows the guard mutably until then).
         let away = if crate::credit::on_loan(self.gil) == Some(crate::credit::Lent::Asked) {
-            self.gil.end_hold();
+            self.gil.watch_end();
             let now = self.gil.give_back_loan();
             if fast {
                 crate::credit::enter_region(now);
@@ -518,7 +518,7 @@ impl Gil {
     /// has, and waits (awake a while, then asleep) for it back. The caller holds the lock, not
     /// on loan; returns whether it lent.
     fn lend_asked(&self) -> bool {
-        self.end_hold_to_lend();
+        self.watch_end();
         // SAFETY: the caller holds the lock, not on loan.
         if !unsafe { self.raw.lend_asked() } {
             // The asker withdrew first.
@@ -562,7 +562,7 @@ impl Gil {
             if turn != Turn::InLine {
                 return false;
             }
-            self.end_hold();
+            self.watch_end();
             self.give_back_loan();
             let back = self.wait_for_grant(Node::returning(), None, false);
             debug_assert!(back.is_ok(), "returning waiters are never closed");

@@ -1,7 +1,6 @@
 //! Futex parking: how a waiter of a [`Gil`](crate::Gil) sleeps, and how it is woken.
 
 use core::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
 
 use gil_core::{AtomicU32, Park, Waiter};
 
@@ -31,20 +30,6 @@ use gil_core::{AtomicU32, Park, Waiter};
 #[derive(Debug)]
 pub struct FutexPark;
 
-impl FutexPark {
-    /// Spins while `word` is `parked`, until `until`, reading the clock every [`SPINS`]
-    /// rounds: for waits expected to end within microseconds (a loan). Returns whether the word
-    /// changed; if not, the caller sleeps with [`Park::park`].
-    pub(crate) fn stay_awake(word: &AtomicU32, parked: u32, until: Instant) -> bool {
-        while !spin(word, parked) {
-            if Instant::now() >= until {
-                return false;
-            }
-        }
-        true
-    }
-}
-
 const PARKED: u32 = Waiter::<FutexPark>::PARKED;
 const ASLEEP: u32 = Waiter::<FutexPark>::ASLEEP;
 
@@ -64,7 +49,7 @@ fn spin(word: &AtomicU32, parked: u32) -> bool {
 /// round is a `PAUSE` of about 25 ns): 64 rounds take 1.6–1.7 µs, a tenth of a futex
 /// wake-to-run there (~19 µs). A first choice, to be tuned against W2 (handoff latency) once
 /// the lab measures it.
-const SPINS: u32 = 64;
+pub(crate) const SPINS: u32 = 64;
 
 impl Park for FutexPark {
     type Parker = ();

@@ -29,8 +29,9 @@ pub(crate) type Parking = crate::park::FutexPark;
 #[cfg(loom)]
 pub(crate) type Parking = LoomPark;
 
-/// Spins while `word` is `parked`, until `until` (see `FutexPark::stay_awake`); returns
-/// whether it changed. Under loom, which has no time, returns `false` at once.
+/// Spins while `word` is `parked`, until `until` (`spin_while`): for waits expected to end
+/// within microseconds (a loan); if it returns `false`, the caller sleeps. Returns whether the
+/// word changed. Under loom, which has no time, returns `false` at once.
 #[inline]
 pub(crate) fn stay_awake(
     word: &gil_core::AtomicU32,
@@ -39,7 +40,11 @@ pub(crate) fn stay_awake(
 ) -> bool {
     #[cfg(not(loom))]
     {
-        Parking::stay_awake(word, parked, until)
+        // Relaxed: only a hint to stop spinning; the caller rereads the word with Acquire.
+        spin_while(
+            || word.load(core::sync::atomic::Ordering::Relaxed) == parked,
+            until,
+        )
     }
     #[cfg(loom)]
     {
@@ -48,14 +53,15 @@ pub(crate) fn stay_awake(
     }
 }
 
-/// Spins while `busy()` holds, until `until`, reading the clock every 64 rounds: for the two
-/// sides of a loan, which expect an answer within microseconds. Returns whether `busy()`
-/// stopped holding. Under loom, which has no time, looks once more after one yield.
+/// Spins while `busy()` holds, until `until`, reading the clock every `SPINS` rounds (the
+/// futex strategy's spin before it sleeps): for the two sides of a loan, which expect an answer
+/// within microseconds. Returns whether `busy()` stopped holding. Under loom, which has no
+/// time, looks once more after one yield.
 #[inline]
 pub(crate) fn spin_while(mut busy: impl FnMut() -> bool, until: std::time::Instant) -> bool {
     #[cfg(not(loom))]
     loop {
-        for _ in 0..64 {
+        for _ in 0..crate::park::SPINS {
             if !busy() {
                 return true;
             }
