@@ -83,6 +83,14 @@ unsafe impl<P: Park> Sync for RawGil<P> {}
 // no pointers.
 unsafe impl<P: Park> Send for RawGil<P> {}
 
+// The queue's `UnsafeCell` would otherwise make `&RawGil` not unwind-safe, so that a
+// `catch_unwind` around code that takes the lock would need `AssertUnwindSafe`, unlike around a
+// `std::sync::Mutex`. No panic can leave the lock half-changed for code that sees it after the
+// unwinding: the queue is edited only under the queue lock, by code that does not panic (its
+// debug assertions aside), and every other field is an atomic.
+impl<P: Park> core::panic::RefUnwindSafe for RawGil<P> {}
+impl<P: Park> core::panic::UnwindSafe for RawGil<P> {}
+
 /// The lock is closed: [`RawGil::close`] was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Closed;

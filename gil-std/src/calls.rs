@@ -128,8 +128,11 @@ impl Gil {
     /// from any thread, with or without the lock; never blocks for long (a short mutex) and
     /// never waits for the call to run.
     ///
-    /// Calls run exactly once, in the order they were queued. A call that panics unwinds out of
-    /// the checkpoint (or acquire) that ran it; the calls behind it stay queued. Calls can take
+    /// Calls run exactly once, in the order they were queued. A checkpoint runs the calls that
+    /// were queued when it began, no more (at most [`Gil::PENDING_CALLS`]): a call that queues
+    /// another one leaves it for the next checkpoint. A call that panics unwinds out of the
+    /// checkpoint (or acquire) that ran it, through the guard, so that an acquire releases the
+    /// lock again; the calls behind it stay queued. Calls can take
     /// [`GilCell`](crate::GilCell)s with the guard they are given. Calls left when the lock
     /// is closed are handed back by [`Gil::close`].
     ///
@@ -186,17 +189,31 @@ impl Gil {
         }
     }
 
-    /// Runs the queued calls, one at a time and in order, until the queue is empty, proving
-    /// the lock with `guard`.
+    /// Runs the calls queued when it begins, one at a time and in order, proving the lock with
+    /// `guard`: at most [`Gil::PENDING_CALLS`] per call, so a call that queues itself again
+    /// runs once per checkpoint, not for ever. Calls queued meanwhile stay announced for the
+    /// next checkpoint.
     #[cold]
     pub(crate) fn run_pending_calls(&self, guard: &GilGuard<'_>) {
+        let mut budget = None;
         loop {
             let call = {
                 let mut calls = lock(&self.calls);
-                match calls.queue.pop_front() {
-                    Some(call) => call,
+                let left = budget.get_or_insert(calls.queue.len());
+                let call = if *left == 0 {
+                    None
+                } else {
+                    calls.queue.pop_front()
+                };
+                match call {
+                    Some(call) => {
+                        *left -= 1;
+                        call
+                    }
                     None => {
-                        self.announce_calls(false);
+                        if calls.queue.is_empty() {
+                            self.announce_calls(false);
+                        }
                         return;
                     }
                 }

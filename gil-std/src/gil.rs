@@ -16,7 +16,7 @@ use crate::guard::{EnsureGuard, GilGuard};
 use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
 use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
-use crate::sync::{CLOCK, Mutex, Parking, stay_awake};
+use crate::sync::{CLOCK, Mutex, OWN_TIMEOUTS, Parking, stay_awake};
 use crate::threads::ThreadStats;
 
 pub(crate) type Raw = RawGil<Parking>;
@@ -27,7 +27,7 @@ pub(crate) type Node = Waiter<Parking>;
 /// Take it with [`acquire`](Gil::acquire), which returns a [`GilGuard`]. While holding it, call
 /// [`GilGuard::checkpoint`] often: when another thread asks for the lock, the checkpoint hands
 /// it over and takes it back in turn. Around blocking work, release it with
-/// [`GilGuard::allow_threads`] or [`GilGuard::unlocked`].
+/// [`GilGuard::allow_threads`] or [`GilGuard::unlock`].
 ///
 /// ```
 /// use gil_std::Gil;
@@ -74,6 +74,17 @@ pub struct Gil {
     /// Loom's atomic under loom, so the models explore its interleavings with the queue of
     /// pending calls and the interrupt flags it announces.
     pub(crate) watch: gil_core::AtomicU32,
+    /// How many guards the holder has beyond the one its hold began with (nested
+    /// [`Gil::ensure`] guards, or a guard joined to a hold it already had): the hold ends when
+    /// the last of its guards is dropped. Read and written only by the thread holding the lock
+    /// (the lock's handoff orders one holder's accesses before the next one's), and set aside
+    /// by a holder that lets others hold meanwhile (`set_aside_guards`). Read at every
+    /// release, next to `watch`, on a line that is only read while nobody nests.
+    pub(crate) nested: gil_core::AtomicU32,
+    /// The clock asked this lock's holder to hand over (its backstop): the holder's checkpoint
+    /// that answers reports [`Event::DropRequested`] for it, since the clock thread runs no
+    /// hook. Set by the clock, cleared by the holder.
+    pub(crate) clock_asked: AtomicBool,
     /// The event hook: null, or a box made by `set_event_hook` and never freed.
     pub(crate) hook: AtomicPtr<&'static EventHook>,
     /// Slices begun: grants to a thread waiting its turn in line. Lends, and the lender getting
@@ -131,6 +142,8 @@ pub(crate) const WATCH_INTERRUPTS: u32 = 16;
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) forced_drops: AtomicU64,
+    /// Drop requests made by the clock thread (see [`Stats::clock_requests`]).
+    pub(crate) clock_requests: AtomicU64,
     /// The figures counted at every handoff, by both threads of it, spread over cache lines by
     /// thread: two threads passing the lock back and forth (a loan, W3) would otherwise also
     /// pass these counters' line at each handoff, a cross-core trip each on the way. A sum of
@@ -161,6 +174,7 @@ impl Counters {
     pub(crate) const fn new() -> Self {
         Self {
             forced_drops: AtomicU64::new(0),
+            clock_requests: AtomicU64::new(0),
             stripes: [const {
                 Stripe {
                     lends: AtomicU64::new(0),
@@ -209,6 +223,10 @@ pub struct Stats {
     pub switches: u32,
     /// Drop requests honoured: checkpoints that handed the lock to a waiter.
     pub forced_drops: u64,
+    /// Drop requests the clock thread made: its backstop for a holder whose checkpoints are too
+    /// far apart for it to time its own slice (see [`GilGuard::checkpoint`]). The clock asks
+    /// once per slice; while a request is still unanswered it does not ask again.
+    pub clock_requests: u64,
     /// Loans: checkpoints that lent the lock to a thread back from a blocking region with
     /// credit (see [`GilGuard::allow_threads`]), and got it back.
     pub lends: u64,
@@ -310,6 +328,8 @@ impl Gil {
                 interval_nanos: AtomicU64::new(nanos),
                 waiting: AtomicU32::new(0),
                 watch: gil_core::AtomicU32::new(0),
+                nested: gil_core::AtomicU32::new(0),
+                clock_asked: AtomicBool::new(false),
                 hook: AtomicPtr::new(std::ptr::null_mut()),
                 slices: AtomicU32::new(0),
                 // On, except under loom: the credit rule reads the real clock, which loom cannot
@@ -487,9 +507,7 @@ impl Gil {
         deadline: Option<Instant>,
         announced: bool,
     ) -> Result<(), AcquireError> {
-        if !node.is_returning() {
-            self.refuse_reentry();
-        }
+        self.refuse_reentry();
         if !announced {
             self.emit(Event::Wants);
         }
@@ -550,8 +568,10 @@ impl Gil {
         // sleep. Arming wakes the clock thread, which on two busy CPUs cost more than the loan
         // itself (W3, issue 6).
         let mut timed = CLOCK && turn == Turn::InLine;
+        // Where the waiter cannot sleep with a timeout of its own, the clock wakes it at the
+        // deadline.
         let ticket = deadline
-            .filter(|_| CLOCK)
+            .filter(|_| CLOCK && !OWN_TIMEOUTS)
             .map(|at| clock().wake_at(at, node.word()));
         let outcome = loop {
             match node.state() {
@@ -592,8 +612,12 @@ impl Gil {
                 }
                 continue;
             }
-            // Returns on a grant, a close, the clock's wake at the deadline, or spuriously.
-            Parking::park(node.parker(), node.word());
+            // Returns on a grant, a close, the deadline, or spuriously.
+            match deadline {
+                #[cfg(all(target_os = "linux", not(loom)))]
+                Some(at) => crate::park::park_until(node.word(), at),
+                _ => Parking::park(node.parker(), node.word()),
+            }
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
@@ -611,7 +635,9 @@ impl Gil {
                     // still pending was meant for the previous holder, and the switch answered it.
                     self.slices.fetch_add(1, Relaxed);
                     self.last_switch.store(nanos_at(now), Relaxed);
-                    self.raw.breaker().take(Breaker::DROP_REQUEST);
+                    if self.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
+                        self.clock_asked.store(false, Relaxed);
+                    }
                 }
                 Turn::Urgent => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
@@ -674,6 +700,7 @@ impl Gil {
     /// ```
     pub fn ensure(&self) -> EnsureGuard<'_> {
         if self.holds_here() {
+            self.join_hold();
             EnsureGuard::nested(self)
         } else {
             EnsureGuard::acquired(self.acquire())
@@ -767,6 +794,7 @@ impl Gil {
         Stats {
             switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
+            clock_requests: c.clock_requests.load(Relaxed),
             lends: c.sum(|s| &s.lends),
             contended: c.sum(|s| &s.contended),
             wait_time: Duration::from_nanos(c.sum(|s| &s.wait_nanos)),
@@ -805,7 +833,8 @@ impl Gil {
         }
     }
 
-    /// The calling thread has just taken the lock.
+    /// The calling thread has just taken the lock (back) for a guard that exists already: the
+    /// pending calls wait for its next checkpoint.
     #[inline]
     pub(crate) fn begin_hold(&self) {
         self.owner.set_current();
@@ -828,11 +857,74 @@ impl Gil {
         }
     }
 
-    /// Whether the calling thread holds the lock: it owns it, or holds it on a loan it asked
-    /// for (then the owner token is the lender's, which waits inside a checkpoint meanwhile).
+    /// Whether the calling thread holds the lock: it owns it and has not lent it, or holds it
+    /// on a loan it asked for (then the owner token stays the lender's, which waits inside a
+    /// checkpoint meanwhile and does not hold: a hook running on the lender must not be told
+    /// it does).
     #[inline]
     pub(crate) fn holds_here(&self) -> bool {
-        self.owner.is_current() || crate::credit::on_loan(self) == Some(Lent::Asked)
+        (self.owner.is_current() && !self.raw.is_lent())
+            || crate::credit::on_loan(self) == Some(Lent::Asked)
+    }
+
+    /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
+    /// that found the lock held again): the hold now ends one guard later.
+    pub(crate) fn join_hold(&self) {
+        self.refuse_in_hook();
+        let nested = self.nested.load(Relaxed);
+        let nested = nested
+            .checked_add(1)
+            .expect("gil: more than u32::MAX guards of one hold");
+        // Relaxed: read and written only by the holder (see `Gil::nested`).
+        self.nested.store(nested, Relaxed);
+    }
+
+    /// A guard of the calling thread's hold is dropped: the hold ends with its last guard.
+    #[inline]
+    pub(crate) fn drop_guard(&self) {
+        // Relaxed: see `Gil::nested`.
+        let nested = self.nested.load(Relaxed);
+        if nested != 0 {
+            self.refuse_in_hook();
+            self.nested.store(nested - 1, Relaxed);
+            return;
+        }
+        self.release();
+    }
+
+    /// The holder is about to let others hold while its guards live on (a hand-over or a loan
+    /// inside a checkpoint): sets its count of extra guards aside, for `restore_guards` once it
+    /// holds again, so that the next holder starts from none. A write only when there are
+    /// some.
+    #[inline]
+    pub(crate) fn set_aside_guards(&self) -> u32 {
+        let nested = self.nested.load(Relaxed);
+        if nested != 0 {
+            self.nested.store(0, Relaxed);
+        }
+        nested
+    }
+
+    /// The holder holds again after `set_aside_guards`: its guards count again.
+    #[inline]
+    pub(crate) fn restore_guards(&self, nested: u32) {
+        if nested != 0 {
+            self.nested.store(nested, Relaxed);
+        }
+    }
+
+    /// A blocking region may open only on a hold with one guard, the one opening it: any other
+    /// guard of this thread (a nested `ensure`) could reach what the lock protects while other
+    /// threads hold it.
+    ///
+    /// # Panics
+    ///
+    /// If the hold has other guards.
+    #[inline]
+    pub(crate) fn refuse_region(&self) {
+        if self.nested.load(Relaxed) != 0 {
+            region_with_guards_panic();
+        }
     }
 
     #[cold]
@@ -845,11 +937,6 @@ impl Gil {
         }
         if watch & WATCH_INTERRUPTS != 0 {
             self.rearm_interrupt();
-        }
-        // Not while unwinding (a blocking region taking the lock back): a call that panicked
-        // then would abort the process. The next checkpoint or acquirer runs them.
-        if watch & WATCH_CALLS != 0 && !std::thread::panicking() {
-            self.run_pending_calls(&GilGuard::borrowed(self));
         }
     }
 
@@ -928,6 +1015,9 @@ impl Gil {
     #[cold]
     fn watch_release(&self, watch: u32) {
         if watch & WATCH_HOOK != 0 {
+            if crate::owner::is_in_hook(self) {
+                in_hook_panic();
+            }
             self.emit_slow(Event::Released);
         }
         if watch & WATCH_TIMING != 0 {
@@ -972,19 +1062,71 @@ impl Gil {
         }
     }
 
-    /// Marks the calling thread as the owner and makes its guard. Call right after taking.
+    /// Marks the calling thread as the owner and makes its guard, then runs what a fresh hold
+    /// must (see `owned_watched`). Call right after taking.
     #[inline]
     pub(crate) fn owned(&self) -> GilGuard<'_> {
-        self.begin_hold();
+        let watch = self.watch.load(Relaxed);
+        if watch != 0 {
+            return self.owned_watched(watch);
+        }
+        self.owner.set_current();
         GilGuard::new(self)
     }
 
+    /// `owned` with services watching: those of every hold, then the pending calls queued
+    /// while nobody held the lock, run with the hold's guard, so that a call that panics
+    /// unwinds through the guard and the lock is released. Not while unwinding (an acquire in
+    /// a destructor): a call that panicked then would abort the process; the next checkpoint
+    /// runs them.
+    ///
+    /// # Panics
+    ///
+    /// Inside this lock's event hook (see `refuse_in_hook`), after letting the lock go again.
+    #[cold]
+    fn owned_watched(&self, watch: u32) -> GilGuard<'_> {
+        if watch & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
+            // SAFETY: just taken by this thread (fresh, not a loan), and not used since.
+            unsafe { self.raw.unlock() };
+            in_hook_panic();
+        }
+        self.owner.set_current();
+        let guard = GilGuard::new(self);
+        self.watch_hold(watch);
+        if watch & WATCH_CALLS != 0 && !std::thread::panicking() {
+            self.run_pending_calls(&guard);
+        }
+        guard
+    }
+
+    /// Refuses to wait for the lock on a thread that holds it (it would wait for itself for
+    /// ever), or inside this lock's event hook (see `refuse_in_hook`).
+    ///
+    /// # Panics
+    ///
+    /// In both cases, with a message that says which.
     pub(crate) fn refuse_reentry(&self) {
+        self.refuse_in_hook();
         if self.holds_here() {
             panic!(
                 "gil: acquire() called on a thread that already holds this Gil, which would wait \
                  for itself for ever; use Gil::ensure() where code may run with the lock held"
             );
+        }
+    }
+
+    /// Refuses to take, drop or use a guard of this lock inside its own event hook: the hook
+    /// may run half-way through a hand-over or a loan, while the thread's guards are set aside
+    /// (`set_aside_guards`) or its node is queued, and a guard taken or dropped there would
+    /// count against the wrong hold. One relaxed load when no hook is installed.
+    ///
+    /// # Panics
+    ///
+    /// Inside a hook of this lock (the panic removes the hook; see `emit_slow`).
+    #[inline]
+    pub(crate) fn refuse_in_hook(&self) {
+        if self.watch.load(Relaxed) & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
+            in_hook_panic();
         }
     }
 
@@ -1032,6 +1174,25 @@ fn give_way(node: Pin<&Node>) {
 
 #[cold]
 #[track_caller]
+fn in_hook_panic() -> ! {
+    panic!(
+        "gil: an event hook took, dropped or used a guard of the Gil it reports on; a hook \
+         must not, since it may run half-way through a hand-over of that lock"
+    );
+}
+
+#[cold]
+#[track_caller]
+fn region_with_guards_panic() -> ! {
+    panic!(
+        "gil: a blocking region opened on a hold that has other guards on this thread (nested \
+         ensure() guards), which could reach what the lock protects while other threads hold \
+         it; drop them first, or keep the lock"
+    );
+}
+
+#[cold]
+#[track_caller]
 fn closed_panic() -> ! {
     panic!("gil: acquire() on a closed Gil; use acquire_checked() to handle shutdown");
 }
@@ -1049,6 +1210,15 @@ impl Drop for Gil {
         );
     }
 }
+
+// A panic that unwinds through a hold releases the lock (the guard's drop) and leaves every
+// field consistent: the breaker, queue and counters change only in steps that cannot panic
+// halfway, and the hooks and handlers behind the pointers are `'static` callbacks that are only
+// called, never changed in place. So `catch_unwind(|| gil.acquire() ...)` needs no
+// `AssertUnwindSafe`, as with `std::sync::Mutex`; what the lock protects is the user's, in
+// `GilCell`s, which are not unwind-safe on their own.
+impl std::panic::RefUnwindSafe for Gil {}
+impl std::panic::UnwindSafe for Gil {}
 
 impl Default for Gil {
     fn default() -> Self {

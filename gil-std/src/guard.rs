@@ -123,6 +123,14 @@ impl<'a> GilGuard<'a> {
     /// inside the region: the borrow checker refuses it, because the region needs the guard
     /// mutably.
     ///
+    /// # Panics
+    ///
+    /// - If this thread has other guards of the lock (nested [`Gil::ensure`] guards): they
+    ///   could reach what the lock protects while other threads hold it.
+    /// - If `f` returns with the lock held by this thread again (it took the lock and kept the
+    ///   guard, or returned it): taking it back would wait for itself. The panic unwinds
+    ///   through both guards, and the lock is released once both are gone.
+    ///
     /// ```
     /// use gil_std::{Gil, GilCell};
     ///
@@ -147,8 +155,10 @@ impl<'a> GilGuard<'a> {
     /// guard.allow_threads(|| println!("{name}")); // error: `guard` is borrowed by `name`
     /// ```
     pub fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let _unlocked = self.unlocked();
-        f()
+        let region = TakeBack::let_go(self.gil);
+        let result = f();
+        region.end();
+        result
     }
 
     /// As [`allow_threads`](GilGuard::allow_threads), with an *unblock function* (Ruby's
@@ -158,8 +168,12 @@ impl<'a> GilGuard<'a> {
     /// reported by the first checkpoint after the region.
     ///
     /// `unblock` runs on the interrupting thread (or on this one, when the interrupt came
-    /// first), perhaps more than once; it must be quick, safe to repeat, and must not interrupt
-    /// this thread again.
+    /// first), perhaps more than once; it must be quick and safe to repeat. The region does
+    /// not end while it runs.
+    ///
+    /// # Panics
+    ///
+    /// As [`allow_threads`](GilGuard::allow_threads).
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -184,63 +198,72 @@ impl<'a> GilGuard<'a> {
         f: impl FnOnce() -> R,
         unblock: impl Fn() + Sync,
     ) -> R {
-        let _unlocked = self.unlocked();
-        // Dropped before `_unlocked`: the function is unregistered before the lock is taken
-        // back, and before `unblock` goes out of scope, also on unwinding.
-        let _region = Region::enter(&unblock);
-        f()
+        let region = TakeBack::let_go(self.gil);
+        let result = {
+            // Dropped before `region`: the function is unregistered before the lock is taken
+            // back, and before `unblock` goes out of scope, also on unwinding.
+            let _unblock = Region::enter(&unblock);
+            f()
+        };
+        region.end();
+        result
     }
 
     /// The RAII form of [`allow_threads`](GilGuard::allow_threads): releases the lock now and
-    /// takes it back when the returned value is dropped (also on unwinding).
+    /// hands back what [`relock`](Unlocked::relock) turns into a guard again. The guard is
+    /// taken by value, so nothing borrowed through it outlives the release.
+    ///
+    /// Dropping the [`Unlocked`] instead (or leaking it) ends the hold for good: the lock is
+    /// not taken back, and no guard is left to say it is held.
+    ///
+    /// # Panics
+    ///
+    /// If this thread has other guards of the lock (nested [`Gil::ensure`] guards), as
+    /// [`allow_threads`](GilGuard::allow_threads).
     ///
     /// ```
     /// use gil_std::Gil;
     ///
     /// let gil = Gil::new();
-    /// let mut guard = gil.acquire();
-    /// {
-    ///     let _unlocked = guard.unlocked();
-    ///     assert!(!gil.is_held_by_current_thread());
-    ///     // blocking work
-    /// }
+    /// let guard = gil.acquire();
+    /// let away = guard.unlock();
+    /// assert!(!gil.is_held_by_current_thread());
+    /// // blocking work
+    /// let guard = away.relock();
     /// assert!(gil.is_held_by_current_thread());
+    /// # drop(guard);
     /// ```
-    pub fn unlocked(&mut self) -> Unlocked<'_, 'a> {
-        self.gil.emit(Event::BlockingEntered);
-        // One clock read for the region's start and the end of a loan this thread holds.
-        let fast = self.gil.fast_return.load(Relaxed);
-        // A loan asked for goes back to its lender at once; the clock is read after, for the
-        // loan's end and the region's start. Otherwise one read for both, and the lock goes
-        // lazily: with threads waiting, the head is offered the lock and woken, and a region
-        // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
-        // regions"). `Unlocked::drop` takes the lock back before the guard can be used again
-        // (it borrows the guard mutably until then).
-        let away = if crate::credit::on_loan(self.gil) == Some(crate::credit::Lent::Asked) {
-            self.gil.watch_end();
-            let now = self.gil.give_back_loan();
-            if fast {
-                crate::credit::enter_region(now);
-            }
-            None
-        } else {
-            let now = fast.then(now_nanos);
-            self.gil.end_hold_at(now);
-            if let Some(now) = now {
-                crate::credit::enter_region(now);
-            }
-            // SAFETY: the guard proves this thread holds the lock, not on a loan it asked for.
-            Some(unsafe { self.gil.raw.unlock_away() })
-        };
-        Unlocked { guard: self, away }
+    ///
+    /// The guard is gone while the lock is let go:
+    ///
+    /// ```compile_fail,E0382
+    /// use std::cell::Cell;
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static COUNT: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+    ///
+    /// let guard = GIL.acquire();
+    /// std::mem::forget(guard.unlock());
+    /// COUNT.get(&guard).set(1); // error: `guard` was moved into `unlock`
+    /// ```
+    pub fn unlock(self) -> Unlocked<'a> {
+        let this = ManuallyDrop::new(self);
+        Unlocked {
+            gil: this.gil,
+            away: this.gil.let_go(),
+            ticks: this.ticks,
+            _not_send_or_sync: PhantomData,
+        }
     }
 }
 
 impl Drop for GilGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // The guard proves this thread holds the lock, and this is its last use.
-        self.gil.release();
+        // The guard proves this thread holds the lock, and this is its last use; the hold
+        // ends with its last guard.
+        self.gil.drop_guard();
     }
 }
 
@@ -250,26 +273,127 @@ impl fmt::Debug for GilGuard<'_> {
     }
 }
 
-/// A blocking region in RAII form, made by [`GilGuard::unlocked`]: the lock is released while
-/// it lives and taken back when it is dropped.
-#[must_use = "the lock is taken back as soon as this is dropped"]
-pub struct Unlocked<'g, 'a> {
-    guard: &'g mut GilGuard<'a>,
+/// A blocking region in RAII form, made by [`GilGuard::unlock`]: the lock is let go, and
+/// [`relock`](Unlocked::relock) takes it back as a guard.
+///
+/// Neither `Send` nor `Sync`, like the guard it came from: the lock is taken back by the
+/// thread that let it go. Dropping it ends the hold for good, with nothing to take back.
+#[must_use = "dropping it ends the hold for good; call relock() to take the lock back"]
+pub struct Unlocked<'a> {
+    gil: &'a Gil,
     /// How the lock was let go: `None` for a loan given back.
     away: Option<Away>,
+    /// The guard's, kept for the guard `relock` makes.
+    ticks: u32,
+    _not_send_or_sync: PhantomData<*const ()>,
 }
 
-impl Drop for Unlocked<'_, '_> {
-    fn drop(&mut self) {
-        self.guard.gil.emit(Event::BlockingLeft);
-        self.guard.gil.take_back(self.away);
+impl<'a> Unlocked<'a> {
+    /// Takes the lock back, behind everyone who was waiting (or at once, with the fast
+    /// return's credit; see [`Gil::set_fast_return`]), and returns its guard.
+    ///
+    /// # Panics
+    ///
+    /// If this thread holds the lock again already (it took it meanwhile and keeps the
+    /// guard): it would wait for itself. Drop that guard first.
+    pub fn relock(self) -> GilGuard<'a> {
+        let this = ManuallyDrop::new(self);
+        let gil = this.gil;
+        gil.emit(Event::BlockingLeft);
+        if gil.holds_here() {
+            crate::credit::forget_region();
+            relock_held_panic();
+        }
+        gil.take_back(this.away);
+        GilGuard {
+            gil,
+            ticks: this.ticks,
+            _not_send_or_sync: PhantomData,
+        }
+    }
+
+    /// The lock let go.
+    pub fn gil(&self) -> &'a Gil {
+        self.gil
     }
 }
 
-impl fmt::Debug for Unlocked<'_, '_> {
+impl Drop for Unlocked<'_> {
+    fn drop(&mut self) {
+        // Not relocked: the region ends without the lock, for good.
+        self.gil.emit(Event::BlockingLeft);
+        crate::credit::forget_region();
+    }
+}
+
+impl fmt::Debug for Unlocked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Unlocked").finish_non_exhaustive()
     }
+}
+
+/// The closure regions' end: takes the lock back at `end`, or when dropped on unwinding from
+/// the region, so that the guard the region borrows proves a hold in every frame that sees
+/// it again.
+struct TakeBack<'a> {
+    gil: &'a Gil,
+    away: Option<Away>,
+}
+
+impl<'a> TakeBack<'a> {
+    fn let_go(gil: &'a Gil) -> Self {
+        Self {
+            gil,
+            away: gil.let_go(),
+        }
+    }
+
+    /// The region returned. The lock held by this thread again means a guard of it came back
+    /// from the region (or was leaked in it): that guard joins the hold, so that the panic's
+    /// unwinding through both releases the lock once, after the last.
+    fn end(self) {
+        let this = ManuallyDrop::new(self);
+        this.gil.emit(Event::BlockingLeft);
+        if this.gil.holds_here() {
+            crate::credit::forget_region();
+            this.gil.join_hold();
+            region_ended_held_panic();
+        }
+        this.gil.take_back(this.away);
+    }
+}
+
+impl Drop for TakeBack<'_> {
+    /// Unwinding from the region: as `end`, without a second panic.
+    fn drop(&mut self) {
+        self.gil.emit(Event::BlockingLeft);
+        if self.gil.holds_here() {
+            crate::credit::forget_region();
+            self.gil.join_hold();
+            return;
+        }
+        self.gil.take_back(self.away);
+    }
+}
+
+#[cold]
+#[track_caller]
+fn relock_held_panic() -> ! {
+    panic!(
+        "gil: relock() on a thread that holds this Gil again (it took the lock during the \
+         region and keeps the guard), which would wait for itself for ever; drop that guard \
+         before relocking"
+    );
+}
+
+#[cold]
+#[track_caller]
+fn region_ended_held_panic() -> ! {
+    panic!(
+        "gil: a blocking region returned with this thread holding the same Gil again (a guard \
+         taken inside it was returned or leaked), which would wait for itself for ever to take \
+         the lock back; drop guards taken inside a region before it ends"
+    );
 }
 
 /// What [`Gil::ensure`] returns: either a guard of its own (this thread did not hold the lock)
@@ -355,6 +479,15 @@ impl<'a> EnsureGuard<'a> {
     }
 }
 
+impl Drop for EnsureGuard<'_> {
+    fn drop(&mut self) {
+        // An acquiring guard's hold ends with the guard it owns, dropped next.
+        if self.acquired.is_none() {
+            self.gil.drop_guard();
+        }
+    }
+}
+
 impl fmt::Debug for EnsureGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EnsureGuard")
@@ -414,6 +547,43 @@ mod sealed {
 fn unlikely() {}
 
 impl Gil {
+    /// A blocking region's start, for both forms: lets the lock go and says how, for
+    /// `take_back`. The caller holds the lock through a guard it stops using until then.
+    ///
+    /// # Panics
+    ///
+    /// If this thread has other guards of the lock (`refuse_region`), or inside this lock's
+    /// hook (`refuse_in_hook`).
+    fn let_go(&self) -> Option<Away> {
+        self.refuse_region();
+        self.refuse_in_hook();
+        self.emit(Event::BlockingEntered);
+        // One clock read for the region's start and the end of a loan this thread holds.
+        let fast = self.fast_return.load(Relaxed);
+        // A loan asked for goes back to its lender at once; the clock is read after, for the
+        // loan's end and the region's start. Otherwise one read for both, and the lock goes
+        // lazily: with threads waiting, the head is offered the lock and woken, and a region
+        // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
+        // regions").
+        if crate::credit::on_loan(self) == Some(crate::credit::Lent::Asked) {
+            self.watch_end();
+            let now = self.give_back_loan();
+            if fast {
+                crate::credit::enter_region(now);
+            }
+            None
+        } else {
+            let now = fast.then(now_nanos);
+            self.end_hold_at(now);
+            if let Some(now) = now {
+                crate::credit::enter_region(now);
+            }
+            // SAFETY: the caller holds the lock (its guard says so), not on a loan it asked
+            // for.
+            Some(unsafe { self.raw.unlock_away() })
+        }
+    }
+
     /// The checkpoint for a thread that holds the lock (the guards' `checkpoint`): one relaxed
     /// load and a branch when nothing is pending.
     ///
@@ -444,6 +614,7 @@ impl Gil {
     /// The caller holds the lock.
     #[cold]
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
+        self.refuse_in_hook();
         if pending == SLICE_TIMER {
             if !self.slice_over() {
                 return Ok(());
@@ -470,6 +641,12 @@ impl Gil {
             0
         };
         if taken & Breaker::DROP_REQUEST != 0 {
+            // Relaxed: a report only; the request itself came with the breaker's Acquire.
+            if self.clock_asked.load(Relaxed) {
+                self.clock_asked.store(false, Relaxed);
+                // The clock thread runs no hook: its request is reported here, by the holder.
+                self.emit(Event::DropRequested);
+            }
             if borrowing {
                 // The request is for the lender's slice, which this loan is part of: pass it
                 // on, so that the lender answers it once the loan is back.
@@ -518,11 +695,13 @@ impl Gil {
     /// has, and waits (awake a while, then asleep) for it back. The caller holds the lock, not
     /// on loan; returns whether it lent.
     fn lend_asked(&self) -> bool {
+        let guards = self.set_aside_guards();
         self.watch_end();
         // SAFETY: the caller holds the lock, not on loan.
         if !unsafe { self.raw.lend_asked() } {
             // The asker withdrew first.
             self.begin_loan_hold();
+            self.restore_guards(guards);
             return false;
         }
         self.emit(Event::Wants);
@@ -550,11 +729,13 @@ impl Gil {
             debug_assert!(back);
         }
         self.begin_loan_hold();
+        self.restore_guards(guards);
         true
     }
 
     /// `hand_off` (`turn` is `InLine`: `requeue`) or `lend` (`Resume`: `RawGil::lend`).
     fn step_aside(&self, turn: Turn) -> bool {
+        self.refuse_in_hook();
         if crate::credit::on_loan(self) == Some(crate::credit::Lent::Asked) {
             // A loan asked for goes back to its lender before anything else, and does not lend
             // on. Handing off, the borrower then waits in line like anybody (the lender answers
@@ -562,16 +743,19 @@ impl Gil {
             if turn != Turn::InLine {
                 return false;
             }
+            let guards = self.set_aside_guards();
             self.watch_end();
             self.give_back_loan();
             let back = self.wait_for_grant(Node::returning(), None, false);
             debug_assert!(back.is_ok(), "returning waiters are never closed");
             self.begin_hold();
+            self.restore_guards(guards);
             return true;
         }
         if !self.raw.has_waiters() {
             return false;
         }
+        let guards = self.set_aside_guards();
         let node = pin!(Node::returning());
         // In line, before queueing: the wake-up of the thread handed the lock can preempt this
         // one for a while before it waits, and that time counts as waiting. A lender reads the
@@ -598,6 +782,7 @@ impl Gil {
                 clock().leave(self);
             }
             self.begin_hold();
+            self.restore_guards(guards);
             return false;
         }
         self.emit(Event::Wants);
@@ -606,6 +791,7 @@ impl Gil {
         let back = unsafe { self.wait_queued(node.as_ref(), None, since, turn) };
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
+        self.restore_guards(guards);
         true
     }
 
@@ -614,6 +800,7 @@ impl Gil {
     ///
     /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
     pub(crate) fn take_back(&self, away: Option<Away>) {
+        self.refuse_in_hook();
         if away.is_some_and(|away| self.raw.reclaim(away)) {
             // Back before the offer was taken: the turn goes on, and nothing was given up to
             // earn credit for.

@@ -9,8 +9,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use crate::gil::{Gil, WATCH_HOOK};
 
-/// Something a thread did with a [`Gil`], reported to its event hook on that thread (the clock
-/// thread reports the drop requests it makes).
+/// Something a thread did with a [`Gil`], reported to its event hook on that thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Event {
@@ -22,7 +21,9 @@ pub enum Event {
     /// The thread is about to let the lock go (release, hand-over, or a blocking region).
     Released,
     /// A drop request was made: by [`Gil::request_drop`] on the calling thread, or by the
-    /// clock thread once somebody waited a whole switch interval.
+    /// holder itself at the end of its slice. A request the clock thread made (its backstop,
+    /// once somebody waited a whole switch interval) is reported by the holder, at the
+    /// checkpoint that answers it: the clock thread runs no hook.
     DropRequested,
     /// The holder enters a blocking region; [`Event::Released`] follows.
     BlockingEntered,
@@ -36,9 +37,10 @@ pub enum Event {
 
 /// The type of an event hook: called with the lock and the event, on the thread it concerns.
 ///
-/// A hook runs inside the lock's slow paths, some of them while the lock is held: it must be
-/// quick and must not take this lock. A hook that panics is removed (with a message on
-/// standard error) and the lock goes on.
+/// A hook runs inside the lock's slow paths, some of them half-way through a hand-over: it
+/// must be quick, and must not take, drop or use a guard of the lock it reports on (acquire,
+/// `ensure`, a checkpoint, a region): each of those panics inside a hook of its own lock. A
+/// hook that panics is removed (with a message on standard error) and the lock goes on.
 pub type EventHook = dyn Fn(&Gil, Event) + Send + Sync;
 
 impl Gil {
@@ -96,7 +98,8 @@ impl Gil {
         // SAFETY: a non-null slot was made by `Box::into_raw` in `set_event_hook` and is never
         // freed, so it stays valid for ever.
         let hook: &'static EventHook = unsafe { *slot };
-        if catch_unwind(AssertUnwindSafe(|| hook(self, event))).is_err() {
+        let run = || crate::owner::in_hook(self, || hook(self, event));
+        if catch_unwind(AssertUnwindSafe(run)).is_err() {
             eprintln!("gil: an event hook panicked; it is removed");
             let _setting = SETTING.lock().unwrap_or_else(|p| p.into_inner());
             // Remove it only if it is still the one installed.

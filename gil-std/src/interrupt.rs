@@ -4,7 +4,10 @@
 //!
 //! Each thread that can be interrupted has a [`Slot`]: a flag, and the unblock function of the
 //! region it is in, if any. Interrupting sets the flag, sets [`INTERRUPT`] in the lock's
-//! breaker, and calls the unblock function. The flag is what is reported; the breaker bit only
+//! breaker, and calls the unblock function — outside the slot's mutex, with a count of its
+//! callers under it that the region waits to fall to zero before it ends (the function
+//! borrows from the region's frame). An interrupt made while the function runs, by its own
+//! code or another thread, merges into that call. The flag is what is reported; the breaker bit only
 //! sends the holder to its slow path, where it looks at its own flag. A holder that finds the
 //! bit but no flag of its own clears the bit; the interrupted thread then sees its flag when it
 //! next takes the lock (`Gil::watch_hold`), and sets the bit again for its own checkpoint.
@@ -21,7 +24,7 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use gil_core::Breaker;
 
 use crate::gil::{Gil, WATCH_INTERRUPTS};
-use crate::sync::{Arc, AtomicBool, Mutex, lock};
+use crate::sync::{Arc, AtomicBool, Condvar, Mutex, lock, wait};
 
 /// The breaker flag that says some thread has been interrupted.
 pub(crate) const INTERRUPT: u32 = 1 << 6;
@@ -46,23 +49,36 @@ impl std::error::Error for Interrupted {}
 struct Unblock(*const (dyn Fn() + Sync + 'static));
 
 // SAFETY: the closure is `Sync`, so it may be called by reference from any thread; the pointer
-// is only dereferenced under the slot's mutex while the region that owns the closure is running
-// (see `Region`).
+// is only dereferenced while it is registered or counted as being called, and the region that
+// owns the closure does not end before both are over (see `Region`).
 unsafe impl Send for Unblock {}
 
 /// One thread's interrupt state, shared with its handles.
 pub(crate) struct Slot {
     /// An interrupt not yet reported.
     pending: AtomicBool,
-    /// The unblock function of the region this thread is in, if any.
-    unblock: Mutex<Option<Unblock>>,
+    /// The unblock function of the region this thread is in, and its callers.
+    unblock: Mutex<Registered>,
+    /// Notified when the last caller of an unblock function is done.
+    called: Condvar,
+}
+
+struct Registered {
+    /// The region's function, if any.
+    unblock: Option<Unblock>,
+    /// How many interrupters are calling it (outside the mutex).
+    calling: u32,
 }
 
 impl Slot {
     fn new() -> Self {
         Self {
             pending: AtomicBool::new(false),
-            unblock: Mutex::new(None),
+            unblock: Mutex::new(Registered {
+                unblock: None,
+                calling: 0,
+            }),
+            called: Condvar::new(),
         }
     }
 }
@@ -157,20 +173,38 @@ impl Gil {
 }
 
 impl InterruptHandle<'_> {
-    /// Interrupts the thread; see [`InterruptHandle`]. Returns at once. Lock-free apart from
-    /// the unblock function's mutex, which is held only while that function runs.
+    /// Interrupts the thread; see [`InterruptHandle`]. Returns once the region's unblock
+    /// function, if any, has returned; lock-free apart from a short mutex around it. An
+    /// interrupt made while that function runs (by itself, or by another thread) merges into
+    /// the running call and returns at once.
     pub fn interrupt(&self) {
         // Release pairs with the Acquire in `take_own` / `is_own_pending`.
         self.slot.pending.store(true, Release);
         // After the flag: a holder that clears the bit has then seen the flag's store ordered
         // before (see the module documentation).
         self.gil.raw.breaker().set(INTERRUPT);
-        let unblock = lock(&self.slot.unblock);
-        if let Some(Unblock(f)) = *unblock {
-            // SAFETY: a registered pointer is valid until its region unregisters it, which
-            // takes this mutex first (`Region::drop`).
-            unsafe { (*f)() };
+        let Unblock(f) = {
+            let mut registered = lock(&self.slot.unblock);
+            match registered.unblock {
+                Some(f) if registered.calling == 0 => {
+                    registered.calling = 1;
+                    f
+                }
+                _ => return,
+            }
+        };
+        /// Counts the call out, also if the function panics, and wakes a region waiting to end.
+        struct Called<'s>(&'s Slot);
+        impl Drop for Called<'_> {
+            fn drop(&mut self) {
+                lock(&self.0.unblock).calling = 0;
+                self.0.called.notify_all();
+            }
         }
+        let _called = Called(&self.slot);
+        // SAFETY: counted as called under the mutex while registered; the region that owns the
+        // function waits for the count to fall to zero before it ends (`Region::drop`).
+        unsafe { (*f)() };
     }
 
     /// Whether an interrupt is pending, not yet reported to the thread.
@@ -207,7 +241,7 @@ impl Region {
         };
         let (outer, pending) = {
             let mut registered = lock(&slot.unblock);
-            let outer = registered.replace(Unblock(erased));
+            let outer = registered.unblock.replace(Unblock(erased));
             // Under the mutex: an interrupter that took it before us has raised the flag (it
             // raises it first), so we see it here; one that takes it after us calls `unblock`.
             (outer, slot.pending.load(Acquire))
@@ -220,7 +254,13 @@ impl Region {
 }
 
 impl Drop for Region {
+    /// Unregisters the function, after any call of it under way has returned: it borrows from
+    /// the region's frame.
     fn drop(&mut self) {
-        *lock(&self.slot.unblock) = self.outer;
+        let mut registered = lock(&self.slot.unblock);
+        while registered.calling != 0 {
+            registered = wait(&self.slot.called, registered);
+        }
+        registered.unblock = self.outer;
     }
 }

@@ -6,7 +6,7 @@
 //!   [`ensure`](Gil::ensure) (reentrant), [`close`](Gil::close), [`stats`](Gil::stats).
 //! - [`GilGuard`] — proof of holding it: [`checkpoint`](GilGuard::checkpoint),
 //!   [`yield_now`](GilGuard::yield_now), [`allow_threads`](GilGuard::allow_threads),
-//!   [`unlocked`](GilGuard::unlocked).
+//!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`].
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach.
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.

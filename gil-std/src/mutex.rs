@@ -47,8 +47,9 @@ unsafe impl lock_api::RawMutex for Gil {
 
     #[inline]
     unsafe fn unlock(&self, _: GuardNoSend) {
-        // The caller holds the lock (lock_api's contract for `unlock`).
-        self.release();
+        // The caller holds the lock (lock_api's contract for `unlock`), through the guard
+        // `lock` made and forgot: this is that guard's drop.
+        self.drop_guard();
     }
 
     fn is_locked(&self) -> bool {

@@ -35,3 +35,33 @@ impl Owner {
         self.0.load(Relaxed) == current_thread()
     }
 }
+
+// The lock whose event hook runs on the calling thread (its address), or 0: a hook must not
+// take or drop a guard of the lock it reports on, which may be half-way through handing
+// itself over (see `Gil::refuse_in_hook`).
+#[cfg(not(loom))]
+std::thread_local!(static IN_HOOK: core::cell::Cell<usize> = const { core::cell::Cell::new(0) });
+#[cfg(loom)]
+loom::thread_local!(static IN_HOOK: core::cell::Cell<usize> = core::cell::Cell::new(0));
+
+/// Whether the calling thread is inside [`in_hook`] for `gil`.
+pub(crate) fn is_in_hook(gil: &crate::Gil) -> bool {
+    let me = core::ptr::from_ref(gil) as usize;
+    IN_HOOK.with(|w| w.get() == me)
+}
+
+/// Runs `f` (the hook of `gil`) marked as such, for `is_in_hook`; the mark goes with `f`, also
+/// when it panics. A hook that takes another lock runs that lock's hook inside: the previous
+/// mark is restored after it.
+pub(crate) fn in_hook(gil: &crate::Gil, f: impl FnOnce()) {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0;
+            IN_HOOK.with(|w| w.set(before));
+        }
+    }
+    let me = core::ptr::from_ref(gil) as usize;
+    let _restore = Restore(IN_HOOK.with(|w| w.replace(me)));
+    f();
+}

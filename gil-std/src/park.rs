@@ -1,6 +1,8 @@
 //! Futex parking: how a waiter of a [`Gil`](crate::Gil) sleeps, and how it is woken.
 
 use core::sync::atomic::Ordering::Relaxed;
+#[cfg(target_os = "linux")]
+use std::time::{Duration, Instant};
 
 use gil_core::{AtomicU32, Park, Waiter};
 
@@ -50,6 +52,73 @@ fn spin(word: &AtomicU32, parked: u32) -> bool {
 /// wake-to-run there (~19 µs). A first choice, to be tuned against W2 (handoff latency) once
 /// the lab measures it.
 pub(crate) const SPINS: u32 = 64;
+
+/// How long before its deadline a waiter with one stops sleeping and spins instead: a futex
+/// timeout fires late by the thread's timer slack (50 µs by default on Linux) and the wake-up
+/// after it (here 57–70 µs late at the median and up to 160 µs at the 99th percentile for
+/// timeouts of 50 µs to 1 ms), so a waiter that slept to the deadline itself would come back
+/// that late. Spinning the last stretch costs up to this much CPU time per wait that reaches
+/// its deadline; a grant wakes the waiter as usual.
+#[cfg(target_os = "linux")]
+pub(crate) const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(200);
+
+/// Waits like [`FutexPark::park`] while `word` says queued, but not past `deadline`: the
+/// waiter's own timed futex wait, which a grant's `wake_one` ends like an untimed one. Sleeps
+/// until [`SPIN_BEFORE_DEADLINE`] before the deadline, then spins to it. May return early or
+/// spuriously; the caller rereads the word and the time.
+#[cfg(target_os = "linux")]
+pub(crate) fn park_until(word: &AtomicU32, deadline: Instant) {
+    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+        return;
+    };
+    let Some(sleep) = left.checked_sub(SPIN_BEFORE_DEADLINE) else {
+        // The last stretch: spin while nothing is handed over, up to the deadline. Relaxed:
+        // only a hint to stop; the core rereads the word with Acquire.
+        let queued = || matches!(word.load(Relaxed), PARKED | ASLEEP);
+        crate::sync::spin_while(queued, deadline);
+        return;
+    };
+    // As in `park`: spin a little first, then say that we sleep.
+    if word.load(Relaxed) != ASLEEP {
+        if spin(word, PARKED) {
+            return;
+        }
+        if word
+            .compare_exchange(PARKED, ASLEEP, Relaxed, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+    }
+    futex_wait_for(word, ASLEEP, sleep);
+}
+
+/// Sleeps while `word` holds `value`, for at most `timeout` (a private futex wait, which
+/// `atomic_wait::wake_one` on the same word ends). Returns early on a wake, a signal, a
+/// changed word, or spuriously.
+#[cfg(target_os = "linux")]
+fn futex_wait_for(word: &AtomicU32, value: u32, timeout: Duration) {
+    let timeout = libc::timespec {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below 10⁹: fits in any `c_long`.
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT reads the word at `word`, a live `AtomicU32` (the kernel compares it
+    // with `value` atomically), and the relative timeout, a live `timespec`; it writes nothing.
+    // The last two arguments are unused by FUTEX_WAIT. The result (0, or -1 with ETIMEDOUT,
+    // EAGAIN or EINTR) needs no handling: every return means "look again".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            core::ptr::from_ref(word),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            value,
+            core::ptr::from_ref(&timeout),
+            core::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
 
 impl Park for FutexPark {
     type Parker = ();

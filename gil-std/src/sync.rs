@@ -10,15 +10,22 @@
 use gil_core::{AtomicU32, Park};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Mutex, atomic::AtomicBool};
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, atomic::AtomicBool};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Mutex, atomic::AtomicBool};
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, atomic::AtomicBool};
 
 /// Locks `mutex`, ignoring poison: every critical section of gil-std leaves its data
 /// consistent before anything in it can panic.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> impl std::ops::DerefMut<Target = T> + '_ {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits on `condvar` with `guard`'s mutex, ignoring poison as [`lock`] does.
+pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar
+        .wait(guard)
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -84,6 +91,11 @@ pub(crate) fn spin_while(mut busy: impl FnMut() -> bool, until: std::time::Insta
 
 /// Whether the clock thread (timed preemption, timeout wake-ups) runs.
 pub(crate) const CLOCK: bool = !cfg!(loom);
+
+/// Whether a waiter with a deadline sleeps with a timeout of its own
+/// ([`park_until`](crate::park::park_until), a futex wait with a timeout on Linux). Elsewhere
+/// the clock thread wakes it at its deadline, a wake-up later.
+pub(crate) const OWN_TIMEOUTS: bool = cfg!(all(target_os = "linux", not(loom)));
 
 /// A token for the calling thread: the address of a thread-local, unique among live threads
 /// and never 0.

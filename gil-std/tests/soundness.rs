@@ -1,0 +1,422 @@
+//! The safe API's holes and misuses, one test each: what safe code can do to a guard (leak
+//! it, outlive the hold, take the lock back while holding it), what user code run by the lock
+//! can do (a panicking pending call, a hook, an unblock function), and the bounds the lock
+//! keeps (calls per checkpoint, requests per slice). Each fails, hangs or does not compile on
+//! a lock without the check it names; docs/verification.md lists which.
+//!
+//! A misuse that used to hang runs on a thread of its own under a watchdog, so that a
+//! regression fails the test instead of hanging the suite.
+#![cfg(not(loom))]
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, RefUnwindSafe, UnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use gil_std::{Event, Gil, GilCell, GilMutex};
+
+mod common;
+use common::wait_until;
+
+/// A lock of its own for one test, never freed: a thread a failing test leaves behind may
+/// still use it.
+fn leaked_gil() -> &'static Gil {
+    Box::leak(Box::new(Gil::new()))
+}
+
+/// Runs `f` on a thread of its own and fails if it does not finish within `secs` seconds
+/// (the thread is left behind). Returns what `f` returned, or its panic's message.
+fn within<R: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|p| message(&*p));
+        let _ = done.send(outcome);
+    });
+    match finished.recv_timeout(Duration::from_secs(secs)) {
+        Ok(outcome) => outcome,
+        Err(_) => panic!("hung: {what} did not finish within {secs} s"),
+    }
+}
+
+fn message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// Whether another thread can take `gil` right now (it is free and nobody waits).
+fn free_for_others(gil: &'static Gil) -> bool {
+    thread::spawn(move || gil.try_acquire().is_some())
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn a_leaked_region_leaves_no_guard_behind() {
+    // `unlock` takes the guard by value: forgetting the region forgets the guard too (the
+    // compile-fail example on `GilGuard::unlock` shows the guard cannot be used after it).
+    // The lock is then simply released, and another thread's hold stays its own.
+    let gil = leaked_gil();
+    std::mem::forget(gil.acquire().unlock());
+    assert!(!gil.is_held_by_current_thread());
+    let (held, release) = (mpsc::channel(), mpsc::channel::<()>());
+    let holder = thread::spawn(move || {
+        let _g = gil.acquire();
+        held.0.send(()).unwrap();
+        release.1.recv().unwrap();
+    });
+    held.1.recv().unwrap();
+    assert!(gil.try_acquire().is_none(), "the other thread holds it");
+    assert!(
+        !free_for_others(gil),
+        "nothing released the other thread's hold"
+    );
+    release.0.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn a_nested_guard_keeps_the_hold_it_nests_in() {
+    let gil = leaked_gil();
+    let outer = gil.acquire();
+    let nested = gil.ensure();
+    assert!(nested.is_nested());
+    drop(outer);
+    assert!(
+        gil.is_held_by_current_thread(),
+        "the nested guard still holds"
+    );
+    assert!(!free_for_others(gil));
+    drop(nested);
+    assert!(!gil.is_held_by_current_thread());
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn nested_guards_released_in_any_order_release_once() {
+    static GIL: Gil = Gil::new();
+    static COUNT: GilCell<Cell<u64>> = GilCell::new(&GIL, Cell::new(0));
+    const ROUNDS: u64 = 2_000;
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for i in 0..ROUNDS {
+                    let a = GIL.ensure();
+                    let b = GIL.ensure();
+                    // Whichever goes first, the other still proves the hold.
+                    let last = if i % 2 == 0 {
+                        drop(a);
+                        b
+                    } else {
+                        drop(b);
+                        a
+                    };
+                    let count = COUNT.get(&last);
+                    let seen = count.get();
+                    thread::yield_now();
+                    count.set(seen + 1);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        COUNT.get(&GIL.acquire()).get(),
+        2 * ROUNDS,
+        "no update lost"
+    );
+}
+
+#[test]
+fn a_region_refuses_to_open_under_a_nested_guard() {
+    let gil = leaked_gil();
+    let outcome = within(10, "a region under a nested guard", move || {
+        let mut outer = gil.acquire();
+        let _nested = gil.ensure();
+        outer.allow_threads(|| ());
+    });
+    let message = outcome.expect_err("the region must be refused");
+    assert!(message.contains("other guards"), "{message}");
+    assert!(free_for_others(gil), "both guards unwound: released");
+}
+
+#[test]
+fn a_region_that_returns_a_guard_of_its_own_lock_panics() {
+    let gil = leaked_gil();
+    let outcome = within(10, "a region returning a guard", move || {
+        let mut guard = gil.acquire();
+        let _inner = guard.allow_threads(|| gil.acquire());
+    });
+    let message = outcome.expect_err("taking the lock back must be refused");
+    assert!(message.contains("holding the same Gil"), "{message}");
+    assert!(free_for_others(gil), "both guards unwound: released once");
+    // And the lock still works on this thread.
+    drop(gil.acquire());
+}
+
+#[test]
+fn a_region_that_leaks_a_guard_of_its_own_lock_panics() {
+    let gil = leaked_gil();
+    let outcome = within(10, "a region leaking a guard", move || {
+        let mut guard = gil.acquire();
+        guard.allow_threads(|| std::mem::forget(gil.acquire()));
+    });
+    let message = outcome.expect_err("taking the lock back must be refused");
+    assert!(message.contains("holding the same Gil"), "{message}");
+    // The leaked guard's hold is leaked with it: the lock stays held, as a forgotten
+    // `MutexGuard` keeps its mutex locked.
+    assert!(!free_for_others(gil));
+}
+
+#[test]
+fn relocking_while_holding_again_panics() {
+    let gil = leaked_gil();
+    let outcome = within(10, "relock while holding", move || {
+        let away = gil.acquire().unlock();
+        let _inner = gil.acquire();
+        let _guard = away.relock();
+    });
+    let message = outcome.expect_err("relock must be refused");
+    assert!(message.contains("relock()"), "{message}");
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn relocking_after_leaking_a_guard_panics() {
+    let gil = leaked_gil();
+    let outcome = within(10, "relock after leaking a guard", move || {
+        let away = gil.acquire().unlock();
+        std::mem::forget(gil.acquire());
+        let _guard = away.relock();
+    });
+    let message = outcome.expect_err("relock must be refused");
+    assert!(message.contains("relock()"), "{message}");
+}
+
+#[test]
+fn a_panicking_pending_call_unwinds_through_the_guard_of_acquire() {
+    for how in ["acquire", "try_acquire", "try_acquire_for"] {
+        let gil = leaked_gil();
+        gil.add_pending_call(|_| panic!("the call fails")).unwrap();
+        let outcome = within(10, how, move || match how {
+            "acquire" => drop(gil.acquire()),
+            "try_acquire" => drop(gil.try_acquire()),
+            _ => drop(gil.try_acquire_for(Duration::from_secs(1))),
+        });
+        assert_eq!(outcome, Err("the call fails".to_owned()), "{how}");
+        assert!(free_for_others(gil), "{how}: the lock was released");
+        drop(gil.acquire());
+    }
+}
+
+#[test]
+fn a_panicking_pending_call_unwinds_through_a_mutex_lock() {
+    let mutex: &'static GilMutex<u32> = Box::leak(Box::new(GilMutex::new(0)));
+    // SAFETY: only the pending-call queue of the mutex's lock is used here.
+    let gil = unsafe { mutex.raw() };
+    gil.add_pending_call(|_| panic!("the call fails")).unwrap();
+    let outcome = within(10, "GilMutex::lock", move || *mutex.lock() += 1);
+    assert_eq!(outcome, Err("the call fails".to_owned()));
+    let other = thread::spawn(move || mutex.try_lock_for(Duration::from_secs(5)).map(|g| *g));
+    assert_eq!(
+        other.join().unwrap(),
+        Some(0),
+        "released, and nothing written"
+    );
+}
+
+#[test]
+fn a_hook_that_changes_the_interval_on_a_drop_request_hangs_nothing() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
+        1,
+    ))));
+    static SEEN: AtomicU32 = AtomicU32::new(0);
+    gil.set_event_hook(Some(&|gil, event| {
+        if event == Event::DropRequested {
+            SEEN.fetch_add(1, SeqCst);
+            gil.set_switch_interval(Duration::from_millis(2)).unwrap();
+        }
+    }));
+    within(20, "a preempted holder and its waiter", move || {
+        let mut guard = gil.acquire();
+        let waiter = thread::spawn(move || drop(gil.acquire()));
+        wait_until("the waiter to queue", || gil.has_waiters());
+        // No checkpoint meanwhile: only the clock can ask for the lock.
+        wait_until("the clock to ask", || gil.stats().clock_requests > 0);
+        while !waiter.is_finished() {
+            guard.checkpoint().unwrap();
+        }
+        drop(guard);
+    })
+    .unwrap();
+    assert!(
+        SEEN.load(SeqCst) >= 1,
+        "the holder reported the clock's request"
+    );
+    // The clock still works, for every lock: a holder that never checkpoints is asked.
+    let other = leaked_gil();
+    within(20, "the clock on another lock", move || {
+        let held = other.acquire();
+        let waiter = thread::spawn(move || drop(other.acquire()));
+        wait_until("the clock to ask", || other.stats().clock_requests > 0);
+        drop(held);
+        waiter.join().unwrap();
+    })
+    .unwrap();
+}
+
+thread_local! {
+    /// The hooks below act only on the thread that sets this: the holder about to hand over.
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static KEPT: std::cell::RefCell<Option<gil_std::EnsureGuard<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_hook_cannot_take_the_lock_it_reports_on() {
+    // The hook runs while its thread hands the lock over and is queued for it again: taking
+    // the lock there would wait for itself.
+    let gil = leaked_gil();
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    gil.set_event_hook(Some(&|gil, event| {
+        if event == Event::Wants && ARMED.with(Cell::get) {
+            let took = catch_unwind(AssertUnwindSafe(|| drop(gil.ensure())));
+            REFUSED.store(took.is_err(), SeqCst);
+        }
+    }));
+    within(20, "a hand-over whose hook takes the lock", move || {
+        let mut guard = gil.acquire();
+        let waiter = thread::spawn(move || drop(gil.acquire()));
+        wait_until("the waiter to queue", || gil.has_waiters());
+        ARMED.with(|a| a.set(true));
+        assert!(guard.yield_now());
+        ARMED.with(|a| a.set(false));
+        drop(guard);
+        waiter.join().unwrap();
+    })
+    .unwrap();
+    assert!(REFUSED.load(SeqCst), "the hook's acquire was refused");
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn a_hook_cannot_drop_a_guard_set_aside_during_a_hand_over() {
+    // A nested guard kept in a thread-local, dropped by the hook while its thread hands the
+    // lock over: it would release the next holder's hold.
+    static GIL: Gil = Gil::new();
+    static COUNT: GilCell<Cell<u64>> = GilCell::new(&GIL, Cell::new(0));
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    GIL.set_event_hook(Some(&|_, event| {
+        if event == Event::Wants && ARMED.with(Cell::get) {
+            let dropped = catch_unwind(|| drop(KEPT.with(|k| k.borrow_mut().take())));
+            REFUSED.store(dropped.is_err(), SeqCst);
+        }
+    }));
+    within(20, "a hand-over whose hook drops a guard", || {
+        let mut guard = GIL.acquire();
+        KEPT.with(|k| *k.borrow_mut() = Some(GIL.ensure()));
+        let other = thread::spawn(|| {
+            let g = GIL.acquire();
+            let seen = COUNT.get(&g).get();
+            thread::sleep(Duration::from_millis(20));
+            COUNT.get(&g).set(seen + 1);
+        });
+        wait_until("the other thread to queue", || GIL.has_waiters());
+        ARMED.with(|a| a.set(true));
+        assert!(guard.yield_now());
+        ARMED.with(|a| a.set(false));
+        // Back only once the other thread's hold is over.
+        assert_eq!(COUNT.get(&guard).get(), 1, "the other hold ran whole");
+        other.join().unwrap();
+    })
+    .unwrap();
+    // The guard the hook dropped is leaked by its panic, and its hold with it, as a forgotten
+    // guard's would be.
+    assert!(REFUSED.load(SeqCst), "the hook's drop was refused");
+}
+
+#[test]
+fn a_call_that_queues_itself_again_runs_once_per_checkpoint() {
+    static GIL: Gil = Gil::new();
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    fn again(_: &gil_std::GilGuard<'_>) {
+        if RUNS.fetch_add(1, SeqCst) < 1_000 {
+            GIL.add_pending_call(again).unwrap();
+        }
+    }
+    let mut guard = GIL.acquire();
+    GIL.add_pending_call(again).unwrap();
+    guard.checkpoint().unwrap();
+    assert_eq!(
+        RUNS.load(SeqCst),
+        1,
+        "only the call queued when the checkpoint began"
+    );
+    guard.checkpoint().unwrap();
+    assert_eq!(RUNS.load(SeqCst), 2);
+    drop(guard);
+    drop(GIL.close());
+}
+
+#[test]
+fn the_clock_asks_once_while_its_request_is_unanswered() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(
+        Gil::MIN_SWITCH_INTERVAL,
+    )));
+    let held = gil.acquire();
+    let waiter = thread::spawn(move || drop(gil.acquire()));
+    wait_until("the clock to ask", || gil.stats().clock_requests > 0);
+    // A hundred intervals (at least) without a checkpoint: nothing is asked again.
+    thread::sleep(Gil::MIN_SWITCH_INTERVAL * 100 + Duration::from_millis(5));
+    assert_eq!(gil.stats().clock_requests, 1);
+    drop(held);
+    waiter.join().unwrap();
+}
+
+#[test]
+fn an_unblock_function_may_interrupt_its_own_thread() {
+    static GIL: Gil = Gil::new();
+    within(20, "an unblock function that interrupts again", || {
+        let mut guard = GIL.acquire();
+        let handle = GIL.interrupt_handle();
+        let again = handle.clone();
+        let (wake, wait) = mpsc::channel::<()>();
+        let interrupter = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(5));
+            handle.interrupt();
+        });
+        guard.allow_threads_with_unblock(
+            || wait.recv().unwrap(),
+            || {
+                again.interrupt(); // merges into the call under way
+                let _ = wake.send(());
+            },
+        );
+        assert!(guard.checkpoint().is_err());
+        assert!(guard.checkpoint().is_ok(), "one interrupt, reported once");
+        interrupter.join().unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_lock_is_unwind_safe_as_a_std_mutex_is() {
+    fn unwind_safe<T: UnwindSafe + RefUnwindSafe>() {}
+    unwind_safe::<Gil>();
+    let gil = Gil::new();
+    // No `AssertUnwindSafe` needed.
+    let caught = catch_unwind(|| {
+        let _g = gil.acquire();
+        panic!("in the hold");
+    });
+    assert!(caught.is_err());
+    assert!(gil.try_acquire().is_some(), "released on unwinding");
+}
