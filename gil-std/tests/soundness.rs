@@ -136,6 +136,31 @@ fn nested_guards_released_in_any_order_release_once() {
 }
 
 #[test]
+fn a_hand_over_under_nested_guards_starts_the_next_hold_afresh() {
+    // The thread hands the lock over from a nested guard's checkpoint: the next holder's
+    // single guard must end its hold, and the nested guards count again once the lock is back.
+    let gil = leaked_gil();
+    within(20, "a hand-over under nested guards", move || {
+        let outer = gil.acquire();
+        let mut nested = gil.ensure();
+        let waiter = thread::spawn(move || drop(gil.acquire()));
+        wait_until("the waiter to queue", || gil.has_waiters());
+        gil.request_drop();
+        nested.checkpoint().unwrap();
+        waiter.join().unwrap();
+        drop(outer);
+        assert!(
+            gil.is_held_by_current_thread(),
+            "the nested guard still holds"
+        );
+        assert!(!free_for_others(gil));
+        drop(nested);
+        assert!(free_for_others(gil));
+    })
+    .unwrap();
+}
+
+#[test]
 fn a_region_refuses_to_open_under_a_nested_guard() {
     let gil = leaked_gil();
     let outcome = within(10, "a region under a nested guard", move || {
