@@ -885,11 +885,17 @@ impl Gil {
         // Relaxed: see `Gil::nested`.
         let nested = self.nested.load(Relaxed);
         if nested != 0 {
-            self.refuse_in_hook();
-            self.nested.store(nested - 1, Relaxed);
-            return;
+            return self.drop_nested(nested);
         }
         self.release();
+    }
+
+    /// `drop_guard` of a guard that is not the hold's last.
+    #[cold]
+    fn drop_nested(&self, nested: u32) {
+        self.refuse_in_hook();
+        // Relaxed: see `Gil::nested`.
+        self.nested.store(nested - 1, Relaxed);
     }
 
     /// The holder is about to let others hold while its guards live on (a hand-over or a loan

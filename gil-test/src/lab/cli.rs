@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::contenders::{Kind, with_contender};
-use super::{INTERVAL, KS, NS, Plan, abuse, cpython, timeline, w2, w3, w4, w5};
+use super::{INTERVAL, KS, NS, Plan, abuse, cpython, timed, timeline, w2, w3, w4, w5};
 use crate::lab;
 use crate::w1;
 use gil_std::Gil;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const HELP: &str = "\
 gil-lab: gil against its peers on DESIGN.md's workloads
 
-usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,abuse,timeline] [--json] [--out DIR]
+usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,abuse,timed,timeline] [--json] [--out DIR]
 
   --quick       short runs, about a minute in all (the default)
   --full        longer runs: W4 at 3 s per run, as DESIGN.md defines it
@@ -50,9 +50,11 @@ fn parse_args() -> Result<Args, String> {
                 let list = it.next().ok_or("--workload needs a list, e.g. W3,W4")?;
                 let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
                 for n in &names {
-                    if !["W1", "W2", "W3", "W4", "W5", "ABUSE", "TIMELINE"].contains(&n.as_str()) {
+                    if !["W1", "W2", "W3", "W4", "W5", "ABUSE", "TIMED", "TIMELINE"]
+                        .contains(&n.as_str())
+                    {
                         return Err(format!(
-                            "unknown workload {n:?}; pick from W1..W5, abuse, timeline"
+                            "unknown workload {n:?}; pick from W1..W5, abuse, timed, timeline"
                         ));
                     }
                 }
@@ -95,6 +97,7 @@ pub fn main() {
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
         ("ABUSE", Kind::LOCKS.len()),
+        ("TIMED", 1),
         ("TIMELINE", 2),
     ];
     let total: usize = steps.iter().filter(|s| args.wants(s.0)).map(|s| s.1).sum();
@@ -520,6 +523,35 @@ pub fn main() {
         }
         text.push('\n');
         report["abuse"] = json!({"seconds_per_run": t.as_secs_f64(), "k": k, "runs": rows});
+    }
+
+    if args.wants("TIMED") {
+        step("timed acquire".into());
+        let samples = if args.full { 2_000 } else { 300 };
+        let figures = timed::run(samples);
+        bar.inc(1);
+        let _ = writeln!(
+            text,
+            "Timed acquire — how late try_acquire_for returns past its deadline on a held lock, {samples} waits each"
+        );
+        let _ = writeln!(
+            text,
+            "  {:>10} {:>10} {:>10}",
+            "timeout", "p50 late", "p99 late"
+        );
+        let mut rows = Vec::new();
+        for f in &figures {
+            let _ = writeln!(
+                text,
+                "  {:>10} {:>10} {:>10}",
+                format!("{:?}", f.timeout),
+                format!("{:.1?}", f.p50),
+                format!("{:.1?}", f.p99)
+            );
+            rows.push(json!({"timeout_us": f.timeout.as_secs_f64() * 1e6, "p50_late_us": f.p50.as_secs_f64() * 1e6, "p99_late_us": f.p99.as_secs_f64() * 1e6, "samples": f.samples}));
+        }
+        text.push('\n');
+        report["timed"] = json!(rows);
     }
 
     if args.wants("TIMELINE") {

@@ -11,6 +11,7 @@ pub mod abuse;
 pub mod cli;
 pub mod contenders;
 pub mod cpython;
+pub mod timed;
 pub mod timeline;
 pub mod w2;
 pub mod w3;
