@@ -675,8 +675,9 @@ impl Gil {
     /// Takes the lock, or nothing if this thread holds it already: for code that may be
     /// called both with and without the lock (callbacks, foreign threads). Nests to any depth.
     ///
-    /// A nested guard (this thread already held the lock) can run checkpoints but cannot open a
-    /// blocking region; see [`EnsureGuard`].
+    /// A nested guard (this thread already held the lock) joins the hold: the hold ends when
+    /// its last guard is dropped, in whatever order they go. It can run checkpoints but cannot
+    /// open a blocking region, and no region opens while it lives; see [`EnsureGuard`].
     ///
     /// # Panics
     ///

@@ -399,10 +399,12 @@ fn region_ended_held_panic() -> ! {
 /// What [`Gil::ensure`] returns: either a guard of its own (this thread did not hold the lock)
 /// or a nested one (it did, further up the stack).
 ///
-/// Both run [`checkpoint`](EnsureGuard::checkpoint)s and reach [`GilCell`](crate::GilCell)s.
-/// Only an acquiring one can open a blocking region, through
-/// [`guard_mut`](EnsureGuard::guard_mut): a frame further up may still be using data it
-/// borrowed under the lock, and it must not run concurrently with another holder.
+/// Both run [`checkpoint`](EnsureGuard::checkpoint)s and reach [`GilCell`](crate::GilCell)s,
+/// and both keep the hold: it ends when the thread's last guard of it is dropped. Only an
+/// acquiring one can open a blocking region, through [`guard_mut`](EnsureGuard::guard_mut),
+/// and only while no nested guard lives (the region panics otherwise): a frame further up may
+/// still be using data it borrowed under the lock, and it must not run concurrently with
+/// another holder.
 ///
 /// ```
 /// use gil_std::Gil;
