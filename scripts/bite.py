@@ -187,12 +187,6 @@ MUTATIONS = [
      "        if self.end_hold() {\n            self.give_back_loan();",
      "        if self.end_hold() && false {\n            self.give_back_loan();",
      loom_std("a_thread_back_from_a_region_borrows_the_lock")),
-    ("lender-skips-wait",
-     "a lender that did not get its loan back at once goes on without waiting for it",
-     "gil-std/src/guard.rs",
-     "            unsafe { self.raw.wait_loan_back() };",
-     "",
-     loom_std("a_thread_back_from_a_region_borrows_the_lock")),
     ("loan-holder-unknown",
      "a thread on a loan it asked for is not told it holds the lock (the owner token is the "
      "lender's): its ensure() would wait for itself",
@@ -203,7 +197,7 @@ MUTATIONS = [
     ("region-skips-take-back",
      "leaving a blocking region does not wait for the lock when another thread holds it",
      "gil-std/src/guard.rs",
-     "        let back = self.wait_for_grant(node, None, asked.is_some());\n"
+     "        let back = self.wait_for_grant(node, None, asked);\n"
      "        debug_assert!(back.is_ok(), \"returning waiters are never closed\");",
      "",
      loom_std("blocking_region_round_trip")),
@@ -213,12 +207,6 @@ MUTATIONS = [
      "            EnsureGuard::nested(self)",
      "            EnsureGuard::acquired(GilGuard::new(self))",
      loom_std("ensure_nesting")),
-    ("timeout-drops-grant",
-     "a timed acquire that finds itself granted on cancelling reports a timeout",
-     "gil-std/src/gil.rs",
-     "                    Cancel::Granted => Ok(()),",
-     "                    Cancel::Granted => Err(AcquireError::Timeout),",
-     loom_std("timeout_vs_grant")),
     ("region-return-is-fresh",
      "leaving a blocking region queues as a fresh acquirer, which close turns away",
      "gil-std/src/guard.rs",
@@ -240,14 +228,14 @@ MUTATIONS = [
     ("region-skips-take-back@user",
      "leaving a blocking region does not wait for the lock (seen by a user's own loom test)",
      "gil-std/src/guard.rs",
-     "        let back = self.wait_for_grant(node, None, asked.is_some());\n"
+     "        let back = self.wait_for_grant(node, None, asked);\n"
      "        debug_assert!(back.is_ok(), \"returning waiters are never closed\");",
      "",
      ["cargo", "test", "-q", "-p", "gil-test", "--test", "loom_user", "--profile", "loom"]),
     ("clock-keeps-dropped-lock",
      "the last waiter out does not unlist the lock from the clock, which may outlive it",
      "gil-std/src/gil.rs",
-     "        if timed {\n            clock().leave(self);\n        }",
+     "        if self.timed {\n            clock().leave(gil);\n        }",
      "",
      plain("gil-std", "preemption", "contended_locks_can_be_dropped_right_away")),
     # gil-std services (issue 7)
@@ -343,19 +331,15 @@ MUTATIONS = [
      "the two sides of a loan never arm the clock, so a borrower that does not block again "
      "keeps the lock from its lender for ever",
      "gil-std/src/gil.rs",
-     "                    clock().arm(self, start);\n                    timed = true;",
-     "                    timed = false;",
+     "        clock().arm(self.gil, start);\n        self.timed = true;\n        false",
+     "        false",
      plain("gil-std", "fast_return", "a_queued_loan_that_does_not_end_ends_with_the_lenders_slice")),
     ("asked-loan-never-timed",
      "a lender that lent the lock it was asked for sleeps without arming the clock, so a "
      "borrower that does not block again keeps the lock from it for ever",
-     "gil-std/src/guard.rs",
-     "            if CLOCK {\n                clock().arm(self, since);\n            }\n"
-     "            // SAFETY: lent just above.\n"
-     "            unsafe { self.raw.wait_loan_back() };\n"
-     "            if CLOCK {\n                clock().leave(self);\n            }",
-     "            // SAFETY: lent just above.\n"
-     "            unsafe { self.raw.wait_loan_back() };",
+     "gil-std/src/gil.rs",
+     "        clock().arm(self.gil, start);\n        self.timed = true;\n        false",
+     "        false",
      plain("gil-std", "fast_return", "a_loan_that_does_not_end_ends_with_the_lenders_slice")),
     ("holder-never-times",
      "the lock is listed without SLICE_TIMER: the holder never times its own slice, and only "
@@ -371,26 +355,11 @@ MUTATIONS = [
      "        now_nanos() >= since",
      unit("gil-std", "clock::tests::the_holder_keeps_its_slice_until_it_is_over")),
     ("armed-after-handoff",
-     "a thread handing over arms the clock after it queued (and woke the next holder), so the "
-     "lock can be unlisted while the new holder starts its slice",
-     "gil-std/src/guard.rs",
-     "        if let Some(since) = since.filter(|_| in_line) {\n            clock().arm(self, since);\n        }\n        self.end_hold();\n"
-     "        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,\n"
-     "        // waited for below before the frame ends.\n"
-     "        let queued = unsafe {\n"
-     "            match turn {\n"
-     "                Turn::Resume => self.raw.lend(node.as_ref()),\n"
-     "                _ => self.raw.requeue(node.as_ref()),\n"
-     "            }\n"
-     "        };\n",
-     "        self.end_hold();\n"
-     "        let queued = unsafe {\n"
-     "            match turn {\n"
-     "                Turn::Resume => self.raw.lend(node.as_ref()),\n"
-     "                _ => self.raw.requeue(node.as_ref()),\n"
-     "            }\n"
-     "        };\n"
-     "        if let Some(since) = since.filter(|_| in_line) {\n            clock().arm(self, since);\n        }\n",
+     "a thread handing over arms the clock only after it queued (and woke the next holder), so "
+     "the lock can be unlisted while the new holder starts its slice",
+     "gil-std/src/gil.rs",
+     "        let timed = CLOCK && turn == Turn::InLine;",
+     "        let timed = false;",
      unit("gil-std", "clock::tests::a_thread_handed_the_lock_times_its_slice_from_the_start")),
     ("credit-uncapped",
      "credit is not capped: a thread that blocked long saves up for a long run of loans",
@@ -503,8 +472,9 @@ MUTATIONS = [
     ("timed-wait-by-the-clock",
      "a waiter with a deadline sleeps untimed and waits for the clock thread to wake it",
      "gil-std/src/sync.rs",
-     "pub(crate) const OWN_TIMEOUTS: bool = cfg!(all(target_os = \"linux\", not(loom)));",
-     "pub(crate) const OWN_TIMEOUTS: bool = false;",
+     "    #[cfg(all(target_os = \"linux\", not(loom)))]\n    crate::park::park_until(node.word(), at);\n"
+     "    #[cfg(all(not(target_os = \"linux\"), not(loom)))]",
+     "    #[cfg(any())]\n    crate::park::park_until(node.word(), at);\n    #[cfg(not(loom))]",
      unit("gil-std", "clock::tests::a_timed_waiter_wakes_itself")),
     ("unblock-calls-unmerged",
      "an interrupt made while the unblock function runs calls it again, from inside itself",
@@ -549,6 +519,44 @@ def run(name, bug, path, original, broken, cmd):
         verdict = "caught: " + (msgs[0].strip() if msgs else "failed")
     return name, bug, cmd[-1], verdict[:160], elapsed
 
+
+# The core's waiting composites, which gil-std runs: each mutation is caught by a gil-core
+# model and, in the `@std` row, by a gil-std check.
+COMPOSITES = [
+    ("give-up-loses-grant",
+     "a wait that gives up while the lock is being granted to it reports a timeout: the grant "
+     "is lost and the lock stays locked",
+     "gil-core/src/raw.rs",
+     "                    Cancel::Granted => Waited::Granted,\n                    Cancel::Closed => Waited::Closed,",
+     "                    Cancel::Granted => Waited::GaveUp,\n                    Cancel::Closed => Waited::Closed,",
+     loom("a_wait_that_gives_up_never_loses_a_grant"),
+     loom_std("timeout_vs_grant")),
+    ("yield-without-waiting",
+     "a yield hands the lock on and returns at once, without waiting to get it back",
+     "gil-core/src/raw.rs",
+     "        policy.queued();\n        // SAFETY: queued by `step_aside`, by this thread.\n        let back = unsafe { self.wait_with(waiter, policy) };",
+     "        policy.queued();\n        let back = Waited::Granted;",
+     loom("drop_request_hands_off_and_yielder_waits_its_turn"),
+     plain("gil-std", "gil", "a_drop_request_makes_a_busy_holder_hand_over")),
+    ("lender-does-not-wait",
+     "a lender goes on at once, while the borrower holds the lock it lent",
+     "gil-core/src/raw.rs",
+     "        while self.breaker.loan_out() {\n            if spinning && policy.spin() {",
+     "        while false && self.breaker.loan_out() {\n            if spinning && policy.spin() {",
+     loom("a_loan_asked_for_is_lent_and_comes_back"),
+     loom_std("a_thread_back_from_a_region_borrows_the_lock")),
+    ("borrow-keeps-its-ask",
+     "a borrower that stops waiting for its loan does not withdraw the ask: the holder later "
+     "lends to a thread that took the lock another way",
+     "gil-core/src/raw.rs",
+     "        self.loan() == Loan::Lent || !unsafe { self.withdraw_loan() }",
+     "        self.loan() == Loan::Lent",
+     loom("an_ask_for_a_loan_is_withdrawn_when_the_lock_is_let_go"),
+     loom_std("a_thread_back_from_a_region_borrows_the_lock")),
+]
+for (name, bug, path, original, broken, core_check, std_check) in COMPOSITES:
+    MUTATIONS.append((name, bug, path, original, broken, core_check))
+    MUTATIONS.append((f"{name}@std", bug, path, original, broken, std_check))
 
 # The property test against the reference model must catch these core bugs too.
 MODEL = plain("gil-test", "model", "the_core_matches_the_reference_model")

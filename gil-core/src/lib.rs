@@ -6,6 +6,8 @@
 //! - [`Breaker`] — the word of flags a holder checks at each checkpoint: drop requests, bits for
 //!   `gil-std`, bits for the runtime.
 //! - [`Park`] — how a waiter sleeps; [`SpinPark`] spins with one of `spin`'s relax strategies.
+//! - [`WaitPolicy`] — what a waiting thread does between its looks, for the composites that wait
+//!   (`lock_with`, `yield_with`, …): a caller's clock, timeouts and statistics plug in here.
 //!
 //! The core never reads a clock: timed preemption (a waiter that waited a switch interval asks
 //! for a drop) lives in `gil-std`, or on bare metal in a timer interrupt that calls
@@ -45,9 +47,11 @@ mod breaker;
 mod park;
 mod queue;
 mod raw;
+mod wait;
 
 pub use breaker::Breaker;
 pub use park::{Park, SpinPark};
 pub use queue::{WaitState, Waiter};
 pub use raw::{Away, Cancel, Closed, Enqueued, Loan, RawGil, TryAcquireError};
 pub use sync::AtomicU32;
+pub use wait::{WaitPolicy, Waited};

@@ -16,6 +16,7 @@ use crate::sync::{
     Ordering::{Acquire, Relaxed, Release},
     SpinWait, UnsafeCell,
 };
+use crate::wait::{WaitPolicy, Waited};
 
 // The bits of the lock word.
 /// A thread owns the lock.
@@ -231,16 +232,36 @@ impl<P: Park> RawGil<P> {
     #[cold]
     fn lock_slow(&self, waiter: Waiter<P>) -> Result<(), Closed> {
         let waiter = pin!(waiter);
-        // SAFETY: the waiter is pinned on this frame, and `wait` does not return while it is
-        // queued; we return only after that.
-        match unsafe { self.enqueue(waiter.as_ref()) } {
-            Enqueued::Acquired => Ok(()),
-            Enqueued::Closed => Err(Closed),
-            // SAFETY: queued just above, by this thread.
-            Enqueued::Queued => match unsafe { self.wait(waiter.as_ref()) } {
-                WaitState::Granted => Ok(()),
-                _ => Err(Closed),
-            },
+        // SAFETY: the waiter is pinned on this frame and not queued; `lock_with` returns only
+        // once it is out of line. The caller does not own the lock (it just failed to take it).
+        match unsafe { self.lock_with(waiter.as_ref(), &mut ()) } {
+            Waited::Granted => Ok(()),
+            Waited::Closed | Waited::GaveUp => Err(Closed),
+        }
+    }
+
+    /// Takes the lock with `waiter`: at once if it is free, else in line, waiting as `policy`
+    /// says (see [`WaitPolicy`]), until the lock is granted, the lock is closed (a fresh
+    /// waiter), or the policy gives up. Returns only once `waiter` is out of line.
+    ///
+    /// # Safety
+    ///
+    /// `waiter` is not queued, and is pinned (it stays in place until this returns). The
+    /// calling thread does not own the lock.
+    pub unsafe fn lock_with(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        policy: &mut impl WaitPolicy<P>,
+    ) -> Waited {
+        // SAFETY: forwarded contract; if queued, `wait_with` returns only once it is out.
+        match unsafe { self.enqueue(waiter) } {
+            Enqueued::Acquired => Waited::Granted,
+            Enqueued::Closed => Waited::Closed,
+            Enqueued::Queued => {
+                policy.queued();
+                // SAFETY: queued just above, by this thread.
+                unsafe { self.wait_with(waiter, policy) }
+            }
         }
     }
 
@@ -388,15 +409,61 @@ impl<P: Park> RawGil<P> {
     /// `waiter` was queued on this lock by the calling thread, which has not yet acted on a
     /// `Granted` or `Closed` state of it.
     pub unsafe fn wait(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
+        // SAFETY: forwarded contract.
+        match unsafe { self.wait_with(waiter, &mut ()) } {
+            Waited::Granted => WaitState::Granted,
+            Waited::Closed | Waited::GaveUp => WaitState::Closed,
+        }
+    }
+
+    /// Waits on a queued `waiter` as `policy` says (see [`WaitPolicy`]) until it is granted
+    /// ([`Waited::Granted`]: the caller owns the lock), closed, or the policy gives up (then
+    /// the waiter is taken out of line, unless the lock was handed to it first). Claims the
+    /// lock when it is offered (see [`unlock_away`](RawGil::unlock_away)). Returns only once
+    /// `waiter` is out of line.
+    ///
+    /// # Safety
+    ///
+    /// As for [`wait`](RawGil::wait).
+    pub unsafe fn wait_with(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        policy: &mut impl WaitPolicy<P>,
+    ) -> Waited {
+        let mut spinning = true;
         loop {
-            match waiter.wait() {
-                // SAFETY: forwarded contract.
-                WaitState::Offered => match unsafe { self.claim(waiter) } {
-                    WaitState::Waiting => {}
-                    done => return done,
-                },
-                done => return done,
+            match waiter.state() {
+                WaitState::Granted => return Waited::Granted,
+                WaitState::Closed => return Waited::Closed,
+                WaitState::Idle => {
+                    debug_assert!(false, "gil-core: a wait on a waiter that is not queued");
+                    return Waited::Closed;
+                }
+                WaitState::Offered => {
+                    policy.offered(waiter);
+                    // SAFETY: forwarded contract; not yet seen granted or closed.
+                    match unsafe { self.claim(waiter) } {
+                        WaitState::Granted => return Waited::Granted,
+                        WaitState::Closed => return Waited::Closed,
+                        // The owner came back first: in line again.
+                        _ => continue,
+                    }
+                }
+                WaitState::Waiting => {}
             }
+            if policy.give_up() {
+                // SAFETY: forwarded contract; not yet seen granted or closed.
+                return match unsafe { self.cancel(waiter) } {
+                    Cancel::Removed => Waited::GaveUp,
+                    Cancel::Granted => Waited::Granted,
+                    Cancel::Closed => Waited::Closed,
+                };
+            }
+            if spinning && policy.spin() {
+                continue;
+            }
+            spinning = false;
+            policy.park(waiter);
         }
     }
 
@@ -663,16 +730,67 @@ impl<P: Park> RawGil<P> {
     pub unsafe fn yield_now(&self) -> bool {
         let waiter = pin!(Waiter::returning());
         // SAFETY: we own the lock (caller's contract); the waiter is pinned on this frame and
-        // `wait` does not return while it is queued.
-        if !unsafe { self.requeue(waiter.as_ref()) } {
+        // returning.
+        unsafe { self.yield_with(waiter.as_ref(), &mut ()) }
+    }
+
+    /// [`requeue`](RawGil::requeue) with `waiter`, then, if it handed the lock on, waits as
+    /// `policy` says until the lock is back. Returns whether it handed over; either way the
+    /// caller owns the lock on return.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock. `waiter` is returning ([`Waiter::returning`]), not
+    /// queued, and pinned (it stays in place until this returns). `policy` never gives up: a
+    /// thread that handed its lock on must get it back.
+    pub unsafe fn yield_with(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        policy: &mut impl WaitPolicy<P>,
+    ) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.step_aside_and_wait(waiter, false, policy) }
+    }
+
+    /// [`lend`](RawGil::lend) with `waiter`, then, if it lent the lock, waits as `policy` says
+    /// until the lock is back. Returns whether it lent; either way the caller owns the lock on
+    /// return.
+    ///
+    /// # Safety
+    ///
+    /// As for [`yield_with`](RawGil::yield_with).
+    pub unsafe fn lend_with(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        policy: &mut impl WaitPolicy<P>,
+    ) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.step_aside_and_wait(waiter, true, policy) }
+    }
+
+    /// The body of `yield_with` and `lend_with`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`yield_with`](RawGil::yield_with).
+    unsafe fn step_aside_and_wait(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        lend: bool,
+        policy: &mut impl WaitPolicy<P>,
+    ) -> bool {
+        debug_assert!(waiter.is_returning());
+        // SAFETY: forwarded contract.
+        if !unsafe { self.step_aside(waiter, lend) } {
             return false;
         }
-        // SAFETY: queued by `requeue`, by this thread.
-        let state = unsafe { self.wait(waiter.as_ref()) };
+        policy.queued();
+        // SAFETY: queued by `step_aside`, by this thread.
+        let back = unsafe { self.wait_with(waiter, policy) };
         debug_assert_eq!(
-            state,
-            WaitState::Granted,
-            "returning waiters are never closed"
+            back,
+            Waited::Granted,
+            "a returning waiter is never closed, and its policy never gives up"
         );
         true
     }
@@ -713,11 +831,9 @@ impl<P: Park> RawGil<P> {
                 unsafe { self.yield_now() };
             }
         }
-        // SAFETY: we own the lock (caller's contract).
-        if unsafe { self.lend_asked() } {
-            // SAFETY: lent just above.
-            unsafe { self.wait_loan_back() };
-        }
+        // SAFETY: we own the lock (caller's contract), not on loan: a borrower gave it back
+        // above.
+        let _ = unsafe { self.lend_asked_with(&mut ()) };
         self.breaker.pending() & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED)
     }
 
@@ -823,12 +939,71 @@ impl<P: Park> RawGil<P> {
     ///
     /// The calling thread lent the lock ([`lend_asked`](RawGil::lend_asked) returned `true`).
     pub unsafe fn wait_loan_back(&self) {
-        while let Some(asleep) = self.breaker.lender_sleeps() {
-            P::park_word(self.breaker.word(), asleep);
+        // SAFETY: forwarded contract.
+        unsafe { self.wait_loan_back_with(&mut ()) }
+    }
+
+    /// As [`wait_loan_back`](RawGil::wait_loan_back), passing the time as `policy` says: its
+    /// [`spin`](WaitPolicy::spin) rounds first, then asleep with `P`
+    /// ([`Park::park_word`]). [`queued`](WaitPolicy::queued) is not called (see
+    /// [`lend_asked_with`](RawGil::lend_asked_with)), nor is [`give_up`](WaitPolicy::give_up):
+    /// a lender waits until the lock is back.
+    ///
+    /// # Safety
+    ///
+    /// As for [`wait_loan_back`](RawGil::wait_loan_back).
+    pub unsafe fn wait_loan_back_with(&self, policy: &mut impl WaitPolicy<P>) {
+        let mut spinning = true;
+        // The Acquire in `loan_out` takes the borrower's writes once it is back.
+        while self.breaker.loan_out() {
+            if spinning && policy.spin() {
+                continue;
+            }
+            spinning = false;
+            // Marks the lender asleep, so that the give-back wakes it; `None`: already back
+            // (the loop's look says so, with Acquire).
+            if let Some(asleep) = self.breaker.lender_sleeps() {
+                P::park_word(self.breaker.word(), asleep);
+            }
         }
-        // `lender_sleeps` read with Relaxed: one Acquire read to take the borrower's writes.
-        let back = !self.breaker.loan_out();
-        debug_assert!(back);
+    }
+
+    /// Lends the lock to the thread that asked ([`lend_asked`](RawGil::lend_asked)), if one
+    /// has, and then waits for it back as `policy` says
+    /// ([`wait_loan_back_with`](RawGil::wait_loan_back_with)), calling its
+    /// [`queued`](WaitPolicy::queued) once lent. Returns whether it lent; either way the
+    /// caller owns the lock on return.
+    ///
+    /// # Safety
+    ///
+    /// As for [`lend_asked`](RawGil::lend_asked).
+    pub unsafe fn lend_asked_with(&self, policy: &mut impl WaitPolicy<P>) -> bool {
+        // SAFETY: forwarded contract.
+        if !unsafe { self.lend_asked() } {
+            return false;
+        }
+        policy.queued();
+        // SAFETY: lent just above.
+        unsafe { self.wait_loan_back_with(policy) };
+        true
+    }
+
+    /// Asks for a loan ([`ask_loan`](RawGil::ask_loan)) and waits for the answer awake, for as
+    /// long as `policy` [spins](WaitPolicy::spin) (it is not asked to park: nobody would wake
+    /// it), then withdraws the ask if it is still unanswered. Returns whether the calling thread
+    /// now holds the lock on loan: then it lets go only with [`give_back`](RawGil::give_back).
+    /// `false`: nothing asked, or the ask withdrawn; take the lock another way.
+    /// [`queued`](WaitPolicy::queued) is called once the ask stands.
+    ///
+    /// The calling thread must not own the lock: the holder it asks would be itself.
+    pub fn borrow_with(&self, policy: &mut impl WaitPolicy<P>) -> bool {
+        if !self.ask_loan() {
+            return false;
+        }
+        policy.queued();
+        while self.loan() == Loan::Asked && policy.spin() {}
+        // SAFETY: asked just above, and this is the only place that acts on the answer.
+        self.loan() == Loan::Lent || !unsafe { self.withdraw_loan() }
     }
 
     /// The borrower gives the lock back to the lender (waking it if it sleeps): the loan ends.

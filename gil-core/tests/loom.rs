@@ -7,7 +7,7 @@ mod support;
 
 use std::pin::pin;
 
-use gil_core::{AtomicU32, Cancel, Enqueued, Loan, Park, RawGil, WaitState, Waiter};
+use gil_core::{AtomicU32, Cancel, Enqueued, Park, RawGil, WaitPolicy, WaitState, Waited, Waiter};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
@@ -589,23 +589,92 @@ fn a_borrower_asked_to_drop_gives_the_loan_back_first() {
     });
 }
 
-/// Asks for a loan, says so in `asked`, and waits for it (two looks, then withdraws); takes the
-/// lock the ordinary way if the ask was refused or withdrawn.
+/// Asks for a loan through the core's `borrow_with`, says so in `asked`, and waits for it (two
+/// looks, then withdraws); takes the lock the ordinary way if the ask was refused or
+/// withdrawn.
 fn borrow_or_lock(gil: &Gil, asked: &AtomicBool) {
-    let ask = gil.ask_loan();
-    asked.store(true, Release);
-    if ask {
-        let mut looks = 0;
-        while gil.loan() == Loan::Asked && looks < 2 {
-            looks += 1;
-            thread::yield_now();
-        }
-        // SAFETY: this thread asked, and acts on the answer only here.
-        if gil.loan() == Loan::Lent || !unsafe { gil.withdraw_loan() } {
-            return;
-        }
+    let mut looks = TwoLooks { asked, looks: 0 };
+    if gil.borrow_with(&mut looks) {
+        return;
     }
+    asked.store(true, Release);
     gil.lock().unwrap();
+}
+
+/// A policy that says when the wait stands (`asked`), stays awake for two looks, and then, in a
+/// wait in line, gives up.
+struct TwoLooks<'a> {
+    asked: &'a AtomicBool,
+    looks: u32,
+}
+
+impl WaitPolicy<LoomPark> for TwoLooks<'_> {
+    fn queued(&mut self) {
+        self.asked.store(true, Release);
+    }
+
+    fn spin(&mut self) -> bool {
+        self.looks += 1;
+        if self.looks > 2 {
+            return false;
+        }
+        thread::yield_now();
+        true
+    }
+
+    fn give_up(&mut self) -> bool {
+        self.looks >= 2
+    }
+}
+
+/// The core's wait composite giving up (a timeout, say) while the owner lets go: the give-up
+/// races with the grant, and either the waiter is taken out and the lock ends free, or the
+/// wait reports the lock granted and the waiter owns it. Never both, never neither.
+#[test]
+fn a_wait_that_gives_up_never_loses_a_grant() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        gil.lock().unwrap();
+        let waiter = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let asked = AtomicBool::new(false);
+                let node = pin!(Node::new());
+                // SAFETY: the node is pinned on this frame, and `lock_with` returns only once
+                // it is out of line; this thread does not own the lock.
+                let waited = unsafe {
+                    gil.lock_with(
+                        node.as_ref(),
+                        &mut TwoLooks {
+                            asked: &asked,
+                            looks: 0,
+                        },
+                    )
+                };
+                match waited {
+                    Waited::Granted => {
+                        data.bump();
+                        // SAFETY: granted, so this thread owns the lock.
+                        unsafe { gil.unlock() };
+                        true
+                    }
+                    Waited::GaveUp => false,
+                    Waited::Closed => unreachable!("nobody closes"),
+                }
+            })
+        };
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        let got_it = waiter.join().unwrap();
+        assert!(
+            !gil.is_locked() && !gil.has_waiters(),
+            "the lock was lost (got_it={got_it})"
+        );
+        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(data.bump(), if got_it { 3 } else { 2 });
+    });
 }
 
 /// Lets go of a lock held on loan (the lock is lent) or owned.

@@ -41,6 +41,7 @@ pub(crate) struct Clock {
 struct Timers {
     preempt: Vec<Preempt>,
     wakes: Vec<Wake>,
+    #[cfg_attr(any(target_os = "linux", loom), allow(dead_code))]
     next_wake_id: u64,
 }
 
@@ -236,6 +237,8 @@ impl Clock {
     }
 
     /// Wakes the futex `word` at `at`. Returns a ticket for [`cancel_wake`](Clock::cancel_wake).
+    /// For waiters that cannot sleep with a timeout of their own (not on Linux).
+    #[cfg_attr(any(target_os = "linux", loom), allow(dead_code))]
     pub(crate) fn wake_at(&self, at: Instant, word: &AtomicU32) -> u64 {
         let mut timers = self.lock();
         let id = timers.next_wake_id;

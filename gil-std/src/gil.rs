@@ -7,7 +7,7 @@ use std::sync::atomic::{
 };
 use std::time::{Duration, Instant};
 
-use gil_core::{Breaker, Cancel, Enqueued, Park, RawGil, TryAcquireError, WaitState, Waiter};
+use gil_core::{Breaker, Park, RawGil, TryAcquireError, WaitPolicy, WaitState, Waited, Waiter};
 
 use crate::calls::{Calls, PendingCalls};
 use crate::clock::{clock, nanos_at, now_nanos};
@@ -16,7 +16,7 @@ use crate::guard::{EnsureGuard, GilGuard};
 use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
 use crate::hooks::{Event, EventHook};
 use crate::owner::Owner;
-use crate::sync::{CLOCK, Mutex, OWN_TIMEOUTS, Parking, stay_awake};
+use crate::sync::{CLOCK, Mutex, Parking, StayAwake};
 use crate::threads::ThreadStats;
 
 pub(crate) type Raw = RawGil<Parking>;
@@ -498,7 +498,7 @@ impl Gil {
     }
 
     /// Queues `node` and waits until it is granted (then the caller owns the lock), closed, or
-    /// past `deadline`. Arms the clock's preemption timer while queued, and records the switch.
+    /// past `deadline`: the core's `lock_with`, with this lock's [`Waiting`] policy.
     /// `announced`: the caller already emitted `Event::Wants` for this wait (it asked for a
     /// loan first).
     pub(crate) fn wait_for_grant(
@@ -511,144 +511,18 @@ impl Gil {
         if !announced {
             self.emit(Event::Wants);
         }
-        let start = Instant::now();
-        let node = pin!(node);
-        // In line: armed before queueing, as `wait_queued` requires.
-        let in_line = CLOCK && !node.is_urgent();
-        if in_line {
-            clock().arm(self, start);
-        }
-        // SAFETY: the node is pinned on this frame, and `wait_queued` does not return while it
-        // is queued. This thread does not hold the lock (checked above, or it released it for
-        // a blocking region).
-        let enqueued = unsafe { self.raw.enqueue(node.as_ref()) };
-        if in_line && enqueued != Enqueued::Queued {
-            clock().leave(self);
-        }
-        match enqueued {
-            Enqueued::Acquired => Ok(()),
-            Enqueued::Closed => Err(AcquireError::Closed),
-            Enqueued::Queued => {
-                let turn = if node.is_urgent() {
-                    // Ask the holder to lend at its next checkpoint. Release (in `set`) pairs
-                    // with the Acquire of the holder's `take`; the holder's `lend` then finds
-                    // this node at the head under the queue lock.
-                    self.raw.breaker().set(PRIORITY);
-                    Turn::Urgent
-                } else {
-                    Turn::InLine
-                };
-                // SAFETY: queued just above, by this thread.
-                unsafe { self.wait_queued(node.as_ref(), deadline, start, turn) }
-            }
-        }
-    }
-
-    /// Waits for a node this thread queued (by `enqueue` or `requeue`) until it is granted,
-    /// closed, or past `deadline` (then cancels it). Arms the clock's preemption timer while
-    /// queued, counts the wait, and records the switch.
-    ///
-    /// # Safety
-    ///
-    /// `node` is queued on this lock by the calling thread, and nothing has acted on it since.
-    /// With the clock on and `turn` [`Turn::InLine`], the caller armed the clock (`arm`) before
-    /// it queued the node; this counts it out.
-    pub(crate) unsafe fn wait_queued(
-        &self,
-        node: Pin<&Node>,
-        deadline: Option<Instant>,
-        start: Instant,
-        turn: Turn,
-    ) -> Result<(), AcquireError> {
-        // A thread in line armed the clock's preemption timer before it queued. Not after:
-        // queueing can wake the thread handed the lock, which can preempt this one for
-        // milliseconds, with the lock unlisted meanwhile (nobody timing the new holder's
-        // slice). The two sides of a loan (`Urgent`, `Resume`) expect it to end within
-        // microseconds: they stay awake for up to `LOAN_SPIN` first and arm only if they must
-        // sleep. Arming wakes the clock thread, which on two busy CPUs cost more than the loan
-        // itself (W3, issue 6).
-        let mut timed = CLOCK && turn == Turn::InLine;
-        // Where the waiter cannot sleep with a timeout of its own, the clock wakes it at the
-        // deadline.
-        let ticket = deadline
-            .filter(|_| CLOCK && !OWN_TIMEOUTS)
-            .map(|at| clock().wake_at(at, node.word()));
-        let outcome = loop {
-            match node.state() {
-                WaitState::Granted => break Ok(()),
-                WaitState::Closed | WaitState::Idle => break Err(AcquireError::Closed),
-                WaitState::Waiting => {}
-                // The owner is away in a blocking region: take the lock, unless it came back.
-                WaitState::Offered => {
-                    if CLOCK && turn == Turn::InLine {
-                        give_way(node);
-                    }
-                    // SAFETY: queued by this thread, not yet seen granted or closed.
-                    match unsafe { self.raw.claim(node.as_ref()) } {
-                        WaitState::Granted => break Ok(()),
-                        WaitState::Closed => break Err(AcquireError::Closed),
-                        _ => continue,
-                    }
-                }
-            }
-            if deadline.is_some_and(|at| Instant::now() >= at) {
-                // SAFETY: queued by this thread (caller's contract), and not yet seen granted or
-                // closed.
-                break match unsafe { self.raw.cancel(node.as_ref()) } {
-                    Cancel::Removed => Err(AcquireError::Timeout),
-                    Cancel::Granted => Ok(()),
-                    Cancel::Closed => Err(AcquireError::Closed),
-                };
-            }
-            if CLOCK && !timed {
-                // Still queued (a lender or borrower) after staying awake: from now on the
-                // clock preempts whoever holds, as for any waiter, so that a loan that does not
-                // end soon ends at the lender's slice.
-                // Counted from the start of the wait, which the caller read just before queueing:
-                // no clock read of its own on the way to a loan.
-                if !stay_awake(node.word(), Node::PARKED, start + LOAN_SPIN) {
-                    clock().arm(self, start);
-                    timed = true;
-                }
-                continue;
-            }
-            // Returns on a grant, a close, the deadline, or spuriously.
-            match deadline {
-                #[cfg(all(target_os = "linux", not(loom)))]
-                Some(at) => crate::park::park_until(node.word(), at),
-                _ => Parking::park(node.parker(), node.word()),
-            }
+        let turn = if node.is_urgent() {
+            Turn::Urgent
+        } else {
+            Turn::InLine
         };
-        if let Some(ticket) = ticket {
-            clock().cancel_wake(ticket);
-        }
-        if timed {
-            clock().leave(self);
-        }
-        // One clock read for the count and the slice or loan that begins.
-        let now = Instant::now();
-        self.count_wait(start, now);
-        if outcome.is_ok() {
-            match turn {
-                Turn::InLine => {
-                    // This thread was handed the lock in its turn: a new slice. A drop request
-                    // still pending was meant for the previous holder, and the switch answered it.
-                    self.slices.fetch_add(1, Relaxed);
-                    self.last_switch.store(nanos_at(now), Relaxed);
-                    if self.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
-                        self.clock_asked.store(false, Relaxed);
-                    }
-                }
-                Turn::Urgent => {
-                    // A loan: the lender's slice goes on, and so does any drop request for it.
-                    // Kept by this thread alone (see `credit::begin_loan`).
-                    crate::credit::begin_loan(self, nanos_at(now), Lent::Queued);
-                }
-                // The loan came back: the slice goes on where it was.
-                Turn::Resume => {}
-            }
-        }
-        outcome
+        let node = pin!(node);
+        let mut waiting = Waiting::new(self, turn, Some(Instant::now()), deadline, false);
+        // SAFETY: the node is pinned on this frame and not queued, and `lock_with` returns
+        // only once it is out of line. This thread does not hold the lock (checked above, or
+        // it released it for a blocking region).
+        let waited = unsafe { self.raw.lock_with(node.as_ref(), &mut waiting) };
+        waiting.done(waited)
     }
 
     /// Takes the lock if it is free and nobody is waiting for it; never waits.
@@ -1176,6 +1050,169 @@ fn give_way(node: Pin<&Node>) {
     let until = Instant::now() + CLAIM_GRACE;
     while node.state() == WaitState::Offered && Instant::now() < until {
         std::thread::yield_now();
+    }
+}
+
+/// How a thread of a `Gil` waits in the core's composites (`lock_with`, `yield_with`,
+/// `lend_with`, `lend_asked_with`): the clock's preemption timer armed while it waits, awake
+/// first on the two sides of a loan, asleep with a timeout of its own towards a deadline, and
+/// the wait counted when it ends ([`done`](Waiting::done)).
+pub(crate) struct Waiting<'a> {
+    gil: &'a Gil,
+    turn: Turn,
+    /// When the wait began: read before queueing (in line, and by a borrower), or once the
+    /// lock is lent (a lender, whose clock read would otherwise hold up the loan).
+    start: Option<Instant>,
+    deadline: Option<Instant>,
+    /// Counted in by the clock (`Clock::arm`), to be counted out at the end.
+    timed: bool,
+    /// Staying awake, on a side of a loan (until `LOAN_SPIN` after the start).
+    awake: Option<StayAwake>,
+    /// The clock's wake-up at the deadline, where waiters sleep without timeouts of their own.
+    ticket: Option<u64>,
+    /// Report `Event::Wants` once queued.
+    announce: bool,
+    queued: bool,
+}
+
+impl<'a> Waiting<'a> {
+    /// A wait of `turn`, begun at `start` (`None`: at the lend); `announce`: report
+    /// `Event::Wants` once queued. A thread in line is counted in by the clock now, before it
+    /// queues: queueing can wake the thread handed the lock, which can preempt this one for
+    /// milliseconds, with nobody timing the new holder's slice meanwhile.
+    pub(crate) fn new(
+        gil: &'a Gil,
+        turn: Turn,
+        start: Option<Instant>,
+        deadline: Option<Instant>,
+        announce: bool,
+    ) -> Self {
+        let timed = CLOCK && turn == Turn::InLine;
+        if timed {
+            clock().arm(gil, start.unwrap_or_else(Instant::now));
+        }
+        Self {
+            gil,
+            turn,
+            start,
+            deadline,
+            timed,
+            awake: None,
+            ticket: None,
+            announce,
+            queued: false,
+        }
+    }
+
+    /// The wait is over, `waited` being what it came to: counts the thread out of the clock,
+    /// and, if it waited in line, counts the wait and begins what the grant begins (a slice, a
+    /// loan). A lender getting its loan back counts as a wait only if it had to sleep.
+    pub(crate) fn done(self, waited: Waited) -> Result<(), AcquireError> {
+        let gil = self.gil;
+        if let Some(ticket) = self.ticket {
+            clock().cancel_wake(ticket);
+        }
+        if self.timed {
+            clock().leave(gil);
+        }
+        let outcome = match waited {
+            Waited::Granted => Ok(()),
+            Waited::Closed => Err(AcquireError::Closed),
+            Waited::GaveUp => Err(AcquireError::Timeout),
+        };
+        if !self.queued {
+            return outcome;
+        }
+        let slept = self.awake.is_none() || self.timed;
+        if self.turn == Turn::Resume && !slept {
+            return outcome;
+        }
+        // One clock read for the count and the slice or loan that begins.
+        let now = Instant::now();
+        gil.count_wait(self.start.unwrap_or(now), now);
+        if outcome.is_ok() {
+            match self.turn {
+                Turn::InLine => {
+                    // This thread was handed the lock in its turn: a new slice. A drop request
+                    // still pending was meant for the previous holder, and the switch answered it.
+                    gil.slices.fetch_add(1, Relaxed);
+                    gil.last_switch.store(nanos_at(now), Relaxed);
+                    if gil.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
+                        gil.clock_asked.store(false, Relaxed);
+                    }
+                }
+                Turn::Urgent => {
+                    // A loan: the lender's slice goes on, and so does any drop request for it.
+                    // Kept by this thread alone (see `credit::begin_loan`).
+                    crate::credit::begin_loan(gil, nanos_at(now), Lent::Queued);
+                }
+                // The loan came back: the slice goes on where it was.
+                Turn::Resume => {}
+            }
+        }
+        outcome
+    }
+}
+
+impl WaitPolicy<Parking> for Waiting<'_> {
+    fn queued(&mut self) {
+        self.queued = true;
+        match self.turn {
+            // Ask the holder to lend at its next checkpoint. Release (in `set`) pairs with the
+            // Acquire of the holder's `take`; the holder's `lend` then finds this node at the
+            // head under the queue lock.
+            Turn::Urgent => self.gil.raw.breaker().set(PRIORITY),
+            // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
+            // is back, when this thread's own work waits on it.
+            Turn::Resume => self.gil.counters.count_lend(),
+            Turn::InLine => {}
+        }
+        if self.announce {
+            self.gil.emit(Event::Wants);
+        }
+        if self.start.is_none() {
+            self.start = Some(Instant::now());
+        }
+    }
+
+    /// The two sides of a loan (`Urgent`, `Resume`) expect it to end within microseconds:
+    /// they stay awake up to `LOAN_SPIN`, and only then does the clock preempt whoever holds,
+    /// as for any waiter, so that a loan that does not end soon ends at the lender's slice.
+    /// Arming wakes the clock thread, which on two busy CPUs costs more than the loan itself.
+    fn spin(&mut self) -> bool {
+        if self.timed || !CLOCK {
+            return false;
+        }
+        // Counted from the start of the wait, read before queueing or at the lend: no clock
+        // read of its own on the way to a loan.
+        let start = *self.start.get_or_insert_with(Instant::now);
+        let awake = self
+            .awake
+            .get_or_insert_with(|| StayAwake::until(start + LOAN_SPIN));
+        if awake.round() {
+            return true;
+        }
+        clock().arm(self.gil, start);
+        self.timed = true;
+        false
+    }
+
+    fn give_up(&mut self) -> bool {
+        self.deadline.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn offered(&mut self, node: Pin<&Node>) {
+        if CLOCK && self.turn == Turn::InLine {
+            give_way(node);
+        }
+    }
+
+    /// Returns on a grant, a close, the deadline, or spuriously.
+    fn park(&mut self, node: Pin<&Node>) {
+        match self.deadline {
+            Some(at) => crate::sync::park_until(node, at, &mut self.ticket),
+            None => Parking::park(node.parker(), node.word()),
+        }
     }
 }
 

@@ -7,15 +7,15 @@ use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Away, Breaker, Loan};
+use gil_core::{Away, Breaker, WaitPolicy, Waited};
 
 use crate::calls::CALLS;
-use crate::clock::{LOOK_EVERY, SLICE_TIMER, clock, nanos_at, now_nanos};
+use crate::clock::{LOOK_EVERY, SLICE_TIMER, nanos_at, now_nanos};
 use crate::credit::PRIORITY;
-use crate::gil::{Gil, LOAN_SPIN, Node, Turn};
+use crate::gil::{Gil, LOAN_SPIN, Node, Turn, Waiting};
 use crate::hooks::Event;
 use crate::interrupt::{INTERRUPT, Interrupted, Region, take_own};
-use crate::sync::{CLOCK, spin_while};
+use crate::sync::StayAwake;
 use crate::threads::ThreadStats;
 
 /// Proof that this thread holds a [`Gil`]; releases it when dropped.
@@ -662,10 +662,10 @@ impl Gil {
             // A loan asked for on the breaker, else one asked for in line (an urgent waiter
             // that found another loan under way, or stopped waiting awake). A borrower lends
             // nothing: a loan does not lend on.
-            // (`lend_asked` counts its loan itself, while the borrower holds.)
             let lent_asked = pending & Breaker::LOAN_ASKED != 0 && self.lend_asked();
-            if !lent_asked && taken & PRIORITY != 0 && self.lend() {
-                self.counters.count_lend();
+            // (A loan is counted by the lender's `Waiting`, while the borrower holds.)
+            if !lent_asked && taken & PRIORITY != 0 {
+                self.lend();
             }
         }
         // Last, so an interrupt that came while this thread waited to get the lock back is
@@ -699,40 +699,14 @@ impl Gil {
     fn lend_asked(&self) -> bool {
         let guards = self.set_aside_guards();
         self.watch_end();
+        let mut waiting = Waiting::new(self, Turn::Resume, None, None, true);
         // SAFETY: the caller holds the lock, not on loan.
-        if !unsafe { self.raw.lend_asked() } {
-            // The asker withdrew first.
-            self.begin_loan_hold();
-            self.restore_guards(guards);
-            return false;
-        }
-        self.emit(Event::Wants);
-        // The lender's bookkeeping, while the borrower holds: a read of the clock (for how
-        // long to stay awake) and the count of loans. Nothing after the loan is back, when
-        // this thread's own work waits on it.
-        let since = Instant::now();
-        self.counters.count_lend();
-        if !spin_while(|| self.raw.is_lent(), since + LOAN_SPIN) {
-            // Not back soon: from now on the clock preempts the borrower at the end of this
-            // thread's slice, as for any waiter.
-            if CLOCK {
-                clock().arm(self, since);
-            }
-            // SAFETY: lent just above.
-            unsafe { self.raw.wait_loan_back() };
-            if CLOCK {
-                clock().leave(self);
-            }
-            // It slept: the wait is long enough to time.
-            self.count_wait(since, Instant::now());
-        } else {
-            // Take the borrower's writes: `spin_while` looked with Relaxed.
-            let back = !self.raw.is_lent();
-            debug_assert!(back);
-        }
+        let lent = unsafe { self.raw.lend_asked_with(&mut waiting) };
+        let back = waiting.done(Waited::Granted);
+        debug_assert!(back.is_ok());
         self.begin_loan_hold();
         self.restore_guards(guards);
-        true
+        lent
     }
 
     /// `hand_off` (`turn` is `InLine`: `requeue`) or `lend` (`Resume`: `RawGil::lend`).
@@ -759,42 +733,27 @@ impl Gil {
         }
         let guards = self.set_aside_guards();
         let node = pin!(Node::returning());
-        // In line, before queueing: the wake-up of the thread handed the lock can preempt this
-        // one for a while before it waits, and that time counts as waiting. A lender reads the
-        // clock once it has lent instead: the borrower is spinning (no wake-up), and a read
-        // here would hold up the loan (~25 ns, which W3's CPU threads pay some 150,000 times a
-        // second).
-        let since = (turn == Turn::InLine).then(Instant::now);
-        // In line: armed before queueing, as `wait_queued` requires.
-        let in_line = CLOCK && turn == Turn::InLine;
-        if let Some(since) = since.filter(|_| in_line) {
-            clock().arm(self, since);
-        }
+        // In line, the wait begins before queueing: the wake-up of the thread handed the lock
+        // can preempt this one for a while before it waits, and that time counts as waiting. A
+        // lender reads the clock once it has lent instead: the borrower is spinning (no
+        // wake-up), and a read here would hold up the loan.
+        let start = (turn == Turn::InLine).then(Instant::now);
+        let mut waiting = Waiting::new(self, turn, start, None, true);
         self.end_hold();
-        // SAFETY: the caller holds the lock; the node is pinned on this frame and, if queued,
-        // waited for below before the frame ends.
-        let queued = unsafe {
+        // SAFETY: the caller holds the lock; the node is returning, pinned on this frame, and
+        // the composites return only once it is out of line. `Waiting` without a deadline
+        // never gives up.
+        let handed = unsafe {
             match turn {
-                Turn::Resume => self.raw.lend(node.as_ref()),
-                _ => self.raw.requeue(node.as_ref()),
+                Turn::Resume => self.raw.lend_with(node.as_ref(), &mut waiting),
+                _ => self.raw.yield_with(node.as_ref(), &mut waiting),
             }
         };
-        if !queued {
-            if in_line {
-                clock().leave(self);
-            }
-            self.begin_hold();
-            self.restore_guards(guards);
-            return false;
-        }
-        self.emit(Event::Wants);
-        let since = since.unwrap_or_else(Instant::now);
-        // SAFETY: queued just above. A returning node is never closed or timed out.
-        let back = unsafe { self.wait_queued(node.as_ref(), None, since, turn) };
+        let back = waiting.done(Waited::Granted);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
         self.restore_guards(guards);
-        true
+        handed
     }
 
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
@@ -830,10 +789,18 @@ impl Gil {
             self.begin_hold();
             return;
         }
-        let asked = urgent.filter(|_| self.raw.ask_loan());
-        if let Some(start) = asked {
-            self.emit(Event::Wants);
-            if self.borrow(start) {
+        let mut asked = false;
+        if let Some(start) = urgent {
+            let mut borrowing = Borrowing {
+                gil: self,
+                awake: StayAwake::until(start + LOAN_SPIN),
+                asked: &mut asked,
+            };
+            if self.raw.borrow_with(&mut borrowing) {
+                // Held out of turn from the ask on, paid for with credit (see
+                // `credit::begin_loan` and `Gil::give_back_loan`): no clock read while the
+                // lender waits.
+                crate::credit::begin_loan(self, nanos_at(start), crate::credit::Lent::Asked);
                 self.begin_loan_hold();
                 return;
             }
@@ -843,23 +810,29 @@ impl Gil {
         } else {
             Node::returning()
         };
-        let back = self.wait_for_grant(node, None, asked.is_some());
+        let back = self.wait_for_grant(node, None, asked);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
     }
+}
 
-    /// Waits for the loan this thread asked for ([`RawGil::ask_loan`]) just after `start`,
-    /// awake, up to `LOAN_SPIN`. Returns whether this thread now holds the lock on loan; if
-    /// not (the ask was withdrawn), it takes the lock another way.
-    fn borrow(&self, start: Instant) -> bool {
-        spin_while(|| self.raw.loan() == Loan::Asked, start + LOAN_SPIN);
-        // SAFETY: this thread asked just above, and acts on the answer only here.
-        let lent = self.raw.loan() == Loan::Lent || !unsafe { self.raw.withdraw_loan() };
-        if lent {
-            // Held out of turn from the ask on, paid for with credit (see `credit::begin_loan`
-            // and `Gil::give_back_loan`): no clock read while the lender waits.
-            crate::credit::begin_loan(self, nanos_at(start), crate::credit::Lent::Asked);
-        }
-        lent
+/// A thread back from a blocking region with credit asks for a loan
+/// ([`RawGil::borrow_with`](gil_core::RawGil::borrow_with)) and waits for it awake, up to
+/// `LOAN_SPIN`; if it is not lent by then, it takes the lock another way.
+struct Borrowing<'g, 'a> {
+    gil: &'g Gil,
+    awake: StayAwake,
+    /// Set once the ask stands (it reported `Event::Wants` then).
+    asked: &'a mut bool,
+}
+
+impl WaitPolicy<crate::sync::Parking> for Borrowing<'_, '_> {
+    fn queued(&mut self) {
+        *self.asked = true;
+        self.gil.emit(Event::Wants);
+    }
+
+    fn spin(&mut self) -> bool {
+        self.awake.round()
     }
 }

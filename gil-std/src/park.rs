@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use gil_core::{AtomicU32, Park, Waiter};
 
+use crate::sync::SPINS;
+
 /// Spins briefly, then sleeps on the waiter's own state word with a futex (`atomic-wait`).
 ///
 /// A handoff to a thread that is still spinning costs a swap and a cache miss, and no system
@@ -47,12 +49,6 @@ fn spin(word: &AtomicU32, parked: u32) -> bool {
     false
 }
 
-/// Rounds of `spin_loop` before sleeping. Measured on the development VM (AMD EPYC, where one
-/// round is a `PAUSE` of about 25 ns): 64 rounds take 1.6–1.7 µs, a tenth of a futex
-/// wake-to-run there (~19 µs). A first choice, to be tuned against W2 (handoff latency) once
-/// the lab measures it.
-pub(crate) const SPINS: u32 = 64;
-
 /// How long before its deadline a waiter with one stops sleeping and spins instead: a futex
 /// timeout fires late by the thread's timer slack (50 µs by default on Linux) and the wake-up
 /// after it (here 57–70 µs late at the median and up to 160 µs at the 99th percentile for
@@ -74,8 +70,8 @@ pub(crate) fn park_until(word: &AtomicU32, deadline: Instant) {
     let Some(sleep) = left.checked_sub(SPIN_BEFORE_DEADLINE) else {
         // The last stretch: spin while nothing is handed over, up to the deadline. Relaxed:
         // only a hint to stop; the core rereads the word with Acquire.
-        let queued = || matches!(word.load(Relaxed), PARKED | ASLEEP);
-        crate::sync::spin_while(queued, deadline);
+        let mut awake = crate::sync::StayAwake::until(deadline);
+        while matches!(word.load(Relaxed), PARKED | ASLEEP) && awake.round() {}
         return;
     };
     // As in `park`: spin a little first, then say that we sleep.

@@ -1,0 +1,106 @@
+//! How a thread waits in the composites of [`RawGil`](crate::RawGil): the policy a caller
+//! passes, and what the wait came to.
+
+use core::pin::Pin;
+
+use crate::park::Park;
+use crate::queue::Waiter;
+
+/// What a waiting thread does between its looks, for the waiting composites of
+/// [`RawGil`](crate::RawGil) ([`wait_with`](crate::RawGil::wait_with),
+/// [`lock_with`](crate::RawGil::lock_with), [`yield_with`](crate::RawGil::yield_with),
+/// [`lend_with`](crate::RawGil::lend_with), [`wait_loan_back_with`](crate::RawGil::wait_loan_back_with),
+/// [`borrow_with`](crate::RawGil::borrow_with)).
+///
+/// The core decides who owns the lock, and when; a policy only chooses how to pass the time
+/// (spin, sleep, sleep with a timeout), when to give up, and what to note on the way (a clock
+/// to arm, an event to report). Every method has a default, and `()` is the plain policy: never
+/// give up, sleep with `P`.
+///
+/// The methods run on the waiting thread, with no lock of the core's held: they may block,
+/// read clocks and take other locks. None of them can make the lock unsound, whatever it does:
+/// a policy that never returns from [`park`](WaitPolicy::park) only hangs its own thread.
+///
+/// ```
+/// use core::pin::Pin;
+/// use gil_core::{RawGil, SpinPark, WaitPolicy, Waited, Waiter};
+///
+/// /// Gives up after a number of looks.
+/// struct Looks(u32);
+///
+/// impl WaitPolicy<SpinPark> for Looks {
+///     fn give_up(&mut self) -> bool {
+///         self.0 = self.0.saturating_sub(1);
+///         self.0 == 0
+///     }
+/// }
+///
+/// let gil: RawGil = RawGil::new();
+/// gil.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let node = core::pin::pin!(Waiter::new());
+///         // SAFETY: the node is pinned here, and `lock_with` returns only once it is out of
+///         // line; this thread does not own the lock.
+///         let got = unsafe { gil.lock_with(node.as_ref(), &mut Looks(3)) };
+///         assert_eq!(got, Waited::GaveUp, "the owner never let go");
+///     });
+/// });
+/// // SAFETY: this thread owns the lock.
+/// unsafe { gil.unlock() };
+/// ```
+pub trait WaitPolicy<P: Park> {
+    /// The thread has just joined the line (or lent the lock, or asked for a loan), before its
+    /// first look: called once per wait, and only if it must wait.
+    #[inline]
+    fn queued(&mut self) {}
+
+    /// One round of staying awake before sleeping, for waits expected to end within
+    /// microseconds (a loan). Returns whether to keep spinning; the core looks again between
+    /// rounds. After the first `false`, the core no longer calls it in this wait. By default,
+    /// no spin: [`park`](WaitPolicy::park) itself spins as `P` does.
+    #[inline]
+    fn spin(&mut self) -> bool {
+        false
+    }
+
+    /// Whether to stop waiting now (a deadline passed). The core then takes the waiter out of
+    /// line, unless the lock was handed to it first: a grant is never lost. Asked before each
+    /// sleep. By default, never.
+    #[inline]
+    fn give_up(&mut self) -> bool {
+        false
+    }
+
+    /// The owner is away in a blocking region and the lock is offered to this waiter: called
+    /// before the core claims it (a policy may give the owner a moment to come back first).
+    #[inline]
+    fn offered(&mut self, waiter: Pin<&Waiter<P>>) {
+        let _ = waiter;
+    }
+
+    /// Sleeps until the waiter's word may have changed (or spuriously); the core looks again.
+    /// By default `P`'s [`park`](Park::park). A policy that sleeps in its own way must follow
+    /// the protocol `Park::park` describes.
+    #[inline]
+    fn park(&mut self, waiter: Pin<&Waiter<P>>) {
+        P::park(waiter.parker(), waiter.word());
+    }
+}
+
+/// The plain policy: never give up, sleep with the lock's [`Park`] strategy.
+impl<P: Park> WaitPolicy<P> for () {}
+
+/// What a wait with a [`WaitPolicy`] came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a wait may end with the lock owned"]
+pub enum Waited {
+    /// The calling thread owns the lock.
+    Granted,
+    /// The lock is closed, and the (fresh) waiter was taken out of line; the calling thread
+    /// does not own the lock.
+    Closed,
+    /// The policy gave up, and the waiter was taken out of line; the calling thread does not
+    /// own the lock.
+    GaveUp,
+}
