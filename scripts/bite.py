@@ -202,10 +202,11 @@ MUTATIONS = [
      "",
      loom_std("blocking_region_round_trip")),
     ("nested-ensure-releases",
-     "a nested ensure guard is a full guard, so dropping it releases the outer holder's lock",
+     "a nested ensure guard does not count in the hold, so dropping it releases the outer "
+     "holder's lock",
      "gil-std/src/gil.rs",
+     "            self.join_hold();\n            EnsureGuard::nested(self)",
      "            EnsureGuard::nested(self)",
-     "            EnsureGuard::acquired(GilGuard::new(self))",
      loom_std("ensure_nesting")),
     ("region-return-is-fresh",
      "leaving a blocking region queues as a fresh acquirer, which close turns away",
@@ -238,7 +239,7 @@ MUTATIONS = [
      "        if self.timed {\n            clock().leave(gil);\n        }",
      "",
      plain("gil-std", "preemption", "contended_locks_can_be_dropped_right_away")),
-    # gil-std services (issue 7)
+    # gil-std services
     ("interrupt-not-rearmed",
      "a thread taking the lock does not look at its own interrupt flag, so an interrupt whose "
      "breaker bit another holder cleared is lost",
@@ -360,7 +361,7 @@ MUTATIONS = [
      "gil-std/src/gil.rs",
      "        let timed = CLOCK && turn == Turn::InLine;",
      "        let timed = false;",
-     unit("gil-std", "clock::tests::a_thread_handed_the_lock_times_its_slice_from_the_start")),
+     unit("gil-std", "clock::tests::a_thread_handing_over_is_counted_in_before_it_lets_go")),
     ("credit-uncapped",
      "credit is not capped: a thread that blocked long saves up for a long run of loans",
      "gil-std/src/credit.rs",
@@ -551,7 +552,7 @@ COMPOSITES = [
      "gil-core/src/raw.rs",
      "        self.loan() == Loan::Lent || !unsafe { self.withdraw_loan() }",
      "        self.loan() == Loan::Lent",
-     loom("an_ask_for_a_loan_is_withdrawn_when_the_lock_is_let_go"),
+     loom("a_loan_asked_for_is_lent_and_comes_back"),
      loom_std("a_thread_back_from_a_region_borrows_the_lock")),
 ]
 for (name, bug, path, original, broken, core_check, std_check) in COMPOSITES:
@@ -564,8 +565,7 @@ MUTATIONS += [
     (f"{name}@model", bug, path, original, broken, MODEL)
     for (name, bug, path, original, broken, _) in list(MUTATIONS)
     if name in ("enqueue-ignores-owner", "fifo-lifo", "yielder-keeps-running",
-                "cancel-loses-grant", "close-forgets-waiters", "lend-lender-at-tail",
-                "urgent-at-tail")
+                "cancel-loses-grant", "close-forgets-waiters", "urgent-at-tail")
 ]
 MUTATIONS += [
     ("switch-not-counted@model",
@@ -574,6 +574,12 @@ MUTATIONS += [
      "            self.switches\n                .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);",
      "",
      MODEL),
+    ("lend-lender-at-tail@model",
+     "a lend queues the lender at the tail: it loses its place to the waiters behind",
+     "gil-core/src/raw.rs",
+     "                (*q).push_lender(&*waiter);",
+     "                (*q).push_back(&*waiter);",
+     plain("gil-test", "model", "a_lender_comes_back_before_the_waiters_behind")),
     ("close-takes-returning@model",
      "close also fails returning waiters, so a holder coming back from a region is shut out",
      "gil-core/src/raw.rs",

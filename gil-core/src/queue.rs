@@ -248,8 +248,8 @@ impl<P: Park> Drop for Waiter<P> {
 /// the lock on then touches the other side's node once, with the swap that tells it. Reading
 /// it first would fetch the line shared from the core where that thread spins, and the swap
 /// would then need it exclusive: two trips between cores instead of one. With a single list,
-/// every loan also wrote the links of the first thread in line, four times, a line that then
-/// went back and forth between the cores (issue 6, W3 with K ≥ 2).
+/// every loan would also write the links of the first thread in line, four times, a line that
+/// would then go back and forth between the cores.
 pub(crate) struct Queue<P: Park> {
     /// The lender, or null. Its node's links stay null.
     lender: *const Waiter<P>,

@@ -12,7 +12,7 @@ pub use loom::sync::atomic::{AtomicU32, Ordering};
 /// The state of one busy-wait for another thread to make progress (the queue lock, here).
 ///
 /// Normally a CPU spin hint per round. Under loom each round is a yield, and a wait that has
-/// yielded [`SpinWait::LOOM_ROUNDS`] times ends exploration of the current branch: loom keeps
+/// yielded `LOOM_ROUNDS` times ends exploration of the current branch: loom keeps
 /// choosing between two yielding spinners forever while the thread they wait for never runs
 /// (tokio-rs/loom#53). Further rounds only repeat a read of an unchanged word, so no state is
 /// lost by not exploring them; the execution goes on with loom's default, fair schedule.

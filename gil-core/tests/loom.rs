@@ -82,8 +82,9 @@ fn wait_for(flag: &AtomicBool) {
     }
 }
 
-/// Contract 1: at most one owner, with three threads contending (one of them yielding at a
-/// checkpoint on a drop request), and every owner sees the previous owner's writes.
+/// Exclusion (docs/contract.md): at most one owner, with three threads contending (one of
+/// them yielding at a checkpoint on a drop request), and every owner sees the previous
+/// owner's writes.
 #[test]
 fn mutual_exclusion_three_threads() {
     model(4, || {
@@ -117,8 +118,8 @@ fn mutual_exclusion_three_threads() {
     });
 }
 
-/// Contract 2: a thread that queued behind another is never served first, and nobody barges
-/// past a queued waiter while the owner releases.
+/// FIFO handoff (docs/contract.md): a thread that queued behind another is never served
+/// first, and nobody barges past a queued waiter while the owner releases.
 #[test]
 fn fifo_no_overtaking() {
     model(4, || {
@@ -167,8 +168,9 @@ fn fifo_no_overtaking() {
     });
 }
 
-/// Contract 3: a drop request makes the owner hand the lock to the waiter at its checkpoint,
-/// and the yielding owner cannot get it back before the requester has run.
+/// Drop requests (docs/contract.md): a drop request makes the owner hand the lock to the
+/// waiter at its checkpoint, and the yielding owner cannot get it back before the requester
+/// has run.
 #[test]
 fn drop_request_hands_off_and_yielder_waits_its_turn() {
     model(4, || {
@@ -258,8 +260,9 @@ fn cancel_racing_with_grant() {
     });
 }
 
-/// Contract 9 in the core: closing while a thread waits wakes it with `Closed` (or it got the
-/// lock first); nobody hangs, the owner finishes, and a returning thread still gets back in.
+/// Close (docs/contract.md), in the core: closing while a thread waits wakes it with `Closed`
+/// (or it got the lock first); nobody hangs, the owner finishes, and a returning thread still
+/// gets back in.
 #[test]
 fn close_while_waiting() {
     model(4, || {
@@ -496,12 +499,13 @@ fn an_offer_survives_cancel_and_close() {
     });
 }
 
-/// A thread asks for a loan while the owner works (contract 12), and the owner's checkpoint
-/// races with the asker's withdrawal: the checkpoint lends the lock and sleeps until it comes
-/// back, or finds the ask withdrawn and goes on, and the asker then locks. Either way at most
-/// one thread touches the data at a time and each sees the other's writes (the grant and the
-/// give-back publish them), the asker is never wrong about holding a loan, and the lender is
-/// woken (a lost wake-up leaves it parked: loom reports the deadlock).
+/// A thread asks for a loan while the owner works (docs/contract.md, "Fast return from
+/// blocking"), and the owner's checkpoint races with the asker's withdrawal: the checkpoint
+/// lends the lock and sleeps until it comes back, or finds the ask withdrawn and goes on, and
+/// the asker then locks. Either way at most one thread touches the data at a time and each
+/// sees the other's writes (the grant and the give-back publish them), the asker is never
+/// wrong about holding a loan, and the lender is woken (a lost wake-up leaves it parked: loom
+/// reports the deadlock).
 #[test]
 fn a_loan_asked_for_is_lent_and_comes_back() {
     loan_model(true);

@@ -10,15 +10,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use gil_core::Breaker;
-
-use crate::gil::{Gil, WATCH_CALLS};
+use crate::bits::{CALLS, WATCH_CALLS};
+use crate::gil::Gil;
 use crate::guard::GilGuard;
 use crate::sync::lock;
-
-/// The breaker flag that says calls are queued.
-pub(crate) const CALLS: u32 = 1 << 5;
-const _: () = assert!(CALLS & Breaker::STD_BITS == CALLS);
 
 /// A queued call: run once, by a thread holding the lock, which it proves with the guard.
 pub type PendingCall = Box<dyn FnOnce(&GilGuard<'_>) + Send>;

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use gil_core::{AtomicU32, Breaker};
 
+use crate::bits::SLICE_TIMER;
 use crate::gil::Gil;
 
 pub(crate) struct Clock {
@@ -57,16 +58,10 @@ struct Preempt {
     slices: u32,
 }
 
-/// Breaker bit: the lock is listed (threads wait in line), so its holder times its own slice
-/// at its checkpoints ([`Gil::slice_over`]). Set and cleared with the listing, under the
-/// clock's mutex.
-pub(crate) const SLICE_TIMER: u32 = 1 << 7;
-const _: () = assert!(SLICE_TIMER & Breaker::STD_BITS == SLICE_TIMER);
-
 /// While [`SLICE_TIMER`] is set, the holder reads the clock at every `LOOK_EVERY`th
 /// checkpoint, so its slice ends within that many checkpoints of its deadline. A clock read
-/// costs ~20 ns, two units of the lab's typical work: at every 64th checkpoint the contended
-/// checkpoint cost 4–11 % of such work, at every 256th about 1 % (docs/benchmarks.md).
+/// costs about two units of the lab's typical work (tens of nanoseconds): read at every
+/// checkpoint it would cost more than the work, at every 256th it costs about 1 %.
 pub(crate) const LOOK_EVERY: u32 = 256;
 
 /// How long after a deadline's wake-up the clock wakes the waiter again, in case the first was
@@ -343,8 +338,9 @@ mod tests {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::{LOOK_EVERY, SLICE_TIMER, clock};
+    use super::{LOOK_EVERY, clock};
     use crate::Gil;
+    use crate::bits::SLICE_TIMER;
 
     fn give_up() -> Instant {
         Instant::now() + Duration::from_secs(60)
@@ -423,6 +419,43 @@ mod tests {
             assert_eq!(gil.stats().forced_drops, 0);
         });
         assert!(waiter_in.load(SeqCst));
+    }
+
+    /// The thread that hands over is counted in by the clock before it lets go: at its
+    /// `Released` event inside the yield, the clock counts both it and the thread it hands the
+    /// lock to, so the lock cannot be unlisted between the two. Deterministic, where the test
+    /// below depends on who runs first.
+    #[test]
+    fn a_thread_handing_over_is_counted_in_before_it_lets_go() {
+        use std::sync::OnceLock;
+        use std::sync::atomic::AtomicU32;
+
+        use crate::Event;
+
+        static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+        static YIELDER: OnceLock<thread::ThreadId> = OnceLock::new();
+        static COUNTED: AtomicU32 = AtomicU32::new(u32::MAX);
+        YIELDER.set(thread::current().id()).unwrap();
+        GIL.set_event_hook(Some(&|gil, event| {
+            if event == Event::Released
+                && gil.has_waiters()
+                && YIELDER.get() == Some(&thread::current().id())
+            {
+                COUNTED.store(gil.waiting.load(SeqCst), SeqCst);
+            }
+        }));
+        thread::scope(|s| {
+            let mut g = GIL.acquire();
+            s.spawn(|| drop(GIL.acquire()));
+            wait_until_timed(&GIL);
+            assert!(g.yield_now(), "the waiter was queued");
+        });
+        GIL.set_event_hook(None);
+        assert_eq!(
+            COUNTED.load(SeqCst),
+            2,
+            "the yielder was not counted in when it let go"
+        );
     }
 
     #[test]

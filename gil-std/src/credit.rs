@@ -3,7 +3,7 @@
 //! A thread earns credit while it is blocked, at its fair share of that time (the time divided
 //! by the threads contending for the lock, itself included), and spends it while it holds the
 //! lock out of turn. A thread with credit left comes back *urgently*: it queues ahead of the
-//! ordinary waiters and raises [`PRIORITY`]; the holder's next checkpoint lends it the lock and
+//! ordinary waiters and raises [`PRIORITY`](crate::bits::PRIORITY); the holder's next checkpoint lends it the lock and
 //! gets it back as soon as it blocks again. A thread that blocks briefly and computes long (the
 //! abuse case) spends more than it earns and comes back in FIFO order. See docs/design.md,
 //! "Fast return from blocking".
@@ -14,13 +14,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use gil_core::Breaker;
-
 use crate::Gil;
-
-/// The breaker flag an urgent waiter raises: "lend me the lock at your next checkpoint".
-pub(crate) const PRIORITY: u32 = 1 << 4;
-const _: () = assert!(PRIORITY & Breaker::STD_BITS == PRIORITY);
 
 /// The most credit a thread can hold, as a fraction of the switch interval: the longest it can
 /// hold out of turn at one go before it runs dry (1/4).
@@ -85,7 +79,7 @@ impl Credit {
 // `RawGil::give_back`) and when the loan began (nanoseconds on the clock's epoch), or `(0, 0)`.
 // Thread-local, not a flag in the lock: the borrower alone reads and writes it, and a shared
 // word written at each loan's start and end would cross between the two cores of the loan
-// twice more (~70 ns each, W3). Loom's thread-locals under loom, which runs every model thread
+// twice more. Loom's thread-locals under loom, which runs every model thread
 // on one OS thread.
 #[cfg(not(loom))]
 std::thread_local! {

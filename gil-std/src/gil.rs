@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Park, RawGil, TryAcquireError, WaitPolicy, WaitState, Waited, Waiter};
 
+use crate::bits::{PRIORITY, WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_TIMING};
 use crate::calls::{Calls, PendingCalls};
 use crate::clock::{clock, nanos_at, now_nanos};
-use crate::credit::{Lent, PRIORITY};
+use crate::credit::Lent;
 use crate::guard::{EnsureGuard, GilGuard};
 use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
 use crate::hooks::{Event, EventHook};
@@ -105,9 +106,9 @@ pub struct Gil {
 }
 
 /// The lock word and the owner share the first cache line of a `Gil` and nothing else is in
-/// its first 128 bytes (x86 fetches lines in adjacent pairs). Before this layout, the owner sat
-/// on a line with `watch`, which both sides of a loan read at every hold and release: each loan
-/// paid two more cross-core trips (issue 6, W3).
+/// its first 128 bytes (x86 fetches lines in adjacent pairs). On a line with `watch`, which
+/// both sides of a loan read at every hold and release, the owner would cost each loan two more
+/// trips between cores.
 #[cfg(not(loom))]
 const HOT_LINE: () = {
     use core::mem::{offset_of, size_of};
@@ -128,15 +129,6 @@ pub(crate) enum Turn {
     /// A lender waiting for its loan to come back: a grant resumes its slice.
     Resume,
 }
-
-/// `Gil::watch`: holds are timed ([`Gil::set_hold_timing`]).
-pub(crate) const WATCH_TIMING: u32 = 1;
-/// `Gil::watch`: an event hook is installed ([`Gil::set_event_hook`]).
-pub(crate) const WATCH_HOOK: u32 = 2;
-/// `Gil::watch`: pending calls are queued; the next thread to take the lock runs them.
-pub(crate) const WATCH_CALLS: u32 = 8;
-/// `Gil::watch`: interrupt handles exist; a thread taking the lock looks at its interrupt flag.
-pub(crate) const WATCH_INTERRUPTS: u32 = 16;
 
 /// Figures gathered on the slow paths only; the uncontended path counts nothing.
 #[derive(Debug)]
@@ -849,7 +841,7 @@ impl Gil {
     /// for the time held out of turn, and counts the acquisition. All of that after the
     /// give-back, off the lender's wait. The loan is charged from the start of the ask to this
     /// reading, a little more than it held: a clock read on either side of the hold would be
-    /// paid by the lender, at every loan (about 2 points of its share in W3, session 11).
+    /// paid by the lender, at every loan.
     /// Returns the reading.
     pub(crate) fn give_back_loan(&self) -> u64 {
         // SAFETY: the caller holds the lock on a loan it asked for (`end_hold` said so), and
@@ -1042,8 +1034,8 @@ pub(crate) const CLAIM_GRACE: Duration = Duration::from_micros(5);
 /// The wake-up that brought the offer may have put this thread on the owner's own CPU and
 /// preempted the owner a microsecond into a short region (a non-blocking `write`, a quick
 /// foreign call). Claiming at once would then send the owner to the back of the line for a
-/// region that cost nobody anything: the abuse case of issue 6 lost about 5 % of its share that
-/// way. Yielding lets a preempted owner run on, come back and `reclaim`; an owner that is
+/// region that cost nobody anything, and a thread that makes many such regions (the lab's abuse
+/// case) would lose a share of its turns that way. Yielding lets a preempted owner run on, come back and `reclaim`; an owner that is
 /// really blocked costs the waiter at most `CLAIM_GRACE` on top of its wake-up (tens of
 /// microseconds). Not for the two sides of a loan, which claim at once.
 fn give_way(node: Pin<&Node>) {

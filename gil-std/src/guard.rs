@@ -9,12 +9,11 @@ use std::time::Instant;
 
 use gil_core::{Away, Breaker, WaitPolicy, Waited};
 
-use crate::calls::CALLS;
-use crate::clock::{LOOK_EVERY, SLICE_TIMER, nanos_at, now_nanos};
-use crate::credit::PRIORITY;
+use crate::bits::{CALLS, INTERRUPT, PRIORITY, SLICE_TIMER};
+use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
 use crate::gil::{Gil, LOAN_SPIN, Node, Turn, Waiting};
 use crate::hooks::Event;
-use crate::interrupt::{INTERRUPT, Interrupted, Region, take_own};
+use crate::interrupt::{Interrupted, Region, take_own};
 use crate::sync::StayAwake;
 use crate::threads::ThreadStats;
 
@@ -541,8 +540,8 @@ mod sealed {
 }
 
 /// Marks the branch that calls it as rarely taken, so the checkpoint's fast path (nothing
-/// pending) falls through: without it, the counting for `SLICE_TIMER` was laid out inline and
-/// the fast path jumped over it, which took W1's checkpoint from 0.15 to 0.27 ns.
+/// pending) falls through: without it, the counting for `SLICE_TIMER` is laid out inline and
+/// the fast path jumps over it, which costs W1's checkpoint about twice its time.
 /// (`std::hint::cold_path` does this on newer Rust than our `rust-version`, 1.85.)
 #[cold]
 #[inline(always)]
@@ -693,7 +692,7 @@ impl Gil {
         self.step_aside(Turn::Resume)
     }
 
-    /// Lends the lock to the thread that asked for a loan ([`RawGil::ask_loan`]), if one
+    /// Lends the lock to the thread that asked for a loan ([`RawGil::ask_loan`](gil_core::RawGil::ask_loan)), if one
     /// has, and waits (awake a while, then asleep) for it back. The caller holds the lock, not
     /// on loan; returns whether it lent.
     fn lend_asked(&self) -> bool {

@@ -7,7 +7,8 @@ use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-use crate::gil::{Gil, WATCH_HOOK};
+use crate::bits::WATCH_HOOK;
+use crate::gil::Gil;
 
 /// Something a thread did with a [`Gil`], reported to its event hook on that thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -21,14 +21,9 @@
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
-use gil_core::Breaker;
-
-use crate::gil::{Gil, WATCH_INTERRUPTS};
+use crate::bits::{INTERRUPT, WATCH_INTERRUPTS};
+use crate::gil::Gil;
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, lock, wait};
-
-/// The breaker flag that says some thread has been interrupted.
-pub(crate) const INTERRUPT: u32 = 1 << 6;
-const _: () = assert!(INTERRUPT & Breaker::STD_BITS == INTERRUPT);
 
 /// What [`GilGuard::checkpoint`](crate::GilGuard::checkpoint) returns when the calling thread
 /// was interrupted through an [`InterruptHandle`]: the hot loop should stop what it is doing

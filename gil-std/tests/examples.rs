@@ -1,4 +1,5 @@
-//! The examples, run as tests: `tiny_vm` and `rpc_dispatch` (issue 7's real clients).
+//! The examples, run as tests: `tiny_vm` and `rpc_dispatch`, two real clients of the runtime
+//! services.
 #![cfg(not(loom))]
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! W1 (DESIGN.md): uncontended acquire + release, and a checkpoint with nothing pending, for
-//! gil-core and the peers a user would pick instead. One `cargo bench` run measures them side
-//! by side; compare within a run, not across runs.
+//! W1 (docs/workloads.md, "W1 uncontended"): uncontended acquire + release, and a checkpoint
+//! with nothing pending, for gil-core and the peers a user would pick instead. One
+//! `cargo bench` run measures them side by side; compare within a run, not across runs.
 //!
 //! ```text
 //! cargo bench -p gil-test --bench w1_uncontended

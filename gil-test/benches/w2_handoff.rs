@@ -1,7 +1,7 @@
-//! W2 (DESIGN.md) under criterion: from a drop request to the requester running with the lock,
-//! for gil (asked at once, and 200 µs after the requester queued), against a raw futex wake
-//! between two threads (the floor). Each iteration's time is one measured latency; the
-//! 200 µs of waiting before each request is not counted.
+//! W2 (docs/workloads.md, "W2 handoff") under criterion: from a drop request to the requester
+//! running with the lock, for gil (asked at once, and 200 µs after the requester queued),
+//! against a raw futex wake between two threads (the floor). Each iteration's time is one
+//! measured latency; the 200 µs of waiting before each request is not counted.
 
 #[cfg(not(loom))]
 mod w2 {

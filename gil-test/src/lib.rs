@@ -3,7 +3,8 @@
 //! - [`model`] — the reference model of gil-core, and the real core driven side by side.
 //! - [`scenario`] — real threads on a `gil_std::Gil` doing what input bytes say (fuzzing).
 //! - [`torture`] — many threads doing a seeded random mix of every operation, then a close.
-//! - [`w1`] — W1 of DESIGN.md: uncontended acquire + release and checkpoint, gil against peers.
+//! - [`w1`] — W1 (docs/workloads.md): uncontended acquire + release and checkpoint, gil
+//!   against peers.
 //! - [`lab`] — W2–W5, the peers, CPython, and the timelines: what `gil-lab` runs.
 
 #[cfg(not(loom))]

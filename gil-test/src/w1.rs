@@ -1,5 +1,5 @@
-//! W1 (DESIGN.md): the uncontended costs — acquire + release, and a checkpoint with nothing
-//! pending — for gil and its peers, measured side by side in one run.
+//! W1 (docs/workloads.md, "W1 uncontended"): the uncontended costs — acquire + release, and a
+//! checkpoint with nothing pending — for gil and its peers, measured side by side in one run.
 //!
 //! Rounds of every contender are interleaved (A B C D, A B C D, …) so that a noisy neighbour
 //! on the shared machine hits all of them alike; each contender's figure is its fastest round,

@@ -180,3 +180,24 @@ fn a_loan_asked_for_matches_the_model() {
     ];
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
+
+/// A lender keeps its place at the head of the line: 0 lends to urgent 1 while fresh 2 waits,
+/// and when 1 lets go the lock goes back to 0, not to 2. Bite `lend-lender-at-tail@model`.
+#[test]
+fn a_lender_comes_back_before_the_waiters_behind() {
+    use Op::*;
+    let ops = [
+        Enqueue(1),
+        EnterRegion(1),
+        Enqueue(0),
+        Enqueue(2),
+        LeaveRegionUrgent(1),
+        Lend(0),
+        Poll(1),
+        Release(1),
+        Poll(0),
+        Release(0),
+        Poll(2),
+    ];
+    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
+}

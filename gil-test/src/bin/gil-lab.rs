@@ -1,7 +1,7 @@
-//! `gil-lab`: runs the workloads of DESIGN.md (W1–W5) for gil and its peers — std `Mutex`,
-//! parking_lot, spin's ticket lock, and CPython's GIL through `python3` — and prints them side
-//! by side as ratios; writes timelines of gil's convoy and fairness runs (SVG and Chrome trace
-//! JSON).
+//! `gil-lab`: runs the workloads of docs/workloads.md (W1–W5 and the lab's own) for gil and
+//! its peers — std `Mutex`, parking_lot, spin's ticket lock, and CPython's GIL through
+//! `python3` — and prints them side by side as ratios; writes timelines of gil's convoy and
+//! fairness runs (SVG and Chrome trace JSON).
 //!
 //! ```text
 //! cargo run --release -p gil-test --bin gil-lab                 # quick: about a minute

@@ -1,6 +1,7 @@
-//! The abuse case (issue 6): a thread that alternates 1 µs blocking regions with 1 ms CPU
-//! bursts, against K pure CPU-bound threads. A fast-return policy must not hand it more than
-//! its fair share: its units ÷ the mean of the CPU threads' units should stay within 10 % of 1.
+//! The abuse case (docs/workloads.md, "Abuse case"): a thread that alternates 1 µs blocking
+//! regions with 1 ms CPU bursts, against K pure CPU-bound threads. A fast-return policy must
+//! not hand it more than its fair share: its units ÷ the mean of the CPU threads' units should
+//! stay within 10 % of 1.
 
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

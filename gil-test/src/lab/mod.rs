@@ -1,9 +1,10 @@
-//! The lab: DESIGN.md's workloads W1–W5 for gil and its peers, run side by side, reported as
-//! a table of ratios (and JSON), with timelines of gil's convoy and fairness runs.
+//! The lab: the workloads of docs/workloads.md (W1–W5 and more) for gil and its peers, run
+//! side by side, reported as a table of ratios (and JSON), with timelines of gil's convoy and
+//! fairness runs.
 //!
 //! - [`contenders`] — gil and the peers behind one interface.
 //! - [`w2`], [`w3`], [`w4`], [`w5`] — the workloads ([`crate::w1`] is W1); [`abuse`], the
-//!   abuse case of issue 6.
+//!   abuse case; [`timed`], timed acquire's lateness.
 //! - [`cpython`] — W3 and W4 run by CPython through `python3`.
 //! - [`timeline`] — Chrome trace JSON and SVG from a [`gil_std::Recorder`] trace.
 
@@ -54,7 +55,7 @@ impl Plan {
         w4_time: Duration::from_millis(800),
         w5_time: Duration::from_millis(300),
     };
-    /// The full run: W4 at DESIGN.md's 3 s per run.
+    /// The full run: W4 at 3 s per run.
     pub const FULL: Plan = Plan {
         w1: (10_000_000, 40),
         w2_samples: 10_000,
@@ -66,7 +67,7 @@ impl Plan {
     };
 }
 
-/// W3's K and W4's N, as in DESIGN.md.
+/// W3's numbers of CPU threads (K).
 pub const KS: [usize; 3] = [1, 2, 4];
 /// W4's thread counts.
 pub const NS: [usize; 4] = [2, 4, 8, 16];
