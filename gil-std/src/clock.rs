@@ -432,11 +432,14 @@ mod tests {
 
         use crate::Event;
 
-        static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+        // Leaked: a hook may run on the lock's threads until they are done with it.
+        let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(
+            Gil::MAX_SWITCH_INTERVAL,
+        )));
         static YIELDER: OnceLock<thread::ThreadId> = OnceLock::new();
         static COUNTED: AtomicU32 = AtomicU32::new(u32::MAX);
         YIELDER.set(thread::current().id()).unwrap();
-        GIL.set_event_hook(Some(&|gil, event| {
+        gil.set_event_hook(Some(&|gil, event| {
             if event == Event::Released
                 && gil.has_waiters()
                 && YIELDER.get() == Some(&thread::current().id())
@@ -445,12 +448,12 @@ mod tests {
             }
         }));
         thread::scope(|s| {
-            let mut g = GIL.acquire();
-            s.spawn(|| drop(GIL.acquire()));
-            wait_until_timed(&GIL);
+            let mut g = gil.acquire();
+            s.spawn(|| drop(gil.acquire()));
+            wait_until_timed(gil);
             assert!(g.yield_now(), "the waiter was queued");
         });
-        GIL.set_event_hook(None);
+        gil.set_event_hook(None);
         assert_eq!(
             COUNTED.load(SeqCst),
             2,

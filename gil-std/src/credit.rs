@@ -79,17 +79,10 @@ impl Credit {
 // `RawGil::give_back`) and when the loan began (nanoseconds on the clock's epoch), or `(0, 0)`.
 // Thread-local, not a flag in the lock: the borrower alone reads and writes it, and a shared
 // word written at each loan's start and end would cross between the two cores of the loan
-// twice more. Loom's thread-locals under loom, which runs every model thread
-// on one OS thread.
-#[cfg(not(loom))]
-std::thread_local! {
+// twice more.
+thread_locals! {
     static CREDIT: Cell<Credit> = const { Cell::new(Credit::new()) };
     static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
-}
-#[cfg(loom)]
-loom::thread_local! {
-    static CREDIT: Cell<Credit> = Cell::new(Credit::new());
-    static LOAN: Cell<(usize, u64)> = Cell::new((0, 0));
 }
 
 /// How a thread holds a lock on loan.

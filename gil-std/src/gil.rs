@@ -324,10 +324,7 @@ impl Gil {
                 clock_asked: AtomicBool::new(false),
                 hook: AtomicPtr::new(std::ptr::null_mut()),
                 slices: AtomicU32::new(0),
-                // On, except under loom: the credit rule reads the real clock, which loom cannot
-                // replay (its executions must be deterministic). The loan itself is modelled in
-                // gil-core.
-                fast_return: AtomicBool::new(!cfg!(loom)),
+                fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
                 last_switch: AtomicU64::new(0),
                 listed_since: AtomicU64::new(0),
                 #[cfg(test)]

@@ -771,11 +771,9 @@ impl Gil {
         // With the fast return on, one clock read for the region's end and, if this thread
         // asks for a loan, the ask's start, from which the loan is charged.
         let back_at = self.fast_return.load(Relaxed).then(Instant::now);
-        // Contending: the waiters, the holder and this thread. Under loom, whose models must
-        // not depend on the real clock, every return is credited (the rule's arithmetic has
-        // its own property test).
+        // Contending: the waiters, the holder and this thread.
         let urgent = back_at.filter(|&at| {
-            cfg!(loom)
+            crate::sync::CREDIT_EVERY_RETURN
                 || crate::credit::leave_region(
                     nanos_at(at),
                     u64::from(self.waiting.load(Relaxed)) + 2,

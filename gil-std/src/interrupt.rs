@@ -78,10 +78,9 @@ impl Slot {
     }
 }
 
-#[cfg(not(loom))]
-std::thread_local!(static SLOT: Arc<Slot> = Arc::new(Slot::new()));
-#[cfg(loom)]
-loom::thread_local!(static SLOT: Arc<Slot> = Arc::new(Slot::new()));
+thread_locals! {
+    static SLOT: Arc<Slot> = Arc::new(Slot::new());
+}
 
 /// Reports and clears the calling thread's interrupt, if it has one.
 pub(crate) fn take_own() -> bool {

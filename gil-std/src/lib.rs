@@ -44,6 +44,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod sync;
+
 mod bits;
 mod calls;
 mod cell;
@@ -59,7 +62,6 @@ mod mutex;
 mod owner;
 #[cfg(not(loom))]
 mod park;
-mod sync;
 mod threads;
 #[cfg(not(loom))]
 mod trace;

@@ -39,10 +39,9 @@ impl Owner {
 // The lock whose event hook runs on the calling thread (its address), or 0: a hook must not
 // take or drop a guard of the lock it reports on, which may be half-way through handing
 // itself over (see `Gil::refuse_in_hook`).
-#[cfg(not(loom))]
-std::thread_local!(static IN_HOOK: core::cell::Cell<usize> = const { core::cell::Cell::new(0) });
-#[cfg(loom)]
-loom::thread_local!(static IN_HOOK: core::cell::Cell<usize> = core::cell::Cell::new(0));
+thread_locals! {
+    static IN_HOOK: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
 
 /// Whether the calling thread is inside [`in_hook`] for `gil`.
 pub(crate) fn is_in_hook(gil: &crate::Gil) -> bool {

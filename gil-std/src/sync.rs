@@ -82,6 +82,15 @@ impl StayAwake {
     }
 }
 
+/// Whether a new `Gil` has the fast return on: yes, except under loom, where a model that
+/// wants it switches it on (`Gil::set_fast_return`). The loan itself is modelled in gil-core.
+pub(crate) const FAST_RETURN: bool = !cfg!(loom);
+
+/// Whether every thread back from a blocking region has credit: under loom, whose executions
+/// must not depend on the real clock the credit rule reads (the rule's arithmetic has a
+/// property test of its own); never otherwise.
+pub(crate) const CREDIT_EVERY_RETURN: bool = cfg!(loom);
+
 /// Whether the clock thread (timed preemption, timeout wake-ups) runs.
 pub(crate) const CLOCK: bool = !cfg!(loom);
 
@@ -109,14 +118,34 @@ pub(crate) fn park_until(
     <Parking as gil_core::Park>::park(node.parker(), node.word());
 }
 
+/// Declares thread-locals: std's, or loom's under loom, which runs every model thread on one OS
+/// thread. `const` before the initialiser asks for std's const initialisation (loom has none).
+macro_rules! thread_locals {
+    ($(static $name:ident: $t:ty = const $init:block;)*) => {
+        $(
+            #[cfg(not(loom))]
+            std::thread_local!(static $name: $t = const $init);
+            #[cfg(loom)]
+            loom::thread_local!(static $name: $t = $init);
+        )*
+    };
+    ($(static $name:ident: $t:ty = $init:expr;)*) => {
+        $(
+            #[cfg(not(loom))]
+            std::thread_local!(static $name: $t = $init);
+            #[cfg(loom)]
+            loom::thread_local!(static $name: $t = $init);
+        )*
+    };
+}
+
 /// A token for the calling thread: the address of a thread-local, unique among live threads
 /// and never 0.
 #[inline]
 pub(crate) fn thread_token() -> usize {
-    #[cfg(not(loom))]
-    std::thread_local!(static TOKEN: u8 = const { 0 });
-    #[cfg(loom)]
-    loom::thread_local!(static TOKEN: u8 = 0);
+    thread_locals! {
+        static TOKEN: u8 = const { 0 };
+    }
     TOKEN.with(|t| core::ptr::from_ref(t) as usize)
 }
 

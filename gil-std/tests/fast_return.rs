@@ -69,7 +69,12 @@ fn a_thread_in_debt_comes_back_in_line() {
             }
         });
         wait_until("the holder queued", || gil.has_waiters());
-        g.allow_threads(|| thread::sleep(Duration::from_millis(1))); // earns, borrows
+        // Earns, and borrows: the region lasts until the holder has taken the lock it was
+        // offered (a region that ends first keeps its turn and earns nothing), and 1 ms more.
+        g.allow_threads(|| {
+            wait_until("the holder took the offer", || !gil.has_waiters());
+            thread::sleep(Duration::from_millis(1));
+        });
         stage.store(1, SeqCst);
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(50) {
