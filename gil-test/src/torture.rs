@@ -365,11 +365,20 @@ fn watch(
     let close_at = Instant::now() + length;
     let mut last = (run.ops.load(SeqCst), Instant::now());
     let mut left = threads;
-    while left > 0 {
-        if !run.closed.load(SeqCst) && Instant::now() >= close_at {
+    // Closed from a thread of its own, so that a close that never returns (a lock left
+    // half-changed spins every thread on it) is a run without progress, not a watchdog stuck.
+    let mut closer = None;
+    while left > 0
+        || closer
+            .as_ref()
+            .is_some_and(|c: &thread::JoinHandle<()>| !c.is_finished())
+    {
+        if closer.is_none() && Instant::now() >= close_at {
             run.closed.store(true, SeqCst);
-            let calls = run.gil.close();
-            run.handed_back.fetch_add(calls.len() as u64, SeqCst);
+            closer = Some(thread::spawn(move || {
+                let calls = run.gil.close();
+                run.handed_back.fetch_add(calls.len() as u64, SeqCst);
+            }));
         }
         match finished.recv_timeout(Duration::from_millis(10)) {
             Ok(Ok(())) => left -= 1,
@@ -387,6 +396,10 @@ fn watch(
             last.1.elapsed() < STUCK,
             "torture: seed {seed}: no progress for {STUCK:?} ({left} threads not done)"
         );
+    }
+    if let Some(closer) = closer {
+        // Finished: the join only passes on what it did.
+        closer.join().expect("torture: close panicked");
     }
 }
 
