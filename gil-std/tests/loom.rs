@@ -64,6 +64,12 @@ fn a_thread_back_from_a_region_borrows_the_lock() {
                 holds.store(true, Release);
                 data.bump();
                 g.allow_threads(|| ());
+                // Reclaimed, lent, or granted in line: held, as far as the API can tell too
+                // (on a loan asked for, the owner token stays the lender's).
+                assert!(
+                    gil.is_held_by_current_thread(),
+                    "back from the region, not held"
+                );
                 data.bump();
                 drop(g);
             })

@@ -201,3 +201,23 @@ fn a_lender_comes_back_before_the_waiters_behind() {
     ];
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
+
+/// An urgent waiter that queues ahead of the head offered the lock by an away owner takes the
+/// offer over: 0 goes away offering the lock to fresh 1, urgent 2 comes back ahead of 1 and
+/// claims. Bite `urgent-ignores-offer`.
+#[test]
+fn an_urgent_waiter_takes_the_offer_over() {
+    use Op::*;
+    let ops = [
+        Enqueue(2),
+        EnterRegion(2),
+        Enqueue(0),
+        Enqueue(1),
+        EnterRegionAway(0),
+        LeaveRegionUrgent(2),
+        Claim(2),
+        Release(2),
+        Reclaim(0),
+    ];
+    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
+}
