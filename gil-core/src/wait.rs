@@ -9,7 +9,8 @@ use crate::queue::Waiter;
 /// What a waiting thread does between its looks, for the waiting composites of
 /// [`RawGil`](crate::RawGil) ([`wait_with`](crate::RawGil::wait_with),
 /// [`lock_with`](crate::RawGil::lock_with), [`yield_with`](crate::RawGil::yield_with),
-/// [`lend_with`](crate::RawGil::lend_with), [`wait_loan_back_with`](crate::RawGil::wait_loan_back_with),
+/// [`lend_with`](crate::RawGil::lend_with), [`lend_asked_with`](crate::RawGil::lend_asked_with),
+/// [`wait_loan_back_with`](crate::RawGil::wait_loan_back_with),
 /// [`borrow_with`](crate::RawGil::borrow_with)).
 ///
 /// The core decides who owns the lock, and when; a policy only chooses how to pass the time
@@ -22,7 +23,6 @@ use crate::queue::Waiter;
 /// a policy that never returns from [`park`](WaitPolicy::park) only hangs its own thread.
 ///
 /// ```
-/// use core::pin::Pin;
 /// use gil_core::{RawGil, SpinPark, WaitPolicy, Waited, Waiter};
 ///
 /// /// Gives up after a number of looks.

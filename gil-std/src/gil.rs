@@ -1032,9 +1032,9 @@ pub(crate) const CLAIM_GRACE: Duration = Duration::from_micros(5);
 /// preempted the owner a microsecond into a short region (a non-blocking `write`, a quick
 /// foreign call). Claiming at once would then send the owner to the back of the line for a
 /// region that cost nobody anything, and a thread that makes many such regions (the lab's abuse
-/// case) would lose a share of its turns that way. Yielding lets a preempted owner run on, come back and `reclaim`; an owner that is
-/// really blocked costs the waiter at most `CLAIM_GRACE` on top of its wake-up (tens of
-/// microseconds). Not for the two sides of a loan, which claim at once.
+/// case) would lose a share of its turns that way. Yielding lets a preempted owner run on, come
+/// back and `reclaim`; an owner that is really blocked costs the waiter at most `CLAIM_GRACE`
+/// on top of its wake-up (tens of microseconds). Not for the two sides of a loan, which claim at once.
 fn give_way(node: Pin<&Node>) {
     let until = Instant::now() + CLAIM_GRACE;
     while node.state() == WaitState::Offered && Instant::now() < until {

@@ -692,9 +692,10 @@ impl Gil {
         self.step_aside(Turn::Resume)
     }
 
-    /// Lends the lock to the thread that asked for a loan ([`RawGil::ask_loan`](gil_core::RawGil::ask_loan)), if one
-    /// has, and waits (awake a while, then asleep) for it back. The caller holds the lock, not
-    /// on loan; returns whether it lent.
+    /// Lends the lock to the thread that asked for a loan
+    /// ([`RawGil::ask_loan`](gil_core::RawGil::ask_loan)), if one has, and waits (awake a
+    /// while, then asleep) for it back. The caller holds the lock, not on loan; returns whether
+    /// it lent.
     fn lend_asked(&self) -> bool {
         let guards = self.set_aside_guards();
         self.watch_end();
@@ -786,14 +787,14 @@ impl Gil {
             self.begin_hold();
             return;
         }
-        let mut asked = false;
+        let mut borrowing = None;
         if let Some(start) = urgent {
-            let mut borrowing = Borrowing {
+            let borrowing = borrowing.insert(Borrowing {
                 gil: self,
                 awake: StayAwake::until(start + LOAN_SPIN),
-                asked: &mut asked,
-            };
-            if self.raw.borrow_with(&mut borrowing) {
+                asked: false,
+            });
+            if self.raw.borrow_with(borrowing) {
                 // Held out of turn from the ask on, paid for with credit (see
                 // `credit::begin_loan` and `Gil::give_back_loan`): no clock read while the
                 // lender waits.
@@ -807,6 +808,7 @@ impl Gil {
         } else {
             Node::returning()
         };
+        let asked = borrowing.is_some_and(|b| b.asked);
         let back = self.wait_for_grant(node, None, asked);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         self.begin_hold();
@@ -816,16 +818,16 @@ impl Gil {
 /// A thread back from a blocking region with credit asks for a loan
 /// ([`RawGil::borrow_with`](gil_core::RawGil::borrow_with)) and waits for it awake, up to
 /// `LOAN_SPIN`; if it is not lent by then, it takes the lock another way.
-struct Borrowing<'g, 'a> {
+struct Borrowing<'g> {
     gil: &'g Gil,
     awake: StayAwake,
     /// Set once the ask stands (it reported `Event::Wants` then).
-    asked: &'a mut bool,
+    asked: bool,
 }
 
-impl WaitPolicy<crate::sync::Parking> for Borrowing<'_, '_> {
+impl WaitPolicy<crate::sync::Parking> for Borrowing<'_> {
     fn queued(&mut self) {
-        *self.asked = true;
+        self.asked = true;
         self.gil.emit(Event::Wants);
     }
 

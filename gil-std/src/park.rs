@@ -37,16 +37,26 @@ pub struct FutexPark;
 const PARKED: u32 = Waiter::<FutexPark>::PARKED;
 const ASLEEP: u32 = Waiter::<FutexPark>::ASLEEP;
 
-/// [`SPINS`] rounds of `spin_loop` while `word` is `parked`. Returns whether it changed.
-fn spin(word: &AtomicU32, parked: u32) -> bool {
+/// The step before a futex sleep: spin [`SPINS`] rounds while nothing needs to wake us, then
+/// say that we sleep. Returns whether to sleep (the word is `ASLEEP`); `false`: it changed
+/// (granted, offered, closed), look again. Back from a spurious wake-up the word is still
+/// `ASLEEP`: sleep again at once.
+///
+/// Relaxed throughout: the loads only decide when to stop spinning, and the compare-exchange
+/// only marks the word (the core's swap of it is ordered before or after, and tells whether
+/// to wake us); the core rereads the word with Acquire.
+fn ready_to_sleep(word: &AtomicU32) -> bool {
+    if word.load(Relaxed) == ASLEEP {
+        return true;
+    }
     for _ in 0..SPINS {
-        // Relaxed: only a hint to stop spinning; the core rereads the word with Acquire.
-        if word.load(core::sync::atomic::Ordering::Relaxed) != parked {
-            return true;
+        if word.load(Relaxed) != PARKED {
+            return false;
         }
         core::hint::spin_loop();
     }
-    false
+    word.compare_exchange(PARKED, ASLEEP, Relaxed, Relaxed)
+        .is_ok()
 }
 
 /// How long before its deadline a waiter with one stops sleeping and spins instead: a futex
@@ -74,19 +84,9 @@ pub(crate) fn park_until(word: &AtomicU32, deadline: Instant) {
         while matches!(word.load(Relaxed), PARKED | ASLEEP) && awake.round() {}
         return;
     };
-    // As in `park`: spin a little first, then say that we sleep.
-    if word.load(Relaxed) != ASLEEP {
-        if spin(word, PARKED) {
-            return;
-        }
-        if word
-            .compare_exchange(PARKED, ASLEEP, Relaxed, Relaxed)
-            .is_err()
-        {
-            return;
-        }
+    if ready_to_sleep(word) {
+        futex_wait_for(word, ASLEEP, sleep);
     }
-    futex_wait_for(word, ASLEEP, sleep);
 }
 
 /// Sleeps while `word` holds `value`, for at most `timeout` (a private futex wait, which
@@ -129,24 +129,11 @@ impl Park for FutexPark {
     }
 
     fn park(_: &(), word: &AtomicU32) {
-        // Spin first, while nothing needs to wake us; then say that we sleep. Relaxed: the
-        // compare-exchange only marks the word (the core's swap of it is ordered before or
-        // after, and tells whether to wake us), and the core rereads it with Acquire.
-        // (Back from a spurious wake-up, the word is still ASLEEP: sleep again at once.)
-        if word.load(Relaxed) != ASLEEP {
-            if spin(word, PARKED) {
-                return;
-            }
-            if word
-                .compare_exchange(PARKED, ASLEEP, Relaxed, Relaxed)
-                .is_err()
-            {
-                return;
-            }
+        if ready_to_sleep(word) {
+            // Returns at once if the word is no longer ASLEEP, so a grant between the mark and
+            // the sleep is not lost.
+            atomic_wait::wait(word, ASLEEP);
         }
-        // Returns at once if the word is no longer ASLEEP, so a grant between the mark and the
-        // sleep is not lost.
-        atomic_wait::wait(word, ASLEEP);
     }
 
     #[inline]
