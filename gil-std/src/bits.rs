@@ -23,7 +23,9 @@
 //! | 3 | [`WATCH_CALLS`] | pending calls, with `CALLS` | the next thread to take the lock runs the queued calls |
 //! | 4 | [`WATCH_INTERRUPTS`] | `Gil::interrupt_handle` (never cleared) | a thread taking the lock looks at its interrupt flag |
 
-use gil_core::Breaker;
+use core::sync::atomic::Ordering::Relaxed;
+
+use gil_core::{AtomicU32, Breaker};
 
 /// Breaker: an urgent waiter asks the holder to lend it the lock at its next checkpoint.
 pub(crate) const PRIORITY: u32 = 1 << 4;
@@ -43,6 +45,44 @@ pub(crate) const WATCH_HOOK: u32 = 1 << 1;
 pub(crate) const WATCH_CALLS: u32 = 1 << 3;
 /// Watch: interrupt handles exist; a thread taking the lock looks at its interrupt flag.
 pub(crate) const WATCH_INTERRUPTS: u32 = 1 << 4;
+
+/// The watch word: which of the `WATCH_*` bits are set. Each is set and cleared by its owner
+/// (table above) and read, Relaxed, by the hold paths: what a bit announces is published by its
+/// owner's own synchronisation (a mutex, a Release store), not by this word.
+///
+/// Loom's atomic under loom, so the models explore its interleavings with the queue of pending
+/// calls and the interrupt flags it announces.
+#[derive(Debug)]
+pub(crate) struct Watch(AtomicU32);
+
+impl Watch {
+    gil_core::const_fn_unless_loom! {
+        pub(crate) fn new() -> Self {
+            Self(AtomicU32::new(0))
+        }
+    }
+
+    /// The bits set now.
+    #[inline]
+    pub(crate) fn load(&self) -> u32 {
+        self.0.load(Relaxed)
+    }
+
+    /// Whether `bit` is set now.
+    #[inline]
+    pub(crate) fn has(&self, bit: u32) -> bool {
+        self.load() & bit != 0
+    }
+
+    /// Sets or clears `bit`.
+    pub(crate) fn set(&self, bit: u32, on: bool) {
+        if on {
+            self.0.fetch_or(bit, Relaxed);
+        } else {
+            self.0.fetch_and(!bit, Relaxed);
+        }
+    }
+}
 
 const STD_BREAKER: [u32; 4] = [PRIORITY, CALLS, INTERRUPT, SLICE_TIMER];
 const WATCH: [u32; 4] = [WATCH_TIMING, WATCH_HOOK, WATCH_CALLS, WATCH_INTERRUPTS];

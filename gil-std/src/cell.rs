@@ -4,7 +4,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 
 use crate::gil::Gil;
-use crate::guard::Holds;
+use crate::gil::Holds;
 
 /// A value that only the thread holding `gil` can reach: [`get`](GilCell::get) takes a guard of
 /// that lock and panics on a guard of another one.

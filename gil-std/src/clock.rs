@@ -3,7 +3,7 @@
 //!
 //! Each waiter sleeps on its own futex word, so a grant wakes exactly the thread it chose. A
 //! waiter with a deadline sleeps with a timeout of its own on Linux
-//! ([`park_until`](crate::park::park_until)); `atomic-wait` has no timeouts, so elsewhere the
+//! ([`park_until`](crate::sync)); `atomic-wait` has no timeouts, so elsewhere the
 //! clock wakes it. The rest of what is timed is done here, by one thread that sleeps on a
 //! condition variable until the earliest deadline (`Condvar::wait_timeout`, a futex wait with a timeout on Linux), or
 //! without a timeout when nothing is armed. It never polls. It starts when a lock first has a
@@ -25,14 +25,133 @@
 //!   there.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::sync::atomic::fence;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, fence};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use gil_core::{AtomicU32, Breaker};
+use gil_core::Breaker;
 
 use crate::bits::SLICE_TIMER;
-use crate::gil::Gil;
+use crate::sync::{CLOCK, Raw};
+
+/// A lock's preemption timer: its switch interval, when its slice began, and how many of its
+/// threads wait timed. One per `Gil`, next to its `Raw`; the clock reads both while it lists
+/// the lock.
+#[derive(Debug)]
+pub(crate) struct Timer {
+    /// The switch interval in nanoseconds, within the range `Gil::with_switch_interval`
+    /// checks. Read by the clock at each look.
+    interval_nanos: AtomicU64,
+    /// How many threads wait timed (counted in by [`Clock::arm`], out by [`Clock::leave`]);
+    /// the clock lists the lock exactly while this is above zero.
+    waiting: AtomicU32,
+    /// When the lock was last handed to a waiting thread (nanoseconds on the clock's epoch),
+    /// written by the thread that received it.
+    last_switch: AtomicU64,
+    /// When the thread whose arming listed the lock queued (nanoseconds on the clock's epoch):
+    /// somebody has waited since then. Written under the clock's mutex, read by the holder
+    /// timing its slice ([`Timer::slice_over`]).
+    listed_since: AtomicU64,
+    /// Slices begun: grants to a thread waiting its turn in line. Loans, and a lender getting
+    /// the lock back, are not slices: the clock measures the interval by this count.
+    slices: AtomicU32,
+    /// The clock asked the holder to hand over (its backstop): the holder's checkpoint that
+    /// answers reports it, since the clock thread runs no hook. Set by the clock, cleared by
+    /// the holder.
+    asked: AtomicBool,
+    /// Drop requests the clock made.
+    requests: AtomicU64,
+    /// Tests only: the clock never asks this lock's holder to hand over, so that a test can
+    /// show the holder ends its slice on its own.
+    #[cfg(test)]
+    pub(crate) quiet: AtomicBool,
+}
+
+impl Timer {
+    /// A timer with a switch interval of `interval_nanos` (already checked).
+    pub(crate) const fn new(interval_nanos: u64) -> Self {
+        Self {
+            interval_nanos: AtomicU64::new(interval_nanos),
+            waiting: AtomicU32::new(0),
+            last_switch: AtomicU64::new(0),
+            listed_since: AtomicU64::new(0),
+            slices: AtomicU32::new(0),
+            asked: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            #[cfg(test)]
+            quiet: AtomicBool::new(false),
+        }
+    }
+
+    /// The switch interval.
+    pub(crate) fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_nanos())
+    }
+
+    pub(crate) fn interval_nanos(&self) -> u64 {
+        self.interval_nanos.load(Relaxed)
+    }
+
+    /// Sets the switch interval (already checked) and, if the lock is listed, takes it into
+    /// account now, not at the old deadline.
+    pub(crate) fn set_interval(&self, nanos: u64) {
+        self.interval_nanos.store(nanos, Relaxed);
+        if self.waiting.load(Relaxed) > 0 {
+            clock().reschedule(self);
+        }
+    }
+
+    /// How many threads wait timed.
+    pub(crate) fn waiting(&self) -> u32 {
+        self.waiting.load(Relaxed)
+    }
+
+    /// A thread waiting its turn was handed the lock at `now` (nanoseconds on the clock's
+    /// epoch): a new slice begins.
+    pub(crate) fn begin_slice(&self, now: u64) {
+        self.slices.fetch_add(1, Relaxed);
+        self.last_switch.store(now, Relaxed);
+    }
+
+    /// Whether the holder's slice is over: somebody has waited in line a whole switch interval
+    /// with nobody switching in — the rule the clock's looks go by, read by the holder itself
+    /// (its own clock read is not late, where the clock thread's wake-up can be by
+    /// milliseconds on a busy machine). Called by the holder while [`SLICE_TIMER`] is set.
+    pub(crate) fn slice_over(&self) -> bool {
+        // Pairs with the Release of `SLICE_TIMER`'s `set` in `sync_listing`: `listed_since` is
+        // the listing's, or later.
+        fence(Acquire);
+        let since = self
+            .last_switch
+            .load(Relaxed)
+            .max(self.listed_since.load(Relaxed));
+        now_nanos() >= since.saturating_add(self.interval_nanos())
+    }
+
+    /// Whether the clock asked for the drop request being answered now; clears the mark.
+    /// Relaxed: a report only; the request itself came with the breaker's Acquire.
+    pub(crate) fn take_asked(&self) -> bool {
+        self.asked.load(Relaxed) && self.asked.swap(false, Relaxed)
+    }
+
+    /// Forgets the clock's request: a switch answered it.
+    pub(crate) fn forget_asked(&self) {
+        self.asked.store(false, Relaxed);
+    }
+
+    /// Drop requests the clock made.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
+    /// Whether a test silenced the clock's drop requests (never outside tests).
+    fn quiet(&self) -> bool {
+        #[cfg(test)]
+        return self.quiet.load(Relaxed);
+        #[cfg(not(test))]
+        false
+    }
+}
 
 pub(crate) struct Clock {
     timers: Mutex<Timers>,
@@ -42,19 +161,21 @@ pub(crate) struct Clock {
 struct Timers {
     preempt: Vec<Preempt>,
     wakes: Vec<Wake>,
-    #[cfg_attr(any(target_os = "linux", loom), allow(dead_code))]
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
     next_wake_id: u64,
 }
 
-/// A `Gil` with waiters, and when to look at it next.
+/// A lock with waiters, and when to look at it next.
 struct Preempt {
-    /// Borrowed by some thread for as long as it is listed: a lock is listed exactly while its
-    /// count of waiting threads (`Gil::waiting`) is above zero, and each of those threads
-    /// borrows it. The thread that brings the count to zero unlists it under the mutex before
-    /// its own borrow ends. So the clock never looks at a lock that could be dropped or moved.
-    gil: *const Gil,
+    /// The lock and its timer, borrowed by some thread for as long as they are listed: a lock
+    /// is listed exactly while its count of waiting threads (`Timer::waiting`) is above zero,
+    /// and each of those threads borrows it. The thread that brings the count to zero unlists
+    /// it under the mutex before its own borrow ends. So the clock never looks at a lock that
+    /// could be dropped or moved.
+    raw: *const Raw,
+    timer: *const Timer,
     at: Instant,
-    /// `Gil::slices` when last looked at.
+    /// `Timer::slices` when last looked at.
     slices: u32,
 }
 
@@ -77,12 +198,12 @@ struct Wake {
     id: u64,
     at: Instant,
     /// Only ever passed to `wake_one`, never dereferenced.
-    word: *const AtomicU32,
+    word: *const core::sync::atomic::AtomicU32,
 }
 
-// SAFETY: the raw pointers are only used under the mutex: `gil` is dereferenced only while
-// listed, and a listed lock is borrowed by a waiting thread (see `Preempt::gil`); `word` is
-// never dereferenced.
+// SAFETY: the raw pointers are only used under the mutex: `raw` and `timer` are dereferenced
+// only while listed, and a listed lock is borrowed by a waiting thread (see `Preempt::raw`);
+// `word` is never dereferenced.
 unsafe impl Send for Timers {}
 
 /// The instant all `Gil` timestamps count from.
@@ -106,24 +227,26 @@ fn instant_at(nanos: u64) -> Instant {
     epoch() + Duration::from_nanos(nanos.saturating_sub(1))
 }
 
-static CLOCK: OnceLock<Clock> = OnceLock::new();
+static CLOCK_THREAD: OnceLock<Clock> = OnceLock::new();
 
-/// Whether the clock lists `gil` (for a debug check when a `Gil` is dropped). Compares
-/// addresses only: a listed lock is not read here.
-pub(crate) fn is_listed(gil: &Gil) -> bool {
-    CLOCK.get().is_some_and(|clock| {
+/// Whether the clock lists `timer`'s lock (for a debug check when a `Gil` is dropped).
+/// Compares addresses only: a listed lock is not read here.
+pub(crate) fn is_listed(timer: &Timer) -> bool {
+    CLOCK_THREAD.get().is_some_and(|clock| {
         let timers = clock.lock();
-        timers.preempt.iter().any(|p| std::ptr::eq(p.gil, gil))
+        timers.preempt.iter().any(|p| std::ptr::eq(p.timer, timer))
     })
 }
 
 /// The process's clock, started on first use.
 pub(crate) fn clock() -> &'static Clock {
-    CLOCK.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("gil-clock".into())
-            .spawn(|| clock().run())
-            .expect("gil: could not start the clock thread");
+    CLOCK_THREAD.get_or_init(|| {
+        if CLOCK {
+            std::thread::Builder::new()
+                .name("gil-clock".into())
+                .spawn(|| clock().run())
+                .expect("gil: could not start the clock thread");
+        }
         Clock {
             timers: Mutex::new(Timers {
                 preempt: Vec::new(),
@@ -158,30 +281,31 @@ impl Clock {
         }
     }
 
-    /// Called by a thread that queued on `gil` at `queued`, before it waits: counts it in, and
-    /// lists the lock if it is the first.
-    pub(crate) fn arm(&self, gil: &Gil, queued: Instant) {
+    /// Called by a thread that queued on `raw` at `queued`, before it waits: counts it in, and
+    /// lists the lock if it is the first. Nothing where the clock does not run (the facade's
+    /// `CLOCK`).
+    pub(crate) fn arm(&self, raw: &Raw, timer: &Timer, queued: Instant) {
         // Relaxed: the count decides only who takes the mutex; the decision itself is made
         // under the mutex, which orders every thread's count change before the next holder's
         // look (see `sync_listing`).
-        if gil.waiting.fetch_add(1, Relaxed) == 0 {
-            self.sync_listing(gil, queued);
+        if CLOCK && timer.waiting.fetch_add(1, Relaxed) == 0 {
+            self.sync_listing(raw, timer, queued);
         }
     }
 
-    /// Called by a thread that has left `gil`'s queue (granted, timed out or closed), while it
-    /// still borrows `gil`: counts it out, and unlists the lock if it was the last.
-    pub(crate) fn leave(&self, gil: &Gil) {
+    /// Called by a thread that has left `raw`'s queue (granted, timed out or closed), while it
+    /// still borrows the lock: counts it out, and unlists the lock if it was the last.
+    pub(crate) fn leave(&self, raw: &Raw, timer: &Timer) {
         // Relaxed: as in `arm`.
-        if gil.waiting.fetch_sub(1, Relaxed) == 1 {
-            self.sync_listing(gil, Instant::now());
+        if CLOCK && timer.waiting.fetch_sub(1, Relaxed) == 1 {
+            self.sync_listing(raw, timer, Instant::now());
         }
     }
 
-    /// Under the mutex, makes the listing of `gil` agree with its count of waiting threads. A
-    /// lock listed now has had a waiter since `queued` (the caller's own queueing, which may be
-    /// well before it runs again to get here: the wake-up of the thread it handed the lock to
-    /// can preempt it for milliseconds).
+    /// Under the mutex, makes the listing of the lock agree with its count of waiting threads.
+    /// A lock listed now has had a waiter since `queued` (the caller's own queueing, which may
+    /// be well before it runs again to get here: the wake-up of the thread it handed the lock
+    /// to can preempt it for milliseconds).
     ///
     /// Only threads that changed the count between 0 and 1 come here, and the last of them to
     /// take the mutex sees every count change made by the ones before (they released the
@@ -193,39 +317,47 @@ impl Clock {
     /// can see its grant before the granter clears `QUEUED`, so "nobody queued" seen by the
     /// last leaver is not reliable, and a lock left listed could be read by the clock after it
     /// is dropped (Miri found exactly that).
-    fn sync_listing(&self, gil: &Gil, queued: Instant) {
+    fn sync_listing(&self, raw: &Raw, timer: &Timer, queued: Instant) {
         let mut timers = self.lock();
-        let at = timers.preempt.iter().position(|p| std::ptr::eq(p.gil, gil));
-        match (gil.waiting.load(Relaxed) > 0, at) {
+        let at = timers
+            .preempt
+            .iter()
+            .position(|p| std::ptr::eq(p.timer, timer));
+        match (timer.waiting.load(Relaxed) > 0, at) {
             (true, None) => {
                 let queued = nanos_at(queued);
-                let since = queued.max(gil.last_switch.load(Relaxed));
-                gil.listed_since.store(queued, Relaxed);
+                let since = queued.max(timer.last_switch.load(Relaxed));
+                timer.listed_since.store(queued, Relaxed);
                 // Release (in `set`), after the store above: a holder that sees the bit and
                 // looks at the clock reads `listed_since` after an Acquire fence (`slice_over`).
-                gil.raw.breaker().set(SLICE_TIMER);
+                raw.breaker().set(SLICE_TIMER);
                 timers.preempt.push(Preempt {
-                    gil,
-                    at: look_at(instant_at(since), gil.switch_interval()),
-                    slices: gil.slices.load(Relaxed),
+                    raw,
+                    timer,
+                    at: look_at(instant_at(since), timer.interval()),
+                    slices: timer.slices.load(Relaxed),
                 });
                 self.changed.notify_one();
             }
             (false, Some(i)) => {
-                gil.raw.breaker().take(SLICE_TIMER);
+                raw.breaker().take(SLICE_TIMER);
                 timers.preempt.swap_remove(i);
             }
             _ => {}
         }
     }
 
-    /// The interval of `gil` changed: if it is listed, take the new interval into account now,
-    /// not at the old deadline.
-    pub(crate) fn reschedule(&self, gil: &Gil) {
+    /// The interval of `timer` changed: if it is listed, take the new interval into account
+    /// now, not at the old deadline.
+    fn reschedule(&self, timer: &Timer) {
         let mut timers = self.lock();
-        let interval = gil.switch_interval();
-        if let Some(p) = timers.preempt.iter_mut().find(|p| std::ptr::eq(p.gil, gil)) {
-            let since = instant_at(gil.last_switch.load(Relaxed));
+        let interval = timer.interval();
+        if let Some(p) = timers
+            .preempt
+            .iter_mut()
+            .find(|p| std::ptr::eq(p.timer, timer))
+        {
+            let since = instant_at(timer.last_switch.load(Relaxed));
             p.at = p.at.min(look_at(since, interval).max(Instant::now()));
             self.changed.notify_one();
         }
@@ -233,8 +365,8 @@ impl Clock {
 
     /// Wakes the futex `word` at `at`. Returns a ticket for [`cancel_wake`](Clock::cancel_wake).
     /// For waiters that cannot sleep with a timeout of their own (not on Linux).
-    #[cfg_attr(any(target_os = "linux", loom), allow(dead_code))]
-    pub(crate) fn wake_at(&self, at: Instant, word: &AtomicU32) -> u64 {
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    pub(crate) fn wake_at(&self, at: Instant, word: *const core::sync::atomic::AtomicU32) -> u64 {
         let mut timers = self.lock();
         let id = timers.next_wake_id;
         timers.next_wake_id += 1;
@@ -258,34 +390,6 @@ fn look_at(since: Instant, interval: Duration) -> Instant {
     since + interval + interval / 4
 }
 
-impl Gil {
-    /// Whether the holder's slice is over: somebody has waited in line a whole switch interval
-    /// with nobody switching in — the rule the clock's looks go by, read by the holder itself
-    /// (its own clock read is not late, where the clock thread's wake-up can be by
-    /// milliseconds on a busy machine). Called by the holder while [`SLICE_TIMER`] is set.
-    pub(crate) fn slice_over(&self) -> bool {
-        // Pairs with the Release of `SLICE_TIMER`'s `set` in `sync_listing`: `listed_since` is
-        // the listing's, or later.
-        fence(Acquire);
-        let since = self
-            .last_switch
-            .load(Relaxed)
-            .max(self.listed_since.load(Relaxed));
-        now_nanos() >= since.saturating_add(self.interval_nanos())
-    }
-}
-
-/// Whether a test silenced the clock's drop requests for `gil` (never outside tests).
-#[cfg(test)]
-fn quiet(gil: &Gil) -> bool {
-    gil.clock_quiet.load(Relaxed)
-}
-
-#[cfg(not(test))]
-fn quiet(_: &Gil) -> bool {
-    false
-}
-
 impl Timers {
     fn next_deadline(&self) -> Option<Instant> {
         let preempt = self.preempt.iter().map(|p| p.at);
@@ -294,8 +398,7 @@ impl Timers {
 
     fn fire(&mut self, now: Instant) {
         for w in self.wakes.iter_mut().filter(|w| w.at <= now) {
-            // `gil_core::AtomicU32` is `core`'s outside loom (and the clock is off under loom).
-            atomic_wait::wake_one(w.word.cast());
+            atomic_wait::wake_one(w.word);
             // A futex wake is lost if the waiter had checked the time but not yet gone to
             // sleep (its word did not change), so wake again until the waiter cancels the
             // ticket, which it does as soon as it sees its deadline passed.
@@ -305,26 +408,26 @@ impl Timers {
             if p.at > now {
                 return true;
             }
-            // SAFETY: listed, so borrowed by some thread (see `Preempt::gil`).
-            let gil = unsafe { &*p.gil };
-            let slices = gil.slices.load(Relaxed);
-            let interval = gil.switch_interval();
-            if slices == p.slices && gil.raw.has_waiters() && !quiet(gil) {
+            // SAFETY: listed, so borrowed by some thread (see `Preempt::raw`).
+            let (raw, timer) = unsafe { (&*p.raw, &*p.timer) };
+            let slices = timer.slices.load(Relaxed);
+            let interval = timer.interval();
+            if slices == p.slices && raw.has_waiters() && !timer.quiet() {
                 // Somebody has waited a whole interval and nobody was handed the lock. A
                 // request still unanswered is not made again: the holder has not reached a
                 // checkpoint since, and asking again would only spin this thread.
                 // Relaxed: a hint; a request the holder takes meanwhile is made again at the
                 // next look.
-                if gil.raw.breaker().pending() & Breaker::DROP_REQUEST == 0 {
+                if raw.breaker().pending() & Breaker::DROP_REQUEST == 0 {
                     // Before the request: the holder that takes it reports it.
-                    gil.clock_asked.store(true, Relaxed);
-                    gil.raw.request_drop();
-                    gil.counters.clock_requests.fetch_add(1, Relaxed);
+                    timer.asked.store(true, Relaxed);
+                    raw.request_drop();
+                    timer.requests.fetch_add(1, Relaxed);
                 }
                 p.at = now + interval.max(REASK_AFTER);
             } else {
                 p.slices = slices;
-                let since = instant_at(gil.last_switch.load(Relaxed));
+                let since = instant_at(timer.last_switch.load(Relaxed));
                 p.at = look_at(since, interval).max(now + interval / 8);
             }
             true
@@ -389,7 +492,7 @@ mod tests {
     #[test]
     fn the_holder_ends_its_own_slice_with_the_clock_silent() {
         let gil = Gil::with_switch_interval(Duration::from_millis(1));
-        gil.clock_quiet.store(true, SeqCst);
+        gil.timer.quiet.store(true, SeqCst);
         let waiter_in = AtomicBool::new(false);
         thread::scope(|s| {
             let mut g = gil.acquire();
@@ -444,7 +547,7 @@ mod tests {
                 && gil.has_waiters()
                 && YIELDER.get() == Some(&thread::current().id())
             {
-                COUNTED.store(gil.waiting.load(SeqCst), SeqCst);
+                COUNTED.store(gil.timer.waiting(), SeqCst);
             }
         }));
         thread::scope(|s| {

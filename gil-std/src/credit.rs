@@ -14,8 +14,6 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use crate::Gil;
-
 /// The most credit a thread can hold, as a fraction of the switch interval: the longest it can
 /// hold out of turn at one go before it runs dry (1/4).
 pub(crate) const CAP_DIVISOR: u64 = 4;
@@ -95,12 +93,12 @@ pub(crate) enum Lent {
     Asked,
 }
 
-/// Bit 0 of `LOAN`'s key: the loan was asked for (a `Gil` is aligned to more than 2, so the
+/// Bit 0 of `LOAN`'s key: the loan was asked for (a lock is aligned to more than 2, so the
 /// bit is free in its address).
 const ASKED: usize = 1;
 
 /// This thread begins holding `lock` on loan at `now`.
-pub(crate) fn begin_loan(lock: &Gil, now: u64, how: Lent) {
+pub(crate) fn begin_loan<L>(lock: &L, now: u64, how: Lent) {
     let key = core::ptr::from_ref(lock) as usize | if how == Lent::Asked { ASKED } else { 0 };
     LOAN.with(|l| l.set((key, now)));
 }
@@ -108,7 +106,7 @@ pub(crate) fn begin_loan(lock: &Gil, now: u64, how: Lent) {
 /// How this thread holds `lock` on loan, if it does. One thread-local load and a compare:
 /// every release asks.
 #[inline]
-pub(crate) fn on_loan(lock: &Gil) -> Option<Lent> {
+pub(crate) fn on_loan<L>(lock: &L) -> Option<Lent> {
     let held = LOAN.with(|l| l.get().0);
     (held & !ASKED == core::ptr::from_ref(lock) as usize).then_some(if held & ASKED != 0 {
         Lent::Asked

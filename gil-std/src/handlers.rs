@@ -1,18 +1,12 @@
 //! Runtime breaker bits: flags a runtime raises (a signal arrived, the heap wants a GC), each
-//! with a handler the holder runs from its checkpoint.
+//! with a handler the holder runs from its checkpoint. The handlers' table; the lock runs them.
 
 use std::fmt;
 use std::ptr;
+use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 use gil_core::Breaker;
-
-use crate::gil::Gil;
-use crate::guard::GilGuard;
-
-/// A handler for a runtime breaker bit: run by the holder of the lock, at its checkpoint, with
-/// its guard and the bit that was raised.
-pub type BreakerHandler = dyn Fn(&GilGuard<'_>, u32) + Send + Sync;
 
 /// How many runtime bits there are (`Breaker::RUNTIME_BITS`: bits 8–31).
 pub(crate) const RUNTIME_BIT_COUNT: usize = 24;
@@ -33,91 +27,63 @@ impl fmt::Display for NotARuntimeBit {
 
 impl std::error::Error for NotARuntimeBit {}
 
-impl Gil {
-    /// Installs `handler` for the runtime breaker bit `bit` (or removes it, with `None`). The
-    /// holder runs it at its next checkpoint after [`raise`](Gil::raise) sets the bit.
-    ///
-    /// Handlers are `'static` for the reason event hooks are (see [`Gil::set_event_hook`]):
-    /// each call with `Some` allocates 16 bytes that are never freed.
-    ///
-    /// # Errors
-    ///
-    /// [`NotARuntimeBit`] unless `bit` is exactly one of `Breaker::RUNTIME_BITS`
-    /// ([`Breaker::runtime_bit`](gil_core::Breaker::runtime_bit)`(n)`).
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicU32, Ordering};
-    /// use gil_core::Breaker;
-    /// use gil_std::Gil;
-    ///
-    /// const GC: u32 = Breaker::runtime_bit(0);
-    /// static GIL: Gil = Gil::new();
-    /// static COLLECTIONS: AtomicU32 = AtomicU32::new(0);
-    ///
-    /// GIL.set_breaker_handler(GC, Some(&|_guard, _bit| {
-    ///     COLLECTIONS.fetch_add(1, Ordering::Relaxed); // collect, with the lock held
-    /// }))
-    /// .unwrap();
-    /// let mut guard = GIL.acquire();
-    /// GIL.raise(GC).unwrap(); // from any thread, or a signal handler
-    /// guard.checkpoint().unwrap();
-    /// assert_eq!(COLLECTIONS.load(Ordering::Relaxed), 1);
-    /// ```
-    pub fn set_breaker_handler(
-        &self,
-        bit: u32,
-        handler: Option<&'static BreakerHandler>,
-    ) -> Result<(), NotARuntimeBit> {
+/// The handlers of the runtime bits, one slot per bit: empty, or a box made by
+/// [`set`](Handlers::set) and never freed. Generic over the handler's type, which the lock
+/// names (`BreakerHandler`).
+pub(crate) struct Handlers<H: ?Sized + 'static>([AtomicPtr<&'static H>; RUNTIME_BIT_COUNT]);
+
+impl<H: ?Sized + 'static> Handlers<H> {
+    pub(crate) const fn new() -> Self {
+        Self([const { AtomicPtr::new(ptr::null_mut()) }; RUNTIME_BIT_COUNT])
+    }
+
+    /// Installs `handler` for the runtime bit `bit` (or removes it, with `None`).
+    pub(crate) fn set(&self, bit: u32, handler: Option<&'static H>) -> Result<(), NotARuntimeBit> {
         let index = runtime_index(bit)?;
         let slot = handler.map_or(ptr::null_mut(), |h| Box::into_raw(Box::new(h)));
-        // Release pairs with the Acquire in `run_breaker_handlers`: the box is written before
-        // it is seen.
-        self.handlers[index].store(slot, Release);
+        // Release pairs with the Acquire in `run_raised`: the box is written before it is seen.
+        self.0[index].store(slot, Release);
         Ok(())
     }
 
-    /// Raises runtime breaker `bits`: the holder's next checkpoint runs each one's handler
-    /// once (if nobody holds the lock, the next holder's first checkpoint does). Raising a bit
-    /// that is already raised merges with it. One atomic OR: callable from any thread, with or
-    /// without the lock, and from a signal handler.
-    ///
-    /// A bit with no handler is cleared at the checkpoint and otherwise ignored.
-    ///
-    /// # Errors
-    ///
-    /// [`NotARuntimeBit`] if `bits` is empty or has a bit outside `Breaker::RUNTIME_BITS`;
-    /// nothing is raised then.
-    pub fn raise(&self, bits: u32) -> Result<(), NotARuntimeBit> {
-        if bits == 0 || bits & !Breaker::RUNTIME_BITS != 0 {
-            return Err(NotARuntimeBit(bits));
-        }
-        // Release (in `set`) pairs with the Acquire of the holder's `take`.
-        self.raw.breaker().set(bits);
-        Ok(())
-    }
-
-    /// Runs the handlers of the runtime bits raised in `pending`, lowest bit first. The caller
-    /// holds the lock. Each bit is taken just before its handler runs, so a handler that panics
-    /// leaves the bits after it raised.
+    /// Runs the handlers of the runtime bits raised in `pending` with `call`, lowest bit
+    /// first. The caller holds the lock. Each bit is taken from `breaker` just before its
+    /// handler runs, so a handler that panics leaves the bits after it raised; a bit with no
+    /// handler is only taken.
     #[cold]
-    pub(crate) fn run_breaker_handlers(&self, guard: &GilGuard<'_>, pending: u32) {
+    pub(crate) fn run_raised(
+        &self,
+        breaker: &Breaker,
+        pending: u32,
+        mut call: impl FnMut(&H, u32),
+    ) {
         let mut bits = pending & Breaker::RUNTIME_BITS;
         while bits != 0 {
             let bit = bits & bits.wrapping_neg();
             bits &= !bit;
-            if self.raw.breaker().take(bit) == 0 {
+            if breaker.take(bit) == 0 {
                 continue;
             }
-            // Acquire pairs with the Release in `set_breaker_handler`.
-            let handler = self.handlers[bit.trailing_zeros() as usize - 8].load(Acquire);
+            // Acquire pairs with the Release in `set`.
+            let handler = self.0[bit.trailing_zeros() as usize - 8].load(Acquire);
             if !handler.is_null() {
-                // SAFETY: a non-null slot was made by `Box::into_raw` in `set_breaker_handler`
-                // and is never freed.
-                let handler: &'static BreakerHandler = unsafe { *handler };
-                handler(guard, bit);
+                // SAFETY: a non-null slot was made by `Box::into_raw` in `set` and is never
+                // freed.
+                let handler: &'static H = unsafe { *handler };
+                call(handler, bit);
             }
         }
     }
+}
+
+/// Raises runtime breaker `bits` on `breaker`.
+pub(crate) fn raise(breaker: &Breaker, bits: u32) -> Result<(), NotARuntimeBit> {
+    if bits == 0 || bits & !Breaker::RUNTIME_BITS != 0 {
+        return Err(NotARuntimeBit(bits));
+    }
+    // Release (in `set`) pairs with the Acquire of the holder's `take`.
+    breaker.set(bits);
+    Ok(())
 }
 
 /// The handler index of a single runtime bit.

@@ -10,7 +10,7 @@
 //! code or another thread, merges into that call. The flag is what is reported; the breaker bit only
 //! sends the holder to its slow path, where it looks at its own flag. A holder that finds the
 //! bit but no flag of its own clears the bit; the interrupted thread then sees its flag when it
-//! next takes the lock (`Gil::watch_hold`), and sets the bit again for its own checkpoint.
+//! next takes the lock ([`rearm`]), and sets the bit again for its own checkpoint.
 //!
 //! No interrupt is lost: if a holder cleared the bit before the interrupted thread took the
 //! lock, that holder's `take` (Acquire) read the interrupter's `set` (Release), which came
@@ -21,8 +21,9 @@
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
-use crate::bits::{INTERRUPT, WATCH_INTERRUPTS};
-use crate::gil::Gil;
+use gil_core::Breaker;
+
+use crate::bits::{INTERRUPT, WATCH_INTERRUPTS, Watch};
 use crate::sync::{Arc, AtomicBool, Condvar, Mutex, lock, wait};
 
 /// What [`GilGuard::checkpoint`](crate::GilGuard::checkpoint) returns when the calling thread
@@ -97,8 +98,8 @@ pub(crate) fn is_own_pending() -> bool {
         .unwrap_or(false)
 }
 
-/// A handle to interrupt one thread's work under one [`Gil`]: made on that thread by
-/// [`Gil::interrupt_handle`], then sent to whoever may interrupt it. `Clone`, `Send`, `Sync`.
+/// A handle to interrupt one thread's work under one [`Gil`](crate::Gil): made on that thread
+/// by [`Gil::interrupt_handle`](crate::Gil::interrupt_handle), then sent to whoever may interrupt it. `Clone`, `Send`, `Sync`.
 ///
 /// [`interrupt`](InterruptHandle::interrupt) reaches the thread wherever it is:
 ///
@@ -137,32 +138,28 @@ pub(crate) fn is_own_pending() -> bool {
 /// ```
 #[derive(Clone)]
 pub struct InterruptHandle<'a> {
-    gil: &'a Gil,
+    breaker: &'a Breaker,
     slot: Arc<Slot>,
 }
 
-impl Gil {
-    /// A handle that interrupts the calling thread's work under this lock; see
-    /// [`InterruptHandle`].
-    ///
-    /// From the first handle on, every taking of this lock also looks at the taking thread's
-    /// interrupt flag (a thread-local read on the path that already checks for event hooks and
-    /// hold timing); locks that never hand out a handle do not pay it.
-    pub fn interrupt_handle(&self) -> InterruptHandle<'_> {
-        self.set_watch(WATCH_INTERRUPTS, true);
+impl<'a> InterruptHandle<'a> {
+    /// A handle for the calling thread, interrupting it through `breaker`; and from now on,
+    /// `watch` says that a thread taking the lock looks at its flag ([`rearm`]).
+    pub(crate) fn for_current_thread(breaker: &'a Breaker, watch: &Watch) -> Self {
+        watch.set(WATCH_INTERRUPTS, true);
         InterruptHandle {
-            gil: self,
+            breaker,
             slot: SLOT.with(Arc::clone),
         }
     }
+}
 
-    /// The calling thread has taken the lock: if it has an interrupt pending, make sure its
-    /// next checkpoint looks (a holder before it may have cleared the bit).
-    #[cold]
-    pub(crate) fn rearm_interrupt(&self) {
-        if is_own_pending() {
-            self.raw.breaker().set(INTERRUPT);
-        }
+/// The calling thread has taken the lock whose breaker is `breaker`: if it has an interrupt
+/// pending, make sure its next checkpoint looks (a holder before it may have cleared the bit).
+#[cold]
+pub(crate) fn rearm(breaker: &Breaker) {
+    if is_own_pending() {
+        breaker.set(INTERRUPT);
     }
 }
 
@@ -176,7 +173,7 @@ impl InterruptHandle<'_> {
         self.slot.pending.store(true, Release);
         // After the flag: a holder that clears the bit has then seen the flag's store ordered
         // before (see the module documentation).
-        self.gil.raw.breaker().set(INTERRUPT);
+        self.breaker.set(INTERRUPT);
         let Unblock(f) = {
             let mut registered = lock(&self.slot.unblock);
             match registered.unblock {

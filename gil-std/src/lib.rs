@@ -53,32 +53,27 @@ mod cell;
 mod clock;
 mod credit;
 mod gil;
-mod guard;
 mod handlers;
 mod hooks;
 mod interrupt;
-#[cfg(not(loom))]
-mod mutex;
 mod owner;
-#[cfg(not(loom))]
-mod park;
 mod threads;
-#[cfg(not(loom))]
-mod trace;
 
-pub use calls::{PendingCall, PendingCallError, PendingCalls};
+outside_loom! {
+    mod mutex;
+    mod trace;
+    pub use mutex::GilMutex;
+    pub use trace::{Recorder, ThreadTrace, Trace};
+}
+
+pub use calls::PendingCallError;
 pub use cell::GilCell;
-pub use gil::{AcquireError, Gil, Stats, SwitchIntervalError};
-pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
-pub use handlers::{BreakerHandler, NotARuntimeBit};
-pub use hooks::{Event, EventHook};
+pub use gil::{
+    AcquireError, BreakerHandler, EnsureGuard, EventHook, Gil, GilGuard, Holds, PendingCall,
+    PendingCalls, Stats, SwitchIntervalError, ThreadRegistration, Unlocked,
+};
+pub use handlers::NotARuntimeBit;
+pub use hooks::Event;
 pub use interrupt::{InterruptHandle, Interrupted};
-#[cfg(not(loom))]
-pub use mutex::GilMutex;
-#[cfg(not(loom))]
-pub use park::FutexPark;
-#[cfg(loom)]
-pub use sync::LoomPark;
-pub use threads::{ThreadRegistration, ThreadStats};
-#[cfg(not(loom))]
-pub use trace::{Recorder, ThreadTrace, Trace};
+pub use sync::FutexPark;
+pub use threads::ThreadStats;

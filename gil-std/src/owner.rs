@@ -43,16 +43,16 @@ thread_locals! {
     static IN_HOOK: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
-/// Whether the calling thread is inside [`in_hook`] for `gil`.
-pub(crate) fn is_in_hook(gil: &crate::Gil) -> bool {
-    let me = core::ptr::from_ref(gil) as usize;
+/// Whether the calling thread is inside [`in_hook`] for `lock`.
+pub(crate) fn is_in_hook<L>(lock: &L) -> bool {
+    let me = core::ptr::from_ref(lock) as usize;
     IN_HOOK.with(|w| w.get() == me)
 }
 
-/// Runs `f` (the hook of `gil`) marked as such, for `is_in_hook`; the mark goes with `f`, also
+/// Runs `f` (the hook of `lock`) marked as such, for `is_in_hook`; the mark goes with `f`, also
 /// when it panics. A hook that takes another lock runs that lock's hook inside: the previous
 /// mark is restored after it.
-pub(crate) fn in_hook(gil: &crate::Gil, f: impl FnOnce()) {
+pub(crate) fn in_hook<L>(lock: &L, f: impl FnOnce()) {
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -60,7 +60,7 @@ pub(crate) fn in_hook(gil: &crate::Gil, f: impl FnOnce()) {
             IN_HOOK.with(|w| w.set(before));
         }
     }
-    let me = core::ptr::from_ref(gil) as usize;
+    let me = core::ptr::from_ref(lock) as usize;
     let _restore = Restore(IN_HOOK.with(|w| w.replace(me)));
     f();
 }

@@ -1,21 +1,15 @@
-//! Threads as a runtime sees them: registration (the started / exited events of Ruby's GVL
-//! instrumentation) and per-thread wait and hold figures.
+//! Per-thread figures: what the calling thread has waited for and held, over every lock.
 
 use std::cell::Cell;
-use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Sub;
 use std::time::Duration;
 
-use crate::gil::Gil;
-use crate::hooks::Event;
-
-/// What the calling thread has done with any [`Gil`] so far: a server takes one before and one
+/// What the calling thread has done with any [`Gil`](crate::Gil) so far: a server takes one before and one
 /// after a request and exports the difference as that request's figures.
 ///
 /// Counted on the slow paths only: `wait_time` and `contended` from every wait for a lock,
 /// `forced_drops` from every checkpoint that handed over, and `hold_time` only under locks
-/// whose [hold timing](Gil::set_hold_timing) is on.
+/// whose [hold timing](crate::Gil::set_hold_timing) is on.
 ///
 /// ```
 /// use gil_std::{Gil, ThreadStats};
@@ -83,63 +77,5 @@ impl Sub for ThreadStats {
             hold_time: self.hold_time.saturating_sub(earlier.hold_time),
             forced_drops: self.forced_drops.saturating_sub(earlier.forced_drops),
         }
-    }
-}
-
-/// A thread registered with a [`Gil`]'s event hook, made by [`Gil::register_thread`]: the hook
-/// saw [`Event::ThreadStarted`] when it was made and sees [`Event::ThreadExited`] when it is
-/// dropped — at the end of the thread's work, or when the thread unwinds.
-#[must_use = "the thread counts as exited as soon as this is dropped"]
-pub struct ThreadRegistration<'a> {
-    gil: &'a Gil,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl Gil {
-    /// Registers the calling thread with this lock's event hook: reports
-    /// [`Event::ThreadStarted`] now and [`Event::ThreadExited`] when the returned value is
-    /// dropped. A runtime calls it first thing in each thread it starts (Ruby reports these for
-    /// every Ruby thread); without a hook installed it costs one relaxed load each way.
-    ///
-    /// Registration is explicit because a lock cannot know on its own when a thread that used
-    /// it exits, nor soundly reach a lock that is not `'static` from a thread's exit.
-    ///
-    /// ```
-    /// use std::sync::Mutex;
-    /// use gil_std::{Event, Gil};
-    ///
-    /// static GIL: Gil = Gil::new();
-    /// static SEEN: Mutex<Vec<Event>> = Mutex::new(Vec::new());
-    ///
-    /// GIL.set_event_hook(Some(&|_gil, event| SEEN.lock().unwrap().push(event)));
-    /// std::thread::spawn(|| {
-    ///     let _registered = GIL.register_thread();
-    ///     drop(GIL.acquire());
-    /// })
-    /// .join()
-    /// .unwrap();
-    /// GIL.set_event_hook(None);
-    ///
-    /// use Event::*;
-    /// assert_eq!(*SEEN.lock().unwrap(), [ThreadStarted, Got, Released, ThreadExited]);
-    /// ```
-    pub fn register_thread(&self) -> ThreadRegistration<'_> {
-        self.emit(Event::ThreadStarted);
-        ThreadRegistration {
-            gil: self,
-            _not_send: PhantomData,
-        }
-    }
-}
-
-impl Drop for ThreadRegistration<'_> {
-    fn drop(&mut self) {
-        self.gil.emit(Event::ThreadExited);
-    }
-}
-
-impl fmt::Debug for ThreadRegistration<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThreadRegistration").finish_non_exhaustive()
     }
 }

@@ -1,13 +1,18 @@
-//! The one place gil-std chooses between the real thing and loom (besides the module list in
-//! `lib.rs`, which leaves out the futex and `lock_api` modules under loom).
+//! The one place gil-std chooses between the real thing and loom, as tokio's `loom` module
+//! does: everything else names what this module gives, and runs the same code either way.
 //!
-//! Under `--cfg loom`: waiters park with loom's park/unpark instead of a futex; the owner token
-//! is a loom thread-local (loom runs every model thread on one OS thread); and the clock thread
-//! is off, since only loom's threads may touch loom's atomics. Timed preemption is therefore
-//! not modelled; timeouts are, with deadlines that have already passed.
+//! Under `--cfg loom`: waiters park with loom's park/unpark instead of a futex; thread-locals
+//! are loom's (loom runs every model thread on one OS thread); staying awake is one yield; and
+//! the clock thread is off ([`CLOCK`]), since only loom's threads may touch loom's atomics.
+//! Timed preemption is therefore not modelled; timeouts are, with deadlines that have already
+//! passed.
+
+#[cfg(not(loom))]
+mod futex;
 
 #[cfg(loom)]
 use gil_core::{AtomicU32, Park};
+use gil_core::{RawGil, Waiter};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, atomic::AtomicBool};
@@ -31,17 +36,24 @@ pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexG
 
 /// How waiters sleep.
 #[cfg(not(loom))]
-pub(crate) type Parking = crate::park::FutexPark;
+pub(crate) type Parking = futex::FutexPark;
 /// How waiters sleep: loom's park/unpark, which loom checks for lost wake-ups.
 #[cfg(loom)]
 pub(crate) type Parking = LoomPark;
 
-/// Rounds of `spin_loop` between two looks at the clock while staying awake, and before a
-/// futex waiter sleeps. Measured on the development VM (AMD EPYC, where one round is a
-/// `PAUSE` of about 25 ns): 64 rounds take 1.6–1.7 µs, a tenth of a futex wake-to-run there
-/// (~19 µs).
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) const SPINS: u32 = 64;
+/// The core lock, parking as [`Parking`].
+pub(crate) type Raw = RawGil<Parking>;
+/// A waiter node of [`Raw`].
+pub(crate) type Node = Waiter<Parking>;
+
+/// The futex parking strategy under its public name: the real one, or loom's stand-in under
+/// loom (the futex cannot wait on loom's atomics).
+#[cfg(loom)]
+pub use LoomPark as FutexPark;
+/// The futex parking strategy under its public name: the real one, or loom's stand-in under
+/// loom (the futex cannot wait on loom's atomics).
+#[cfg(not(loom))]
+pub use futex::FutexPark;
 
 /// Staying awake until a deadline, for waits expected to end within microseconds: the two
 /// sides of a loan, and a timed waiter's last stretch before its deadline. The caller looks
@@ -69,7 +81,7 @@ impl StayAwake {
         #[cfg(not(loom))]
         {
             core::hint::spin_loop();
-            self.rounds % SPINS != 0 || std::time::Instant::now() < self.until
+            self.rounds % futex::SPINS != 0 || std::time::Instant::now() < self.until
         }
         #[cfg(loom)]
         {
@@ -91,31 +103,39 @@ pub(crate) const FAST_RETURN: bool = !cfg!(loom);
 /// property test of its own); never otherwise.
 pub(crate) const CREDIT_EVERY_RETURN: bool = cfg!(loom);
 
-/// Whether the clock thread (timed preemption, timeout wake-ups) runs.
+/// Whether the atomics are the hardware's, laid out as they ship (loom's stand-ins are larger).
+pub(crate) const REAL_ATOMICS: bool = !cfg!(loom);
+
+/// Whether the clock thread (timed preemption, timeout wake-ups) runs. Without it the
+/// clock's entry points count and list nothing.
 pub(crate) const CLOCK: bool = !cfg!(loom);
 
-/// Sleeps like `Parking::park` while `node` is queued, but not past `at`. On Linux the waiter
-/// sleeps with a timeout of its own ([`park_until`](crate::park::park_until), a futex wait with
-/// a timeout); elsewhere the clock thread wakes it at its deadline, a wake-up later (`ticket`
-/// is that wake-up's, for the waiter to cancel when it is done). Under loom, which has no
-/// time, a plain park: a model's deadlines have passed before the wait begins.
+/// Whether a waiter with a deadline sleeps with a timeout of its own (a futex wait with a
+/// timeout, on Linux; a plain park under loom, whose deadlines have passed before the wait
+/// begins), instead of being woken by the clock at its deadline.
+pub(crate) const OWN_TIMEOUT: bool = cfg!(any(target_os = "linux", loom));
+
+/// Sleeps like `Parking::park` while `node` is queued, but not past `at` where the waiter
+/// has a timeout of its own ([`OWN_TIMEOUT`]); elsewhere a plain park, which the clock ends.
 #[allow(unused_variables)]
-pub(crate) fn park_until(
-    node: core::pin::Pin<&crate::gil::Node>,
-    at: std::time::Instant,
-    ticket: &mut Option<u64>,
-) {
+pub(crate) fn park_until(node: core::pin::Pin<&Node>, at: std::time::Instant) {
     #[cfg(all(target_os = "linux", not(loom)))]
-    crate::park::park_until(node.word(), at);
-    #[cfg(all(not(target_os = "linux"), not(loom)))]
-    {
-        if ticket.is_none() {
-            *ticket = Some(crate::clock::clock().wake_at(at, node.word()));
-        }
-        <Parking as gil_core::Park>::park(node.parker(), node.word());
-    }
-    #[cfg(loom)]
+    futex::park_until(node.word(), at);
+    #[cfg(any(not(target_os = "linux"), loom))]
     <Parking as gil_core::Park>::park(node.parker(), node.word());
+}
+
+/// Yields the CPU while `still` holds, for up to `grace`: a waiter letting a thread it may have
+/// preempted run on. Under loom, which has no time, nothing.
+#[allow(unused_variables)]
+pub(crate) fn yield_while(grace: std::time::Duration, still: impl Fn() -> bool) {
+    #[cfg(not(loom))]
+    {
+        let until = std::time::Instant::now() + grace;
+        while still() && std::time::Instant::now() < until {
+            std::thread::yield_now();
+        }
+    }
 }
 
 /// Declares thread-locals: std's, or loom's under loom, which runs every model thread on one OS
@@ -205,4 +225,16 @@ impl Park for LoomPark {
 loom::lazy_static! {
     /// The lender asleep in `LoomPark::park_word`.
     static ref LOAN_SLEEPER: Mutex<Option<loom::thread::Thread>> = Mutex::new(None);
+}
+
+/// Items that exist only outside loom: those that need `const` construction of a `Gil`
+/// (`lock_api` asks for it; loom's atomics are not `const`) or that only consumers of the
+/// finished lock use.
+macro_rules! outside_loom {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(loom))]
+            $item
+        )*
+    };
 }

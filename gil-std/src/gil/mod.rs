@@ -1,27 +1,39 @@
-//! The `Gil`: acquiring, waiting, closing, statistics.
+//! The `Gil` and its guards: the lock, composed of gil-core's `RawGil` and the services of
+//! this crate, and the only place that names them together.
+//!
+//! - this file: the lock's state, acquiring, closing, statistics, and the bookkeeping of each
+//!   hold (who holds, its guards, what a hold watches);
+//! - [`guard`]: the guards, and what they do while held;
+//! - `hold`: the checkpoint's slow path, hand-overs, loans and blocking regions;
+//! - `waiting`: how a thread waits in the core's composites (its `WaitPolicy`);
+//! - `runtime`: what a runtime hooks in (pending calls, breaker handlers, the event hook,
+//!   interrupts, thread registration).
+
+mod guard;
+mod hold;
+mod runtime;
+mod waiting;
 
 use std::fmt;
-use std::pin::{Pin, pin};
-use std::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
-};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use gil_core::{Breaker, Park, RawGil, TryAcquireError, WaitPolicy, WaitState, Waited, Waiter};
+use gil_core::{RawGil, TryAcquireError};
 
-use crate::bits::{PRIORITY, WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_TIMING};
-use crate::calls::{Calls, PendingCalls};
-use crate::clock::{clock, nanos_at, now_nanos};
+pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
+pub use runtime::{BreakerHandler, EventHook, PendingCall, PendingCalls, ThreadRegistration};
+pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
+
+use crate::bits::{WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_TIMING, Watch};
+use crate::calls::Calls;
+use crate::clock::{Timer, now_nanos};
 use crate::credit::Lent;
-use crate::guard::{EnsureGuard, GilGuard};
-use crate::handlers::{BreakerHandler, RUNTIME_BIT_COUNT};
-use crate::hooks::{Event, EventHook};
+use crate::handlers::Handlers;
+use crate::hooks::{Event, Hook};
 use crate::owner::Owner;
-use crate::sync::{CLOCK, Mutex, Parking, StayAwake};
+use crate::sync::{Node, REAL_ATOMICS, Raw};
 use crate::threads::ThreadStats;
-
-pub(crate) type Raw = RawGil<Parking>;
-pub(crate) type Node = Waiter<Parking>;
 
 /// A global interpreter lock: one thread inside at a time, handed on in FIFO order.
 ///
@@ -44,37 +56,24 @@ pub(crate) type Node = Waiter<Parking>;
 /// drop(guard);
 /// assert!(bytes.unwrap().is_empty());
 /// ```
-// `repr(C)`: the layout is part of what a handoff costs (see `HOT_LINE` below).
+// `repr(C)`: the layout is part of what a handoff costs (see the layout check below).
 #[repr(C)]
 pub struct Gil {
     /// The lock word, the breaker and the queue: every handoff reads and writes them.
     pub(crate) raw: Raw,
     /// Written at every hold and release, on the same cache line as `raw`: a thread taking the
     /// lock has just fetched that line, so marking itself the owner costs no second trip
-    /// between cores. `HOT_LINE` checks the two share the line and nothing else is on it.
+    /// between cores. A layout check below says the two share the line and nothing else is on it.
     pub(crate) owner: Owner,
     /// Aligned to 128 bytes (its stripes are), so it starts past the hot line and keeps the
     /// fields below, read at every hold, off it.
     pub(crate) counters: Counters,
-    /// The switch interval in nanoseconds, within [`Gil::MIN_SWITCH_INTERVAL`,
-    /// `Gil::MAX_SWITCH_INTERVAL`]. Read by the clock at each look.
-    interval_nanos: AtomicU64,
-    /// How many threads are waiting in `wait_queued`; the clock lists the lock exactly while
-    /// this is above zero. See `clock.rs`.
-    pub(crate) waiting: AtomicU32,
-    /// When the lock was last handed to a waiting thread (nanoseconds on the clock's epoch),
-    /// written by the thread that received it.
-    pub(crate) last_switch: AtomicU64,
-    /// When the thread whose arming listed the lock with the clock queued (nanoseconds on the
-    /// clock's epoch): somebody has waited since then. Written under the clock's mutex, read by
-    /// the holder timing its slice (`Gil::slice_over`).
-    pub(crate) listed_since: AtomicU64,
-    /// What the hold paths must do besides taking and releasing: `WATCH_TIMING`, `WATCH_HOOK`.
-    /// One relaxed load on each hold and release when nothing is watched.
-    ///
-    /// Loom's atomic under loom, so the models explore its interleavings with the queue of
-    /// pending calls and the interrupt flags it announces.
-    pub(crate) watch: gil_core::AtomicU32,
+    /// The switch interval, the slice's start and the threads waiting timed: what the clock
+    /// reads while it lists the lock.
+    pub(crate) timer: Timer,
+    /// What the hold paths must do besides taking and releasing (`bits::WATCH_*`). One relaxed
+    /// load on each hold and release when nothing is watched.
+    pub(crate) watch: Watch,
     /// How many guards the holder has beyond the one its hold began with (nested
     /// [`Gil::ensure`] guards, or a guard joined to a hold it already had): the hold ends when
     /// the last of its guards is dropped. Read and written only by the thread holding the lock
@@ -82,60 +81,33 @@ pub struct Gil {
     /// by a holder that lets others hold meanwhile (`set_aside_guards`). Read at every
     /// release, next to `watch`, on a line that is only read while nobody nests.
     pub(crate) nested: gil_core::AtomicU32,
-    /// The clock asked this lock's holder to hand over (its backstop): the holder's checkpoint
-    /// that answers reports [`Event::DropRequested`] for it, since the clock thread runs no
-    /// hook. Set by the clock, cleared by the holder.
-    pub(crate) clock_asked: AtomicBool,
-    /// The event hook: null, or a box made by `set_event_hook` and never freed.
-    pub(crate) hook: AtomicPtr<&'static EventHook>,
-    /// Slices begun: grants to a thread waiting its turn in line. Lends, and the lender getting
-    /// the lock back, are not slices: the clock measures the interval by this count.
-    pub(crate) slices: AtomicU32,
+    /// The event hook ([`Gil::set_event_hook`]).
+    hook: Hook<EventHook>,
     /// Whether threads with credit come back from blocking regions urgently
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
-    /// Tests only: the clock never asks this lock's holder to hand over, so that a test can
-    /// show the holder ends its slice on its own.
-    #[cfg(test)]
-    pub(crate) clock_quiet: AtomicBool,
     /// Pending calls ([`Gil::add_pending_call`]).
-    pub(crate) calls: Mutex<Calls>,
-    /// The runtime breaker bits' handlers ([`Gil::set_breaker_handler`]): null, or boxes made
-    /// there and never freed.
-    pub(crate) handlers: [AtomicPtr<&'static BreakerHandler>; RUNTIME_BIT_COUNT],
+    calls: Calls<PendingCall>,
+    /// The runtime breaker bits' handlers ([`Gil::set_breaker_handler`]).
+    handlers: Handlers<BreakerHandler>,
 }
 
-/// The lock word and the owner share the first cache line of a `Gil` and nothing else is in
-/// its first 128 bytes (x86 fetches lines in adjacent pairs). On a line with `watch`, which
-/// both sides of a loan read at every hold and release, the owner would cost each loan two more
-/// trips between cores.
-#[cfg(not(loom))]
-const HOT_LINE: () = {
+// The lock word and the owner share the first cache line of a `Gil` and nothing else is in
+// its first 128 bytes (x86 fetches lines in adjacent pairs). On a line with `watch`, which
+// both sides of a loan read at every hold and release, the owner would cost each loan two more
+// trips between cores.
+// (Only with the hardware's atomics: the facade's stand-ins are laid out otherwise.)
+const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(offset_of!(Gil, raw) == 0);
-    assert!(offset_of!(Gil, owner) + size_of::<Owner>() <= 64);
-    assert!(offset_of!(Gil, counters) >= 128);
+    assert!(!REAL_ATOMICS || offset_of!(Gil, owner) + size_of::<Owner>() <= 64);
+    assert!(!REAL_ATOMICS || offset_of!(Gil, counters) >= 128);
 };
-#[cfg(not(loom))]
-const _: () = HOT_LINE;
-
-/// How a queued thread came to wait, which decides what its grant means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Turn {
-    /// In line: a grant starts a new slice.
-    InLine,
-    /// Urgent: a grant is a loan, held out of turn and paid for with credit.
-    Urgent,
-    /// A lender waiting for its loan to come back: a grant resumes its slice.
-    Resume,
-}
 
 /// Figures gathered on the slow paths only; the uncontended path counts nothing.
 #[derive(Debug)]
 pub(crate) struct Counters {
     pub(crate) forced_drops: AtomicU64,
-    /// Drop requests made by the clock thread (see [`Stats::clock_requests`]).
-    pub(crate) clock_requests: AtomicU64,
     /// The figures counted at every handoff, by both threads of it, spread over cache lines by
     /// thread: two threads passing the lock back and forth (a loan, W3) would otherwise also
     /// pass these counters' line at each handoff, a cross-core trip each on the way. A sum of
@@ -166,7 +138,6 @@ impl Counters {
     pub(crate) const fn new() -> Self {
         Self {
             forced_drops: AtomicU64::new(0),
-            clock_requests: AtomicU64::new(0),
             stripes: [const {
                 Stripe {
                     lends: AtomicU64::new(0),
@@ -317,20 +288,13 @@ impl Gil {
                 raw: RawGil::new(),
                 owner: Owner::new(),
                 counters: Counters::new(),
-                interval_nanos: AtomicU64::new(nanos),
-                waiting: AtomicU32::new(0),
-                watch: gil_core::AtomicU32::new(0),
+                timer: Timer::new(nanos),
+                watch: Watch::new(),
                 nested: gil_core::AtomicU32::new(0),
-                clock_asked: AtomicBool::new(false),
-                hook: AtomicPtr::new(std::ptr::null_mut()),
-                slices: AtomicU32::new(0),
+                hook: Hook::new(),
                 fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
-                last_switch: AtomicU64::new(0),
-                listed_since: AtomicU64::new(0),
-                #[cfg(test)]
-                clock_quiet: AtomicBool::new(false),
-                calls: Mutex::new(Calls::new()),
-                handlers: [const { AtomicPtr::new(std::ptr::null_mut()) }; RUNTIME_BIT_COUNT],
+                calls: Calls::new(),
+                handlers: Handlers::new(),
             }
         }
     }
@@ -348,11 +312,7 @@ impl Gil {
     /// The switch interval: how long a thread waits, with nobody switching in, before the
     /// holder is asked to hand over.
     pub fn switch_interval(&self) -> Duration {
-        Duration::from_nanos(self.interval_nanos())
-    }
-
-    pub(crate) fn interval_nanos(&self) -> u64 {
-        self.interval_nanos.load(Relaxed)
+        self.timer.interval()
     }
 
     /// Changes the switch interval, also while threads run (like `sys.setswitchinterval`).
@@ -376,10 +336,7 @@ impl Gil {
     /// ```
     pub fn set_switch_interval(&self, interval: Duration) -> Result<(), SwitchIntervalError> {
         let nanos = Self::checked_interval(interval)?;
-        self.interval_nanos.store(nanos, Relaxed);
-        if CLOCK && self.waiting.load(Relaxed) > 0 {
-            clock().reschedule(self);
-        }
+        self.timer.set_interval(nanos);
         Ok(())
     }
 
@@ -658,7 +615,7 @@ impl Gil {
         Stats {
             switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
-            clock_requests: c.clock_requests.load(Relaxed),
+            clock_requests: self.timer.requests(),
             lends: c.sum(|s| &s.lends),
             contended: c.sum(|s| &s.contended),
             wait_time: Duration::from_nanos(c.sum(|s| &s.wait_nanos)),
@@ -684,17 +641,7 @@ impl Gil {
         if on {
             self.counters.timing_since.store(now_nanos(), Relaxed);
         }
-        self.set_watch(WATCH_TIMING, on);
-    }
-
-    /// Sets or clears `bit` in `watch`. Relaxed: `watch` only says which slow path to take;
-    /// what that path reads is ordered on its own (the hook pointer is Release/Acquire).
-    pub(crate) fn set_watch(&self, bit: u32, on: bool) {
-        if on {
-            self.watch.fetch_or(bit, Relaxed);
-        } else {
-            self.watch.fetch_and(!bit, Relaxed);
-        }
+        self.watch.set(WATCH_TIMING, on);
     }
 
     /// The calling thread has just taken the lock (back) for a guard that exists already: the
@@ -715,7 +662,7 @@ impl Gil {
 
     #[inline]
     fn watch_begin(&self) {
-        let watch = self.watch.load(Relaxed);
+        let watch = self.watch.load();
         if watch != 0 {
             self.watch_hold(watch);
         }
@@ -806,7 +753,7 @@ impl Gil {
             self.emit_slow(Event::Got);
         }
         if watch & WATCH_INTERRUPTS != 0 {
-            self.rearm_interrupt();
+            crate::interrupt::rearm(self.raw.breaker());
         }
     }
 
@@ -857,7 +804,7 @@ impl Gil {
     /// whose owner token stays the lender's (see `begin_loan_hold`).
     #[inline]
     pub(crate) fn watch_end(&self) {
-        let watch = self.watch.load(Relaxed);
+        let watch = self.watch.load();
         if watch != 0 {
             self.watch_release(watch);
         }
@@ -936,7 +883,7 @@ impl Gil {
     /// must (see `owned_watched`). Call right after taking.
     #[inline]
     pub(crate) fn owned(&self) -> GilGuard<'_> {
-        let watch = self.watch.load(Relaxed);
+        let watch = self.watch.load();
         if watch != 0 {
             return self.owned_watched(watch);
         }
@@ -995,7 +942,7 @@ impl Gil {
     /// Inside a hook of this lock (the panic removes the hook; see `emit_slow`).
     #[inline]
     pub(crate) fn refuse_in_hook(&self) {
-        if self.watch.load(Relaxed) & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
+        if self.watch.has(WATCH_HOOK) && crate::owner::is_in_hook(self) {
             in_hook_panic();
         }
     }
@@ -1013,195 +960,6 @@ impl Gil {
             t.contended += 1;
             t.wait_time += waited;
         });
-    }
-}
-
-/// How long the two sides of a loan spin before they sleep: the urgent thread for the holder's
-/// next checkpoint, the lender for the loan to come back (usually at the borrower's next
-/// blocking call, microseconds later). A futex wake costs tens of microseconds here.
-pub(crate) const LOAN_SPIN: Duration = Duration::from_micros(50);
-
-/// How long a waiter in line, offered the lock by an owner away in a blocking region, gives
-/// way before it claims; see [`give_way`].
-pub(crate) const CLAIM_GRACE: Duration = Duration::from_micros(5);
-
-/// A waiter in line was offered the lock: before claiming it, yield the CPU for up to
-/// [`CLAIM_GRACE`] while the offer stands.
-///
-/// The wake-up that brought the offer may have put this thread on the owner's own CPU and
-/// preempted the owner a microsecond into a short region (a non-blocking `write`, a quick
-/// foreign call). Claiming at once would then send the owner to the back of the line for a
-/// region that cost nobody anything, and a thread that makes many such regions (the lab's abuse
-/// case) would lose a share of its turns that way. Yielding lets a preempted owner run on, come
-/// back and `reclaim`; an owner that is really blocked costs the waiter at most `CLAIM_GRACE`
-/// on top of its wake-up (tens of microseconds). Not for the two sides of a loan, which claim at once.
-fn give_way(node: Pin<&Node>) {
-    let until = Instant::now() + CLAIM_GRACE;
-    while node.state() == WaitState::Offered && Instant::now() < until {
-        std::thread::yield_now();
-    }
-}
-
-/// How a thread of a `Gil` waits in the core's composites (`lock_with`, `yield_with`,
-/// `lend_with`, `lend_asked_with`): the clock's preemption timer armed while it waits, awake
-/// first on the two sides of a loan, asleep with a timeout of its own towards a deadline, and
-/// the wait counted when it ends ([`done`](Waiting::done)).
-pub(crate) struct Waiting<'a> {
-    gil: &'a Gil,
-    turn: Turn,
-    /// When the wait began: read before queueing (in line, and by a borrower), or once the
-    /// lock is lent (a lender, whose clock read would otherwise hold up the loan).
-    start: Option<Instant>,
-    deadline: Option<Instant>,
-    /// Counted in by the clock (`Clock::arm`), to be counted out at the end.
-    timed: bool,
-    /// Staying awake, on a side of a loan (until `LOAN_SPIN` after the start).
-    awake: Option<StayAwake>,
-    /// The clock's wake-up at the deadline, where waiters sleep without timeouts of their own.
-    ticket: Option<u64>,
-    /// Report `Event::Wants` once queued.
-    announce: bool,
-    queued: bool,
-}
-
-impl<'a> Waiting<'a> {
-    /// A wait of `turn`, begun at `start` (`None`: at the lend); `announce`: report
-    /// `Event::Wants` once queued. A thread in line is counted in by the clock now, before it
-    /// queues: queueing can wake the thread handed the lock, which can preempt this one for
-    /// milliseconds, with nobody timing the new holder's slice meanwhile.
-    pub(crate) fn new(
-        gil: &'a Gil,
-        turn: Turn,
-        start: Option<Instant>,
-        deadline: Option<Instant>,
-        announce: bool,
-    ) -> Self {
-        let timed = CLOCK && turn == Turn::InLine;
-        if timed {
-            clock().arm(gil, start.unwrap_or_else(Instant::now));
-        }
-        Self {
-            gil,
-            turn,
-            start,
-            deadline,
-            timed,
-            awake: None,
-            ticket: None,
-            announce,
-            queued: false,
-        }
-    }
-
-    /// The wait is over, `waited` being what it came to: counts the thread out of the clock,
-    /// and, if it waited in line, counts the wait and begins what the grant begins (a slice, a
-    /// loan). A lender getting its loan back counts as a wait only if it had to sleep.
-    pub(crate) fn done(self, waited: Waited) -> Result<(), AcquireError> {
-        let gil = self.gil;
-        if let Some(ticket) = self.ticket {
-            clock().cancel_wake(ticket);
-        }
-        if self.timed {
-            clock().leave(gil);
-        }
-        let outcome = match waited {
-            Waited::Granted => Ok(()),
-            Waited::Closed => Err(AcquireError::Closed),
-            Waited::GaveUp => Err(AcquireError::Timeout),
-        };
-        if !self.queued {
-            return outcome;
-        }
-        let slept = self.awake.is_none() || self.timed;
-        if self.turn == Turn::Resume && !slept {
-            return outcome;
-        }
-        // One clock read for the count and the slice or loan that begins.
-        let now = Instant::now();
-        gil.count_wait(self.start.unwrap_or(now), now);
-        if outcome.is_ok() {
-            match self.turn {
-                Turn::InLine => {
-                    // This thread was handed the lock in its turn: a new slice. A drop request
-                    // still pending was meant for the previous holder, and the switch answered it.
-                    gil.slices.fetch_add(1, Relaxed);
-                    gil.last_switch.store(nanos_at(now), Relaxed);
-                    if gil.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
-                        gil.clock_asked.store(false, Relaxed);
-                    }
-                }
-                Turn::Urgent => {
-                    // A loan: the lender's slice goes on, and so does any drop request for it.
-                    // Kept by this thread alone (see `credit::begin_loan`).
-                    crate::credit::begin_loan(gil, nanos_at(now), Lent::Queued);
-                }
-                // The loan came back: the slice goes on where it was.
-                Turn::Resume => {}
-            }
-        }
-        outcome
-    }
-}
-
-impl WaitPolicy<Parking> for Waiting<'_> {
-    fn queued(&mut self) {
-        self.queued = true;
-        match self.turn {
-            // Ask the holder to lend at its next checkpoint. Release (in `set`) pairs with the
-            // Acquire of the holder's `take`; the holder's `lend` then finds this node at the
-            // head under the queue lock.
-            Turn::Urgent => self.gil.raw.breaker().set(PRIORITY),
-            // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
-            // is back, when this thread's own work waits on it.
-            Turn::Resume => self.gil.counters.count_lend(),
-            Turn::InLine => {}
-        }
-        if self.announce {
-            self.gil.emit(Event::Wants);
-        }
-        if self.start.is_none() {
-            self.start = Some(Instant::now());
-        }
-    }
-
-    /// The two sides of a loan (`Urgent`, `Resume`) expect it to end within microseconds:
-    /// they stay awake up to `LOAN_SPIN`, and only then does the clock preempt whoever holds,
-    /// as for any waiter, so that a loan that does not end soon ends at the lender's slice.
-    /// Arming wakes the clock thread, which on two busy CPUs costs more than the loan itself.
-    fn spin(&mut self) -> bool {
-        if self.timed || !CLOCK {
-            return false;
-        }
-        // Counted from the start of the wait, read before queueing or at the lend: no clock
-        // read of its own on the way to a loan.
-        let start = *self.start.get_or_insert_with(Instant::now);
-        let awake = self
-            .awake
-            .get_or_insert_with(|| StayAwake::until(start + LOAN_SPIN));
-        if awake.round() {
-            return true;
-        }
-        clock().arm(self.gil, start);
-        self.timed = true;
-        false
-    }
-
-    fn give_up(&mut self) -> bool {
-        self.deadline.is_some_and(|at| Instant::now() >= at)
-    }
-
-    fn offered(&mut self, node: Pin<&Node>) {
-        if CLOCK && self.turn == Turn::InLine {
-            give_way(node);
-        }
-    }
-
-    /// Returns on a grant, a close, the deadline, or spuriously.
-    fn park(&mut self, node: Pin<&Node>) {
-        match self.deadline {
-            Some(at) => crate::sync::park_until(node, at, &mut self.ticket),
-            None => Parking::park(node.parker(), node.word()),
-        }
     }
 }
 
@@ -1234,11 +992,11 @@ impl Drop for Gil {
     fn drop(&mut self) {
         // The last thread to leave the queue unlisted the lock while it still borrowed it.
         debug_assert!(
-            *self.waiting.get_mut() == 0,
+            self.timer.waiting() == 0,
             "gil: a Gil was dropped while threads waited in it"
         );
         debug_assert!(
-            !(CLOCK && crate::clock::is_listed(self)),
+            !crate::clock::is_listed(&self.timer),
             "gil: a Gil was dropped while the clock listed it"
         );
     }

@@ -1,0 +1,303 @@
+//! What a runtime hooks into the lock: pending calls, runtime breaker bits and their handlers,
+//! the event hook, interrupts and thread registration. Each service keeps its own state (its
+//! module); the lock holds them and runs what they hold with a guard.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+
+use super::{Gil, GilGuard};
+use crate::hooks::Event;
+use crate::interrupt::InterruptHandle;
+use crate::{NotARuntimeBit, PendingCallError};
+
+/// A queued call: run once, by a thread holding the lock, which it proves with the guard.
+pub type PendingCall = Box<dyn FnOnce(&GilGuard<'_>) + Send>;
+
+/// The calls still queued when the lock was closed, handed back by [`Gil::close`].
+///
+/// Run them with [`run`](PendingCalls::run) on a thread that still holds the lock, or take
+/// them out one by one (it is an iterator); dropping it drops them unrun.
+#[must_use = "calls still queued at close are handed back: run them, or drop them on purpose"]
+pub struct PendingCalls(VecDeque<PendingCall>);
+
+impl PendingCalls {
+    /// How many calls were handed back.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none were.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Runs them all, in the order they were queued, under the lock `guard` holds.
+    pub fn run(self, guard: &GilGuard<'_>) {
+        for call in self {
+            call(guard);
+        }
+    }
+}
+
+impl Iterator for PendingCalls {
+    type Item = PendingCall;
+
+    fn next(&mut self) -> Option<PendingCall> {
+        self.0.pop_front()
+    }
+}
+
+impl fmt::Debug for PendingCalls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCalls")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// A handler for a runtime breaker bit: run by the holder of the lock, at its checkpoint, with
+/// its guard and the bit that was raised.
+pub type BreakerHandler = dyn Fn(&GilGuard<'_>, u32) + Send + Sync;
+
+/// The type of an event hook: called with the lock and the event, on the thread it concerns.
+///
+/// A hook runs inside the lock's slow paths, some of them half-way through a hand-over: it
+/// must be quick, and must not take, drop or use a guard of the lock it reports on (acquire,
+/// `ensure`, a checkpoint, a region): each of those panics inside a hook of its own lock. A
+/// hook that panics is removed (with a message on standard error) and the lock goes on.
+pub type EventHook = dyn Fn(&Gil, Event) + Send + Sync;
+
+/// A thread registered with a [`Gil`]'s event hook, made by [`Gil::register_thread`]: the hook
+/// saw [`Event::ThreadStarted`] when it was made and sees [`Event::ThreadExited`] when it is
+/// dropped — at the end of the thread's work, or when the thread unwinds.
+#[must_use = "the thread counts as exited as soon as this is dropped"]
+pub struct ThreadRegistration<'a> {
+    gil: &'a Gil,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Gil {
+    /// How many calls [`add_pending_call`](Gil::add_pending_call) queues before it reports
+    /// [`PendingCallError::Full`] (CPython's limit too).
+    pub const PENDING_CALLS: usize = 32;
+
+    /// Queues `call` for the thread holding the lock: its next checkpoint runs it, or, if nobody
+    /// holds the lock, the next thread to take it runs it before `acquire` returns. Callable
+    /// from any thread, with or without the lock; never blocks for long (a short mutex) and
+    /// never waits for the call to run.
+    ///
+    /// Calls run exactly once, in the order they were queued. A checkpoint runs the calls that
+    /// were queued when it began, no more (at most [`Gil::PENDING_CALLS`]): a call that queues
+    /// another one leaves it for the next checkpoint. A call that panics unwinds out of the
+    /// checkpoint (or acquire) that ran it, through the guard, so that an acquire releases the
+    /// lock again; the calls behind it stay queued. Calls can take
+    /// [`GilCell`](crate::GilCell)s with the guard they are given. Calls left when the lock
+    /// is closed are handed back by [`Gil::close`].
+    ///
+    /// # Errors
+    ///
+    /// Hands `call` back in [`PendingCallError::Full`] when [`Gil::PENDING_CALLS`] calls are
+    /// already queued, and in [`PendingCallError::Closed`] once the lock is closed.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static RELOADS: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+    ///
+    /// let mut guard = GIL.acquire();
+    /// std::thread::spawn(|| {
+    ///     // Another thread, without the lock: "reload the config when you can".
+    ///     GIL.add_pending_call(|g| RELOADS.get(g).set(RELOADS.get(g).get() + 1)).unwrap();
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// guard.checkpoint().unwrap(); // runs it here, on the holder
+    /// assert_eq!(RELOADS.get(&guard).get(), 1);
+    /// ```
+    pub fn add_pending_call<F>(&self, call: F) -> Result<(), PendingCallError<F>>
+    where
+        F: FnOnce(&GilGuard<'_>) + Send + 'static,
+    {
+        let breaker = self.raw.breaker();
+        let boxed = |call| Box::new(call) as PendingCall;
+        self.calls
+            .add(breaker, &self.watch, Self::PENDING_CALLS, call, boxed)
+    }
+
+    /// Runs the calls queued when it begins, proving the lock with `guard` (see `Calls::run`).
+    #[cold]
+    pub(crate) fn run_pending_calls(&self, guard: &GilGuard<'_>) {
+        self.calls
+            .run(self.raw.breaker(), &self.watch, |call| call(guard));
+    }
+
+    /// Closes the queue of pending calls and hands back the calls in it.
+    pub(crate) fn close_calls(&self) -> PendingCalls {
+        PendingCalls(self.calls.close(self.raw.breaker(), &self.watch))
+    }
+
+    /// Installs `handler` for the runtime breaker bit `bit` (or removes it, with `None`). The
+    /// holder runs it at its next checkpoint after [`raise`](Gil::raise) sets the bit.
+    ///
+    /// Handlers are `'static` for the reason event hooks are (see [`Gil::set_event_hook`]):
+    /// each call with `Some` allocates 16 bytes that are never freed.
+    ///
+    /// # Errors
+    ///
+    /// [`NotARuntimeBit`] unless `bit` is exactly one of `Breaker::RUNTIME_BITS`
+    /// ([`Breaker::runtime_bit`](gil_core::Breaker::runtime_bit)`(n)`).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use gil_core::Breaker;
+    /// use gil_std::Gil;
+    ///
+    /// const GC: u32 = Breaker::runtime_bit(0);
+    /// static GIL: Gil = Gil::new();
+    /// static COLLECTIONS: AtomicU32 = AtomicU32::new(0);
+    ///
+    /// GIL.set_breaker_handler(GC, Some(&|_guard, _bit| {
+    ///     COLLECTIONS.fetch_add(1, Ordering::Relaxed); // collect, with the lock held
+    /// }))
+    /// .unwrap();
+    /// let mut guard = GIL.acquire();
+    /// GIL.raise(GC).unwrap(); // from any thread, or a signal handler
+    /// guard.checkpoint().unwrap();
+    /// assert_eq!(COLLECTIONS.load(Ordering::Relaxed), 1);
+    /// ```
+    pub fn set_breaker_handler(
+        &self,
+        bit: u32,
+        handler: Option<&'static BreakerHandler>,
+    ) -> Result<(), NotARuntimeBit> {
+        self.handlers.set(bit, handler)
+    }
+
+    /// Raises runtime breaker `bits`: the holder's next checkpoint runs each one's handler
+    /// once (if nobody holds the lock, the next holder's first checkpoint does). Raising a bit
+    /// that is already raised merges with it. One atomic OR: callable from any thread, with or
+    /// without the lock, and from a signal handler.
+    ///
+    /// A bit with no handler is cleared at the checkpoint and otherwise ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`NotARuntimeBit`] if `bits` is empty or has a bit outside `Breaker::RUNTIME_BITS`;
+    /// nothing is raised then.
+    pub fn raise(&self, bits: u32) -> Result<(), NotARuntimeBit> {
+        crate::handlers::raise(self.raw.breaker(), bits)
+    }
+
+    /// Runs the handlers of the runtime bits raised in `pending` with `guard`. The caller
+    /// holds the lock.
+    #[cold]
+    pub(crate) fn run_breaker_handlers(&self, guard: &GilGuard<'_>, pending: u32) {
+        self.handlers
+            .run_raised(self.raw.breaker(), pending, |handler, bit| {
+                handler(guard, bit)
+            });
+    }
+
+    /// Installs `hook` (or removes the hook, with `None`): from now on it sees every
+    /// [`Event`] of this lock. With no hook installed, the hot paths pay one relaxed load they
+    /// already made (the load that checks whether holds are timed).
+    ///
+    /// Hooks are `'static`, because a thread may still be running the old hook just after it
+    /// is replaced. Each call with `Some` allocates 16 bytes that are never freed: install
+    /// hooks at set-up, not per request.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use gil_std::{Event, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static SEEN: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    ///
+    /// GIL.set_event_hook(Some(&|_gil, event| SEEN.lock().unwrap().push(event)));
+    /// let mut guard = GIL.acquire();
+    /// guard.allow_threads(|| ());
+    /// drop(guard);
+    /// GIL.set_event_hook(None);
+    /// drop(GIL.acquire()); // not seen
+    ///
+    /// use Event::*;
+    /// let seen = SEEN.lock().unwrap().clone();
+    /// assert_eq!(seen, [Got, BlockingEntered, Released, BlockingLeft, Got, Released]);
+    /// ```
+    pub fn set_event_hook(&self, hook: Option<&'static EventHook>) {
+        self.hook.set(&self.watch, hook);
+    }
+
+    /// Reports `event` to the hook, if one is installed.
+    #[inline]
+    pub(crate) fn emit(&self, event: Event) {
+        if self.watch.has(crate::bits::WATCH_HOOK) {
+            self.emit_slow(event);
+        }
+    }
+
+    #[cold]
+    pub(crate) fn emit_slow(&self, event: Event) {
+        self.hook.run(&self.watch, self, |hook| hook(self, event));
+    }
+
+    /// A handle that interrupts the calling thread's work under this lock; see
+    /// [`InterruptHandle`].
+    ///
+    /// From the first handle on, every taking of this lock also looks at the taking thread's
+    /// interrupt flag (a thread-local read on the path that already checks for event hooks and
+    /// hold timing); locks that never hand out a handle do not pay it.
+    pub fn interrupt_handle(&self) -> InterruptHandle<'_> {
+        InterruptHandle::for_current_thread(self.raw.breaker(), &self.watch)
+    }
+
+    /// Registers the calling thread with this lock's event hook: reports
+    /// [`Event::ThreadStarted`] now and [`Event::ThreadExited`] when the returned value is
+    /// dropped. A runtime calls it first thing in each thread it starts (Ruby reports these for
+    /// every Ruby thread); without a hook installed it costs one relaxed load each way.
+    ///
+    /// Registration is explicit because a lock cannot know on its own when a thread that used
+    /// it exits, nor soundly reach a lock that is not `'static` from a thread's exit.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use gil_std::{Event, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static SEEN: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    ///
+    /// GIL.set_event_hook(Some(&|_gil, event| SEEN.lock().unwrap().push(event)));
+    /// std::thread::spawn(|| {
+    ///     let _registered = GIL.register_thread();
+    ///     drop(GIL.acquire());
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// GIL.set_event_hook(None);
+    ///
+    /// use Event::*;
+    /// assert_eq!(*SEEN.lock().unwrap(), [ThreadStarted, Got, Released, ThreadExited]);
+    /// ```
+    pub fn register_thread(&self) -> ThreadRegistration<'_> {
+        self.emit(Event::ThreadStarted);
+        ThreadRegistration {
+            gil: self,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for ThreadRegistration<'_> {
+    fn drop(&mut self) {
+        self.gil.emit(Event::ThreadExited);
+    }
+}
+
+impl fmt::Debug for ThreadRegistration<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadRegistration").finish_non_exhaustive()
+    }
+}

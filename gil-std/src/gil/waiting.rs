@@ -1,0 +1,215 @@
+//! How a thread of a `Gil` waits in the core's composites: the policy it passes them.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
+
+use super::{AcquireError, Gil};
+use crate::bits::PRIORITY;
+use crate::clock::{clock, nanos_at};
+use crate::credit::Lent;
+use crate::hooks::Event;
+use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
+
+/// How a queued thread came to wait, which decides what its grant means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// In line: a grant starts a new slice.
+    InLine,
+    /// Urgent: a grant is a loan, held out of turn and paid for with credit.
+    Urgent,
+    /// A lender waiting for its loan to come back: a grant resumes its slice.
+    Resume,
+}
+
+/// How long the two sides of a loan spin before they sleep: the urgent thread for the holder's
+/// next checkpoint, the lender for the loan to come back (usually at the borrower's next
+/// blocking call, microseconds later). A futex wake costs tens of microseconds here.
+pub(crate) const LOAN_SPIN: Duration = Duration::from_micros(50);
+
+/// How long a waiter in line, offered the lock by an owner away in a blocking region, gives
+/// way before it claims; see [`give_way`].
+pub(crate) const CLAIM_GRACE: Duration = Duration::from_micros(5);
+
+/// A waiter in line was offered the lock: before claiming it, yield the CPU for up to
+/// [`CLAIM_GRACE`] while the offer stands.
+///
+/// The wake-up that brought the offer may have put this thread on the owner's own CPU and
+/// preempted the owner a microsecond into a short region (a non-blocking `write`, a quick
+/// foreign call). Claiming at once would then send the owner to the back of the line for a
+/// region that cost nobody anything, and a thread that makes many such regions (the lab's abuse
+/// case) would lose a share of its turns that way. Yielding lets a preempted owner run on, come
+/// back and `reclaim`; an owner that is really blocked costs the waiter at most `CLAIM_GRACE`
+/// on top of its wake-up (tens of microseconds). Not for the two sides of a loan, which claim at once.
+fn give_way(node: Pin<&Node>) {
+    crate::sync::yield_while(CLAIM_GRACE, || node.state() == WaitState::Offered);
+}
+
+/// How a thread of a `Gil` waits in the core's composites (`lock_with`, `yield_with`,
+/// `lend_with`, `lend_asked_with`): the clock's preemption timer armed while it waits, awake
+/// first on the two sides of a loan, asleep with a timeout of its own towards a deadline, and
+/// the wait counted when it ends ([`done`](Waiting::done)).
+pub(crate) struct Waiting<'a> {
+    gil: &'a Gil,
+    turn: Turn,
+    /// When the wait began: read before queueing (in line, and by a borrower), or once the
+    /// lock is lent (a lender, whose clock read would otherwise hold up the loan).
+    start: Option<Instant>,
+    deadline: Option<Instant>,
+    /// Counted in by the clock (`Clock::arm`), to be counted out at the end.
+    timed: bool,
+    /// Staying awake, on a side of a loan (until `LOAN_SPIN` after the start).
+    awake: Option<StayAwake>,
+    /// The clock's wake-up at the deadline, where waiters sleep without timeouts of their own.
+    ticket: Option<u64>,
+    /// Report `Event::Wants` once queued.
+    announce: bool,
+    queued: bool,
+}
+
+impl<'a> Waiting<'a> {
+    /// A wait of `turn`, begun at `start` (`None`: at the lend); `announce`: report
+    /// `Event::Wants` once queued. A thread in line is counted in by the clock now, before it
+    /// queues: queueing can wake the thread handed the lock, which can preempt this one for
+    /// milliseconds, with nobody timing the new holder's slice meanwhile.
+    pub(crate) fn new(
+        gil: &'a Gil,
+        turn: Turn,
+        start: Option<Instant>,
+        deadline: Option<Instant>,
+        announce: bool,
+    ) -> Self {
+        let timed = turn == Turn::InLine;
+        if timed {
+            clock().arm(&gil.raw, &gil.timer, start.unwrap_or_else(Instant::now));
+        }
+        Self {
+            gil,
+            turn,
+            start,
+            deadline,
+            timed,
+            awake: None,
+            ticket: None,
+            announce,
+            queued: false,
+        }
+    }
+
+    /// The wait is over, `waited` being what it came to: counts the thread out of the clock,
+    /// and, if it waited in line, counts the wait and begins what the grant begins (a slice, a
+    /// loan). A lender getting its loan back counts as a wait only if it had to sleep.
+    pub(crate) fn done(self, waited: Waited) -> Result<(), AcquireError> {
+        let gil = self.gil;
+        if let Some(ticket) = self.ticket {
+            clock().cancel_wake(ticket);
+        }
+        if self.timed {
+            clock().leave(&gil.raw, &gil.timer);
+        }
+        let outcome = match waited {
+            Waited::Granted => Ok(()),
+            Waited::Closed => Err(AcquireError::Closed),
+            Waited::GaveUp => Err(AcquireError::Timeout),
+        };
+        if !self.queued {
+            return outcome;
+        }
+        let slept = self.awake.is_none() || self.timed;
+        if self.turn == Turn::Resume && !slept {
+            return outcome;
+        }
+        // One clock read for the count and the slice or loan that begins.
+        let now = Instant::now();
+        gil.count_wait(self.start.unwrap_or(now), now);
+        if outcome.is_ok() {
+            match self.turn {
+                Turn::InLine => {
+                    // This thread was handed the lock in its turn: a new slice. A drop request
+                    // still pending was meant for the previous holder, and the switch answered it.
+                    gil.timer.begin_slice(nanos_at(now));
+                    if gil.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
+                        gil.timer.forget_asked();
+                    }
+                }
+                Turn::Urgent => {
+                    // A loan: the lender's slice goes on, and so does any drop request for it.
+                    // Kept by this thread alone (see `credit::begin_loan`).
+                    crate::credit::begin_loan(gil, nanos_at(now), Lent::Queued);
+                }
+                // The loan came back: the slice goes on where it was.
+                Turn::Resume => {}
+            }
+        }
+        outcome
+    }
+}
+
+impl WaitPolicy<Parking> for Waiting<'_> {
+    fn queued(&mut self) {
+        self.queued = true;
+        match self.turn {
+            // Ask the holder to lend at its next checkpoint. Release (in `set`) pairs with the
+            // Acquire of the holder's `take`; the holder's `lend` then finds this node at the
+            // head under the queue lock.
+            Turn::Urgent => self.gil.raw.breaker().set(PRIORITY),
+            // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
+            // is back, when this thread's own work waits on it.
+            Turn::Resume => self.gil.counters.count_lend(),
+            Turn::InLine => {}
+        }
+        if self.announce {
+            self.gil.emit(Event::Wants);
+        }
+        if self.start.is_none() {
+            self.start = Some(Instant::now());
+        }
+    }
+
+    /// The two sides of a loan (`Urgent`, `Resume`) expect it to end within microseconds:
+    /// they stay awake up to `LOAN_SPIN`, and only then does the clock preempt whoever holds,
+    /// as for any waiter, so that a loan that does not end soon ends at the lender's slice.
+    /// Arming wakes the clock thread, which on two busy CPUs costs more than the loan itself.
+    fn spin(&mut self) -> bool {
+        if self.timed {
+            return false;
+        }
+        // Counted from the start of the wait, read before queueing or at the lend: no clock
+        // read of its own on the way to a loan.
+        let start = *self.start.get_or_insert_with(Instant::now);
+        let awake = self
+            .awake
+            .get_or_insert_with(|| StayAwake::until(start + LOAN_SPIN));
+        if awake.round() {
+            return true;
+        }
+        clock().arm(&self.gil.raw, &self.gil.timer, start);
+        self.timed = true;
+        false
+    }
+
+    fn give_up(&mut self) -> bool {
+        self.deadline.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn offered(&mut self, node: Pin<&Node>) {
+        if self.turn == Turn::InLine {
+            give_way(node);
+        }
+    }
+
+    /// Returns on a grant, a close, the deadline, or spuriously.
+    fn park(&mut self, node: Pin<&Node>) {
+        match self.deadline {
+            Some(at) => {
+                if !OWN_TIMEOUT && self.ticket.is_none() {
+                    let word = core::ptr::from_ref(node.word()).cast();
+                    self.ticket = Some(clock().wake_at(at, word));
+                }
+                crate::sync::park_until(node, at);
+            }
+            None => Parking::park(node.parker(), node.word()),
+        }
+    }
+}
