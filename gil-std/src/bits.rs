@@ -50,13 +50,13 @@ pub(crate) const WATCH_INTERRUPTS: u32 = 1 << 4;
 /// (table above) and read, Relaxed, by the hold paths: what a bit announces is published by its
 /// owner's own synchronisation (a mutex, a Release store), not by this word.
 ///
-/// Loom's atomic under loom, so the models explore its interleavings with the queue of pending
-/// calls and the interrupt flags it announces.
+/// gil-core's atomic, which the models replace with theirs, so that they explore its
+/// interleavings with the queue of pending calls and the interrupt flags it announces.
 #[derive(Debug)]
 pub(crate) struct Watch(AtomicU32);
 
 impl Watch {
-    gil_core::const_fn_unless_loom! {
+    crate::sync::const_fn! {
         pub(crate) fn new() -> Self {
             Self(AtomicU32::new(0))
         }

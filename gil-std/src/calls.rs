@@ -25,7 +25,7 @@ struct Queue<C> {
 }
 
 impl<C> Calls<C> {
-    gil_core::const_fn_unless_loom! {
+    crate::sync::const_fn! {
         pub(crate) fn new() -> Self {
             Self(Mutex::new(Queue {
                 queue: VecDeque::new(),

@@ -83,35 +83,49 @@ thread_locals! {
     static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// How a thread holds a lock on loan.
+/// How a thread holds a lock on loan: the one idea of a *loan* (the holder lends the lock out
+/// of turn at its checkpoint, and gets it back as soon as the borrower lets go), asked for in
+/// one of two ways.
+///
+/// A thread back from a blocking region with credit asks **on the breaker** first (gil-core's
+/// `borrow_with`): no queue, one compare-and-swap each way, the fastest return. Only one such
+/// ask can stand at a time; a thread that finds one standing, or whose ask is not answered
+/// while it stays awake, asks **in line** instead: an urgent waiter at the head of the queue,
+/// announced with `PRIORITY`, lent to through the queue (`lend_with`). Both are kept because
+/// each was measured to be needed, with the other left in place (`gil-lab --full`, one run
+/// each, docs/workloads.md): without the ask on the breaker, W3's cpu ratio fell from
+/// 0.83–0.92 to 0.75–0.80; without the ask in line, W3's io ratio at K = 4 fell from
+/// 1.687 / 3.350 to 0.768 / 0.214 (with several threads back at once, all but the one whose ask
+/// stands would wait their turn).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lent {
-    /// Granted through the queue (an urgent waiter); let go as any holder does, and the lock
-    /// goes back to the lender at the head of the line.
-    Queued,
-    /// Asked for with `RawGil::ask_loan`; let go only with `RawGil::give_back`.
-    Asked,
+pub(crate) enum Borrowed {
+    /// Asked for in line (an urgent waiter); let go as any holder does, and the lock goes back
+    /// to the lender at the head of the line.
+    InLine,
+    /// Asked for on the breaker (`RawGil::ask_loan`); let go only with `RawGil::give_back`.
+    OnBreaker,
 }
 
-/// Bit 0 of `LOAN`'s key: the loan was asked for (a lock is aligned to more than 2, so the
-/// bit is free in its address).
+/// Bit 0 of `LOAN`'s key: the loan was asked for on the breaker (a lock is aligned to more
+/// than 2, so the bit is free in its address).
 const ASKED: usize = 1;
 
 /// This thread begins holding `lock` on loan at `now`.
-pub(crate) fn begin_loan<L>(lock: &L, now: u64, how: Lent) {
-    let key = core::ptr::from_ref(lock) as usize | if how == Lent::Asked { ASKED } else { 0 };
+pub(crate) fn begin_loan<L>(lock: &L, now: u64, how: Borrowed) {
+    let key =
+        core::ptr::from_ref(lock) as usize | if how == Borrowed::OnBreaker { ASKED } else { 0 };
     LOAN.with(|l| l.set((key, now)));
 }
 
 /// How this thread holds `lock` on loan, if it does. One thread-local load and a compare:
 /// every release asks.
 #[inline]
-pub(crate) fn on_loan<L>(lock: &L) -> Option<Lent> {
+pub(crate) fn on_loan<L>(lock: &L) -> Option<Borrowed> {
     let held = LOAN.with(|l| l.get().0);
     (held & !ASKED == core::ptr::from_ref(lock) as usize).then_some(if held & ASKED != 0 {
-        Lent::Asked
+        Borrowed::OnBreaker
     } else {
-        Lent::Queued
+        Borrowed::InLine
     })
 }
 
@@ -150,7 +164,7 @@ pub(crate) fn leave_region(now: u64, contending: u64, interval: Duration) -> boo
     with(|c| c.leave_region(now, contending, interval))
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 

@@ -59,7 +59,7 @@ mod interrupt;
 mod owner;
 mod threads;
 
-outside_loom! {
+not_modelled! {
     mod mutex;
     mod trace;
     pub use mutex::GilMutex;

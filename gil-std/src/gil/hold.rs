@@ -42,7 +42,7 @@ impl Gil {
         // lazily: with threads waiting, the head is offered the lock and woken, and a region
         // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
-        if crate::credit::on_loan(self) == Some(crate::credit::Lent::Asked) {
+        if crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker) {
             self.watch_end();
             let now = self.give_back_loan();
             if fast {
@@ -186,7 +186,7 @@ impl Gil {
     /// `hand_off` (`turn` is `InLine`: `requeue`) or `lend` (`Resume`: `RawGil::lend`).
     fn step_aside(&self, turn: Turn) -> bool {
         self.refuse_in_hook();
-        if crate::credit::on_loan(self) == Some(crate::credit::Lent::Asked) {
+        if crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker) {
             // A loan asked for goes back to its lender before anything else, and does not lend
             // on. Handing off, the borrower then waits in line like anybody (the lender answers
             // the drop request).
@@ -272,7 +272,11 @@ impl Gil {
                 // Held out of turn from the ask on, paid for with credit (see
                 // `credit::begin_loan` and `Gil::give_back_loan`): no clock read while the
                 // lender waits.
-                crate::credit::begin_loan(self, nanos_at(start), crate::credit::Lent::Asked);
+                crate::credit::begin_loan(
+                    self,
+                    nanos_at(start),
+                    crate::credit::Borrowed::OnBreaker,
+                );
                 self.begin_loan_hold();
                 return;
             }

@@ -28,7 +28,7 @@ pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
 use crate::bits::{WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_TIMING, Watch};
 use crate::calls::Calls;
 use crate::clock::{Timer, now_nanos};
-use crate::credit::Lent;
+use crate::credit::Borrowed;
 use crate::handlers::Handlers;
 use crate::hooks::{Event, Hook};
 use crate::owner::Owner;
@@ -254,7 +254,7 @@ impl Gil {
     /// The longest switch interval accepted: one hour.
     pub const MAX_SWITCH_INTERVAL: Duration = Duration::from_secs(3600);
 
-    gil_core::const_fn_unless_loom! {
+    crate::sync::const_fn! {
         /// A new, open, unlocked lock with the default switch interval (5 ms). `const`, so it
         /// can be a `static`; many independent locks can coexist (one per interpreter).
         /// (Under `--cfg loom` it is not `const`: loom's atomics are not.)
@@ -263,7 +263,7 @@ impl Gil {
         }
     }
 
-    gil_core::const_fn_unless_loom! {
+    crate::sync::const_fn! {
         /// A new lock whose holder is asked to hand over once another thread has waited `interval`
         /// with nobody switching in.
         ///
@@ -675,7 +675,7 @@ impl Gil {
     #[inline]
     pub(crate) fn holds_here(&self) -> bool {
         (self.owner.is_current() && !self.raw.is_lent())
-            || crate::credit::on_loan(self) == Some(Lent::Asked)
+            || crate::credit::on_loan(self) == Some(Borrowed::OnBreaker)
     }
 
     /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
@@ -773,8 +773,8 @@ impl Gil {
         match crate::credit::on_loan(self) {
             // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
             // `begin_loan_hold`).
-            Some(Lent::Asked) => return true,
-            Some(Lent::Queued) => self.end_loan(now),
+            Some(Borrowed::OnBreaker) => return true,
+            Some(Borrowed::InLine) => self.end_loan(now),
             None => {}
         }
         self.owner.clear();

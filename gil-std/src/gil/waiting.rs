@@ -8,7 +8,7 @@ use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 use super::{AcquireError, Gil};
 use crate::bits::PRIORITY;
 use crate::clock::{clock, nanos_at};
-use crate::credit::Lent;
+use crate::credit::Borrowed;
 use crate::hooks::Event;
 use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
 
@@ -136,7 +136,7 @@ impl<'a> Waiting<'a> {
                 Turn::Urgent => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
                     // Kept by this thread alone (see `credit::begin_loan`).
-                    crate::credit::begin_loan(gil, nanos_at(now), Lent::Queued);
+                    crate::credit::begin_loan(gil, nanos_at(now), Borrowed::InLine);
                 }
                 // The loan came back: the slice goes on where it was.
                 Turn::Resume => {}

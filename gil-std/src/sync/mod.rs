@@ -41,6 +41,10 @@ pub(crate) type Parking = futex::FutexPark;
 #[cfg(loom)]
 pub(crate) type Parking = LoomPark;
 
+/// A `const fn`, except under loom, whose atomics have no `const` constructors (gil-core's
+/// macro).
+pub(crate) use gil_core::const_fn_unless_loom as const_fn;
+
 /// The core lock, parking as [`Parking`].
 pub(crate) type Raw = RawGil<Parking>;
 /// A waiter node of [`Raw`].
@@ -227,10 +231,10 @@ loom::lazy_static! {
     static ref LOAN_SLEEPER: Mutex<Option<loom::thread::Thread>> = Mutex::new(None);
 }
 
-/// Items that exist only outside loom: those that need `const` construction of a `Gil`
-/// (`lock_api` asks for it; loom's atomics are not `const`) or that only consumers of the
-/// finished lock use.
-macro_rules! outside_loom {
+/// Items the loom models do not build: those that need `const` construction of a `Gil`
+/// (`lock_api` asks for it; loom's atomics are not `const`), and the timeline recorder, which
+/// only consumers of the finished lock use.
+macro_rules! not_modelled {
     ($($item:item)*) => {
         $(
             #[cfg(not(loom))]
