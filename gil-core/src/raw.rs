@@ -16,7 +16,7 @@ use crate::sync::{
     Ordering::{Acquire, Relaxed, Release},
     SpinWait, UnsafeCell,
 };
-use crate::wait::{WaitPolicy, Waited};
+use crate::wait::{Handover, Step, WaitPolicy, Waited};
 
 // The bits of the lock word.
 /// A thread owns the lock.
@@ -31,6 +31,12 @@ const SHUT: u32 = 1 << 3;
 /// claim it, or the owner may come back and reclaim it, whichever takes the queue lock first.
 /// Implies `LOCKED` and `QUEUED`.
 const AWAY: u32 = 1 << 4;
+/// The owner holds the lock on a loan in line ([`RawGil::lend`]): its lender waits at the head
+/// of the line, in the queue's lender slot. Set by the lend and cleared by the grant that gives
+/// the lock back (every grant takes the lender first), each under the queue lock and before the
+/// grant is told, so that the owner, who reads it, sees it as its grant left it. Implies
+/// `LOCKED` and `QUEUED`.
+const LENT: u32 = 1 << 5;
 
 /// A fair, FIFO, handoff lock with drop requests: the core of a global interpreter lock.
 ///
@@ -307,7 +313,9 @@ impl<P: Park> RawGil<P> {
         // SAFETY: forwarded contract.
         match unsafe { self.grant_head() } {
             Some((unparker, now_empty)) => {
-                // LOCKED stays set: it now belongs to the head waiter.
+                // LOCKED stays set: it now belongs to the head waiter. A lender is the head
+                // whenever there is one, so no loan is out any more.
+                let state = state & !LENT;
                 self.unlock_queue(if now_empty { state & !QUEUED } else { state });
                 wake::<P>(unparker);
             }
@@ -360,6 +368,11 @@ impl<P: Park> RawGil<P> {
             }
         });
         self.unlock_queue(state | QUEUED);
+        if waiter.is_urgent() {
+            // Asks the holder to lend at its next checkpoint, once in line. Release (in `set`)
+            // pairs with the Acquire of the holder's `take`, which thus sees this node queued.
+            self.breaker.set(Breaker::URGENT);
+        }
         Enqueued::Queued
     }
 
@@ -701,6 +714,12 @@ impl<P: Park> RawGil<P> {
             self.unlock_queue(state);
             return false;
         }
+        if lend {
+            // A loan is out from the grant on (the urgent head is there to take it): set before
+            // the grant, so that its Release orders this before the borrower's look
+            // (`checkpoint_with`).
+            self.state.fetch_or(LENT, Relaxed);
+        }
         // SAFETY: we hold the queue lock and (caller's contract) own the lock.
         let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
             self.unlock_queue(state);
@@ -715,23 +734,24 @@ impl<P: Park> RawGil<P> {
                 (*q).push_back(&*waiter);
             }
         });
-        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
-        self.unlock_queue(state | QUEUED);
+        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line. A lender
+        // that was the head has its lock back (no loan is out), and a new one lent it (a loan is).
+        let lent = if lend { LENT } else { 0 };
+        self.unlock_queue((state & !LENT) | QUEUED | lent);
         wake::<P>(unparker);
         true
     }
 
     /// If anybody waits, hands them the lock and waits with `P` to get it back (behind everybody
-    /// who was in line). Returns whether it handed off.
+    /// who was in line); on a loan asked for, gives it back first. Returns whether it handed
+    /// off. [`hand_over_with`](RawGil::hand_over_with) with the plain caller `()`.
     ///
     /// # Safety
     ///
-    /// The calling thread owns the lock.
+    /// The calling thread owns the lock (on a loan or not).
     pub unsafe fn yield_now(&self) -> bool {
-        let waiter = pin!(Waiter::returning());
-        // SAFETY: we own the lock (caller's contract); the waiter is pinned on this frame and
-        // returning.
-        unsafe { self.yield_with(waiter.as_ref(), &mut ()) }
+        // SAFETY: we own the lock (caller's contract).
+        unsafe { self.hand_over_with(&mut ()) }
     }
 
     /// [`requeue`](RawGil::requeue) with `waiter`, then, if it handed the lock on, waits as
@@ -797,44 +817,128 @@ impl<P: Park> RawGil<P> {
 
     /// The owner's check for requests, to call often from its hot loop.
     ///
-    /// With nothing pending this is one relaxed load and a branch, inlined. On a drop request
-    /// it clears the request and hands the lock to the longest waiter, queueing behind everybody
-    /// in line, and returns once it owns the lock again; with nobody waiting it just clears the
-    /// request. Returns the breaker flags other than the drop request that are set (the
-    /// runtime's and gil-std's, see [`Breaker`]), for the caller to act on; 0 when none are.
+    /// With nothing pending this is one relaxed load and a branch, inlined. Otherwise it is
+    /// [`checkpoint_with`](RawGil::checkpoint_with) with the plain caller `()`: it answers a
+    /// drop request (hands the lock to the longest waiter and waits to get it back behind
+    /// everybody in line, or just clears the request when nobody waits), or lends the lock to a
+    /// thread that asked for a loan, and returns once it owns the lock again. Returns the
+    /// breaker flags left for the caller to act on (the runtime's and gil-std's, see
+    /// [`Breaker`]); 0 when none are.
     ///
     /// # Safety
     ///
-    /// The calling thread owns the lock.
+    /// The calling thread owns the lock (on a loan or not).
     #[inline]
     pub unsafe fn checkpoint(&self) -> u32 {
         if self.breaker.pending() == 0 {
             return 0;
         }
         // SAFETY: we own the lock (caller's contract).
-        unsafe { self.checkpoint_slow() }
+        unsafe { self.checkpoint_with(&mut ()) }
     }
 
+    /// Hands the lock on and waits to get it back behind everybody in line, as a checkpoint
+    /// answers a drop request: on a loan asked for on the breaker, gives the loan back and
+    /// waits in line ([`Step::GiveBack`]); otherwise, if anybody waits, yields
+    /// ([`Step::Yield`]). Returns whether another thread held meanwhile; `false` when nobody
+    /// waited (then `handover` saw nothing, or a `Yield` that nobody took). Either way the
+    /// caller owns the lock on return.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock (on a loan or not). `handover`'s policies never give
+    /// up.
+    pub unsafe fn hand_over_with<H: Handover<P>>(&self, handover: &mut H) -> bool {
+        if self.breaker.loan_out() {
+            let mut wait = handover.letting_go(Step::GiveBack);
+            // SAFETY: we hold the lock on a loan asked for (it is out, and we own it).
+            unsafe { self.give_back() };
+            let node = pin!(Waiter::returning());
+            // SAFETY: the node is pinned here and not queued; `lock_with` returns only once it
+            // is out of line. We no longer own the lock (given back).
+            let back = unsafe { self.lock_with(node.as_ref(), &mut wait) };
+            debug_assert_eq!(back, Waited::Granted, "a returning waiter is never closed");
+            handover.back(Step::GiveBack, wait, true);
+            return true;
+        }
+        if !self.has_waiters() {
+            return false;
+        }
+        let mut wait = handover.letting_go(Step::Yield);
+        let node = pin!(Waiter::returning());
+        // SAFETY: we own the lock (caller's contract); the node is returning, pinned here and
+        // not queued.
+        let handed = unsafe { self.yield_with(node.as_ref(), &mut wait) };
+        handover.back(Step::Yield, wait, handed);
+        handed
+    }
+
+    /// The checkpoint's slow path, for a caller with bookkeeping of its own around each step
+    /// that lets others hold (`handover`): the one decision of what a holder does with the
+    /// lock at a checkpoint, in this order.
+    ///
+    /// 1. A **drop request** is taken (and reported, [`Handover::drop_requested`]). A holder on
+    ///    a loan leaves it set for its lender's slice. On a loan asked for on the breaker, the
+    ///    holder gives the loan back and waits in line ([`Step::GiveBack`]); otherwise, if
+    ///    anybody waits, it yields ([`Step::Yield`]).
+    /// 2. Unless it handed the lock over just now, or is itself on a loan (a loan does not lend
+    ///    on), the holder lends: a **loan asked for on the breaker** ([`Step::LendAsked`]), else
+    ///    to an **urgent waiter in line** ([`Breaker::URGENT`], [`Step::LendInLine`]).
+    ///
+    /// Returns once the caller owns the lock again, with the breaker flags left for it to act
+    /// on, as [`checkpoint`](RawGil::checkpoint) does. The waits are `handover`'s policies;
+    /// they must never give up (a thread that let its lock go must get it back).
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock (on a loan or not).
     #[cold]
-    unsafe fn checkpoint_slow(&self) -> u32 {
-        if self.breaker.take(Breaker::DROP_REQUEST) != 0 {
-            if self.is_lent() {
-                // This thread holds the lock on loan, and the request is for the lender's
-                // slice: give the lock back, leave the request for the lender to answer, and
-                // come back in line.
+    pub unsafe fn checkpoint_with<H: Handover<P>>(&self, handover: &mut H) -> u32 {
+        let pending = self.breaker.pending();
+        // Which loan the caller holds, if any. The loan bits are read with Acquire (the
+        // lender's writes); `LENT` is the caller's own hold's, ordered by its grant.
+        let on_breaker = self.breaker.loan_out();
+        let borrowing = on_breaker || self.state.load(Relaxed) & LENT != 0;
+        // A borrower leaves `URGENT` for its lender.
+        let asks = Breaker::DROP_REQUEST | if borrowing { 0 } else { Breaker::URGENT };
+        // Not a write to the breaker's line when there is nothing to take (a loan asked for:
+        // the asker is reading that line).
+        let taken = if pending & asks != 0 {
+            self.breaker.take(asks)
+        } else {
+            0
+        };
+        let mut handed = false;
+        if taken & Breaker::DROP_REQUEST != 0 {
+            handover.drop_requested();
+            if borrowing {
+                // The request is for the lender's slice, which this loan is part of: leave it
+                // for the lender to answer once the loan is back.
                 self.breaker.set(Breaker::DROP_REQUEST);
-                // SAFETY: we hold the lock on loan (it is lent and we own it).
-                unsafe { self.give_back() };
-                self.relock();
-            } else {
-                // SAFETY: we own the lock (caller's contract).
-                unsafe { self.yield_now() };
+            }
+            // SAFETY: we own the lock (caller's contract).
+            handed = unsafe { self.hand_over_with(handover) };
+        }
+        // Back from a hand-over at the end of the line, the holder lends nothing: a loan asked
+        // for meanwhile is lent at the next checkpoint, and an urgent waiter was ahead of it in
+        // line.
+        if !handed && !borrowing {
+            let mut lent = false;
+            if pending & Breaker::LOAN_ASKED != 0 {
+                let mut wait = handover.letting_go(Step::LendAsked);
+                // SAFETY: we own the lock, not on loan (`borrowing` is false).
+                lent = unsafe { self.lend_asked_with(&mut wait) };
+                handover.back(Step::LendAsked, wait, lent);
+            }
+            if !lent && taken & Breaker::URGENT != 0 && self.has_waiters() {
+                let mut wait = handover.letting_go(Step::LendInLine);
+                let node = pin!(Waiter::returning());
+                // SAFETY: as for the yield above; `lend_with` lends only to an urgent head.
+                let lent = unsafe { self.lend_with(node.as_ref(), &mut wait) };
+                handover.back(Step::LendInLine, wait, lent);
             }
         }
-        // SAFETY: we own the lock (caller's contract), not on loan: a borrower gave it back
-        // above.
-        let _ = unsafe { self.lend_asked_with(&mut ()) };
-        self.breaker.pending() & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED)
+        self.breaker.pending() & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::URGENT)
     }
 
     /// Asks the holder to *lend* this thread the lock at its next checkpoint: the fast way back
@@ -1012,8 +1116,9 @@ impl<P: Park> RawGil<P> {
     ///
     /// The calling thread holds the lock on loan ([`loan`](RawGil::loan) said
     /// [`Loan::Lent`], or [`withdraw_loan`](RawGil::withdraw_loan) returned `false`), and stops
-    /// using what it protects. While on loan it lets go only this way: not with `unlock`,
-    /// `unlock_away`, `requeue`, `lend` or `yield_now`.
+    /// using what it protects. While on loan it lets go only this way (or through a composite
+    /// that gives the loan back: `checkpoint`, `hand_over_with`, `yield_now`): not with
+    /// `unlock`, `unlock_away`, `requeue` or `lend`.
     #[inline]
     pub unsafe fn give_back(&self) {
         if self.breaker.give_back() {
@@ -1144,7 +1249,14 @@ impl<P: Park> RawGil<P> {
     unsafe fn grant_head(&self) -> Option<(Option<P::Unparker>, bool)> {
         // SAFETY: queue lock held (caller's contract).
         self.queue.with_mut(|q| unsafe {
+            let lender = (*q).head_is_lender();
             let head = (*q).pop_front()?;
+            if lender {
+                // The loan is over. Cleared before the grant, whose Release orders it before
+                // the lender's look (`checkpoint_with`); the caller's `unlock_queue` publishes
+                // the word without it too.
+                self.state.fetch_and(!LENT, Relaxed);
+            }
             // Only ever written under the queue lock: no read-modify-write needed.
             self.switches
                 .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);

@@ -1,5 +1,6 @@
 //! How a thread waits in the composites of [`RawGil`](crate::RawGil): the policy a caller
-//! passes, and what the wait came to.
+//! passes, and what the wait came to; and what a holder's checkpoint tells its caller when it
+//! lets others hold.
 
 use core::pin::Pin;
 
@@ -103,4 +104,88 @@ pub enum Waited {
     /// The policy gave up, and the waiter was taken out of line; the calling thread does not
     /// own the lock.
     GaveUp,
+}
+
+/// What a checkpoint ([`RawGil::checkpoint_with`](crate::RawGil::checkpoint_with)) lets others
+/// hold for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// A drop request: the holder hands the lock to the longest waiter and waits in line
+    /// behind everybody ([`yield_with`](crate::RawGil::yield_with)).
+    Yield,
+    /// A drop request to a thread that holds the lock on a loan it asked for
+    /// ([`borrow_with`](crate::RawGil::borrow_with)): it gives the loan back, and waits in line
+    /// behind everybody. The request stays set, for the lender's slice.
+    GiveBack,
+    /// A loan asked for on the breaker ([`ask_loan`](crate::RawGil::ask_loan)): the holder
+    /// lends the lock and waits for it back
+    /// ([`lend_asked_with`](crate::RawGil::lend_asked_with)).
+    LendAsked,
+    /// An urgent waiter in line ([`Breaker::URGENT`](crate::Breaker::URGENT)): the holder lends
+    /// it the lock and waits for it back at the head of the line
+    /// ([`lend_with`](crate::RawGil::lend_with)).
+    LendInLine,
+}
+
+/// What a caller of [`RawGil::checkpoint_with`](crate::RawGil::checkpoint_with) does around
+/// each step that lets others hold: the bookkeeping of its layer (guards set aside, clocks,
+/// counts, events), and how it waits for the lock back. The core decides which step, and when;
+/// `()` does nothing and waits with the plain policy.
+///
+/// Both methods run on the holder's thread with no lock of the core's held. Between
+/// [`letting_go`](Handover::letting_go) and [`back`](Handover::back) other threads may hold the
+/// lock: the caller must not use what it protects.
+///
+/// ```
+/// use gil_core::{Handover, RawGil, SpinPark, Step};
+///
+/// /// Counts the hand-overs.
+/// #[derive(Default)]
+/// struct Count(u32);
+///
+/// impl Handover<SpinPark> for Count {
+///     type Wait = ();
+///     fn letting_go(&mut self, _: Step) {}
+///     fn back(&mut self, step: Step, _: (), handed: bool) {
+///         self.0 += u32::from(handed && step == Step::Yield);
+///     }
+/// }
+///
+/// let gil: RawGil = RawGil::new();
+/// gil.lock().unwrap();
+/// gil.request_drop();
+/// let mut count = Count::default();
+/// // SAFETY: this thread owns the lock.
+/// unsafe { gil.checkpoint_with(&mut count) };
+/// assert_eq!(count.0, 0, "nobody waited: the request is only cleared");
+/// // SAFETY: this thread owns the lock.
+/// unsafe { gil.unlock() };
+/// ```
+pub trait Handover<P: Park> {
+    /// How the holder waits for the lock back.
+    type Wait: WaitPolicy<P>;
+
+    /// The checkpoint took a drop request (before it acts on it, and also when nobody waits
+    /// and it is only cleared).
+    #[inline]
+    fn drop_requested(&mut self) {}
+
+    /// The holder is about to let others hold for `step` (for [`Step::GiveBack`], before it
+    /// gives the loan back); returns the policy it waits with.
+    fn letting_go(&mut self, step: Step) -> Self::Wait;
+
+    /// The holder holds again after `step`, its wait over. `handed`: whether another thread
+    /// held meanwhile; `false` if nobody took the lock after all (then nothing was waited for).
+    fn back(&mut self, step: Step, wait: Self::Wait, handed: bool);
+}
+
+/// The plain caller: no bookkeeping, the plain wait.
+impl<P: Park> Handover<P> for () {
+    type Wait = ();
+
+    #[inline]
+    fn letting_go(&mut self, _: Step) {}
+
+    #[inline]
+    fn back(&mut self, _: Step, _: (), _: bool) {}
 }

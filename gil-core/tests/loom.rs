@@ -7,7 +7,9 @@ mod support;
 
 use std::pin::pin;
 
-use gil_core::{AtomicU32, Cancel, Enqueued, Park, RawGil, WaitPolicy, WaitState, Waited, Waiter};
+use gil_core::{
+    AtomicU32, Breaker, Cancel, Enqueued, Park, RawGil, WaitPolicy, WaitState, Waited, Waiter,
+};
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
@@ -394,6 +396,71 @@ fn lend_and_come_back(away: bool) {
         urgent.join().unwrap();
         assert_eq!(tickets.load(Relaxed), 3);
     });
+}
+
+/// A loan in line through the checkpoints alone: an urgent waiter queues (the core raises
+/// `URGENT` as it does), the holder's checkpoint lends it the lock and waits at the head of
+/// the line; the borrower, asked to drop, leaves the request for its lender and yields to it;
+/// the lender, back, answers the request by handing the lock to the borrower. Each critical
+/// section runs once, in that order, and nobody is stranded.
+#[test]
+fn a_checkpoint_lends_to_an_urgent_waiter_and_gets_it_back_first() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let queued = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+        let urgent = {
+            let (gil, data, queued) = (gil.clone(), data.clone(), queued.clone());
+            thread::spawn(move || {
+                let node = pin!(Node::urgent());
+                let mut says = SaysQueued(&queued);
+                // SAFETY: the node is pinned on this frame and `lock_with` returns only once it
+                // is out of line; this thread does not own the lock.
+                let got = unsafe { gil.lock_with(node.as_ref(), &mut says) };
+                assert_eq!(got, Waited::Granted);
+                assert_eq!(data.bump(), 1, "the loan came first");
+                gil.request_drop();
+                // SAFETY: this thread holds the lock, on a loan in line.
+                unsafe { gil.checkpoint() };
+                assert_eq!(data.bump(), 3, "the borrower came back after its lender");
+                // SAFETY: the checkpoint returned with the lock held.
+                unsafe { gil.unlock() };
+            })
+        };
+        wait_for(&queued);
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.checkpoint() };
+        assert_eq!(
+            data.bump(),
+            2,
+            "the lender got its loan back before anybody else"
+        );
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.checkpoint() };
+        assert_eq!(
+            data.bump(),
+            4,
+            "the request left for the lender was answered"
+        );
+        assert_eq!(
+            gil.breaker().pending() & Breaker::DROP_REQUEST,
+            0,
+            "a drop request outlived its answer"
+        );
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        urgent.join().unwrap();
+    });
+}
+
+/// Says when its thread is in line.
+struct SaysQueued<'a>(&'a AtomicBool);
+
+impl WaitPolicy<LoomPark> for SaysQueued<'_> {
+    fn queued(&mut self) {
+        self.0.store(true, Release);
+    }
 }
 
 /// An owner away in a blocking region (`unlock_away`) against two waiters, one of which goes

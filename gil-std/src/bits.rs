@@ -5,13 +5,12 @@
 //!
 //! | bit | name | owner: set by | cleared by | meaning |
 //! |---|---|---|---|---|
-//! | 4 | [`PRIORITY`] | credit: an urgent waiter, once queued | the holder's checkpoint, which lends to it | lend the lock to the urgent waiter at the head of the line |
-//! | 5 | [`CALLS`] | pending calls: `add_pending_call`, under the queue's mutex | the runner that finds the queue empty, under that mutex | calls are queued |
+//! //! | 5 | [`CALLS`] | pending calls: `add_pending_call`, under the queue's mutex | the runner that finds the queue empty, under that mutex | calls are queued |
 //! | 6 | [`INTERRUPT`] | interrupts: `InterruptHandle::interrupt` (and the interrupted thread again when it takes the lock) | the holder's checkpoint | some thread was interrupted |
 //! | 7 | [`SLICE_TIMER`] | the clock, listing the lock under its mutex | the clock, unlisting it | threads wait in line: the holder times its own slice |
 //!
-//! gil-core's bits 0–3 (drop request, loan asked, and the loan's own state) and the runtime's
-//! bits 8–31 are documented on [`Breaker`].
+//! gil-core's bits 0–4 (drop request, loan asked, the loan's own state, an urgent waiter) and
+//! the runtime's bits 8–31 are documented on [`Breaker`].
 //!
 //! **Watch** (what the hold paths must do besides taking and releasing; one relaxed load at
 //! each hold and release when nothing is watched):
@@ -27,8 +26,6 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use gil_core::{AtomicU32, Breaker};
 
-/// Breaker: an urgent waiter asks the holder to lend it the lock at its next checkpoint.
-pub(crate) const PRIORITY: u32 = 1 << 4;
 /// Breaker: pending calls are queued.
 pub(crate) const CALLS: u32 = 1 << 5;
 /// Breaker: some thread has been interrupted.
@@ -84,7 +81,7 @@ impl Watch {
     }
 }
 
-const STD_BREAKER: [u32; 4] = [PRIORITY, CALLS, INTERRUPT, SLICE_TIMER];
+const STD_BREAKER: [u32; 3] = [CALLS, INTERRUPT, SLICE_TIMER];
 const WATCH: [u32; 4] = [WATCH_TIMING, WATCH_HOOK, WATCH_CALLS, WATCH_INTERRUPTS];
 
 /// Whether `bits` are single bits, pairwise disjoint, and all inside `within`.

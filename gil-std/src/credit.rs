@@ -3,7 +3,7 @@
 //! A thread earns credit while it is blocked, at its fair share of that time (the time divided
 //! by the threads contending for the lock, itself included), and spends it while it holds the
 //! lock out of turn. A thread with credit left comes back *urgently*: it queues ahead of the
-//! ordinary waiters and raises [`PRIORITY`](crate::bits::PRIORITY); the holder's next checkpoint lends it the lock and
+//! ordinary waiters and raises `Breaker::URGENT` (gil-core does, as it queues); the holder's next checkpoint lends it the lock and
 //! gets it back as soon as it blocks again. A thread that blocks briefly and computes long (the
 //! abuse case) spends more than it earns and comes back in FIFO order. See docs/design.md,
 //! "Fast return from blocking".
@@ -91,7 +91,7 @@ thread_locals! {
 /// `borrow_with`): no queue, one compare-and-swap each way, the fastest return. Only one such
 /// ask can stand at a time; a thread that finds one standing, or whose ask is not answered
 /// while it stays awake, asks **in line** instead: an urgent waiter at the head of the queue,
-/// announced with `PRIORITY`, lent to through the queue (`lend_with`). Both are kept because
+/// announced with `Breaker::URGENT`, lent to through the queue (`lend_with`). Both are kept because
 /// each was measured to be needed, with the other left in place (`gil-lab --full`, one run
 /// each, docs/workloads.md): without the ask on the breaker, W3's cpu ratio fell from
 /// 0.83–0.92 to 0.75–0.80; without the ask in line, W3's io ratio at K = 4 fell from

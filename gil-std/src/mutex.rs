@@ -68,7 +68,7 @@ unsafe impl lock_api::RawMutexFair for Gil {
 
     #[inline]
     unsafe fn bump(&self, _: &mut GuardNoSend) {
-        self.hand_off();
+        self.hand_over();
     }
 }
 

@@ -18,6 +18,8 @@ use gil_core::{
 pub const THREADS: usize = 4;
 /// A runtime flag the model sets and takes.
 pub const FLAG: u32 = Breaker::runtime_bit(0);
+/// The breaker flags a checkpoint acts on itself, not returned to its caller.
+const CHECKPOINT_BITS: u32 = Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::URGENT;
 
 /// Which of its nodes a logical thread is queued on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +202,11 @@ impl Model {
         true
     }
 
+    /// Whether `t` holds the lock on a loan in line: its lender waits at the head.
+    pub fn borrows_in_line(&self, t: usize) -> bool {
+        self.holder == Some(t) && self.queue.front().is_some_and(|w| self.lenders[w.0])
+    }
+
     /// Whether the lock word says locked: held, or offered while its owner is away.
     pub fn locked(&self) -> bool {
         self.holder.is_some() || self.offered.is_some()
@@ -240,6 +247,8 @@ impl Model {
             if at == 0 && self.offered.is_some() {
                 self.offered = Some(t);
             }
+            // Once in line, it asks the holder to lend.
+            self.breaker |= Breaker::URGENT;
         } else {
             self.queue.push_back((t, node));
         }
@@ -358,18 +367,31 @@ impl Model {
                 }
             }
             Op::Checkpoint(t) => {
-                if m.breaker & Breaker::DROP_REQUEST != 0 {
-                    m.breaker &= !Breaker::DROP_REQUEST;
+                // On a loan in line, the holder leaves `URGENT` and any drop request for its
+                // lender, and lends nothing.
+                let in_line = m.borrows_in_line(t);
+                let asks = Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::URGENT };
+                let taken = m.breaker & asks;
+                m.breaker &= !asks;
+                if taken & Breaker::DROP_REQUEST != 0 {
+                    if in_line {
+                        m.breaker |= Breaker::DROP_REQUEST;
+                    }
                     m.yield_from(t);
                 }
-                if let Some(asker) = m.asker.filter(|_| m.threads[t] == Status::Holding) {
-                    // Lends to the asker, and waits for the lock back.
-                    m.asker = None;
-                    m.breaker &= !Breaker::LOAN_ASKED;
-                    m.lender = Some(t);
-                    m.threads[t] = Status::Lending;
-                    m.holder = Some(asker);
-                    m.threads[asker] = Status::Lent;
+                if m.threads[t] == Status::Holding && !in_line {
+                    if let Some(asker) = m.asker {
+                        // Lends to the asker, and waits for the lock back.
+                        m.asker = None;
+                        m.breaker &= !Breaker::LOAN_ASKED;
+                        m.lender = Some(t);
+                        m.threads[t] = Status::Lending;
+                        m.holder = Some(asker);
+                        m.threads[asker] = Status::Lent;
+                    } else if taken & Breaker::URGENT != 0 {
+                        // Lends to an urgent head, if there is one, and waits at the head.
+                        m.lend_from(t);
+                    }
                 }
             }
             Op::RequestDrop => m.breaker |= Breaker::DROP_REQUEST,
@@ -554,28 +576,46 @@ impl Real {
                 } else {
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     let others = unsafe { gil.checkpoint() };
-                    assert_eq!(others, after.breaker & !Breaker::DROP_REQUEST);
+                    assert_eq!(others, after.breaker & !CHECKPOINT_BITS);
                 }
             }
             Op::Checkpoint(t) => {
                 let pending = gil.breaker().pending();
+                let in_line = before.borrows_in_line(t);
+                let asks = Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::URGENT };
+                let urgent_head = before
+                    .queue
+                    .front()
+                    .is_some_and(|w| w.1 == NodeKind::Urgent);
+                let lends = !in_line
+                    && (pending & Breaker::LOAN_ASKED != 0
+                        || pending & Breaker::URGENT != 0 && urgent_head);
                 if pending & Breaker::DROP_REQUEST != 0 && gil.has_waiters() {
                     // The real checkpoint would wait for the lock to come back, which one OS
-                    // thread cannot: drive its two steps instead.
-                    assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
+                    // thread cannot: drive its steps instead.
+                    assert_ne!(gil.breaker().take(asks) & Breaker::DROP_REQUEST, 0);
+                    if in_line {
+                        gil.breaker().set(Breaker::DROP_REQUEST);
+                    }
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     assert!(unsafe { gil.requeue(real.node(t, NodeKind::Returning)) });
-                } else if pending & Breaker::LOAN_ASKED != 0 {
+                } else if lends {
                     // The real checkpoint would lend and wait for the loan back: drive its
                     // steps (nobody waits, so a drop request is only cleared).
-                    gil.breaker().take(Breaker::DROP_REQUEST);
-                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                    let lent = unsafe { gil.lend_asked() };
-                    assert_eq!(lent, after.lender == Some(t), "lend of thread {t}");
+                    gil.breaker().take(asks);
+                    let lent = if pending & Breaker::LOAN_ASKED != 0 {
+                        // SAFETY: the preconditions above are the contracts (see the top of
+                        // `apply`).
+                        unsafe { gil.lend_asked() }
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { gil.lend(real.node(t, NodeKind::Returning)) }
+                    };
+                    assert!(lent, "lend of thread {t}");
                 } else {
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     let others = unsafe { gil.checkpoint() };
-                    assert_eq!(others, after.breaker & !Breaker::DROP_REQUEST);
+                    assert_eq!(others, after.breaker & !CHECKPOINT_BITS);
                 }
             }
             Op::RequestDrop => gil.request_drop(),

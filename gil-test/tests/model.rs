@@ -221,3 +221,31 @@ fn an_urgent_waiter_takes_the_offer_over() {
     ];
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
+
+/// A loan does not lend on, and a checkpoint lends in line to an urgent waiter: 1 comes back
+/// urgently and 0's checkpoint lends it the lock; 2 asks for a loan on the breaker while 1
+/// holds, and 1's checkpoint does not lend (a loan in line lends nothing); once 1 lets go, 0 has
+/// the lock back and its checkpoint lends to 2. Bite `loan-lends-on@model`.
+#[test]
+fn a_loan_in_line_lends_nothing_on() {
+    use Op::*;
+    let ops = [
+        Enqueue(1),
+        EnterRegion(1),
+        Enqueue(2),
+        EnterRegion(2),
+        Enqueue(0),
+        LeaveRegionUrgent(1),
+        Checkpoint(0),
+        Poll(1),
+        AskLoan(2),
+        Checkpoint(1),
+        Release(1),
+        Poll(0),
+        Checkpoint(0),
+        PollLoan(2),
+        GiveBack(2),
+        Release(0),
+    ];
+    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
+}

@@ -104,7 +104,7 @@ impl<'a> GilGuard<'a> {
     /// });
     /// ```
     pub fn yield_now(&mut self) -> bool {
-        self.gil.hand_off()
+        self.gil.hand_over()
     }
 
     /// Runs `f` without the lock — the blocking region around I/O, a sleep, or a call into

@@ -1,18 +1,17 @@
 //! What a holder does with the lock besides holding it: the checkpoint's slow path, hand-overs
 //! and loans inside it, and the two ends of a blocking region.
 
-use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Away, Breaker, WaitPolicy, Waited};
+use gil_core::{Away, Breaker, Handover, Step, WaitPolicy, Waited};
 
 use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
-use crate::bits::{CALLS, INTERRUPT, PRIORITY, SLICE_TIMER};
+use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
 use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, take_own};
-use crate::sync::{Node, StayAwake};
+use crate::sync::{Node, Parking, StayAwake};
 use crate::threads::ThreadStats;
 
 /// Marks the branch that calls it as rarely taken, so the checkpoint's fast path (nothing
@@ -107,40 +106,8 @@ impl Gil {
                 self.run_breaker_handlers(&guard, pending);
             }
         }
-        let borrowing = self.is_borrowing();
-        // A borrower leaves PRIORITY for its lender: it lends nothing itself.
-        let asks = Breaker::DROP_REQUEST | if borrowing { 0 } else { PRIORITY };
-        // Not a write to the breaker's line when there is nothing to take (a loan asked for):
-        // the asker is reading that line.
-        let taken = if pending & asks != 0 {
-            self.raw.breaker().take(asks)
-        } else {
-            0
-        };
-        if taken & Breaker::DROP_REQUEST != 0 {
-            if self.timer.take_asked() {
-                // The clock thread runs no hook: its request is reported here, by the holder.
-                self.emit(Event::DropRequested);
-            }
-            if borrowing {
-                // The request is for the lender's slice, which this loan is part of: pass it
-                // on, so that the lender answers it once the loan is back.
-                self.raw.breaker().set(Breaker::DROP_REQUEST);
-            }
-            if self.hand_off() {
-                self.counters.forced_drops.fetch_add(1, Relaxed);
-                ThreadStats::count(|t| t.forced_drops += 1);
-            }
-        } else if !borrowing {
-            // A loan asked for on the breaker, else one asked for in line (an urgent waiter
-            // that found another loan under way, or stopped waiting awake). A borrower lends
-            // nothing: a loan does not lend on.
-            let lent_asked = pending & Breaker::LOAN_ASKED != 0 && self.lend_asked();
-            // (A loan is counted by the lender's `Waiting`, while the borrower holds.)
-            if !lent_asked && taken & PRIORITY != 0 {
-                self.lend();
-            }
-        }
+        // SAFETY: the caller holds the lock.
+        unsafe { self.raw.checkpoint_with(&mut Handing::new(self)) };
         // Last, so an interrupt that came while this thread waited to get the lock back is
         // reported now. A bit set for a thread other than this one is cleared here; that thread
         // sets it again when it takes the lock (see `interrupt.rs`).
@@ -154,80 +121,12 @@ impl Gil {
     }
 
     /// Hands the lock to the longest waiter, if any, and waits to get it back behind everyone
-    /// in line. The caller holds the lock; returns whether it handed over.
-    pub(crate) fn hand_off(&self) -> bool {
-        self.step_aside(Turn::InLine)
-    }
-
-    /// Lends the lock to an urgent waiter at the head of the line, if there is one, and waits
-    /// (awake a while) to get it back as soon as that thread lets go. The caller holds the
-    /// lock; returns whether it lent.
-    fn lend(&self) -> bool {
-        self.step_aside(Turn::Resume)
-    }
-
-    /// Lends the lock to the thread that asked for a loan
-    /// ([`RawGil::ask_loan`](gil_core::RawGil::ask_loan)), if one has, and waits (awake a
-    /// while, then asleep) for it back. The caller holds the lock, not on loan; returns whether
-    /// it lent.
-    fn lend_asked(&self) -> bool {
-        let guards = self.set_aside_guards();
-        self.watch_end();
-        let mut waiting = Waiting::new(self, Turn::Resume, None, None, true);
-        // SAFETY: the caller holds the lock, not on loan.
-        let lent = unsafe { self.raw.lend_asked_with(&mut waiting) };
-        let back = waiting.done(Waited::Granted);
-        debug_assert!(back.is_ok());
-        self.begin_loan_hold();
-        self.restore_guards(guards);
-        lent
-    }
-
-    /// `hand_off` (`turn` is `InLine`: `requeue`) or `lend` (`Resume`: `RawGil::lend`).
-    fn step_aside(&self, turn: Turn) -> bool {
+    /// in line (a loan asked for goes back to its lender first): the core's `hand_over_with`.
+    /// The caller holds the lock; returns whether another thread held meanwhile.
+    pub(crate) fn hand_over(&self) -> bool {
         self.refuse_in_hook();
-        if crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker) {
-            // A loan asked for goes back to its lender before anything else, and does not lend
-            // on. Handing off, the borrower then waits in line like anybody (the lender answers
-            // the drop request).
-            if turn != Turn::InLine {
-                return false;
-            }
-            let guards = self.set_aside_guards();
-            self.watch_end();
-            self.give_back_loan();
-            let back = self.wait_for_grant(Node::returning(), None, false);
-            debug_assert!(back.is_ok(), "returning waiters are never closed");
-            self.begin_hold();
-            self.restore_guards(guards);
-            return true;
-        }
-        if !self.raw.has_waiters() {
-            return false;
-        }
-        let guards = self.set_aside_guards();
-        let node = pin!(Node::returning());
-        // In line, the wait begins before queueing: the wake-up of the thread handed the lock
-        // can preempt this one for a while before it waits, and that time counts as waiting. A
-        // lender reads the clock once it has lent instead: the borrower is spinning (no
-        // wake-up), and a read here would hold up the loan.
-        let start = (turn == Turn::InLine).then(Instant::now);
-        let mut waiting = Waiting::new(self, turn, start, None, true);
-        self.end_hold();
-        // SAFETY: the caller holds the lock; the node is returning, pinned on this frame, and
-        // the composites return only once it is out of line. `Waiting` without a deadline
-        // never gives up.
-        let handed = unsafe {
-            match turn {
-                Turn::Resume => self.raw.lend_with(node.as_ref(), &mut waiting),
-                _ => self.raw.yield_with(node.as_ref(), &mut waiting),
-            }
-        };
-        let back = waiting.done(Waited::Granted);
-        debug_assert!(back.is_ok(), "returning waiters are never closed");
-        self.begin_hold();
-        self.restore_guards(guards);
-        handed
+        // SAFETY: the caller holds the lock.
+        unsafe { self.raw.hand_over_with(&mut Handing::new(self)) }
     }
 
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
@@ -311,5 +210,89 @@ impl WaitPolicy<crate::sync::Parking> for Borrowing<'_> {
 
     fn spin(&mut self) -> bool {
         self.awake.round()
+    }
+}
+
+/// What a `Gil` does around each step of the core's checkpoint that lets others hold
+/// ([`RawGil::checkpoint_with`](gil_core::RawGil::checkpoint_with),
+/// [`hand_over_with`](gil_core::RawGil::hand_over_with)): sets the holder's guards aside and
+/// back, ends and begins its hold (events, hold timing, the owner token, a loan's credit), and
+/// waits with [`Waiting`]; counts a drop request answered, and reports the clock's.
+struct Handing<'g> {
+    gil: &'g Gil,
+    /// The holder's guards beyond the first, set aside while others hold.
+    guards: u32,
+    /// The step answers a drop request (a yield of one's own accord is not a forced drop).
+    drop_request: bool,
+}
+
+impl<'g> Handing<'g> {
+    fn new(gil: &'g Gil) -> Self {
+        Self {
+            gil,
+            guards: 0,
+            drop_request: false,
+        }
+    }
+}
+
+impl<'g> Handover<Parking> for Handing<'g> {
+    type Wait = Waiting<'g>;
+
+    fn drop_requested(&mut self) {
+        self.drop_request = true;
+        if self.gil.timer.take_asked() {
+            // The clock thread runs no hook: its request is reported here, by the holder.
+            self.gil.emit(Event::DropRequested);
+        }
+    }
+
+    fn letting_go(&mut self, step: Step) -> Waiting<'g> {
+        let gil = self.gil;
+        self.guards = gil.set_aside_guards();
+        match step {
+            Step::Yield => {
+                // In line, the wait begins before queueing: the wake-up of the thread handed
+                // the lock can preempt this one for a while before it waits, and that time
+                // counts as waiting.
+                let waiting = Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true);
+                gil.end_hold();
+                waiting
+            }
+            Step::GiveBack => {
+                // The loan ends here, before the give-back: a drop request to a borrower is
+                // rare, and its wait in line follows at once.
+                gil.watch_end();
+                gil.end_asked_loan();
+                Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true)
+            }
+            // A lender reads the clock once it has lent instead: the borrower is spinning (no
+            // wake-up), and a read here would hold up the loan.
+            Step::LendAsked => {
+                gil.watch_end();
+                Waiting::new(gil, Turn::Resume, None, None, true)
+            }
+            Step::LendInLine => {
+                let waiting = Waiting::new(gil, Turn::Resume, None, None, true);
+                gil.end_hold();
+                waiting
+            }
+        }
+    }
+
+    fn back(&mut self, step: Step, waiting: Waiting<'g>, handed: bool) {
+        let gil = self.gil;
+        let back = waiting.done(Waited::Granted);
+        debug_assert!(back.is_ok(), "returning waiters are never closed");
+        match step {
+            // The owner token stayed the lender's (see `Gil::begin_loan_hold`).
+            Step::LendAsked => gil.begin_loan_hold(),
+            _ => gil.begin_hold(),
+        }
+        gil.restore_guards(self.guards);
+        if self.drop_request && handed && matches!(step, Step::Yield | Step::GiveBack) {
+            gil.counters.forced_drops.fetch_add(1, Relaxed);
+            ThreadStats::count(|t| t.forced_drops += 1);
+        }
     }
 }

@@ -791,6 +791,13 @@ impl Gil {
         // SAFETY: the caller holds the lock on a loan it asked for (`end_hold` said so), and
         // stops using it.
         unsafe { self.raw.give_back() };
+        self.end_asked_loan()
+    }
+
+    /// The loan this thread asked for ends: reads the clock, pays for the time held out of
+    /// turn, and counts the acquisition (`give_back_loan` without the give-back). Returns the
+    /// reading.
+    pub(crate) fn end_asked_loan(&self) -> u64 {
         let now = now_nanos();
         self.end_loan(Some(now));
         // A loan's wait is not timed: it ends at the grant, and reading the clock there would
@@ -862,11 +869,6 @@ impl Gil {
     /// ```
     pub fn set_fast_return(&self, on: bool) {
         self.fast_return.store(on, Relaxed);
-    }
-
-    /// Whether the calling thread, the holder, holds out of turn (lent the lock).
-    pub(crate) fn is_borrowing(&self) -> bool {
-        crate::credit::on_loan(self).is_some()
     }
 
     fn count_hold(&self) {

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 
 use super::{AcquireError, Gil};
-use crate::bits::PRIORITY;
 use crate::clock::{clock, nanos_at};
 use crate::credit::Borrowed;
 use crate::hooks::Event;
@@ -149,15 +148,11 @@ impl<'a> Waiting<'a> {
 impl WaitPolicy<Parking> for Waiting<'_> {
     fn queued(&mut self) {
         self.queued = true;
-        match self.turn {
-            // Ask the holder to lend at its next checkpoint. Release (in `set`) pairs with the
-            // Acquire of the holder's `take`; the holder's `lend` then finds this node at the
-            // head under the queue lock.
-            Turn::Urgent => self.gil.raw.breaker().set(PRIORITY),
+        // (An urgent waiter's ask, `Breaker::URGENT`, is raised by the core as it queues.)
+        if self.turn == Turn::Resume {
             // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
             // is back, when this thread's own work waits on it.
-            Turn::Resume => self.gil.counters.count_lend(),
-            Turn::InLine => {}
+            self.gil.counters.count_lend();
         }
         if self.announce {
             self.gil.emit(Event::Wants);
