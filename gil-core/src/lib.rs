@@ -54,4 +54,4 @@ pub use park::{Park, SpinPark};
 pub use queue::{WaitState, Waiter};
 pub use raw::{Away, Cancel, Closed, Enqueued, Loan, RawGil, TryAcquireError};
 pub use sync::AtomicU32;
-pub use wait::{Handover, Step, WaitPolicy, Waited};
+pub use wait::{Back, Handover, Return, Step, WaitPolicy, Waited};

@@ -16,7 +16,7 @@ use crate::sync::{
     Ordering::{Acquire, Relaxed, Release},
     SpinWait, UnsafeCell,
 };
-use crate::wait::{Handover, Step, WaitPolicy, Waited};
+use crate::wait::{Back, Handover, Return, Step, WaitPolicy, Waited};
 
 // The bits of the lock word.
 /// A thread owns the lock.
@@ -390,11 +390,16 @@ impl<P: Park> RawGil<P> {
         let (outcome, state) = match waiter.word().load(Relaxed) {
             WAITING | ASLEEP => {
                 // SAFETY: queue lock held; the waiter is in this queue.
-                let now_empty = self.queue.with_mut(|q| unsafe {
+                let (lender, now_empty) = self.queue.with_mut(|q| unsafe {
+                    let lender = (*q).head_is_lender() && (*q).head() == Some(&*waiter as *const _);
                     (*q).remove(&*waiter);
-                    (*q).is_empty()
+                    (lender, (*q).is_empty())
                 });
                 waiter.word().store(IDLE, Relaxed);
+                // A lender that leaves the line ends its loan: the owner holds the lock as its
+                // own. (Only through the raw API: the composites' lenders never give up. An
+                // owner that looks meanwhile may still see the loan, and lends nothing then.)
+                let state = if lender { state & !LENT } else { state };
                 (
                     Cancel::Removed,
                     if now_empty { state & !QUEUED } else { state },
@@ -553,6 +558,71 @@ impl<P: Park> RawGil<P> {
         Away {
             offered: Some(absence),
         }
+    }
+
+    /// A blocking region's start: a loan asked for on the breaker goes back to its lender
+    /// ([`give_back`](RawGil::give_back)); otherwise the lock goes lazily
+    /// ([`unlock_away`](RawGil::unlock_away)). Returns what
+    /// [`take_back_with`](RawGil::take_back_with) needs at the region's end.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread owns the lock (on a loan or not), and stops using what it protects
+    /// until it has it back.
+    pub unsafe fn let_go(&self) -> Away {
+        if self.breaker.loan_out() {
+            // SAFETY: we hold the lock on a loan asked for (it is out, and we own it).
+            unsafe { self.give_back() };
+            return Away { offered: None };
+        }
+        // SAFETY: we own the lock, not on a loan asked for (caller's contract).
+        unsafe { self.unlock_away() }
+    }
+
+    /// A blocking region's end: takes the lock back, in the first of these ways that works.
+    ///
+    /// 1. [`reclaim`](RawGil::reclaim) it, if nobody took the offer ([`Back::Reclaimed`]).
+    /// 2. Otherwise `ret` says whether the thread may go ahead of the line
+    ///    ([`Return::ahead`]); then, if the lock is free, it takes it ([`Back::Took`]).
+    /// 3. Going ahead, it asks for a loan on the breaker ([`borrow_with`](RawGil::borrow_with),
+    ///    [`Back::Borrowed`]).
+    /// 4. Otherwise it waits in line, as an urgent waiter if it goes ahead, else behind
+    ///    everybody ([`Back::Granted`]).
+    ///
+    /// Succeeds after [`close`](RawGil::close) too: the thread's waiters are returning ones.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread let the lock go with [`let_go`](RawGil::let_go) or
+    /// [`unlock_away`](RawGil::unlock_away), `away` is what that returned, and the thread has
+    /// not taken the lock since.
+    pub unsafe fn take_back_with<R: Return<P>>(&self, away: Away, ret: &mut R) -> Back {
+        if self.reclaim(away) {
+            return Back::Reclaimed;
+        }
+        let mut ask = ret.ahead();
+        // A look before the compare-and-swap: a failed one would still take the lock's line
+        // from the holder, whose next checkpoint reads it.
+        if !self.is_locked() && self.try_acquire().is_ok() {
+            return Back::Took;
+        }
+        if let Some(ask) = ask.as_mut() {
+            if self.borrow_with(ask) {
+                return Back::Borrowed;
+            }
+        }
+        let node = pin!(if ask.is_some() {
+            Waiter::urgent()
+        } else {
+            Waiter::returning()
+        });
+        let mut wait = ret.in_line(ask);
+        // SAFETY: the node is pinned here and not queued, and `lock_with` returns only once it
+        // is out of line; this thread does not own the lock (caller's contract).
+        let got = unsafe { self.lock_with(node.as_ref(), &mut wait) };
+        debug_assert_eq!(got, Waited::Granted, "a returning waiter is never closed");
+        ret.granted(wait);
+        Back::Granted
     }
 
     /// The owner that went away with [`unlock_away`](RawGil::unlock_away) takes the lock back

@@ -189,3 +189,44 @@ impl<P: Park> Handover<P> for () {
     #[inline]
     fn back(&mut self, _: Step, _: (), _: bool) {}
 }
+
+/// How a thread back from a blocking region got the lock again
+/// ([`RawGil::take_back_with`](crate::RawGil::take_back_with)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "a loan asked for is let go only by giving it back"]
+pub enum Back {
+    /// It reclaimed the lock: nobody had taken the offer, and its turn goes on.
+    Reclaimed,
+    /// It found the lock free and took it.
+    Took,
+    /// It holds the lock on a loan it asked for on the breaker: it lets go only with
+    /// [`give_back`](crate::RawGil::give_back) (or a composite that gives it back).
+    Borrowed,
+    /// It waited in line (ahead of the ordinary waiters, if it went ahead) and was granted.
+    Granted,
+}
+
+/// What a thread back from a blocking region decides in
+/// [`RawGil::take_back_with`](crate::RawGil::take_back_with): whether it goes ahead of the
+/// line, and how it waits. The core decides the order of the ways back; like a
+/// [`Handover`], a `Return` only chooses and keeps its books.
+pub trait Return<P: Park> {
+    /// How the thread waits for an answer to its ask for a loan (awake: nobody would wake
+    /// it; see [`borrow_with`](crate::RawGil::borrow_with)).
+    type Ask: WaitPolicy<P>;
+    /// How it waits in line.
+    type Wait: WaitPolicy<P>;
+
+    /// The thread could not reclaim the lock. `Some`: it may go ahead of the line (it asks for
+    /// a loan on the breaker with this policy, and if the ask is refused or not answered,
+    /// waits as an urgent waiter); `None`: it waits its turn. Called before the thread looks
+    /// whether the lock is free.
+    fn ahead(&mut self) -> Option<Self::Ask>;
+
+    /// The thread waits in line (urgent if it went ahead, after its unanswered `ask`): the
+    /// policy it waits with. Never gives up: a thread back from a region must get the lock.
+    fn in_line(&mut self, ask: Option<Self::Ask>) -> Self::Wait;
+
+    /// The wait in line is over: the thread holds the lock.
+    fn granted(&mut self, wait: Self::Wait);
+}

@@ -8,7 +8,8 @@ mod support;
 use std::pin::pin;
 
 use gil_core::{
-    AtomicU32, Breaker, Cancel, Enqueued, Park, RawGil, WaitPolicy, WaitState, Waited, Waiter,
+    AtomicU32, Back, Breaker, Cancel, Enqueued, Park, RawGil, Return, WaitPolicy, WaitState,
+    Waited, Waiter,
 };
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::{Arc, Mutex};
@@ -452,6 +453,103 @@ fn a_checkpoint_lends_to_an_urgent_waiter_and_gets_it_back_first() {
         unsafe { gil.unlock() };
         urgent.join().unwrap();
     });
+}
+
+/// The region composites: a thread lets the lock go for a blocking region (`let_go`) while
+/// another waits for it, and takes it back (`take_back_with`) going ahead of the line: it
+/// reclaims the lock, or borrows it from the holder's checkpoint, or waits as an urgent waiter,
+/// or takes it free. Every way, one thread at a time and every critical section once; and a
+/// second region, on a loan, gives the loan back (`let_go`) instead of letting the lock go.
+#[test]
+fn a_region_lets_go_and_takes_the_lock_back() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let held = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+        let other = {
+            let (gil, data, held) = (gil.clone(), data.clone(), held.clone());
+            thread::spawn(move || {
+                wait_for(&held);
+                gil.lock().unwrap();
+                data.bump();
+                // Room for the other thread to come back and ask before the checkpoint: loom
+                // explores a switch here only if a thread yields.
+                thread::yield_now();
+                thread::yield_now();
+                // SAFETY: this thread owns the lock.
+                unsafe { gil.checkpoint() };
+                data.bump();
+                // SAFETY: this thread owns the lock (back from a loan, if it lent).
+                unsafe { gil.unlock() };
+            })
+        };
+        data.bump();
+        held.store(true, Release);
+        // SAFETY: the main thread owns the lock, and does not use it until it is back.
+        let away = unsafe { gil.let_go() };
+        let mut ahead = Ahead;
+        // SAFETY: let go just above.
+        let back = unsafe { gil.take_back_with(away, &mut ahead) };
+        data.bump();
+        if back == Back::Borrowed {
+            // On the loan: the next region gives it back, and the lock is taken in line.
+            // SAFETY: this thread holds the lock on a loan, and stops using it.
+            let away = unsafe { gil.let_go() };
+            assert!(!gil.is_lent(), "the region gave the loan back");
+            // SAFETY: let go just above.
+            let again = unsafe { gil.take_back_with(away, &mut InLine) };
+            assert_ne!(again, Back::Reclaimed, "a loan given back is not reclaimed");
+        }
+        data.bump();
+        // SAFETY: the main thread holds the lock, not on loan.
+        unsafe { gil.unlock() };
+        other.join().unwrap();
+        gil.lock().unwrap();
+        assert_eq!(data.bump(), 6, "every critical section ran once");
+    });
+}
+
+/// Goes ahead of the line, asking for a loan with two looks.
+struct Ahead;
+
+impl Return<LoomPark> for Ahead {
+    type Ask = Looks;
+    type Wait = ();
+
+    fn ahead(&mut self) -> Option<Looks> {
+        Some(Looks(0))
+    }
+    fn in_line(&mut self, _: Option<Looks>) {}
+    fn granted(&mut self, _: ()) {}
+}
+
+/// Waits its turn.
+struct InLine;
+
+impl Return<LoomPark> for InLine {
+    type Ask = Looks;
+    type Wait = ();
+
+    fn ahead(&mut self) -> Option<Looks> {
+        None
+    }
+    fn in_line(&mut self, _: Option<Looks>) {}
+    fn granted(&mut self, _: ()) {}
+}
+
+/// Stays awake for two looks.
+struct Looks(u32);
+
+impl WaitPolicy<LoomPark> for Looks {
+    fn spin(&mut self) -> bool {
+        self.0 += 1;
+        if self.0 > 2 {
+            return false;
+        }
+        thread::yield_now();
+        true
+    }
 }
 
 /// Says when its thread is in line.

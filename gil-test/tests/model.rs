@@ -247,5 +247,13 @@ fn a_loan_in_line_lends_nothing_on() {
         GiveBack(2),
         Release(0),
     ];
-    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
+    // On one OS thread, a checkpoint that lends where the model says it must not waits for
+    // ever: a watchdog turns that into a failure.
+    let (done, finished) = std::sync::mpsc::channel();
+    let len = ops.len();
+    std::thread::spawn(move || done.send(gil_test::model::run(&ops)));
+    let steps = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("hung: a loan in line lent on (the checkpoint waits for a loan back)");
+    assert_eq!(steps, len, "every step allowed");
 }

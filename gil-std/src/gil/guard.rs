@@ -273,8 +273,8 @@ impl fmt::Debug for GilGuard<'_> {
 #[must_use = "dropping it ends the hold for good; call relock() to take the lock back"]
 pub struct Unlocked<'a> {
     gil: &'a Gil,
-    /// How the lock was let go: `None` for a loan given back.
-    away: Option<Away>,
+    /// How the lock was let go, for `take_back`.
+    away: Away,
     /// The guard's, kept for the guard `relock` makes.
     ticks: u32,
     _not_send_or_sync: PhantomData<*const ()>,
@@ -329,7 +329,7 @@ impl fmt::Debug for Unlocked<'_> {
 /// it again.
 struct TakeBack<'a> {
     gil: &'a Gil,
-    away: Option<Away>,
+    away: Away,
 }
 
 impl<'a> TakeBack<'a> {

@@ -4,14 +4,14 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Away, Breaker, Handover, Step, WaitPolicy, Waited};
+use gil_core::{Away, Back, Breaker, Handover, Return, Step, WaitPolicy, Waited};
 
 use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
 use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, take_own};
-use crate::sync::{Node, Parking, StayAwake};
+use crate::sync::{Parking, StayAwake};
 use crate::threads::ThreadStats;
 
 /// Marks the branch that calls it as rarely taken, so the checkpoint's fast path (nothing
@@ -30,7 +30,7 @@ impl Gil {
     ///
     /// If this thread has other guards of the lock (`refuse_region`), or inside this lock's
     /// hook (`refuse_in_hook`).
-    pub(super) fn let_go(&self) -> Option<Away> {
+    pub(super) fn let_go(&self) -> Away {
         self.refuse_region();
         self.refuse_in_hook();
         self.emit(Event::BlockingEntered);
@@ -41,23 +41,27 @@ impl Gil {
         // lazily: with threads waiting, the head is offered the lock and woken, and a region
         // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
-        if crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker) {
+        let asked = crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker);
+        debug_assert_eq!(asked, self.raw.is_lent(), "the loan this thread holds");
+        let now = if asked {
             self.watch_end();
-            let now = self.give_back_loan();
-            if fast {
-                crate::credit::enter_region(now);
-            }
             None
         } else {
             let now = fast.then(now_nanos);
             self.end_hold_at(now);
-            if let Some(now) = now {
-                crate::credit::enter_region(now);
-            }
-            // SAFETY: the caller holds the lock (its guard says so), not on a loan it asked
-            // for.
-            Some(unsafe { self.raw.unlock_away() })
+            now
+        };
+        // SAFETY: the caller holds the lock (its guard says so) and stops using it.
+        let away = unsafe { self.raw.let_go() };
+        let now = if asked {
+            Some(self.end_asked_loan())
+        } else {
+            now
+        };
+        if let Some(now) = now.filter(|_| fast) {
+            crate::credit::enter_region(now);
         }
+        away
     }
 
     /// The checkpoint for a thread that holds the lock (the guards' `checkpoint`): one relaxed
@@ -133,62 +137,86 @@ impl Gil {
     /// held the lock before and must be able to finish.
     ///
     /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
-    pub(crate) fn take_back(&self, away: Option<Away>) {
+    pub(crate) fn take_back(&self, away: Away) {
         self.refuse_in_hook();
-        if away.is_some_and(|away| self.raw.reclaim(away)) {
-            // Back before the offer was taken: the turn goes on, and nothing was given up to
-            // earn credit for.
-            crate::credit::forget_region();
-            self.begin_hold();
-            return;
-        }
-        // With the fast return on, one clock read for the region's end and, if this thread
-        // asks for a loan, the ask's start, from which the loan is charged.
-        let back_at = self.fast_return.load(Relaxed).then(Instant::now);
-        // Contending: the waiters, the holder and this thread.
-        let urgent = back_at.filter(|&at| {
-            crate::sync::CREDIT_EVERY_RETURN
-                || crate::credit::leave_region(
-                    nanos_at(at),
-                    u64::from(self.timer.waiting()) + 2,
-                    self.switch_interval(),
-                )
-        });
-        // A look before the compare-and-swap: a failed one would still take the lock's line
-        // from the holder, whose next checkpoint reads it.
-        if !self.raw.is_locked() && self.raw.try_acquire().is_ok() {
-            self.begin_hold();
-            return;
-        }
-        let mut borrowing = None;
-        if let Some(start) = urgent {
-            let borrowing = borrowing.insert(Borrowing {
-                gil: self,
-                awake: StayAwake::until(start + LOAN_SPIN),
-                asked: false,
-            });
-            if self.raw.borrow_with(borrowing) {
+        let mut returning = Returning {
+            gil: self,
+            asked_at: None,
+        };
+        // SAFETY: this thread let the lock go with `let_go`, which gave `away`, and has not
+        // taken it since (`TakeBack` holds it until here).
+        match unsafe { self.raw.take_back_with(away, &mut returning) } {
+            Back::Reclaimed => {
+                // Back before the offer was taken: the turn goes on, and nothing was given up
+                // to earn credit for.
+                crate::credit::forget_region();
+                self.begin_hold();
+            }
+            Back::Borrowed => {
                 // Held out of turn from the ask on, paid for with credit (see
                 // `credit::begin_loan` and `Gil::give_back_loan`): no clock read while the
                 // lender waits.
-                crate::credit::begin_loan(
-                    self,
-                    nanos_at(start),
-                    crate::credit::Borrowed::OnBreaker,
-                );
+                let asked_at = returning.asked_at.expect("a loan is asked for with a time");
+                let how = crate::credit::Borrowed::OnBreaker;
+                crate::credit::begin_loan(self, nanos_at(asked_at), how);
                 self.begin_loan_hold();
-                return;
             }
+            Back::Took | Back::Granted => self.begin_hold(),
         }
-        let node = if urgent.is_some() {
-            Node::urgent()
+    }
+}
+
+/// How a `Gil`'s thread comes back from a blocking region (the core's `take_back_with`): with
+/// the fast return on and credit left, it goes ahead of the line (see `credit.rs`); it asks for
+/// a loan on the breaker with [`Borrowing`], and waits in line with [`Waiting`].
+struct Returning<'g> {
+    gil: &'g Gil,
+    /// When it went ahead (the region's end): a loan is charged from then.
+    asked_at: Option<Instant>,
+}
+
+impl<'g> Return<Parking> for Returning<'g> {
+    type Ask = Borrowing<'g>;
+    type Wait = Waiting<'g>;
+
+    fn ahead(&mut self) -> Option<Borrowing<'g>> {
+        let gil = self.gil;
+        // With the fast return on, one clock read for the region's end and, if this thread
+        // asks for a loan, the ask's start, from which the loan is charged.
+        let at = gil.fast_return.load(Relaxed).then(Instant::now)?;
+        // Contending: the waiters, the holder and this thread.
+        let contending = u64::from(gil.timer.waiting()) + 2;
+        let urgent = crate::sync::CREDIT_EVERY_RETURN
+            || crate::credit::leave_region(nanos_at(at), contending, gil.switch_interval());
+        if !urgent {
+            return None;
+        }
+        self.asked_at = Some(at);
+        Some(Borrowing {
+            gil,
+            awake: StayAwake::until(at + LOAN_SPIN),
+            asked: false,
+        })
+    }
+
+    fn in_line(&mut self, ask: Option<Borrowing<'g>>) -> Waiting<'g> {
+        let gil = self.gil;
+        gil.refuse_reentry();
+        // An ask that stood reported `Event::Wants` already.
+        if !ask.as_ref().is_some_and(|b| b.asked) {
+            gil.emit(Event::Wants);
+        }
+        let turn = if ask.is_some() {
+            Turn::Urgent
         } else {
-            Node::returning()
+            Turn::InLine
         };
-        let asked = borrowing.is_some_and(|b| b.asked);
-        let back = self.wait_for_grant(node, None, asked);
+        Waiting::new(gil, turn, Some(Instant::now()), None, false)
+    }
+
+    fn granted(&mut self, waiting: Waiting<'g>) {
+        let back = waiting.done(Waited::Granted);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
-        self.begin_hold();
     }
 }
 
