@@ -94,6 +94,35 @@ fn a_thread_back_from_a_region_borrows_the_lock() {
     });
 }
 
+/// A drop request: the holder's checkpoint hands the lock to the waiter and waits its turn to
+/// get it back (the core's `checkpoint_with`, with gil-std's bookkeeping around it), so the
+/// two never hold at once and each section runs once, in order.
+#[test]
+fn a_checkpoint_hands_over_on_a_drop_request_and_waits_its_turn() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let mut g = gil.acquire();
+        let waiter = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let _g = gil.acquire();
+                assert_eq!(data.bump(), 2, "the waiter came second");
+            })
+        };
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        data.bump();
+        gil.request_drop();
+        g.checkpoint().unwrap();
+        assert_eq!(data.bump(), 3, "the holder came back after the waiter");
+        drop(g);
+        waiter.join().unwrap();
+        assert_eq!(gil.stats().forced_drops, 1);
+    });
+}
+
 /// `ensure` nests: dropping a nested guard releases nothing, so another thread's `ensure`
 /// gets in only after the outermost guard is gone.
 #[test]
