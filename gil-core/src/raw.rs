@@ -612,7 +612,7 @@ impl<P: Park> RawGil<P> {
             }
         }
         let node = pin!(if ask.is_some() {
-            Waiter::urgent()
+            Waiter::<P>::urgent()
         } else {
             Waiter::returning()
         });
