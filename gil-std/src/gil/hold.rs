@@ -200,18 +200,14 @@ impl<'g> Return<Parking> for Returning<'g> {
     }
 
     fn in_line(&mut self, ask: Option<Borrowing<'g>>) -> Waiting<'g> {
-        let gil = self.gil;
-        gil.refuse_reentry();
-        // An ask that stood reported `Event::Wants` already.
-        if !ask.as_ref().is_some_and(|b| b.asked) {
-            gil.emit(Event::Wants);
-        }
         let turn = if ask.is_some() {
             Turn::Urgent
         } else {
             Turn::InLine
         };
-        Waiting::new(gil, turn, Some(Instant::now()), None, false)
+        // An ask that stood reported `Event::Wants` already.
+        self.gil
+            .begin_wait(turn, None, ask.is_some_and(|b| b.asked))
     }
 
     fn granted(&mut self, waiting: Waiting<'g>) {

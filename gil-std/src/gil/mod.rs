@@ -410,7 +410,13 @@ impl Gil {
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.wait_for_grant(Node::new(), deadline, false)?;
+        let mut waiting = self.begin_wait(Turn::InLine, deadline, false);
+        let node = pin!(Node::new());
+        // SAFETY: the node is pinned on this frame and not queued, and `lock_with` returns
+        // only once it is out of line. This thread does not hold the lock (`begin_wait`
+        // checked).
+        let waited = unsafe { self.raw.lock_with(node.as_ref(), &mut waiting) };
+        waiting.done(waited)?;
         Ok(self.owned())
     }
 
@@ -443,32 +449,21 @@ impl Gil {
         self.acquire_within(Some(timeout))
     }
 
-    /// Queues `node` and waits until it is granted (then the caller owns the lock), closed, or
-    /// past `deadline`: the core's `lock_with`, with this lock's [`Waiting`] policy.
-    /// `announced`: the caller already emitted `Event::Wants` for this wait (it asked for a
-    /// loan first).
-    pub(crate) fn wait_for_grant(
+    /// A wait for a hold begins (a fresh acquire, or a region's end in line): refuses a thread
+    /// that holds the lock already (or is in its hook), reports `Event::Wants` unless the caller
+    /// did (it asked for a loan first), and returns this lock's [`Waiting`] policy, its wait
+    /// timed from now.
+    pub(crate) fn begin_wait(
         &self,
-        node: Node,
+        turn: Turn,
         deadline: Option<Instant>,
         announced: bool,
-    ) -> Result<(), AcquireError> {
+    ) -> Waiting<'_> {
         self.refuse_reentry();
         if !announced {
             self.emit(Event::Wants);
         }
-        let turn = if node.is_urgent() {
-            Turn::Urgent
-        } else {
-            Turn::InLine
-        };
-        let node = pin!(node);
-        let mut waiting = Waiting::new(self, turn, Some(Instant::now()), deadline, false);
-        // SAFETY: the node is pinned on this frame and not queued, and `lock_with` returns
-        // only once it is out of line. This thread does not hold the lock (checked above, or
-        // it released it for a blocking region).
-        let waited = unsafe { self.raw.lock_with(node.as_ref(), &mut waiting) };
-        waiting.done(waited)
+        Waiting::new(self, turn, Some(Instant::now()), deadline, false)
     }
 
     /// Takes the lock if it is free and nobody is waiting for it; never waits.
