@@ -506,6 +506,97 @@ mod tests {
         assert_eq!(gil.stats().forced_drops, 1);
     }
 
+    /// While threads wait, the holder looks at the clock at its `LOOK_EVERY`th checkpoint
+    /// only: a slice already over ends there, not at a checkpoint before.
+    #[test]
+    fn the_holder_looks_at_the_clock_every_look_everyth_checkpoint() {
+        let gil = Gil::with_switch_interval(Gil::MIN_SWITCH_INTERVAL);
+        gil.timer.quiet.store(true, SeqCst);
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let mut g = gil.acquire();
+            spawn_waiter(s, &gil, &waiter_in);
+            wait_until_timed(&gil);
+            thread::sleep(Duration::from_millis(1)); // 100 intervals: the slice is over
+            for _ in 1..LOOK_EVERY {
+                g.checkpoint().unwrap();
+            }
+            assert_eq!(gil.stats().forced_drops, 0, "looked at the clock early");
+            g.checkpoint().unwrap();
+            assert_eq!(gil.stats().forced_drops, 1, "did not look at the clock");
+            assert!(waiter_in.load(SeqCst));
+        });
+    }
+
+    /// A yield of the holder's own accord is a switch, not a forced drop.
+    #[test]
+    fn a_yield_is_not_a_forced_drop() {
+        let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let mut g = gil.acquire();
+            spawn_waiter(s, &gil, &waiter_in);
+            wait_until_timed(&gil);
+            let before = crate::ThreadStats::current();
+            assert!(g.yield_now(), "the waiter was queued");
+            assert!(waiter_in.load(SeqCst));
+            assert_eq!((crate::ThreadStats::current() - before).forced_drops, 0);
+        });
+        assert_eq!(gil.stats().forced_drops, 0);
+    }
+
+    /// A drop request of the clock's that a release answered (the next holder was granted the
+    /// lock with the request still set) is forgotten: that holder's hand-over later is
+    /// reported once, as its own request (`Event::DropRequested`), not also as the clock's.
+    #[test]
+    fn a_clock_request_answered_by_a_release_is_not_reported_later() {
+        use std::sync::atomic::AtomicU32;
+
+        use crate::Event;
+
+        // Leaked: a hook may run on the lock's threads until they are done with it.
+        let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(
+            Duration::from_millis(1),
+        )));
+        static REPORTED: AtomicU32 = AtomicU32::new(0);
+        gil.set_event_hook(Some(&|_, event| {
+            if event == Event::DropRequested {
+                REPORTED.fetch_add(1, SeqCst);
+            }
+        }));
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let g = gil.acquire();
+            let next = s.spawn(|| {
+                let mut h = gil.acquire();
+                // From here on the holder times its own slices.
+                gil.timer.quiet.store(true, SeqCst);
+                spawn_waiter(s, gil, &waiter_in);
+                let give_up = give_up();
+                while !waiter_in.load(SeqCst) {
+                    h.checkpoint().unwrap();
+                    assert!(Instant::now() < give_up, "the holder never ended its slice");
+                }
+            });
+            // This thread makes no checkpoint: the clock asks, and the request stays set.
+            let give_up = give_up();
+            while gil.stats().clock_requests == 0 {
+                assert!(Instant::now() < give_up, "the clock never asked");
+                thread::yield_now();
+            }
+            drop(g);
+            next.join().unwrap();
+        });
+        gil.set_event_hook(None);
+        assert_eq!(gil.stats().forced_drops, 1, "the second holder handed over");
+        // The one report is the second holder's own request, at the end of its slice.
+        assert_eq!(
+            REPORTED.load(SeqCst),
+            1,
+            "a request answered long ago was reported again"
+        );
+    }
+
     #[test]
     fn the_holder_keeps_its_slice_until_it_is_over() {
         let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL); // an hour

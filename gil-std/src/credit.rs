@@ -197,6 +197,59 @@ mod tests {
         )
     }
 
+    /// Waits until `done`, failing the test after a minute.
+    fn until(mut done: impl FnMut() -> bool) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < give_up, "gave up waiting");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A thread back from a region in which another thread took the lock earns its share of
+    /// the time blocked: here half, shared with the one holder (nobody else waits).
+    #[test]
+    fn a_thread_earns_its_share_of_a_region() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::thread;
+        use std::time::Instant;
+
+        let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+        gil.set_fast_return(true);
+        let took = AtomicBool::new(false);
+        let back = AtomicBool::new(false);
+        thread::scope(|s| {
+            // A thread of its own: credit is per thread.
+            s.spawn(|| {
+                let mut g = gil.acquire();
+                s.spawn(|| {
+                    let mut h = gil.acquire(); // queued behind `g`
+                    took.store(true, SeqCst);
+                    until(|| {
+                        h.checkpoint().unwrap(); // lends here
+                        back.load(SeqCst)
+                    });
+                });
+                until(|| gil.has_waiters());
+                let start = Instant::now();
+                g.allow_threads(|| {
+                    until(|| took.load(SeqCst));
+                    thread::sleep(Duration::from_millis(2));
+                });
+                let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap();
+                // On loan now: spent only when the loan ends.
+                let balance = with(|c| c.balance);
+                back.store(true, SeqCst);
+                drop(g);
+                assert!(balance > 0, "earned nothing");
+                assert!(
+                    balance.unsigned_abs() <= elapsed / 2,
+                    "earned {balance} ns of a region of at most {elapsed} ns"
+                );
+            });
+        });
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 

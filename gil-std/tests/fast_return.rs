@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gil_std::Gil;
+use gil_std::{Gil, ThreadStats};
 
 mod common;
 use common::wait_until;
@@ -44,6 +44,39 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
         holder.join().unwrap();
     });
     // (Counted by the lender once its loan is out, so read it after the lender is done.)
+    assert_eq!(gil.stats().lends, 1);
+}
+
+/// A lender whose loan outlasts its stay awake sleeps for it, and that wait counts as one of
+/// its takings that waited (`ThreadStats::contended`).
+#[test]
+fn a_lender_that_sleeps_for_its_loan_counts_the_wait() {
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    gil.set_fast_return(true);
+    let back = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let lender = s.spawn(|| {
+            let mut h = gil.acquire(); // queued behind `g`
+            let before = ThreadStats::current();
+            wait_until("the other thread came back", || {
+                h.checkpoint().unwrap(); // lends here, and is back once the loan is
+                back.load(SeqCst)
+            });
+            (ThreadStats::current() - before).contended
+        });
+        wait_until("the lender queued", || gil.has_waiters());
+        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        back.store(true, SeqCst); // holding on loan: the lender is in its checkpoint
+        // Far longer than the lender stays awake.
+        thread::sleep(Duration::from_millis(20));
+        drop(g);
+        assert_eq!(
+            lender.join().unwrap(),
+            1,
+            "the lender's wait was not counted"
+        );
+    });
     assert_eq!(gil.stats().lends, 1);
 }
 

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Away, Back, Breaker, Handover, Return, Step, WaitPolicy, Waited};
+use gil_core::{Away, Back, Handover, Return, Step, WaitPolicy, Waited};
 
 use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
@@ -101,24 +101,18 @@ impl Gil {
             }
             self.request_drop();
         }
-        if pending & (CALLS | Breaker::RUNTIME_BITS) != 0 {
-            let guard = GilGuard::borrowed(self);
-            if pending & CALLS != 0 {
-                self.run_pending_calls(&guard);
-            }
-            if pending & Breaker::RUNTIME_BITS != 0 {
-                self.run_breaker_handlers(&guard, pending);
-            }
+        let guard = GilGuard::borrowed(self);
+        if pending & CALLS != 0 {
+            self.run_pending_calls(&guard);
         }
+        // (Runs the handlers of the runtime bits among `pending`, if any.)
+        self.run_breaker_handlers(&guard, pending);
         // SAFETY: the caller holds the lock.
         unsafe { self.raw.checkpoint_with(&mut Handing::new(self)) };
         // Last, so an interrupt that came while this thread waited to get the lock back is
         // reported now. A bit set for a thread other than this one is cleared here; that thread
         // sets it again when it takes the lock (see `interrupt.rs`).
-        if self.raw.breaker().pending() & INTERRUPT != 0
-            && self.raw.breaker().take(INTERRUPT) != 0
-            && take_own()
-        {
+        if self.raw.breaker().take(INTERRUPT) != 0 && take_own() {
             return Err(Interrupted);
         }
         Ok(())

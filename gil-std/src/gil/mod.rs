@@ -194,7 +194,7 @@ pub struct Stats {
     /// credit (see [`GilGuard::allow_threads`]), and got it back.
     pub lends: u64,
     /// Acquisitions (including takings-back after a yield or a blocking region) that waited.
-    /// A lender getting its loan back is not one (see `lends`).
+    /// A lender getting its loan back is one only if it had to sleep for it (see `lends`).
     pub contended: u64,
     /// Total time those acquisitions waited. Not timed: the waits of loans a thread back from
     /// a blocking region asked for (they end at the holder's next checkpoint, within

@@ -98,7 +98,7 @@ impl<'a> Waiting<'a> {
 
     /// The wait is over, `waited` being what it came to: counts the thread out of the clock,
     /// and, if it waited in line, counts the wait and begins what the grant begins (a slice, a
-    /// loan). A lender getting its loan back counts as a wait only if it had to sleep.
+    /// loan). A lender getting its loan back counts as a wait only if it had to sleep for it.
     pub(crate) fn done(self, waited: Waited) -> Result<(), AcquireError> {
         let gil = self.gil;
         if let Some(ticket) = self.ticket {
@@ -115,8 +115,8 @@ impl<'a> Waiting<'a> {
         if !self.queued {
             return outcome;
         }
-        let slept = self.awake.is_none() || self.timed;
-        if self.turn == Turn::Resume && !slept {
+        // A lender is timed once it stops staying awake, to sleep (see `spin`).
+        if self.turn == Turn::Resume && !self.timed {
             return outcome;
         }
         // One clock read for the count and the slice or loan that begins.
