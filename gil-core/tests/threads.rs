@@ -117,3 +117,83 @@ fn close_releases_every_waiter() {
     // SAFETY: we still own it: close lets the owner finish.
     unsafe { gil.unlock() };
 }
+
+/// A parking strategy that spins for the queue and, for a lender, sleeps in steps while the
+/// breaker word holds the value it was given, counting its sleeps and the wake-ups.
+struct CountPark;
+
+static LENDER_PARKS: AtomicUsize = AtomicUsize::new(0);
+static LENDER_WAKES: AtomicUsize = AtomicUsize::new(0);
+
+impl gil_core::Park for CountPark {
+    type Parker = ();
+    type Unparker = ();
+
+    fn parker() {}
+
+    fn unparker(_: &(), _: &gil_core::AtomicU32) {}
+
+    fn park(_: &(), _: &gil_core::AtomicU32) {
+        thread::yield_now();
+    }
+
+    fn unpark(_: ()) {}
+
+    fn park_word(word: &gil_core::AtomicU32, value: u32) {
+        LENDER_PARKS.fetch_add(1, Ordering::SeqCst);
+        // Polls instead of a futex: a sleep the give-back was not told of ends anyway, and
+        // shows in the count of wake-ups instead of hanging the test.
+        while word.load(Ordering::SeqCst) == value {
+            thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    fn unpark_word(_: &gil_core::AtomicU32) {
+        LENDER_WAKES.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A lender waiting for its loan to come back marks itself asleep and sleeps on the breaker
+/// word once, for as long as the loan is out; the give-back sees the mark and wakes it.
+#[test]
+fn a_lender_sleeps_once_for_its_loan_and_is_woken() {
+    static GIL: RawGil<CountPark> = RawGil::new();
+    static LENT: AtomicBool = AtomicBool::new(false);
+    GIL.lock().unwrap();
+    thread::scope(|s| {
+        s.spawn(|| {
+            while !GIL.ask_loan() {
+                thread::yield_now();
+            }
+            while GIL.loan() == gil_core::Loan::Asked {
+                thread::yield_now();
+            }
+            assert_eq!(GIL.loan(), gil_core::Loan::Lent);
+            LENT.store(true, Ordering::SeqCst);
+            // Held on loan far longer than a lender takes to go to sleep.
+            thread::sleep(std::time::Duration::from_millis(100));
+            // SAFETY: this thread holds the lock on the loan it asked for.
+            unsafe { GIL.give_back() };
+        });
+        while GIL.breaker().pending() & gil_core::Breaker::LOAN_ASKED == 0 {
+            thread::yield_now();
+        }
+        // SAFETY: this thread owns the lock.
+        assert!(unsafe { GIL.lend_asked() }, "the ask stood");
+        // SAFETY: lent just above.
+        unsafe { GIL.wait_loan_back() };
+    });
+    assert!(LENT.load(Ordering::SeqCst));
+    assert_eq!(
+        LENDER_PARKS.load(Ordering::SeqCst),
+        1,
+        "the lender's sleeps"
+    );
+    assert_eq!(
+        LENDER_WAKES.load(Ordering::SeqCst),
+        1,
+        "the give-back's wake-ups"
+    );
+    // SAFETY: the loan is back; this thread owns the lock.
+    unsafe { GIL.unlock() };
+}

@@ -80,6 +80,48 @@ fn a_lender_that_sleeps_for_its_loan_counts_the_wait() {
     assert_eq!(gil.stats().lends, 1);
 }
 
+/// A lender sleeps while its loan is out (after it stays awake `LOAN_SPIN`): over a 300 ms
+/// loan, the checkpoint that lent uses a tiny part of that in CPU time; a lender that spun
+/// (or woke again and again) would use a large part of it even on a loaded machine.
+#[test]
+#[cfg(target_os = "linux")]
+#[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation forbids")]
+fn a_lender_sleeps_while_its_loan_is_out() {
+    use common::thread_cpu_time;
+
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    gil.set_fast_return(true);
+    let back = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let lender = s.spawn(|| {
+            let mut h = gil.acquire(); // queued behind `g`
+            // The longest checkpoint is the one that lent: its CPU time and its length.
+            let mut longest = (Duration::ZERO, Duration::ZERO);
+            wait_until("the other thread came back", || {
+                let (cpu, start) = (thread_cpu_time(), Instant::now());
+                h.checkpoint().unwrap();
+                let took = (thread_cpu_time() - cpu, start.elapsed());
+                if took.1 > longest.1 {
+                    longest = took;
+                }
+                back.load(SeqCst)
+            });
+            longest
+        });
+        wait_until("the lender queued", || gil.has_waiters());
+        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        back.store(true, SeqCst); // holding on loan: the lender is in its checkpoint
+        thread::sleep(Duration::from_millis(300));
+        drop(g);
+        let (cpu, lent) = lender.join().unwrap();
+        assert!(
+            cpu < lent / 10,
+            "a lender used {cpu:?} of CPU time over a {lent:?} loan"
+        );
+    });
+}
+
 /// A thread that held out of turn for long runs into debt, and comes back from its next
 /// (short) region in line: no second loan.
 #[test]

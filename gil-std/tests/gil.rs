@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use gil_std::{AcquireError, Gil, GilCell};
 
 mod common;
+#[cfg(target_os = "linux")]
+use common::thread_cpu_time;
 use common::wait_until;
 
 /// Waits until `cond` holds, failing the test after a deadline far beyond any scheduling delay.
@@ -256,14 +258,6 @@ fn the_lock_api_wrapper_works_across_threads() {
     });
     drop(held);
     assert!(m.try_lock().is_some());
-}
-
-/// This thread's CPU time so far (Linux: the first field of `/proc/thread-self/schedstat`).
-#[cfg(target_os = "linux")]
-fn thread_cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
-    let nanos = stat.split_whitespace().next().expect("a field");
-    Duration::from_nanos(nanos.parse().expect("nanoseconds"))
 }
 
 #[test]

@@ -12,3 +12,12 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         thread::yield_now();
     }
 }
+
+/// This thread's CPU time so far (Linux: the first field of `/proc/thread-self/schedstat`).
+#[cfg(target_os = "linux")]
+#[allow(dead_code)] // not every test file that shares this module uses it
+pub fn thread_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let nanos = stat.split_whitespace().next().expect("a field");
+    Duration::from_nanos(nanos.parse().expect("nanoseconds"))
+}
