@@ -515,3 +515,25 @@ fn a_reclaim_never_takes_a_later_absence_after_close() {
     // SAFETY: the waiter owns it.
     unsafe { gil.unlock() };
 }
+
+/// `take` and `set` leave the loan protocol's bits alone: an ask stands through a `take` of
+/// every bit.
+#[test]
+fn take_leaves_a_standing_ask_alone() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    assert!(gil.ask_loan());
+    gil.breaker().set(Breaker::DROP_REQUEST);
+    assert_eq!(gil.breaker().take(u32::MAX), Breaker::DROP_REQUEST);
+    assert_eq!(
+        gil.breaker().pending(),
+        Breaker::LOAN_ASKED,
+        "the ask was taken"
+    );
+    // SAFETY: this thread owns the lock, and the ask stands.
+    assert!(unsafe { gil.lend_asked() });
+    // SAFETY: lent just above; here this thread is its own borrower.
+    unsafe { gil.give_back() };
+    // SAFETY: the loan is back; we own it.
+    unsafe { gil.unlock() };
+}

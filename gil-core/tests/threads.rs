@@ -118,14 +118,15 @@ fn close_releases_every_waiter() {
     unsafe { gil.unlock() };
 }
 
-/// A parking strategy that spins for the queue and, for a lender, sleeps in steps while the
-/// breaker word holds the value it was given, counting its sleeps and the wake-ups.
-struct CountPark;
+/// A parking strategy that yields for the queue and, for a lender, sleeps in steps while the
+/// breaker word holds the value it was given, counting its sleeps and the wake-ups. `N` picks
+/// the counters, one pair per test.
+struct CountPark<const N: usize>;
 
-static LENDER_PARKS: AtomicUsize = AtomicUsize::new(0);
-static LENDER_WAKES: AtomicUsize = AtomicUsize::new(0);
+static LENDER_PARKS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static LENDER_WAKES: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
-impl gil_core::Park for CountPark {
+impl<const N: usize> gil_core::Park for CountPark<N> {
     type Parker = ();
     type Unparker = ();
 
@@ -140,7 +141,7 @@ impl gil_core::Park for CountPark {
     fn unpark(_: ()) {}
 
     fn park_word(word: &gil_core::AtomicU32, value: u32) {
-        LENDER_PARKS.fetch_add(1, Ordering::SeqCst);
+        LENDER_PARKS[N].fetch_add(1, Ordering::SeqCst);
         // Polls instead of a futex: a sleep the give-back was not told of ends anyway, and
         // shows in the count of wake-ups instead of hanging the test.
         while word.load(Ordering::SeqCst) == value {
@@ -149,49 +150,108 @@ impl gil_core::Park for CountPark {
     }
 
     fn unpark_word(_: &gil_core::AtomicU32) {
-        LENDER_WAKES.fetch_add(1, Ordering::SeqCst);
+        LENDER_WAKES[N].fetch_add(1, Ordering::SeqCst);
     }
+}
+
+/// Waits until `done`, failing after ten seconds.
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "gave up waiting for: {what}"
+        );
+        thread::yield_now();
+    }
+}
+
+/// Lends `gil`, held by the caller, to `borrower` (which asks, holds and gives back) once an
+/// ask stands; `then` runs between the grant and the wait for the loan to come back.
+fn lend<const N: usize>(
+    gil: &'static RawGil<CountPark<N>>,
+    borrower: impl FnOnce() + Send,
+    then: impl FnOnce(),
+) {
+    thread::scope(|s| {
+        s.spawn(borrower);
+        until("an ask", || {
+            gil.breaker().pending() & gil_core::Breaker::LOAN_ASKED != 0
+        });
+        // SAFETY: the caller owns the lock.
+        assert!(unsafe { gil.lend_asked() }, "the ask stood");
+        then();
+        // SAFETY: lent just above.
+        unsafe { gil.wait_loan_back() };
+    });
 }
 
 /// A lender waiting for its loan to come back marks itself asleep and sleeps on the breaker
 /// word once, for as long as the loan is out; the give-back sees the mark and wakes it.
 #[test]
 fn a_lender_sleeps_once_for_its_loan_and_is_woken() {
-    static GIL: RawGil<CountPark> = RawGil::new();
-    static LENT: AtomicBool = AtomicBool::new(false);
+    static GIL: RawGil<CountPark<0>> = RawGil::new();
     GIL.lock().unwrap();
-    thread::scope(|s| {
-        s.spawn(|| {
-            while !GIL.ask_loan() {
-                thread::yield_now();
-            }
-            while GIL.loan() == gil_core::Loan::Asked {
-                thread::yield_now();
-            }
-            assert_eq!(GIL.loan(), gil_core::Loan::Lent);
-            LENT.store(true, Ordering::SeqCst);
-            // Held on loan far longer than a lender takes to go to sleep.
-            thread::sleep(std::time::Duration::from_millis(100));
-            // SAFETY: this thread holds the lock on the loan it asked for.
-            unsafe { GIL.give_back() };
-        });
-        while GIL.breaker().pending() & gil_core::Breaker::LOAN_ASKED == 0 {
-            thread::yield_now();
-        }
-        // SAFETY: this thread owns the lock.
-        assert!(unsafe { GIL.lend_asked() }, "the ask stood");
-        // SAFETY: lent just above.
-        unsafe { GIL.wait_loan_back() };
-    });
-    assert!(LENT.load(Ordering::SeqCst));
+    let borrower = || {
+        until("a grant", || GIL.ask_loan());
+        until("a grant", || GIL.loan() != gil_core::Loan::Asked);
+        assert_eq!(GIL.loan(), gil_core::Loan::Lent);
+        // Held on loan far longer than a lender takes to go to sleep.
+        thread::sleep(std::time::Duration::from_millis(100));
+        // SAFETY: this thread holds the lock on the loan it asked for.
+        unsafe { GIL.give_back() };
+    };
+    lend(&GIL, borrower, || {});
     assert_eq!(
-        LENDER_PARKS.load(Ordering::SeqCst),
+        LENDER_PARKS[0].load(Ordering::SeqCst),
         1,
         "the lender's sleeps"
     );
     assert_eq!(
-        LENDER_WAKES.load(Ordering::SeqCst),
+        LENDER_WAKES[0].load(Ordering::SeqCst),
         1,
+        "the give-back's wake-ups"
+    );
+    // SAFETY: the loan is back; this thread owns the lock.
+    unsafe { GIL.unlock() };
+}
+
+/// A loan given back before its lender waits for it costs no sleep and no wake-up. The
+/// borrower asks with `borrow_with`, which stays awake as its policy says until the grant,
+/// and holds the lock on loan.
+#[test]
+fn a_loan_back_before_the_lender_waits_wakes_nobody() {
+    static GIL: RawGil<CountPark<1>> = RawGil::new();
+    static BACK: AtomicBool = AtomicBool::new(false);
+    /// Stays awake until the ask is answered.
+    struct Awake;
+    impl gil_core::WaitPolicy<CountPark<1>> for Awake {
+        fn spin(&mut self) -> bool {
+            thread::yield_now();
+            true
+        }
+    }
+    GIL.lock().unwrap();
+    let borrower = || {
+        assert!(
+            GIL.borrow_with(&mut Awake),
+            "not lent, though the holder lent"
+        );
+        // SAFETY: this thread holds the lock on the loan it asked for.
+        unsafe { GIL.give_back() };
+        BACK.store(true, Ordering::SeqCst);
+    };
+    lend(&GIL, borrower, || {
+        until("the loan back", || BACK.load(Ordering::SeqCst))
+    });
+    assert_eq!(
+        LENDER_PARKS[1].load(Ordering::SeqCst),
+        0,
+        "the lender's sleeps"
+    );
+    assert_eq!(
+        LENDER_WAKES[1].load(Ordering::SeqCst),
+        0,
         "the give-back's wake-ups"
     );
     // SAFETY: the loan is back; this thread owns the lock.
