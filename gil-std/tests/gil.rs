@@ -15,8 +15,6 @@ mod common;
 use common::thread_cpu_time;
 use common::wait_until;
 
-/// Waits until `cond` holds, failing the test after a deadline far beyond any scheduling delay.
-
 #[test]
 fn mutual_exclusion_under_stress() {
     static GIL: Gil = Gil::new();
@@ -285,4 +283,26 @@ fn a_waiter_sleeps_instead_of_spinning() {
             "a waiter used {cpu:?} of CPU time over a {waited:?} wait"
         );
     });
+}
+
+/// Each guard names the lock it holds, and says what it is in `Debug`.
+#[test]
+fn guards_name_their_lock_and_show_in_debug() {
+    let gil = Gil::new();
+    let other = Gil::new();
+    let outer = gil.ensure();
+    assert!(std::ptr::eq(outer.gil(), &gil));
+    assert_eq!(format!("{outer:?}"), "EnsureGuard { nested: false }");
+    let inner = gil.ensure();
+    assert!(std::ptr::eq(inner.gil(), &gil) && !std::ptr::eq(inner.gil(), &other));
+    assert_eq!(format!("{inner:?}"), "EnsureGuard { nested: true }");
+    drop(inner);
+    drop(outer);
+    let guard = gil.acquire();
+    assert!(std::ptr::eq(guard.gil(), &gil));
+    assert_eq!(format!("{guard:?}"), "GilGuard { .. }");
+    let unlocked = guard.unlock();
+    assert!(std::ptr::eq(unlocked.gil(), &gil));
+    assert_eq!(format!("{unlocked:?}"), "Unlocked { .. }");
+    drop(unlocked.relock());
 }

@@ -118,3 +118,27 @@ fn a_panicking_hook_is_removed_and_the_lock_goes_on() {
     drop(guard);
     assert!(gil.try_acquire().is_some(), "the lock is free and usable");
 }
+
+/// A blocking region in RAII form that is dropped instead of relocked ends the hold for good,
+/// and the region with it: its thread's events close with `BlockingLeft`.
+#[test]
+fn an_unlocked_region_dropped_ends_in_order() {
+    let gil = Gil::new();
+    let recorder = Recorder::start(&gil);
+    thread::scope(|s| {
+        thread::Builder::new()
+            .name("region".into())
+            .spawn_scoped(s, || {
+                let _registered = gil.register_thread();
+                let unlocked = gil.acquire().unlock();
+                drop(unlocked);
+            })
+            .unwrap();
+    });
+    let trace = recorder.stop();
+    let t = trace.threads.iter().find(|t| t.name == "region").unwrap();
+    let events: Vec<Event> = t.events.iter().map(|&(_, e)| e).collect();
+    check_sequence(&t.name, &events);
+    assert!(events.contains(&Event::BlockingLeft), "{events:?}");
+    assert!(gil.try_acquire().is_some(), "let go for good");
+}
