@@ -497,11 +497,14 @@ mod tests {
         thread::scope(|s| {
             let mut g = gil.acquire();
             spawn_waiter(s, &gil, &waiter_in);
+            let before = crate::ThreadStats::current();
             let give_up = give_up();
             while !waiter_in.load(SeqCst) {
                 g.checkpoint().unwrap();
                 assert!(Instant::now() < give_up, "the holder never ended its slice");
             }
+            let mine = crate::ThreadStats::current() - before;
+            assert_eq!(mine.forced_drops, 1, "the thread's count");
         });
         assert_eq!(gil.stats().forced_drops, 1);
     }

@@ -12,6 +12,16 @@ use gil_std::{Gil, ThreadStats};
 mod common;
 use common::wait_until;
 
+/// A blocking region of `g`'s that lasts until the thread queued behind it has taken the lock
+/// it was offered, and 5 ms more: it earns credit, and this thread comes back to a taken lock.
+/// (A region that ended before the waiter claimed would keep its turn and earn nothing.)
+fn earn_credit(gil: &Gil, g: &mut gil_std::GilGuard<'_>) {
+    g.allow_threads(|| {
+        wait_until("the waiter took the offer", || !gil.has_waiters());
+        thread::sleep(Duration::from_millis(5));
+    });
+}
+
 /// A thread `t` holds first, blocks 5 ms (earning credit) while `h` takes the lock and only
 /// checkpoints; `t` must get the lock back from `h` by a loan, long before any interval.
 #[test]
@@ -32,7 +42,7 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
             assert!(gil.is_held_by_current_thread(), "the lender holds again");
         });
         wait_until("the holder queued", || gil.has_waiters());
-        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        earn_credit(&gil, &mut g);
         // Back with the lock while the holder is still in its loop: it was lent. On loan, this
         // thread is the holder as far as the API can tell (the owner token stays the
         // lender's meanwhile): `ensure` nests instead of waiting for itself.
@@ -66,7 +76,7 @@ fn a_lender_that_sleeps_for_its_loan_counts_the_wait() {
             (ThreadStats::current() - before).contended
         });
         wait_until("the lender queued", || gil.has_waiters());
-        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        earn_credit(&gil, &mut g);
         back.store(true, SeqCst); // holding on loan: the lender is in its checkpoint
         // Far longer than the lender stays awake.
         thread::sleep(Duration::from_millis(20));
@@ -110,7 +120,7 @@ fn a_lender_sleeps_while_its_loan_is_out() {
             longest
         });
         wait_until("the lender queued", || gil.has_waiters());
-        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        earn_credit(&gil, &mut g);
         back.store(true, SeqCst); // holding on loan: the lender is in its checkpoint
         thread::sleep(Duration::from_millis(300));
         drop(g);
@@ -204,7 +214,7 @@ fn never_ending_loan(asked: bool) {
             lender_back.store(true, SeqCst);
         });
         wait_until("the lender queued", || gil.has_waiters());
-        g.allow_threads(|| thread::sleep(Duration::from_millis(5)));
+        earn_credit(&gil, &mut g);
         lent.store(true, SeqCst); // holding again, out of turn: the lender is in its checkpoint
         wait_until("the lender got the lock back", || {
             g.checkpoint().unwrap();

@@ -96,7 +96,9 @@ impl Gil {
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
         self.refuse_in_hook();
         if pending == SLICE_TIMER {
-            if !self.timer.slice_over() {
+            // Over, and a thread in line to hand the lock to: a waiter is counted in by the
+            // clock before it queues, and until it is queued there is nobody to hand over to.
+            if !self.timer.slice_over() || !self.raw.has_waiters() {
                 return Ok(());
             }
             self.request_drop();
