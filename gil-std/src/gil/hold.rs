@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Away, Back, Handover, Return, Step, WaitPolicy, Waited};
+use gil_core::{Away, Back, Handover, Loan, Return, Step, WaitPolicy, Waited};
 
 use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
@@ -96,9 +96,11 @@ impl Gil {
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
         self.refuse_in_hook();
         if pending == SLICE_TIMER {
-            // Over, and a thread in line to hand the lock to: a waiter is counted in by the
-            // clock before it queues, and until it is queued there is nobody to hand over to.
-            if !self.timer.slice_over() || !self.raw.has_waiters() {
+            // Over, and somebody to hand the lock to: a thread in line, or the lender of the
+            // loan this thread holds. (A waiter is counted in by the clock before it queues;
+            // until it is queued, a request would find nobody to hand over to.)
+            let wanted = self.raw.has_waiters() || self.raw.loan() == Loan::Lent;
+            if !wanted || !self.timer.slice_over() {
                 return Ok(());
             }
             self.request_drop();
