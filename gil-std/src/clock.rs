@@ -507,6 +507,7 @@ mod tests {
             assert_eq!(mine.forced_drops, 1, "the thread's count");
         });
         assert_eq!(gil.stats().forced_drops, 1);
+        assert_eq!(gil.stats().clock_requests, 0, "the clock was silent");
     }
 
     /// While threads wait, the holder looks at the clock at its `LOOK_EVERY`th checkpoint

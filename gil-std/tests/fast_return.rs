@@ -23,11 +23,11 @@ fn earn_credit(gil: &Gil, g: &mut gil_std::GilGuard<'_>) {
 }
 
 /// A thread `t` holds first, blocks 5 ms (earning credit) while `h` takes the lock and only
-/// checkpoints; `t` must get the lock back from `h` by a loan, long before any interval.
+/// checkpoints; `t` must get the lock back from `h` by a loan, long before any interval. The
+/// fast return is left as a new lock has it: on.
 #[test]
 fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
     let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
-    gil.set_fast_return(true);
     let back = AtomicBool::new(false);
     let released = AtomicBool::new(false);
     thread::scope(|s| {
@@ -55,6 +55,33 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
     });
     // (Counted by the lender once its loan is out, so read it after the lender is done.)
     assert_eq!(gil.stats().lends, 1);
+}
+
+/// With the fast return off, the same thread comes back in line: the busy holder's checkpoints
+/// do not lend to it, and it gets the lock when the holder yields.
+#[test]
+fn with_the_fast_return_off_a_thread_back_from_blocking_waits_its_turn() {
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    gil.set_fast_return(false);
+    let back = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = gil.acquire();
+        let holder = s.spawn(|| {
+            let mut h = gil.acquire(); // queued behind `g`
+            wait_until("the other thread queued to come back", || {
+                h.checkpoint().unwrap(); // would lend here, with the fast return on
+                gil.has_waiters() || back.load(SeqCst)
+            });
+            assert!(!back.load(SeqCst), "lent with the fast return off");
+            assert!(h.yield_now(), "the other thread waits in line");
+        });
+        wait_until("the holder queued", || gil.has_waiters());
+        earn_credit(&gil, &mut g);
+        back.store(true, SeqCst);
+        drop(g);
+        holder.join().unwrap();
+    });
+    assert_eq!(gil.stats().lends, 0);
 }
 
 /// A lender whose loan outlasts its stay awake sleeps for it, and that wait counts as one of

@@ -285,6 +285,47 @@ fn a_waiter_sleeps_instead_of_spinning() {
     });
 }
 
+/// The same for a waiter with a deadline, which sleeps with a timeout of its own (Linux) or
+/// until the clock wakes it at the deadline: over a 300 ms timed wait that times out, a tiny
+/// fraction of it in CPU time.
+#[test]
+#[cfg(target_os = "linux")]
+#[cfg_attr(miri, ignore = "reads /proc, which Miri's isolation forbids")]
+fn a_timed_waiter_sleeps_instead_of_spinning() {
+    let gil = Gil::new();
+    let _held = gil.acquire();
+    thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let before = thread_cpu_time();
+            let start = Instant::now();
+            let outcome = gil.try_acquire_for(Duration::from_millis(300)).map(drop);
+            (outcome, thread_cpu_time() - before, start.elapsed())
+        });
+        let (outcome, cpu, waited) = waiter.join().unwrap();
+        assert_eq!(outcome, Err(AcquireError::Timeout));
+        assert!(
+            cpu < waited / 10,
+            "a timed waiter used {cpu:?} of CPU time over a {waited:?} wait"
+        );
+    });
+}
+
+/// The errors say what happened; the lock's `Debug` shows its state and figures.
+#[test]
+fn errors_and_the_lock_describe_themselves() {
+    assert_eq!(
+        AcquireError::Timeout.to_string(),
+        "timed out waiting for the GIL"
+    );
+    assert_eq!(AcquireError::Closed.to_string(), "the GIL is closed");
+    let gil = Gil::new();
+    let shown = format!("{gil:?}");
+    assert!(
+        shown.starts_with("Gil { raw: ") && shown.contains("stats: Stats {"),
+        "{shown}"
+    );
+}
+
 /// Each guard names the lock it holds, and says what it is in `Debug`.
 #[test]
 fn guards_name_their_lock_and_show_in_debug() {

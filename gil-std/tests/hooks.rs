@@ -142,3 +142,15 @@ fn an_unlocked_region_dropped_ends_in_order() {
     assert!(events.contains(&Event::BlockingLeft), "{events:?}");
     assert!(gil.try_acquire().is_some(), "let go for good");
 }
+
+/// Hold timing off, holds are not timed, whatever else the lock watches (here an event hook).
+#[test]
+fn holds_are_not_timed_with_timing_off() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    gil.set_event_hook(Some(&|_, _| {}));
+    let g = gil.acquire();
+    thread::sleep(std::time::Duration::from_millis(2));
+    drop(g);
+    gil.set_event_hook(None);
+    assert_eq!(gil.stats().hold_time, std::time::Duration::ZERO);
+}

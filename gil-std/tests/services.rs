@@ -79,6 +79,35 @@ fn the_next_thread_to_acquire_runs_calls_queued_while_nobody_held() {
     assert_eq!(ran.load(SeqCst), 1, "exactly once");
 }
 
+/// A thread that takes the lock while unwinding (in a destructor) does not run the calls
+/// queued meanwhile: one that panicked there would abort the process. The next acquire runs
+/// them.
+#[test]
+fn an_acquire_while_unwinding_leaves_the_pending_calls_for_later() {
+    static RAN: AtomicBool = AtomicBool::new(false);
+    struct AcquireOnDrop<'a>(&'a Gil, &'a AtomicBool);
+    impl Drop for AcquireOnDrop<'_> {
+        fn drop(&mut self) {
+            let _g = self.0.acquire();
+            self.1.store(RAN.load(SeqCst), SeqCst);
+        }
+    }
+    let gil = Gil::new();
+    gil.add_pending_call(|_| RAN.store(true, SeqCst)).unwrap();
+    let ran_while_unwinding = AtomicBool::new(false);
+    let unwound = catch_unwind(AssertUnwindSafe(|| {
+        let _d = AcquireOnDrop(&gil, &ran_while_unwinding);
+        panic!("unwinding");
+    }));
+    assert!(unwound.is_err());
+    assert!(
+        !ran_while_unwinding.load(SeqCst),
+        "a call ran while unwinding"
+    );
+    drop(gil.acquire());
+    assert!(RAN.load(SeqCst), "the next acquire ran it");
+}
+
 #[test]
 fn a_full_queue_hands_the_call_back_and_close_hands_back_the_rest_in_order() {
     let gil = Gil::new();

@@ -333,6 +333,27 @@ fn a_hook_cannot_take_the_lock_it_reports_on() {
 }
 
 #[test]
+fn a_hook_cannot_take_its_lock_even_when_free() {
+    // A thread's start is reported without the lock: a guard taken there would be taken
+    // inside the hook all the same, which is refused, and the lock is left free.
+    let gil = leaked_gil();
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+    gil.set_event_hook(Some(&|gil, event| {
+        if event == Event::ThreadStarted {
+            let took = catch_unwind(AssertUnwindSafe(|| drop(gil.try_acquire())));
+            REFUSED.store(took.is_err(), SeqCst);
+        }
+    }));
+    within(20, "a hook that takes a free lock", move || {
+        drop(gil.register_thread());
+    })
+    .unwrap();
+    gil.set_event_hook(None);
+    assert!(REFUSED.load(SeqCst), "the hook's try_acquire was refused");
+    assert!(free_for_others(gil));
+}
+
+#[test]
 fn a_hook_cannot_drop_a_guard_set_aside_during_a_hand_over() {
     // A nested guard kept in a thread-local, dropped by the hook while its thread hands the
     // lock over: it would release the next holder's hold.
