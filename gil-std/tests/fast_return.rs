@@ -57,50 +57,6 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
     assert_eq!(gil.stats().lends, 1);
 }
 
-/// A thread back from blocking that borrows the lock reports it as any waiter does: after
-/// `BlockingLeft`, `Wants` (its ask), then `Got` (the loan).
-#[test]
-fn a_loan_is_reported_as_a_wait_and_a_hold() {
-    use std::cell::RefCell;
-
-    use gil_std::Event;
-
-    thread_local! {
-        static SEEN: RefCell<Vec<Event>> = const { RefCell::new(Vec::new()) };
-    }
-    // Leaked: a hook may run on the lock's threads until they are done with it.
-    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(
-        Gil::MAX_SWITCH_INTERVAL,
-    )));
-    gil.set_event_hook(Some(&|_, event| {
-        SEEN.with(|s| s.borrow_mut().push(event));
-    }));
-    let back = AtomicBool::new(false);
-    thread::scope(|s| {
-        let mut g = gil.acquire();
-        let holder = s.spawn(|| {
-            let mut h = gil.acquire(); // queued behind `g`
-            wait_until("the other thread came back", || {
-                h.checkpoint().unwrap(); // lends here
-                back.load(SeqCst)
-            });
-        });
-        wait_until("the holder queued", || gil.has_waiters());
-        earn_credit(gil, &mut g);
-        back.store(true, SeqCst);
-        let seen = SEEN.with(RefCell::take);
-        let left = seen
-            .iter()
-            .rposition(|&e| e == Event::BlockingLeft)
-            .expect("the region was reported");
-        assert_eq!(seen[left + 1..], [Event::Wants, Event::Got], "{seen:?}");
-        drop(g);
-        holder.join().unwrap();
-    });
-    gil.set_event_hook(None);
-    assert_eq!(gil.stats().lends, 1);
-}
-
 /// With the fast return off, the same thread comes back in line: the busy holder's checkpoints
 /// do not lend to it, and it gets the lock when the holder yields.
 #[test]
