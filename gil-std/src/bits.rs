@@ -5,7 +5,7 @@
 //!
 //! | bit | name | owner: set by | cleared by | meaning |
 //! |---|---|---|---|---|
-//! //! | 5 | [`CALLS`] | pending calls: `add_pending_call`, under the queue's mutex | the runner that finds the queue empty, under that mutex | calls are queued |
+//! | 5 | [`CALLS`] | pending calls: `add_pending_call`, under the queue's mutex | the runner that finds the queue empty, under that mutex | calls are queued |
 //! | 6 | [`INTERRUPT`] | interrupts: `InterruptHandle::interrupt` (and the interrupted thread again when it takes the lock) | the holder's checkpoint | some thread was interrupted |
 //! | 7 | [`SLICE_TIMER`] | the clock, listing the lock under its mutex | the clock, unlisting it | threads wait in line: the holder times its own slice |
 //!
