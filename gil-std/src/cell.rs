@@ -59,13 +59,16 @@ impl<'g, T: ?Sized> GilCell<'g, T> {
     ///
     /// # Panics
     ///
-    /// If `guard` holds a different [`Gil`] from the one this cell belongs to.
+    /// If `guard` holds a different [`Gil`] from the one this cell belongs to, or if its thread
+    /// does not hold the lock: a guard kept outside a region of
+    /// [`EnsureGuard::allow_threads`](crate::EnsureGuard::allow_threads) while it runs.
     #[inline]
     pub fn get<'a>(&'a self, guard: &'a impl Holds) -> &'a T {
         assert!(
             std::ptr::eq(guard.held(), self.gil),
             "gil: GilCell::get with a guard of a different Gil than the cell's"
         );
+        self.gil.refuse_suspended();
         // SAFETY: the guard proves this thread holds `self.gil`; only shared references are
         // handed out, and they cannot outlive the guard's borrow (see the `Sync` impl).
         unsafe { &*self.value.get() }

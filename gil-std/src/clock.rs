@@ -510,6 +510,46 @@ mod tests {
         assert_eq!(gil.stats().clock_requests, 0, "the clock was silent");
     }
 
+    /// Nested `ensure` guards made anew for every checkpoint (as a callback makes them) count
+    /// towards the look at the clock per hold: the holder still ends its slice.
+    #[test]
+    fn checkpoints_of_fresh_ensure_guards_end_the_slice() {
+        let gil = Gil::with_switch_interval(Duration::from_millis(1));
+        gil.timer.quiet.store(true, SeqCst);
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let _outer = gil.acquire();
+            spawn_waiter(s, &gil, &waiter_in);
+            let give_up = give_up();
+            while !waiter_in.load(SeqCst) {
+                gil.ensure().checkpoint().unwrap();
+                assert!(Instant::now() < give_up, "the holder never ended its slice");
+            }
+        });
+        assert_eq!(gil.stats().forced_drops, 1);
+    }
+
+    /// A holder that only asks `wants_checkpoint`, and checkpoints when told to, ends its
+    /// slice: the asking looks at the clock, and asks for the drop itself.
+    #[test]
+    fn a_holder_that_asks_wants_checkpoint_ends_its_slice() {
+        let gil = Gil::with_switch_interval(Duration::from_millis(1));
+        gil.timer.quiet.store(true, SeqCst);
+        let waiter_in = AtomicBool::new(false);
+        thread::scope(|s| {
+            let mut g = gil.acquire();
+            spawn_waiter(s, &gil, &waiter_in);
+            let give_up = give_up();
+            while !waiter_in.load(SeqCst) {
+                if gil.wants_checkpoint() {
+                    g.checkpoint().unwrap();
+                }
+                assert!(Instant::now() < give_up, "the holder never ended its slice");
+            }
+        });
+        assert_eq!(gil.stats().forced_drops, 1);
+    }
+
     /// While threads wait, the holder looks at the clock at its `LOOK_EVERY`th checkpoint
     /// only: a slice already over ends there, not at a checkpoint before.
     #[test]

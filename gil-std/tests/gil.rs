@@ -310,6 +310,54 @@ fn a_timed_waiter_sleeps_instead_of_spinning() {
     });
 }
 
+/// A nested guard's region releases the lock while a frame further up holds a guard of the
+/// same hold: another thread takes it meanwhile, and the outer guard is valid again after.
+#[test]
+fn a_nested_guard_lets_go_around_blocking_work() {
+    static GIL: Gil = Gil::new();
+    static COUNT: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+    let outer = GIL.acquire();
+    COUNT.get(&outer).set(1);
+    {
+        let mut inner = GIL.ensure();
+        assert!(inner.is_nested());
+        inner.allow_threads(|| {
+            assert!(!GIL.is_held_by_current_thread());
+            thread::scope(|s| {
+                s.spawn(|| {
+                    let g = GIL.acquire();
+                    COUNT.get(&g).set(COUNT.get(&g).get() + 1);
+                });
+            });
+        });
+        assert!(GIL.is_held_by_current_thread());
+        COUNT.get(&inner).set(COUNT.get(&inner).get() + 1);
+    }
+    assert_eq!(COUNT.get(&outer).get(), 3);
+    drop(outer);
+    assert!(
+        !GIL.is_held_by_current_thread(),
+        "the hold ended with its last guard"
+    );
+    assert!(GIL.try_acquire().is_some());
+}
+
+/// `wants_checkpoint` says when the next checkpoint has something to do.
+#[test]
+fn wants_checkpoint_says_when_a_checkpoint_has_work() {
+    let gil = Gil::new();
+    let mut g = gil.acquire();
+    assert!(!gil.wants_checkpoint());
+    gil.request_drop();
+    assert!(gil.wants_checkpoint(), "a drop request");
+    g.checkpoint().unwrap(); // nobody waits: cleared
+    assert!(!gil.wants_checkpoint());
+    gil.interrupt_handle().interrupt();
+    assert!(gil.wants_checkpoint(), "an interrupt");
+    assert!(g.checkpoint().is_err());
+    assert!(!gil.wants_checkpoint());
+}
+
 /// The errors say what happened; the lock's `Debug` shows its state and figures.
 #[test]
 fn errors_and_the_lock_describe_themselves() {

@@ -45,6 +45,40 @@ fn blocking_region_round_trip() {
     });
 }
 
+/// A nested guard's region (`EnsureGuard::allow_threads`) lets the lock go while an outer
+/// guard of the same hold lives, and takes it back: one thread at a time, every section once,
+/// and the hold goes on with both guards after, ending with the outer one.
+#[test]
+fn a_nested_region_suspends_the_hold_and_resumes_it() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let other = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let _g = gil.acquire();
+                data.bump();
+            })
+        };
+        let outer = gil.acquire();
+        data.bump();
+        {
+            let mut inner = gil.ensure();
+            inner.allow_threads(|| ());
+            data.bump();
+        }
+        assert!(gil.is_held_by_current_thread(), "the outer guard holds on");
+        data.bump();
+        drop(outer);
+        other.join().unwrap();
+        assert_eq!(data.bump(), 5, "every critical section ran once, in order");
+        assert!(
+            gil.try_acquire().is_some(),
+            "the hold ended with its last guard"
+        );
+    });
+}
+
 /// A thread back from a blocking region while another holds the lock asks for a loan, and the
 /// holder's checkpoint lends it and waits (asleep, in the model) for it back; or the region is
 /// reclaimed, or the holder checkpoints before the ask and the thread waits in line. Every

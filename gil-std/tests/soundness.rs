@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, RefUnwindSafe, UnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-use std::sync::mpsc;
+use std::sync::{Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -351,6 +351,55 @@ fn a_hook_cannot_take_its_lock_even_when_free() {
     gil.set_event_hook(None);
     assert!(REFUSED.load(SeqCst), "the hook's try_acquire was refused");
     assert!(free_for_others(gil));
+}
+
+thread_local! {
+    /// A guard of the tests below, kept where a nested region's closure can reach it.
+    static OUTER: std::cell::RefCell<Option<gil_std::GilGuard<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn a_guard_kept_in_a_thread_local_proves_nothing_in_a_nested_region() {
+    // The closure of `EnsureGuard::allow_threads` is `Send`, so it captures neither guards
+    // nor references to what a cell holds; a guard it finds in a thread-local must be refused,
+    // since another thread holds the lock meanwhile.
+    static GIL: Gil = Gil::new();
+    static COUNT: GilCell<Cell<u64>> = GilCell::new(&GIL, Cell::new(0));
+    let outcome = within(
+        20,
+        "a nested region that reads through a kept guard",
+        || {
+            OUTER.with(|o| *o.borrow_mut() = Some(GIL.acquire()));
+            let mut inner = GIL.ensure();
+            let refused = inner.allow_threads(|| {
+                let (held, done) = (Barrier::new(2), Barrier::new(2));
+                thread::scope(|s| {
+                    s.spawn(|| {
+                        let g = GIL.acquire();
+                        held.wait();
+                        done.wait();
+                        COUNT.get(&g).set(COUNT.get(&g).get() + 1);
+                    });
+                    held.wait(); // the other thread holds the lock
+                    let read = catch_unwind(|| {
+                        OUTER.with(|o| COUNT.get(o.borrow().as_ref().unwrap()).get())
+                    });
+                    let dropped = catch_unwind(|| drop(OUTER.with(|o| o.borrow_mut().take())));
+                    let still_held = GIL.try_acquire().is_none();
+                    done.wait();
+                    (read.is_err(), dropped.is_err(), still_held)
+                })
+            });
+            drop(inner);
+            refused
+        },
+    );
+    assert_eq!(
+        outcome,
+        Ok((true, true, true)),
+        "(read refused, drop refused, the other hold untouched)"
+    );
 }
 
 #[test]

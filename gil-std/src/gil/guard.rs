@@ -330,6 +330,8 @@ impl fmt::Debug for Unlocked<'_> {
 struct TakeBack<'a> {
     gil: &'a Gil,
     away: Away,
+    /// For a suspended hold (`Gil::suspend`), its guards set aside, for `Gil::resume`.
+    suspended: Option<u32>,
 }
 
 impl<'a> TakeBack<'a> {
@@ -337,6 +339,23 @@ impl<'a> TakeBack<'a> {
         Self {
             gil,
             away: gil.let_go(),
+            suspended: None,
+        }
+    }
+
+    fn suspend(gil: &'a Gil) -> Self {
+        let (away, guards) = gil.suspend();
+        Self {
+            gil,
+            away,
+            suspended: Some(guards),
+        }
+    }
+
+    /// The lock is taken back: a suspended hold resumes.
+    fn back(&self) {
+        if let Some(guards) = self.suspended {
+            self.gil.resume(guards);
         }
     }
 
@@ -349,9 +368,11 @@ impl<'a> TakeBack<'a> {
         if this.gil.holds_here() {
             crate::credit::forget_region();
             this.gil.join_hold();
+            this.back();
             region_ended_held_panic();
         }
         this.gil.take_back(this.away);
+        this.back();
     }
 }
 
@@ -362,9 +383,10 @@ impl Drop for TakeBack<'_> {
         if self.gil.holds_here() {
             crate::credit::forget_region();
             self.gil.join_hold();
-            return;
+        } else {
+            self.gil.take_back(self.away);
         }
-        self.gil.take_back(self.away);
+        self.back();
     }
 }
 
@@ -391,12 +413,12 @@ fn region_ended_held_panic() -> ! {
 /// What [`Gil::ensure`] returns: either a guard of its own (this thread did not hold the lock)
 /// or a nested one (it did, further up the stack).
 ///
-/// Both run [`checkpoint`](EnsureGuard::checkpoint)s and reach [`GilCell`](crate::GilCell)s,
-/// and both keep the hold: it ends when the thread's last guard of it is dropped. Only an
-/// acquiring one can open a blocking region, through [`guard_mut`](EnsureGuard::guard_mut),
-/// and only while no nested guard lives (the region panics otherwise): a frame further up may
-/// still be using data it borrowed under the lock, and it must not run concurrently with
-/// another holder.
+/// Both run [`checkpoint`](EnsureGuard::checkpoint)s, reach [`GilCell`](crate::GilCell)s and
+/// open blocking regions with [`allow_threads`](EnsureGuard::allow_threads), whose closure must
+/// be `Send` (a frame further up may still be using data it borrowed under the lock); and both
+/// keep the hold: it ends when the thread's last guard of it is dropped. An acquiring one
+/// also lends its [`GilGuard`] ([`guard_mut`](EnsureGuard::guard_mut)), whose regions take any
+/// closure but refuse to open while a nested guard lives.
 ///
 /// ```
 /// use gil_std::Gil;
@@ -421,8 +443,6 @@ fn region_ended_held_panic() -> ! {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct EnsureGuard<'a> {
     gil: &'a Gil,
-    /// As [`GilGuard`]'s.
-    ticks: u32,
     acquired: Option<GilGuard<'a>>,
     _not_send_or_sync: PhantomData<*const ()>,
 }
@@ -431,7 +451,6 @@ impl<'a> EnsureGuard<'a> {
     pub(crate) fn nested(gil: &'a Gil) -> Self {
         Self {
             gil,
-            ticks: 0,
             acquired: None,
             _not_send_or_sync: PhantomData,
         }
@@ -440,7 +459,6 @@ impl<'a> EnsureGuard<'a> {
     pub(crate) fn acquired(guard: GilGuard<'a>) -> Self {
         Self {
             gil: guard.gil,
-            ticks: 0,
             acquired: Some(guard),
             _not_send_or_sync: PhantomData,
         }
@@ -459,12 +477,73 @@ impl<'a> EnsureGuard<'a> {
     /// As [`GilGuard::checkpoint`]. In a nested guard, the thread may hand the lock on while
     /// outer frames are suspended; they see the lock held again when they resume.
     ///
+    /// While threads wait in line, the checkpoints are counted towards the look at the clock
+    /// per hold, not per guard: a guard made anew in every callback times the slice as a
+    /// guard kept for the whole hold does.
+    ///
     /// # Errors
     ///
     /// [`Interrupted`], as for [`GilGuard::checkpoint`].
     #[inline]
     pub fn checkpoint(&mut self) -> Result<(), Interrupted> {
-        self.gil.checkpoint_held(&mut self.ticks)
+        self.gil.checkpoint_counted()
+    }
+
+    /// Runs `f` without the lock, as [`GilGuard::allow_threads`] does, and takes the lock
+    /// back before returning — also from a nested guard, while frames further up hold guards
+    /// of the same hold (a host function of a script that a loop holding the lock runs).
+    ///
+    /// Those frames may keep data borrowed under the lock, which other threads change while
+    /// `f` runs. So `f` must be `Send`: it cannot capture a reference to what a
+    /// [`GilCell`](crate::GilCell) holds (a `&Cell` or `&RefCell` is not `Send`), nor a guard.
+    /// A guard it reaches some other way (one kept in a thread-local) proves nothing while the
+    /// region runs: using it panics, in [`GilCell::get`](crate::GilCell::get), a checkpoint,
+    /// a region or its drop. The outer frames' guards are valid again when `allow_threads`
+    /// returns.
+    ///
+    /// # Panics
+    ///
+    /// As [`GilGuard::allow_threads`] when `f` returns holding the lock again; and, as above,
+    /// when `f` uses a guard of this hold.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static CALLS: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+    ///
+    /// // A host function: it may be called with the lock held further up, or not.
+    /// fn sleep_ms(ms: u64) {
+    ///     let mut g = GIL.ensure();
+    ///     CALLS.get(&g).set(CALLS.get(&g).get() + 1);
+    ///     g.allow_threads(|| std::thread::sleep(std::time::Duration::from_millis(ms)));
+    /// }
+    ///
+    /// let outer = GIL.acquire();
+    /// sleep_ms(1); // nested: the lock is released around the sleep all the same
+    /// assert_eq!(CALLS.get(&outer).get(), 1);
+    /// ```
+    ///
+    /// What a cell holds cannot be reached inside the region:
+    ///
+    /// ```compile_fail,E0277
+    /// use std::cell::Cell;
+    /// use gil_std::{Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static COUNT: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+    ///
+    /// let outer = GIL.acquire();
+    /// let count: &Cell<u32> = COUNT.get(&outer);
+    /// let mut inner = GIL.ensure();
+    /// inner.allow_threads(|| count.set(1)); // error: `Cell<u32>` cannot be shared
+    /// ```
+    pub fn allow_threads<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
+        let region = TakeBack::suspend(self.gil);
+        let result = f();
+        region.end();
+        result
     }
 
     /// The guard that `ensure` acquired, for blocking regions; `None` when nested.

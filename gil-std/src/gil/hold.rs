@@ -7,7 +7,7 @@ use std::time::Instant;
 use gil_core::{Away, Back, Handover, Loan, Return, Step, WaitPolicy, Waited};
 
 use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
-use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
+use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER, WATCH_SUSPENDED};
 use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, take_own};
@@ -31,8 +31,51 @@ impl Gil {
     /// If this thread has other guards of the lock (`refuse_region`), or inside this lock's
     /// hook (`refuse_in_hook`).
     pub(super) fn let_go(&self) -> Away {
+        self.refuse_stale();
         self.refuse_region();
-        self.refuse_in_hook();
+        self.let_go_now()
+    }
+
+    /// A blocking region's start on a hold that may have other guards on this thread (a region
+    /// of [`EnsureGuard::allow_threads`](super::EnsureGuard::allow_threads)): sets those guards
+    /// aside and marks the hold suspended, so that any of them used before [`resume`] panics
+    /// (`refuse_stale`, `refuse_suspended`) instead of proving a hold that is gone, then lets
+    /// go as `let_go` does. Returns how, and the guards set aside, for `resume`.
+    ///
+    /// # Panics
+    ///
+    /// Inside this lock's hook, or with a guard that proves nothing (`refuse_stale`).
+    ///
+    /// [`resume`]: Gil::resume
+    pub(super) fn suspend(&self) -> (Away, u32) {
+        self.refuse_stale();
+        let guards = self.set_aside_guards();
+        // Relaxed: changed only by the holder, so the lock's handoff orders every change; the
+        // thread whose guards must be refused reads its own write.
+        let open = self.suspended.load(Relaxed);
+        self.suspended.store(open + 1, Relaxed);
+        if open == 0 {
+            self.watch.set(WATCH_SUSPENDED, true);
+        }
+        (self.let_go_now(), guards)
+    }
+
+    /// The end of a `suspend`ed region, once the lock is taken back: the guards set aside
+    /// count again (on top of any a region that returned holding joined), and the hold is no
+    /// longer suspended.
+    pub(super) fn resume(&self, guards: u32) {
+        // Relaxed: see `Gil::nested` and `Gil::suspended`.
+        let nested = self.nested.load(Relaxed);
+        self.nested.store(nested + guards, Relaxed);
+        let open = self.suspended.load(Relaxed);
+        self.suspended.store(open - 1, Relaxed);
+        if open == 1 {
+            self.watch.set(WATCH_SUSPENDED, false);
+        }
+    }
+
+    /// `let_go` once the checks are made.
+    fn let_go_now(&self) -> Away {
         self.emit(Event::BlockingEntered);
         // One clock read for the region's start and the end of a loan this thread holds.
         let fast = self.fast_return.load(Relaxed);
@@ -87,6 +130,52 @@ impl Gil {
         Ok(())
     }
 
+    /// `checkpoint_held` counting with the hold's count (`Gil::ticks`), for guards that keep
+    /// none of their own ([`EnsureGuard`](super::EnsureGuard)).
+    #[inline]
+    pub(crate) fn checkpoint_counted(&self) -> Result<(), Interrupted> {
+        let pending = self.raw.breaker().pending();
+        if pending != 0 {
+            unlikely();
+            if pending == SLICE_TIMER && !self.tick() {
+                return Ok(());
+            }
+            return self.checkpoint_slow(pending);
+        }
+        Ok(())
+    }
+
+    /// Counts a checkpoint on the hold's count; returns whether this one looks at the clock.
+    fn tick(&self) -> bool {
+        // Relaxed: holder-only, as `nested`.
+        let ticks = self.ticks.load(Relaxed).wrapping_add(1);
+        self.ticks.store(ticks, Relaxed);
+        ticks % LOOK_EVERY == 0
+    }
+
+    /// Whether the holder's next checkpoint would do something: answer a drop request, lend
+    /// the lock, run pending calls or a runtime bit's handler, report an interrupt — or end
+    /// the slice, which it then asks for itself (every `LOOK_EVERY`th call, while threads wait
+    /// in line, looks at the clock, as a checkpoint does).
+    #[cold]
+    pub(super) fn wants_checkpoint_slow(&self, pending: u32) -> bool {
+        if pending != SLICE_TIMER {
+            return true;
+        }
+        if !self.tick() || !self.slice_wanted() || !self.timer.slice_over() {
+            return false;
+        }
+        self.request_drop();
+        true
+    }
+
+    /// Whether there is somebody to hand the lock to at the end of the slice: a thread in
+    /// line, or the lender of the loan the holder is on. (A waiter is counted in by the clock
+    /// before it queues; until it is queued, a request would find nobody to hand over to.)
+    fn slice_wanted(&self) -> bool {
+        self.raw.has_waiters() || self.raw.loan() == Loan::Lent
+    }
+
     /// The checkpoint's slow path: `pending` flags are set in the breaker word. `SLICE_TIMER`
     /// alone means the count says to look at the clock for the end of the slice; with other
     /// flags, the look waits for a counted checkpoint (no clock read on the way to a loan).
@@ -94,13 +183,10 @@ impl Gil {
     /// The caller holds the lock.
     #[cold]
     pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
-        self.refuse_in_hook();
+        self.refuse_stale();
         if pending == SLICE_TIMER {
-            // Over, and somebody to hand the lock to: a thread in line, or the lender of the
-            // loan this thread holds. (A waiter is counted in by the clock before it queues;
-            // until it is queued, a request would find nobody to hand over to.)
-            let wanted = self.raw.has_waiters() || self.raw.loan() == Loan::Lent;
-            if !wanted || !self.timer.slice_over() {
+            // Over, and somebody to hand the lock to.
+            if !self.slice_wanted() || !self.timer.slice_over() {
                 return Ok(());
             }
             self.request_drop();
@@ -126,7 +212,7 @@ impl Gil {
     /// in line (a loan asked for goes back to its lender first): the core's `hand_over_with`.
     /// The caller holds the lock; returns whether another thread held meanwhile.
     pub(crate) fn hand_over(&self) -> bool {
-        self.refuse_in_hook();
+        self.refuse_stale();
         // SAFETY: the caller holds the lock.
         unsafe { self.raw.hand_over_with(&mut Handing::new(self)) }
     }

@@ -25,7 +25,9 @@ pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
 pub use runtime::{BreakerHandler, EventHook, PendingCall, PendingCalls, ThreadRegistration};
 pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
 
-use crate::bits::{WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_TIMING, Watch};
+use crate::bits::{
+    WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_SUSPENDED, WATCH_TIMING, Watch,
+};
 use crate::calls::Calls;
 use crate::clock::{Timer, now_nanos};
 use crate::credit::Borrowed;
@@ -81,6 +83,15 @@ pub struct Gil {
     /// by a holder that lets others hold meanwhile (`set_aside_guards`). Read at every
     /// release, next to `watch`, on a line that is only read while nobody nests.
     pub(crate) nested: gil_core::AtomicU32,
+    /// Checkpoints counted towards the holder's look at the clock by the callers that keep no
+    /// count of their own ([`EnsureGuard::checkpoint`], [`Gil::wants_checkpoint`]): per hold,
+    /// not per guard, so that a guard made anew in every callback still times the slice.
+    /// Holder-only, as `nested`.
+    pub(crate) ticks: gil_core::AtomicU32,
+    /// How many holds are suspended by a region of [`EnsureGuard::allow_threads`]: their
+    /// threads' guards outside the region prove nothing until it ends (`WATCH_SUSPENDED`).
+    /// Changed only by the holder, at the region's two ends, so the lock orders the changes.
+    pub(crate) suspended: gil_core::AtomicU32,
     /// The event hook ([`Gil::set_event_hook`]).
     hook: Hook<EventHook>,
     /// Whether threads with credit come back from blocking regions urgently
@@ -291,6 +302,8 @@ impl Gil {
                 timer: Timer::new(nanos),
                 watch: Watch::new(),
                 nested: gil_core::AtomicU32::new(0),
+                ticks: gil_core::AtomicU32::new(0),
+                suspended: gil_core::AtomicU32::new(0),
                 hook: Hook::new(),
                 fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
                 calls: Calls::new(),
@@ -571,6 +584,34 @@ impl Gil {
         self.raw.has_waiters()
     }
 
+    /// Whether the holder's next checkpoint would do something: a drop request to answer, a
+    /// loan to lend, [pending calls](Gil::add_pending_call) or a [runtime bit](Gil::raise) to
+    /// run, an [interrupt](crate::InterruptHandle) to report — or the end of its slice, which
+    /// this call then asks for. One relaxed load and a branch when nothing is pending.
+    ///
+    /// For code that runs inside a callback of a runtime, where a checkpoint is not safe (a
+    /// Lua hook, say, whose binding expects the callback to return on the thread that called
+    /// it): it asks, makes the runtime yield at a safe point, and the caller outside the
+    /// callback checkpoints. Call it on the thread that holds the lock: while threads wait in
+    /// line, its calls are counted towards the holder's look at the clock, as checkpoints are.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// let mut guard = gil.acquire();
+    /// assert!(!gil.wants_checkpoint(), "nothing pending");
+    /// gil.add_pending_call(|_| ()).unwrap();
+    /// assert!(gil.wants_checkpoint(), "a call to run");
+    /// guard.checkpoint().unwrap(); // runs it
+    /// assert!(!gil.wants_checkpoint());
+    /// ```
+    #[inline]
+    pub fn wants_checkpoint(&self) -> bool {
+        let pending = self.raw.breaker().pending();
+        pending != 0 && self.wants_checkpoint_slow(pending)
+    }
+
     /// Whether the calling thread holds this lock.
     pub fn is_held_by_current_thread(&self) -> bool {
         self.holds_here()
@@ -699,7 +740,7 @@ impl Gil {
     /// `drop_guard` of a guard that is not the hold's last.
     #[cold]
     fn drop_nested(&self, nested: u32) {
-        self.refuse_in_hook();
+        self.refuse_stale();
         // Relaxed: see `Gil::nested`.
         self.nested.store(nested - 1, Relaxed);
     }
@@ -833,6 +874,9 @@ impl Gil {
 
     #[cold]
     fn watch_release(&self, watch: u32) {
+        if watch & WATCH_SUSPENDED != 0 && !self.holds_here() {
+            suspended_panic();
+        }
         if watch & WATCH_HOOK != 0 {
             if crate::owner::is_in_hook(self) {
                 in_hook_panic();
@@ -944,6 +988,45 @@ impl Gil {
         }
     }
 
+    /// Refuses a use of a guard that proves nothing: on a thread whose hold is suspended by a
+    /// region of [`EnsureGuard::allow_threads`], a guard kept outside the region's closure (in
+    /// a thread-local) while the region runs; and any use inside this lock's event hook
+    /// (`refuse_in_hook`). One relaxed load when neither can happen.
+    ///
+    /// # Panics
+    ///
+    /// In both cases, with a message that says which.
+    #[inline]
+    pub(crate) fn refuse_stale(&self) {
+        let watch = self.watch.load();
+        if watch & (WATCH_HOOK | WATCH_SUSPENDED) != 0 {
+            self.refuse_stale_slow(watch);
+        }
+    }
+
+    #[cold]
+    fn refuse_stale_slow(&self, watch: u32) {
+        if watch & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
+            in_hook_panic();
+        }
+        if watch & WATCH_SUSPENDED != 0 && !self.holds_here() {
+            suspended_panic();
+        }
+    }
+
+    /// For [`GilCell::get`](crate::GilCell::get): while some hold is suspended, a guard proves
+    /// the lock only if its thread holds it. One relaxed load otherwise.
+    ///
+    /// # Panics
+    ///
+    /// If a hold is suspended and this thread does not hold the lock.
+    #[inline]
+    pub(crate) fn refuse_suspended(&self) {
+        if self.watch.has(WATCH_SUSPENDED) && !self.holds_here() {
+            suspended_panic();
+        }
+    }
+
     /// Counts an acquisition that waited from `since` to `now`.
     pub(crate) fn count_wait(&self, since: Instant, now: Instant) {
         self.count_waited(now.saturating_duration_since(since));
@@ -966,6 +1049,16 @@ fn in_hook_panic() -> ! {
     panic!(
         "gil: an event hook took, dropped or used a guard of the Gil it reports on; a hook \
          must not, since it may run half-way through a hand-over of that lock"
+    );
+}
+
+#[cold]
+#[track_caller]
+fn suspended_panic() -> ! {
+    panic!(
+        "gil: a guard of this Gil was used on a thread that does not hold it: the thread's hold \
+         is suspended by EnsureGuard::allow_threads, and the guard was reached from outside the \
+         region's closure (a thread-local?); it proves nothing until the region ends"
     );
 }
 
