@@ -7,7 +7,8 @@
 //! - [`GilGuard`] — proof of holding it: [`checkpoint`](GilGuard::checkpoint),
 //!   [`yield_now`](GilGuard::yield_now), [`allow_threads`](GilGuard::allow_threads),
 //!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`].
-//! - [`GilCell`] — data only the holder of one particular `Gil` can reach.
+//! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for
+//!   state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract.
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
 //! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
@@ -48,6 +49,7 @@
 mod sync;
 
 mod bits;
+mod bound;
 mod calls;
 mod cell;
 mod clock;
@@ -66,6 +68,7 @@ not_modelled! {
     pub use trace::{Recorder, ThreadTrace, Trace};
 }
 
+pub use bound::GilBound;
 pub use calls::PendingCallError;
 pub use cell::GilCell;
 pub use gil::{

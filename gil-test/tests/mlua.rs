@@ -1,0 +1,197 @@
+//! One Lua 5.4 state (mlua, without its `send` feature, so the state is `!Send`) shared by OS
+//! threads through a `Gil`, as docs/embedding.md lays out: the state in a `GilBound`; a driver
+//! that resumes each script on a coroutine and checkpoints between resumes; a line hook that
+//! only asks `wants_checkpoint` and yields, at a statement boundary; host functions that block
+//! inside a nested guard's region.
+#![cfg(not(loom))]
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use gil_std::{Gil, GilBound, GilGuard};
+use mlua::{Function, HookTriggers, Lua, ThreadStatus, VmState};
+
+/// The lock and the interpreter behind it.
+struct Engine {
+    gil: &'static Gil,
+    /// The state is built on `Rc`. `GilBound`'s contract: every handle to it (the `Lua`
+    /// clones, functions and coroutines below) is used, cloned and dropped only while the
+    /// thread holds `gil`, and kept across a checkpoint or a region only untouched.
+    lua: GilBound<'static, Lua>,
+}
+
+/// A new engine with `script` loaded, and `sleep_ms(ms)`, a host function that sleeps in a
+/// blocking region. Leaked: its threads may outlive a failing test.
+fn engine(script: &str) -> &'static Engine {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
+        1,
+    ))));
+    let lua = {
+        let _g = gil.acquire();
+        let lua = Lua::new();
+        let sleep_ms = lua
+            .create_function(move |_, ms: u64| {
+                // Called by a script the driver runs with the lock held: a nested guard, whose
+                // region still lets the lock go. The closure is `Send`: it reaches no Lua value.
+                let mut g = gil.ensure();
+                g.allow_threads(|| thread::sleep(Duration::from_millis(ms)));
+                Ok(())
+            })
+            .unwrap();
+        lua.globals().set("sleep_ms", sleep_ms).unwrap();
+        lua.load(script).exec().unwrap();
+        lua
+    };
+    // SAFETY: the `Lua` handle and everything made from it are touched only under `gil` (see
+    // `Engine::lua`); mlua's state is `!Send` for its `Rc`s, not for any tie to a thread.
+    let lua = unsafe { GilBound::new(gil, lua) };
+    Box::leak(Box::new(Engine { gil, lua }))
+}
+
+/// Why a script stopped early.
+#[derive(Debug, PartialEq)]
+enum Stopped {
+    Interrupted,
+}
+
+/// Runs the global function `func(arg)` to its end on a coroutine of its own. Its line hook
+/// yields whenever the lock wants a checkpoint (a statement boundary: a line, or a loop's jump
+/// back), and the driver checkpoints between resumes, outside mlua's callbacks.
+fn run(
+    g: &mut GilGuard<'static>,
+    engine: &'static Engine,
+    func: &str,
+    arg: i64,
+) -> Result<(), Stopped> {
+    // A handle of our own, so that the guard is free for the checkpoints.
+    let lua = engine.lua.get(g).clone();
+    let gil = engine.gil;
+    let f: Function = lua.globals().get(func).unwrap();
+    let co = lua.create_thread(f).unwrap();
+    co.set_hook(HookTriggers::EVERY_LINE, move |_, _| {
+        Ok(if gil.wants_checkpoint() {
+            VmState::Yield
+        } else {
+            VmState::Continue
+        })
+    })
+    .unwrap();
+    co.resume::<()>(arg).unwrap();
+    while co.status() == ThreadStatus::Resumable {
+        g.checkpoint().map_err(|_| Stopped::Interrupted)?;
+        co.resume::<()>(()).unwrap();
+    }
+    Ok(())
+}
+
+const COUNTER: &str = r#"
+    counter = 0
+    function bump(n)
+        for i = 1, n do
+            counter = counter + 1
+        end
+    end
+    function spin_until_stopped()
+        while not stop do end
+    end
+    function spin()
+        while true do end
+    end
+    function nap(ms)
+        sleep_ms(ms)
+    end
+"#;
+
+/// Four threads bump one Lua global; the lock moves between them mid-script (a 1 ms interval),
+/// only at statement boundaries, so no update is lost.
+#[test]
+fn four_threads_share_one_lua_state_and_lose_no_update() {
+    let engine = engine(COUNTER);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut g = engine.gil.acquire();
+                run(&mut g, engine, "bump", 200_000).unwrap();
+            });
+        }
+    });
+    let g = engine.gil.acquire();
+    let counter: i64 = engine.lua.get(&g).globals().get("counter").unwrap();
+    assert_eq!(counter, 800_000);
+    assert!(
+        engine.gil.stats().forced_drops > 0,
+        "the scripts were preempted"
+    );
+}
+
+/// A host function that sleeps lets another thread run Lua meanwhile.
+#[test]
+fn a_host_function_sleeps_without_the_lock() {
+    static NAPPING: AtomicBool = AtomicBool::new(false);
+    let engine = engine(COUNTER);
+    let gil = engine.gil;
+    {
+        let g = gil.acquire();
+        let lua = engine.lua.get(&g);
+        let nap = lua
+            .create_function(move |_, ms: u64| {
+                let mut inner = gil.ensure();
+                inner.allow_threads(|| {
+                    NAPPING.store(true, SeqCst);
+                    thread::sleep(Duration::from_millis(ms));
+                    NAPPING.store(false, SeqCst);
+                });
+                Ok(())
+            })
+            .unwrap();
+        lua.globals().set("sleep_ms", nap).unwrap();
+    }
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut g = gil.acquire();
+            run(&mut g, engine, "nap", 300).unwrap();
+        });
+        while !NAPPING.load(SeqCst) {
+            thread::yield_now();
+        }
+        let mut g = gil.acquire();
+        run(&mut g, engine, "bump", 10).unwrap();
+        assert!(NAPPING.load(SeqCst), "ran Lua while the other thread slept");
+    });
+}
+
+/// A runaway script is stopped by an interrupt: its hook yields for it, and the driver's
+/// checkpoint reports it.
+#[test]
+fn an_interrupt_stops_a_runaway_script() {
+    let engine = engine(COUNTER);
+    let (tx, rx) = mpsc::channel();
+    let runner = thread::spawn(move || {
+        let mut g = engine.gil.acquire();
+        tx.send(engine.gil.interrupt_handle()).unwrap();
+        run(&mut g, engine, "spin", 0)
+    });
+    rx.recv().unwrap().interrupt();
+    assert_eq!(runner.join().unwrap(), Err(Stopped::Interrupted));
+}
+
+/// A pending call sets a Lua global that a running script waits for: the hook yields for the
+/// call, and the driver's checkpoint runs it.
+#[test]
+fn a_pending_call_reaches_a_running_script() {
+    let engine = engine(COUNTER);
+    let (tx, rx) = mpsc::channel();
+    let runner = thread::spawn(move || {
+        let mut g = engine.gil.acquire();
+        tx.send(()).unwrap(); // holding: the call runs at one of this thread's checkpoints
+        run(&mut g, engine, "spin_until_stopped", 0)
+    });
+    rx.recv().unwrap();
+    engine
+        .gil
+        .add_pending_call(move |g| engine.lua.get(g).globals().set("stop", true).unwrap())
+        .unwrap();
+    assert_eq!(runner.join().unwrap(), Ok(()));
+}
