@@ -9,6 +9,8 @@
 //!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`].
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for
 //!   state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract.
+//! - [`Blocking`] — waiting for a `std` mutex while holding the lock, without the
+//!   deadlock between the two: the lock is let go only if the wait must block.
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
 //! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
@@ -49,6 +51,7 @@
 mod sync;
 
 mod bits;
+mod blocking;
 mod bound;
 mod calls;
 mod cell;
@@ -68,6 +71,7 @@ not_modelled! {
     pub use trace::{Recorder, ThreadTrace, Trace};
 }
 
+pub use blocking::Blocking;
 pub use bound::GilBound;
 pub use calls::PendingCallError;
 pub use cell::GilCell;
