@@ -1,11 +1,14 @@
 //! Waiting for other locks while holding a `Gil`, without the lock-order deadlock between the
 //! two: the helpers of [`Blocking`].
 
-use std::sync::{LockResult, Mutex, MutexGuard, TryLockError};
+use std::sync::{
+    LockResult, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+};
 
 use crate::gil::{EnsureGuard, GilGuard, Holds};
 
-/// Blocking calls for a thread that holds a [`Gil`](crate::Gil), each free of the deadlock
+/// Blocking calls for a thread that holds a [`Gil`](crate::Gil) — locking a `std` [`Mutex`] or
+/// [`RwLock`] — each free of the deadlock
 /// between the `Gil` and the other lock: a thread holding the `Gil` that blocks on a mutex
 /// whose holder waits for the `Gil` waits for ever. Each helper first tries without blocking;
 /// only if it must wait does it let the `Gil` go while it waits (a blocking region), and take
@@ -51,6 +54,38 @@ pub trait Blocking: Holds + sealed::Region {
             Ok(guard) => Ok(guard),
             Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
             Err(TryLockError::WouldBlock) => self.region(|| mutex.lock()),
+        }
+    }
+
+    /// Locks `rwlock` for reading, as [`lock`](Blocking::lock) does a mutex.
+    ///
+    /// # Errors
+    ///
+    /// As [`RwLock::read`]: the lock was poisoned.
+    fn read<'l, T: ?Sized + Send + Sync>(
+        &mut self,
+        rwlock: &'l RwLock<T>,
+    ) -> LockResult<RwLockReadGuard<'l, T>> {
+        match rwlock.try_read() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
+            Err(TryLockError::WouldBlock) => self.region(|| rwlock.read()),
+        }
+    }
+
+    /// Locks `rwlock` for writing, as [`lock`](Blocking::lock) does a mutex.
+    ///
+    /// # Errors
+    ///
+    /// As [`RwLock::write`]: the lock was poisoned.
+    fn write<'l, T: ?Sized + Send + Sync>(
+        &mut self,
+        rwlock: &'l RwLock<T>,
+    ) -> LockResult<RwLockWriteGuard<'l, T>> {
+        match rwlock.try_write() {
+            Ok(guard) => Ok(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
+            Err(TryLockError::WouldBlock) => self.region(|| rwlock.write()),
         }
     }
 }

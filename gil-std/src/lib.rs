@@ -9,7 +9,7 @@
 //!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`].
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for
 //!   state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract.
-//! - [`Blocking`] — waiting for a `std` mutex while holding the lock, without the
+//! - [`Blocking`] — waiting for a `std` mutex or rwlock while holding the lock, without the
 //!   deadlock between the two: the lock is let go only if the wait must block.
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
