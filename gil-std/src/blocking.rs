@@ -3,6 +3,7 @@
 
 use std::sync::{
     LockResult, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
+    TryLockResult,
 };
 
 use crate::gil::{EnsureGuard, GilGuard, Holds};
@@ -50,11 +51,7 @@ pub trait Blocking: Holds + sealed::Region {
     ///
     /// As [`Mutex::lock`]: the mutex was poisoned (the guard is in the error).
     fn lock<'m, T: ?Sized + Send>(&mut self, mutex: &'m Mutex<T>) -> LockResult<MutexGuard<'m, T>> {
-        match mutex.try_lock() {
-            Ok(guard) => Ok(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
-            Err(TryLockError::WouldBlock) => self.region(|| mutex.lock()),
-        }
+        try_then_wait(self, mutex.try_lock(), || mutex.lock())
     }
 
     /// Locks `rwlock` for reading, as [`lock`](Blocking::lock) does a mutex.
@@ -66,11 +63,7 @@ pub trait Blocking: Holds + sealed::Region {
         &mut self,
         rwlock: &'l RwLock<T>,
     ) -> LockResult<RwLockReadGuard<'l, T>> {
-        match rwlock.try_read() {
-            Ok(guard) => Ok(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
-            Err(TryLockError::WouldBlock) => self.region(|| rwlock.read()),
-        }
+        try_then_wait(self, rwlock.try_read(), || rwlock.read())
     }
 
     /// Locks `rwlock` for writing, as [`lock`](Blocking::lock) does a mutex.
@@ -82,11 +75,21 @@ pub trait Blocking: Holds + sealed::Region {
         &mut self,
         rwlock: &'l RwLock<T>,
     ) -> LockResult<RwLockWriteGuard<'l, T>> {
-        match rwlock.try_write() {
-            Ok(guard) => Ok(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
-            Err(TryLockError::WouldBlock) => self.region(|| rwlock.write()),
-        }
+        try_then_wait(self, rwlock.try_write(), || rwlock.write())
+    }
+}
+
+/// The helpers' one rule: what `tried` got without blocking, else `wait` in a blocking region
+/// of `holder`.
+fn try_then_wait<G>(
+    holder: &mut (impl sealed::Region + ?Sized),
+    tried: TryLockResult<G>,
+    wait: impl FnOnce() -> LockResult<G> + Send,
+) -> LockResult<G> {
+    match tried {
+        Ok(guard) => Ok(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
+        Err(TryLockError::WouldBlock) => holder.region(wait),
     }
 }
 

@@ -111,11 +111,7 @@ impl<'g, T: ?Sized> GilBound<'g, T> {
     /// proves nothing while its thread's hold is suspended.
     #[inline]
     pub fn get<'a>(&'a self, guard: &'a impl Holds) -> &'a T {
-        assert!(
-            std::ptr::eq(guard.held(), self.gil),
-            "gil: GilBound::get with a guard of a different Gil than the cell's"
-        );
-        self.gil.refuse_suspended();
+        crate::cell::refuse_foreign(self.gil, guard, "GilBound");
         // SAFETY: the guard proves this thread holds `self.gil`; the reference cannot outlive
         // the guard's borrow, and the contract of `new` keeps what it reaches from being
         // touched without the lock.

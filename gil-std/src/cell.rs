@@ -64,11 +64,7 @@ impl<'g, T: ?Sized> GilCell<'g, T> {
     /// [`EnsureGuard::allow_threads`](crate::EnsureGuard::allow_threads) while it runs.
     #[inline]
     pub fn get<'a>(&'a self, guard: &'a impl Holds) -> &'a T {
-        assert!(
-            std::ptr::eq(guard.held(), self.gil),
-            "gil: GilCell::get with a guard of a different Gil than the cell's"
-        );
-        self.gil.refuse_suspended();
+        refuse_foreign(self.gil, guard, "GilCell");
         // SAFETY: the guard proves this thread holds `self.gil`; only shared references are
         // handed out, and they cannot outlive the guard's borrow (see the `Sync` impl).
         unsafe { &*self.value.get() }
@@ -99,4 +95,24 @@ impl<T: ?Sized> fmt::Debug for GilCell<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GilCell").finish_non_exhaustive()
     }
+}
+
+/// What `GilCell::get` and `GilBound::get` check of the guard they are given: that it holds
+/// `gil` (not another lock), and proves it now (`Gil::refuse_suspended`).
+///
+/// # Panics
+///
+/// If either does not hold; `cell` names the caller in the message.
+#[inline]
+pub(crate) fn refuse_foreign(gil: &Gil, guard: &impl Holds, cell: &str) {
+    if !std::ptr::eq(guard.held(), gil) {
+        foreign_guard_panic(cell);
+    }
+    gil.refuse_suspended();
+}
+
+#[cold]
+#[track_caller]
+fn foreign_guard_panic(cell: &str) -> ! {
+    panic!("gil: {cell}::get with a guard of a different Gil than the cell's");
 }

@@ -461,6 +461,15 @@ mod tests {
         });
     }
 
+    /// The holder's loop: `step` until the waiter got in, failing after a minute.
+    fn hold_until_in(waiter_in: &AtomicBool, mut step: impl FnMut()) {
+        let give_up = give_up();
+        while !waiter_in.load(SeqCst) {
+            step();
+            assert!(Instant::now() < give_up, "the holder never ended its slice");
+        }
+    }
+
     /// Spins until a thread is queued on `gil` and the clock lists it, failing after a minute.
     fn wait_until_timed(gil: &Gil) {
         let give_up = give_up();
@@ -498,11 +507,7 @@ mod tests {
             let mut g = gil.acquire();
             spawn_waiter(s, &gil, &waiter_in);
             let before = crate::ThreadStats::current();
-            let give_up = give_up();
-            while !waiter_in.load(SeqCst) {
-                g.checkpoint().unwrap();
-                assert!(Instant::now() < give_up, "the holder never ended its slice");
-            }
+            hold_until_in(&waiter_in, || g.checkpoint().unwrap());
             let mine = crate::ThreadStats::current() - before;
             assert_eq!(mine.forced_drops, 1, "the thread's count");
         });
@@ -520,11 +525,7 @@ mod tests {
         thread::scope(|s| {
             let _outer = gil.acquire();
             spawn_waiter(s, &gil, &waiter_in);
-            let give_up = give_up();
-            while !waiter_in.load(SeqCst) {
-                gil.ensure().checkpoint().unwrap();
-                assert!(Instant::now() < give_up, "the holder never ended its slice");
-            }
+            hold_until_in(&waiter_in, || gil.ensure().checkpoint().unwrap());
         });
         assert_eq!(gil.stats().forced_drops, 1);
     }
@@ -539,13 +540,11 @@ mod tests {
         thread::scope(|s| {
             let mut g = gil.acquire();
             spawn_waiter(s, &gil, &waiter_in);
-            let give_up = give_up();
-            while !waiter_in.load(SeqCst) {
+            hold_until_in(&waiter_in, || {
                 if gil.wants_checkpoint() {
                     g.checkpoint().unwrap();
                 }
-                assert!(Instant::now() < give_up, "the holder never ended its slice");
-            }
+            });
         });
         assert_eq!(gil.stats().forced_drops, 1);
     }

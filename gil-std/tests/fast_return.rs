@@ -10,17 +10,7 @@ use std::time::{Duration, Instant};
 use gil_std::{Gil, ThreadStats};
 
 mod common;
-use common::wait_until;
-
-/// A blocking region of `g`'s that lasts until the thread queued behind it has taken the lock
-/// it was offered, and 5 ms more: it earns credit, and this thread comes back to a taken lock.
-/// (A region that ended before the waiter claimed would keep its turn and earn nothing.)
-fn earn_credit(gil: &Gil, g: &mut gil_std::GilGuard<'_>) {
-    g.allow_threads(|| {
-        wait_until("the waiter took the offer", || !gil.has_waiters());
-        thread::sleep(Duration::from_millis(5));
-    });
-}
+use common::{earn_credit, wait_until};
 
 /// A thread `t` holds first, blocks 5 ms (earning credit) while `h` takes the lock and only
 /// checkpoints; `t` must get the lock back from `h` by a loan, long before any interval. The

@@ -6,22 +6,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::thread;
-use std::time::Duration;
 
 use gil_std::Gil;
 
 mod common;
-use common::wait_until;
-
-/// A blocking region of `g`'s that lasts until the thread queued behind it has taken the lock
-/// it was offered, and 5 ms more: it earns credit, and this thread comes back to a taken lock.
-/// (A region that ended before the waiter claimed would keep its turn and earn nothing.)
-fn earn_credit(gil: &Gil, g: &mut gil_std::GilGuard<'_>) {
-    g.allow_threads(|| {
-        wait_until("the waiter took the offer", || !gil.has_waiters());
-        thread::sleep(Duration::from_millis(5));
-    });
-}
+use common::{earn_credit, wait_until};
 
 /// A thread back from blocking that borrows the lock reports it as any waiter does: after
 /// `BlockingLeft`, `Wants` (its ask), then `Got` (the loan).

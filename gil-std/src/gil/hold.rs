@@ -22,6 +22,14 @@ use crate::threads::ThreadStats;
 #[inline(always)]
 fn unlikely() {}
 
+/// Counts a checkpoint on `ticks`; returns whether this one looks at the clock (every
+/// `LOOK_EVERY`th).
+#[inline(always)]
+fn count_tick(ticks: &mut u32) -> bool {
+    *ticks = ticks.wrapping_add(1);
+    *ticks % LOOK_EVERY == 0
+}
+
 impl Gil {
     /// A blocking region's start, for both forms: lets the lock go and says how, for
     /// `take_back`. The caller holds the lock through a guard it stops using until then.
@@ -116,28 +124,25 @@ impl Gil {
     /// the guard's count.
     #[inline]
     pub(crate) fn checkpoint_held(&self, ticks: &mut u32) -> Result<(), Interrupted> {
-        let pending = self.raw.breaker().pending();
-        if pending != 0 {
-            unlikely();
-            if pending == SLICE_TIMER {
-                *ticks = ticks.wrapping_add(1);
-                if *ticks % LOOK_EVERY != 0 {
-                    return Ok(());
-                }
-            }
-            return self.checkpoint_slow(pending);
-        }
-        Ok(())
+        self.checkpoint_looking(|| count_tick(ticks))
     }
 
     /// `checkpoint_held` counting with the hold's count (`Gil::ticks`), for guards that keep
     /// none of their own ([`EnsureGuard`](super::EnsureGuard)).
     #[inline]
     pub(crate) fn checkpoint_counted(&self) -> Result<(), Interrupted> {
+        self.checkpoint_looking(|| self.tick())
+    }
+
+    /// The checkpoint: one relaxed load and a branch when nothing is pending; with only
+    /// `SLICE_TIMER` pending, `look` counts the checkpoint and says whether this one looks at
+    /// the clock.
+    #[inline(always)]
+    fn checkpoint_looking(&self, look: impl FnOnce() -> bool) -> Result<(), Interrupted> {
         let pending = self.raw.breaker().pending();
         if pending != 0 {
             unlikely();
-            if pending == SLICE_TIMER && !self.tick() {
+            if pending == SLICE_TIMER && !look() {
                 return Ok(());
             }
             return self.checkpoint_slow(pending);
@@ -148,9 +153,10 @@ impl Gil {
     /// Counts a checkpoint on the hold's count; returns whether this one looks at the clock.
     fn tick(&self) -> bool {
         // Relaxed: holder-only, as `nested`.
-        let ticks = self.ticks.load(Relaxed).wrapping_add(1);
+        let mut ticks = self.ticks.load(Relaxed);
+        let look = count_tick(&mut ticks);
         self.ticks.store(ticks, Relaxed);
-        ticks % LOOK_EVERY == 0
+        look
     }
 
     /// Whether the holder's next checkpoint would do something: answer a drop request, lend

@@ -21,3 +21,14 @@ pub fn thread_cpu_time() -> Duration {
     let nanos = stat.split_whitespace().next().expect("a field");
     Duration::from_nanos(nanos.parse().expect("nanoseconds"))
 }
+
+/// A blocking region of `g`'s that lasts until the thread queued behind it has taken the lock
+/// it was offered, and 5 ms more: it earns credit, and this thread comes back to a taken lock.
+/// (A region that ended before the waiter claimed would keep its turn and earn nothing.)
+#[allow(dead_code)] // not every test file that shares this module uses it
+pub fn earn_credit(gil: &gil_std::Gil, g: &mut gil_std::GilGuard<'_>) {
+    g.allow_threads(|| {
+        wait_until("the waiter took the offer", || !gil.has_waiters());
+        thread::sleep(Duration::from_millis(5));
+    });
+}
