@@ -1,26 +1,30 @@
-//! Waiting for other locks while holding a `Gil`, without the lock-order deadlock between the
-//! two: the helpers of [`Blocking`].
+//! Waiting for other locks and other threads while holding a `Gil`, without the deadlock
+//! between the two: the helpers of [`Blocking`].
 
-use std::sync::{
-    LockResult, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError,
-    TryLockResult,
-};
+use std::sync::mpsc::{RecvError, TryRecvError};
+use std::sync::{LockResult, OnceLock, TryLockError, TryLockResult};
 
 use crate::gil::{EnsureGuard, GilGuard, Holds};
+use crate::sync::{
+    Condvar, Mutex, MutexGuard, Receiver, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 /// Blocking calls for a thread that holds a [`Gil`](crate::Gil) — locking a `std` [`Mutex`] or
-/// [`RwLock`] — each free of the deadlock
-/// between the `Gil` and the other lock: a thread holding the `Gil` that blocks on a mutex
-/// whose holder waits for the `Gil` waits for ever. Each helper first tries without blocking;
-/// only if it must wait does it let the `Gil` go while it waits (a blocking region), and take
-/// it back, in line, once it has what it waited for.
+/// [`RwLock`], waiting on a [`Condvar`], receiving from a channel, initialising a
+/// [`OnceLock`] — each free of the deadlock between the `Gil` and what it waits for: a thread
+/// holding the `Gil` that blocks on a mutex whose holder waits for the `Gil` waits for ever,
+/// and so does one that waits for a message or a notification that only a thread needing
+/// the `Gil` can send. Each helper first tries without blocking; only if it must wait does
+/// it let the `Gil` go while it waits (a blocking region), and take it back, in line, once it
+/// has what it waited for.
 ///
 /// This breaks the cycle only if every thread that waits for the other lock while holding the
 /// `Gil` goes through a helper: a plain `mutex.lock()` under the `Gil` still deadlocks against
 /// a thread that holds the mutex and waits for the `Gil`.
 ///
 /// Implemented by [`GilGuard`] (whose region takes any closure) and [`EnsureGuard`] (whose
-/// region, possibly nested, is [`EnsureGuard::allow_threads`]). Sealed.
+/// region, possibly nested, is [`EnsureGuard::allow_threads`]). Sealed. Under `--cfg loom` the
+/// mutex, rwlock, condition variable and channel are loom's, so a model can use the helpers.
 ///
 /// ```
 /// use std::sync::Mutex;
@@ -77,6 +81,190 @@ pub trait Blocking: Holds + sealed::Region {
     ) -> LockResult<RwLockWriteGuard<'l, T>> {
         try_then_wait(self, rwlock.try_write(), || rwlock.write())
     }
+
+    /// Waits on `condvar` as [`Condvar::wait`] does, with the `Gil` let go while waiting:
+    /// `guard`'s mutex is released and the thread sleeps until notified (or woken
+    /// spuriously), then it takes the mutex back, then the `Gil`.
+    ///
+    /// Waiting always blocks, so the `Gil` is always let go; to look at a condition first,
+    /// use [`wait_while`](Blocking::wait_while).
+    ///
+    /// # Errors
+    ///
+    /// As [`Condvar::wait`]: the mutex was poisoned.
+    fn wait<'m, T: Send>(
+        &mut self,
+        condvar: &Condvar,
+        guard: MutexGuard<'m, T>,
+    ) -> LockResult<MutexGuard<'m, T>> {
+        let guard = OnThisThread(guard);
+        self.region(move |_| condvar.wait(guard.into_inner()))
+    }
+
+    /// Waits on `condvar` while `condition` holds, as [`Condvar::wait_while`] does: if it does
+    /// not hold to begin with, returns at once and keeps the `Gil`; otherwise lets the `Gil` go
+    /// until it no longer holds. `condition` runs with `guard`'s mutex held and, after the
+    /// first look, without the `Gil` (so it must be `Send`).
+    ///
+    /// ```
+    /// use std::sync::{Condvar, Mutex};
+    /// use gil_std::{Blocking, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static READY: Mutex<bool> = Mutex::new(false);
+    /// static CHANGED: Condvar = Condvar::new();
+    ///
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         let mut g = GIL.acquire();
+    ///         let ready = g.lock(&READY).unwrap();
+    ///         let ready = g.wait_while(&CHANGED, ready, |ready| !*ready).unwrap();
+    ///         assert!(*ready);
+    ///     });
+    ///     // Needs the Gil to say it is ready: a plain `CHANGED.wait` above would keep it.
+    ///     s.spawn(|| {
+    ///         let mut g = GIL.acquire();
+    ///         *g.lock(&READY).unwrap() = true;
+    ///         CHANGED.notify_all();
+    ///     });
+    /// });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Condvar::wait_while`]: the mutex was poisoned.
+    fn wait_while<'m, T: Send>(
+        &mut self,
+        condvar: &Condvar,
+        mut guard: MutexGuard<'m, T>,
+        mut condition: impl FnMut(&mut T) -> bool + Send,
+    ) -> LockResult<MutexGuard<'m, T>> {
+        if !condition(&mut *guard) {
+            return Ok(guard);
+        }
+        let guard = OnThisThread(guard);
+        self.region(move |_| {
+            let mut guard = guard.into_inner();
+            loop {
+                guard = condvar.wait(guard)?;
+                if !condition(&mut *guard) {
+                    return Ok(guard);
+                }
+            }
+        })
+    }
+
+    /// Receives from a channel as [`Receiver::recv`] does: a message already there (or a
+    /// hung-up sender) is taken at once, keeping the `Gil`; otherwise the `Gil` is let go
+    /// until a message comes.
+    ///
+    /// The receiver is taken by `&mut`: while the `Gil` is let go no other thread may reach
+    /// it, and one that other threads reach under the lock (in a
+    /// [`GilCell`](crate::GilCell)) cannot be borrowed mutably.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use gil_std::{Blocking, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    ///
+    /// let (send, mut receive) = mpsc::channel();
+    /// let mut g = GIL.acquire();
+    /// std::thread::spawn(move || {
+    ///     // The sender needs the Gil before it can answer.
+    ///     let _g = GIL.acquire();
+    ///     send.send(42).unwrap();
+    /// });
+    /// assert_eq!(g.recv(&mut receive), Ok(42));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`]: every sender is gone and the channel is empty.
+    fn recv<T: Send>(&mut self, receiver: &mut Receiver<T>) -> Result<T, RecvError> {
+        match receiver.try_recv() {
+            Ok(message) => Ok(message),
+            Err(TryRecvError::Disconnected) => Err(RecvError),
+            Err(TryRecvError::Empty) => self.region(move |_| receiver.recv()),
+        }
+    }
+
+    /// The value of `cell`, initialised by `init` if it has none, as
+    /// [`OnceLock::get_or_init`] does: an initialised cell is read at once, keeping the `Gil`.
+    /// Otherwise the `Gil` is let go while this thread waits to initialise the cell (or for
+    /// another thread to finish doing so), and `init` runs with the `Gil` held again — in a
+    /// hold of its own, so it may take guards with [`Gil::ensure`](crate::Gil::ensure),
+    /// checkpoint and open regions. Then the `Gil` is taken back for the caller's guard.
+    ///
+    /// So an initialiser that lets the `Gil` go cannot deadlock against another thread that
+    /// holds the `Gil` and wants the same value: with a plain `get_or_init`, that thread
+    /// would wait for the cell while keeping the `Gil` the initialiser needs.
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// use gil_std::{Blocking, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static TABLE: OnceLock<Vec<u32>> = OnceLock::new();
+    ///
+    /// let mut g = GIL.acquire();
+    /// let table = g.get_or_init(&TABLE, || {
+    ///     assert!(GIL.is_held_by_current_thread());
+    ///     (0..4).collect()
+    /// });
+    /// assert_eq!(table.len(), 4);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `init` panics (the cell stays empty), and if the `Gil` was closed before `init`
+    /// could run.
+    fn get_or_init<'c, T: Send + Sync>(
+        &mut self,
+        cell: &'c OnceLock<T>,
+        init: impl FnOnce() -> T,
+    ) -> &'c T {
+        if let Some(value) = cell.get() {
+            return value;
+        }
+        let mut init = Some(init);
+        let pending = OnThisThread(&mut init);
+        // `init` is reached in the region only once this thread holds the `Gil` again, and is
+        // dropped (if another thread initialised the cell) after the region, also holding it.
+        self.region(move |gil| {
+            let pending = pending.into_inner();
+            cell.get_or_init(|| {
+                let _held = gil.acquire_checked().unwrap_or_else(|_| {
+                    panic!("gil: get_or_init could not run its initialiser: the Gil was closed")
+                });
+                let init = pending
+                    .take()
+                    .expect("a OnceLock runs its initialiser once");
+                init()
+            })
+        })
+    }
+}
+
+/// A value a helper moves into its region's closure although it is not `Send`: the region
+/// runs the closure on the calling thread, before it returns (see `sealed::Region`), so the
+/// value never goes to another thread. What it may do while the `Gil` is let go is argued
+/// where it is made.
+struct OnThisThread<T>(T);
+
+// SAFETY: an `OnThisThread` is made only in this file, and only to be moved into the closure
+// of `Region::region`, which runs that closure in place on the calling thread. The value
+// never changes threads, so nothing tied to its thread (a `MutexGuard`, which must be unlocked
+// on the thread that locked it) is broken, and a value that is not `Send` for its reference
+// counts is touched only by the thread that had it.
+unsafe impl<T> Send for OnThisThread<T> {}
+
+impl<T> OnThisThread<T> {
+    /// The value. A method, so that a closure calling it captures the whole wrapper, not the
+    /// field.
+    fn into_inner(self) -> T {
+        self.0
+    }
 }
 
 /// The helpers' one rule: what `tried` got without blocking, else `wait` in a blocking region
@@ -89,7 +277,7 @@ fn try_then_wait<G>(
     match tried {
         Ok(guard) => Ok(guard),
         Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
-        Err(TryLockError::WouldBlock) => holder.region(wait),
+        Err(TryLockError::WouldBlock) => holder.region(|_| wait()),
     }
 }
 
@@ -97,22 +285,26 @@ impl Blocking for GilGuard<'_> {}
 impl Blocking for EnsureGuard<'_> {}
 
 mod sealed {
+    use crate::Gil;
     use crate::gil::{EnsureGuard, GilGuard};
 
-    /// The blocking region the helpers wait in.
+    /// The blocking region the helpers wait in, given the lock it lets go. `region` runs `f`
+    /// in place, on the calling thread, before it returns: `OnThisThread` relies on it.
     pub trait Region {
-        fn region<R>(&mut self, f: impl FnOnce() -> R + Send) -> R;
+        fn region<R>(&mut self, f: impl FnOnce(&Gil) -> R + Send) -> R;
     }
 
     impl Region for GilGuard<'_> {
-        fn region<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
-            self.allow_threads(f)
+        fn region<R>(&mut self, f: impl FnOnce(&Gil) -> R + Send) -> R {
+            let gil = self.gil();
+            self.allow_threads(|| f(gil))
         }
     }
 
     impl Region for EnsureGuard<'_> {
-        fn region<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
-            self.allow_threads(f)
+        fn region<R>(&mut self, f: impl FnOnce(&Gil) -> R + Send) -> R {
+            let gil = self.gil();
+            self.allow_threads(|| f(gil))
         }
     }
 }

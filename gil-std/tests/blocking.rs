@@ -1,14 +1,16 @@
-//! Waiting for a `std` mutex while holding the `Gil` (`Blocking`): the plain call deadlocks
-//! against a thread that holds the mutex and waits for the `Gil`; the helper does not.
+//! Waiting for a `std` mutex, rwlock, condition variable, channel or `OnceLock` while holding
+//! the `Gil` (`Blocking`): the plain call deadlocks against a thread that needs the `Gil` to
+//! let the waiter on; the helper does not.
 #![cfg(not(loom))]
 
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Condvar, Mutex, OnceLock, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gil_std::{Blocking, Gil};
+use gil_std::{Blocking, Event, Gil};
 
 mod common;
 use common::wait_until;
@@ -106,4 +108,183 @@ fn the_helper_takes_a_free_mutex_without_letting_go() {
     *e.lock(&mutex).unwrap() += 1;
     drop(e);
     assert_eq!(*mutex.lock().unwrap(), 2);
+}
+
+/// Runs `body` on a thread of its own; whether it finished within `within`. The thread is left
+/// behind if it did not (it deadlocked).
+fn finishes(within: Duration, body: impl FnOnce() + Send + 'static) -> bool {
+    let done: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    thread::spawn(move || {
+        body();
+        done.store(true, SeqCst);
+    });
+    let until = Instant::now() + within;
+    while !done.load(SeqCst) && Instant::now() < until {
+        thread::sleep(Duration::from_millis(1));
+    }
+    done.load(SeqCst)
+}
+
+/// A thread holding the `Gil` waits on a condition variable for a flag that a second thread
+/// can set only once it holds the `Gil`.
+fn condvar_wait(helper: bool, within: Duration) -> bool {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    let ready: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
+    let changed: &'static Condvar = Box::leak(Box::new(Condvar::new()));
+    finishes(within, move || {
+        let mut g = gil.acquire();
+        let setter = thread::spawn(move || {
+            let mut g = gil.acquire();
+            *g.lock(ready).unwrap() = true;
+            changed.notify_all();
+        });
+        let flag = ready.lock().unwrap();
+        let flag = if helper {
+            g.wait_while(changed, flag, |ready| !*ready).unwrap()
+        } else {
+            changed.wait_while(flag, |ready| !*ready).unwrap()
+        };
+        assert!(*flag);
+        drop((flag, g));
+        setter.join().unwrap();
+    })
+}
+
+#[test]
+fn a_plain_condvar_wait_under_the_gil_deadlocks_and_the_helper_does_not() {
+    assert!(!condvar_wait(false, Duration::from_millis(300)));
+    assert!(condvar_wait(true, Duration::from_secs(60)));
+}
+
+/// `Blocking::wait`, the one without a condition, lets the `Gil` go too: notified by a thread
+/// that needs it, it returns.
+#[test]
+fn the_plain_wait_helper_lets_the_gil_go() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    let ready: &'static Mutex<bool> = Box::leak(Box::new(Mutex::new(false)));
+    let changed: &'static Condvar = Box::leak(Box::new(Condvar::new()));
+    assert!(finishes(Duration::from_secs(60), move || {
+        let mut g = gil.acquire();
+        let setter = thread::spawn(move || {
+            let mut g = gil.acquire();
+            *g.lock(ready).unwrap() = true;
+            changed.notify_all();
+        });
+        let mut flag = ready.lock().unwrap();
+        while !*flag {
+            flag = g.wait(changed, flag).unwrap();
+        }
+        drop((flag, g));
+        setter.join().unwrap();
+    }));
+}
+
+/// A thread holding the `Gil` waits for a message that a second thread sends only once it
+/// holds the `Gil`.
+fn channel_receive(helper: bool, within: Duration) -> bool {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    finishes(within, move || {
+        let (send, mut receive) = mpsc::channel();
+        let mut g = gil.acquire();
+        let sender = thread::spawn(move || {
+            let _g = gil.acquire();
+            send.send(7).unwrap();
+        });
+        let message = if helper {
+            g.recv(&mut receive)
+        } else {
+            receive.recv()
+        };
+        assert_eq!(message, Ok(7));
+        drop(g);
+        sender.join().unwrap();
+    })
+}
+
+#[test]
+fn a_plain_receive_under_the_gil_deadlocks_and_the_helper_does_not() {
+    assert!(!channel_receive(false, Duration::from_millis(300)));
+    assert!(channel_receive(true, Duration::from_secs(60)));
+}
+
+/// A thread holding the `Gil` initialises a `OnceLock` with an initialiser that lets the `Gil`
+/// go (a blocking region) until a second thread, holding the `Gil`, asks for the same value.
+fn once_init(helper: bool, within: Duration) -> bool {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    let cell: &'static OnceLock<u32> = Box::leak(Box::new(OnceLock::new()));
+    finishes(within, move || {
+        let (asking, wait_asking) = mpsc::channel::<()>();
+        let init = move || {
+            // Lets the Gil go until the other thread holds it and is about to ask.
+            gil.ensure()
+                .allow_threads(move || wait_asking.recv().unwrap());
+            5
+        };
+        let mut g = gil.acquire();
+        let other = thread::spawn(move || {
+            let mut g = gil.acquire();
+            asking.send(()).unwrap();
+            let value = if helper {
+                *g.get_or_init(cell, || 6)
+            } else {
+                *cell.get_or_init(|| 6)
+            };
+            assert_eq!(value, 5);
+        });
+        let value = if helper {
+            *g.get_or_init(cell, init)
+        } else {
+            *cell.get_or_init(init)
+        };
+        assert_eq!(value, 5);
+        drop(g);
+        other.join().unwrap();
+    })
+}
+
+#[test]
+fn a_plain_once_init_under_the_gil_deadlocks_and_the_helper_does_not() {
+    assert!(!once_init(false, Duration::from_millis(300)));
+    assert!(once_init(true, Duration::from_secs(60)));
+}
+
+/// What is there already is taken without a blocking region: a free mutex, a condition that
+/// does not hold, a message waiting, an initialised cell.
+#[test]
+fn ready_values_are_taken_without_letting_the_gil_go() {
+    static GIL: Gil = Gil::new();
+    static REGIONS: AtomicU32 = AtomicU32::new(0);
+    GIL.set_event_hook(Some(&|_, event| {
+        if event == Event::BlockingEntered {
+            REGIONS.fetch_add(1, SeqCst);
+        }
+    }));
+    let mutex = Mutex::new(false);
+    let changed = Condvar::new();
+    let (send, mut receive) = mpsc::channel();
+    let cell = OnceLock::new();
+    send.send(1).unwrap();
+    {
+        let mut g = GIL.acquire();
+        let flag = g.lock(&mutex).unwrap();
+        drop(g.wait_while(&changed, flag, |set| *set).unwrap());
+        assert_eq!(g.recv(&mut receive), Ok(1));
+        drop(send);
+        assert!(
+            g.recv(&mut receive).is_err(),
+            "a hung-up channel is an error at once"
+        );
+        assert_eq!(
+            *g.get_or_init(&cell, || 2),
+            2,
+            "the first initialisation lets go"
+        );
+        assert_eq!(REGIONS.swap(0, SeqCst), 1);
+        assert_eq!(*g.get_or_init(&cell, || 3), 2);
+        let mut e = GIL.ensure();
+        drop(e.lock(&mutex).unwrap());
+        assert_eq!(*e.get_or_init(&cell, || 4), 2);
+    }
+    GIL.set_event_hook(None);
+    assert_eq!(REGIONS.load(SeqCst), 0);
 }

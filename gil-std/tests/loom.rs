@@ -12,8 +12,8 @@ mod support;
 
 use std::time::Duration;
 
-use gil_std::{AcquireError, Gil, GilGuard, Interrupted, PendingCallError};
-use loom::sync::Arc;
+use gil_std::{AcquireError, Blocking, Gil, GilGuard, Interrupted, PendingCallError};
+use loom::sync::{Arc, Condvar, Mutex};
 use loom::sync::atomic::{
     AtomicBool, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
@@ -41,6 +41,83 @@ fn blocking_region_round_trip() {
         data.bump();
         drop(g);
         other.join().unwrap();
+        assert_eq!(data.bump(), 4, "every critical section ran once, in order");
+    });
+}
+
+/// The lock-order inversion between the `Gil` and a mutex, resolved by `Blocking::lock`: one
+/// thread takes the mutex and then waits for the `Gil`; the other holds the `Gil` and then
+/// locks the mutex through the helper, which lets the `Gil` go while it waits for the mutex,
+/// and takes the `Gil` back after (or takes the mutex at once, if it was let go by then).
+/// Every way, no deadlock (loom reports one), one thread at a time under the `Gil`, each
+/// section once.
+///
+/// The helper locks only once the other thread holds the mutex: loom 0.7 reports a false
+/// deadlock when a `try_lock` races with a `lock` of the same mutex (an open loom bug).
+#[test]
+fn a_helper_lets_the_gil_go_for_a_mutex_and_takes_it_back() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let mutex = Arc::new(Mutex::new(0));
+        let taken = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (gil, data, mutex, taken) =
+                (gil.clone(), data.clone(), mutex.clone(), taken.clone());
+            thread::spawn(move || {
+                let mut m = mutex.lock().unwrap();
+                taken.store(true, Release);
+                let _g = gil.acquire();
+                data.bump();
+                *m += 1;
+            })
+        };
+        let mut g = gil.acquire();
+        data.bump();
+        while !taken.load(Acquire) {
+            thread::yield_now();
+        }
+        *g.lock(&mutex).unwrap() += 1;
+        data.bump();
+        drop(g);
+        other.join().unwrap();
+        assert_eq!(data.bump(), 4, "every critical section ran once, in order");
+        assert_eq!(*mutex.lock().unwrap(), 2, "both threads had the mutex once");
+    });
+}
+
+/// A condition variable waited on under the `Gil` (`Blocking::wait_while`) while the only
+/// thread that can set the condition needs the `Gil` first: the wait lets the `Gil` go, the
+/// notification is not lost whichever comes first, and the waiter holds the `Gil` again after.
+///
+/// The setter locks the mutex plainly, under the `Gil`: the waiter's helper `try_lock` then
+/// never races with it (see the model above), and the setter never waits for the mutex while
+/// the waiter holds it and waits for the `Gil`.
+#[test]
+fn a_condvar_wait_lets_the_gil_go_and_takes_it_back() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let ready = Arc::new((Mutex::new(false), Condvar::new()));
+        let setter = {
+            let (gil, data, ready) = (gil.clone(), data.clone(), ready.clone());
+            thread::spawn(move || {
+                let _g = gil.acquire();
+                data.bump();
+                *ready.0.lock().unwrap() = true;
+                ready.1.notify_one();
+            })
+        };
+        let mut g = gil.acquire();
+        data.bump();
+        let flag = g.lock(&ready.0).unwrap();
+        let flag = g.wait_while(&ready.1, flag, |ready| !*ready).unwrap();
+        assert!(*flag);
+        drop(flag);
+        assert!(gil.is_held_by_current_thread());
+        data.bump();
+        drop(g);
+        setter.join().unwrap();
         assert_eq!(data.bump(), 4, "every critical section ran once, in order");
     });
 }

@@ -15,9 +15,15 @@ use gil_core::{AtomicU32, Park};
 use gil_core::{RawGil, Waiter};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard, atomic::AtomicBool};
+pub(crate) use loom::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicBool,
+    mpsc::Receiver,
+};
 #[cfg(not(loom))]
-pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, atomic::AtomicBool};
+pub(crate) use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicBool,
+    mpsc::Receiver,
+};
 
 /// Locks `mutex`, ignoring poison: every critical section of gil-std leaves its data
 /// consistent before anything in it can panic.
