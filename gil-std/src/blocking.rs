@@ -1,9 +1,11 @@
 //! Waiting for other locks and other threads while holding a `Gil`, without the deadlock
 //! between the two: the helpers of [`Blocking`].
 
-use std::sync::mpsc::{RecvError, TryRecvError};
-use std::sync::{LockResult, OnceLock, TryLockError, TryLockResult};
+use std::sync::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
+use std::sync::{LockResult, OnceLock, PoisonError, TryLockError, TryLockResult};
+use std::time::Duration;
 
+use crate::deadlock::Wait;
 use crate::gil::{EnsureGuard, GilGuard, Holds};
 use crate::sync::{
     Condvar, Mutex, MutexGuard, Receiver, RwLock, RwLockReadGuard, RwLockWriteGuard,
@@ -55,7 +57,12 @@ pub trait Blocking: Holds + sealed::Region {
     ///
     /// As [`Mutex::lock`]: the mutex was poisoned (the guard is in the error).
     fn lock<'m, T: ?Sized + Send>(&mut self, mutex: &'m Mutex<T>) -> LockResult<MutexGuard<'m, T>> {
-        try_then_wait(self, mutex.try_lock(), || mutex.lock())
+        try_then_wait(
+            self,
+            Wait::Mutex(Wait::at(mutex)),
+            || mutex.try_lock(),
+            || mutex.lock(),
+        )
     }
 
     /// Locks `rwlock` for reading, as [`lock`](Blocking::lock) does a mutex.
@@ -67,7 +74,8 @@ pub trait Blocking: Holds + sealed::Region {
         &mut self,
         rwlock: &'l RwLock<T>,
     ) -> LockResult<RwLockReadGuard<'l, T>> {
-        try_then_wait(self, rwlock.try_read(), || rwlock.read())
+        let wait = Wait::Read(Wait::at(rwlock));
+        try_then_wait(self, wait, || rwlock.try_read(), || rwlock.read())
     }
 
     /// Locks `rwlock` for writing, as [`lock`](Blocking::lock) does a mutex.
@@ -79,7 +87,8 @@ pub trait Blocking: Holds + sealed::Region {
         &mut self,
         rwlock: &'l RwLock<T>,
     ) -> LockResult<RwLockWriteGuard<'l, T>> {
-        try_then_wait(self, rwlock.try_write(), || rwlock.write())
+        let wait = Wait::Write(Wait::at(rwlock));
+        try_then_wait(self, wait, || rwlock.try_write(), || rwlock.write())
     }
 
     /// Waits on `condvar` as [`Condvar::wait`] does, with the `Gil` let go while waiting:
@@ -98,7 +107,19 @@ pub trait Blocking: Holds + sealed::Region {
         guard: MutexGuard<'m, T>,
     ) -> LockResult<MutexGuard<'m, T>> {
         let guard = OnThisThread(guard);
-        self.region(move |_| condvar.wait(guard.into_inner()))
+        self.region(move |gil| {
+            let mut guard = Some(guard.into_inner());
+            gil.waits.wait(Wait::Condvar(Wait::at(condvar)), |limit| {
+                match wait_once(condvar, guard.take()?, limit) {
+                    Ok((back, true)) => {
+                        guard = Some(back);
+                        None
+                    }
+                    Ok((back, false)) => Some(Ok(back)),
+                    Err(poisoned) => Some(Err(PoisonError::new(poisoned.into_inner().0))),
+                }
+            })
+        })
     }
 
     /// Waits on `condvar` while `condition` holds, as [`Condvar::wait_while`] does: if it does
@@ -143,14 +164,20 @@ pub trait Blocking: Holds + sealed::Region {
             return Ok(guard);
         }
         let guard = OnThisThread(guard);
-        self.region(move |_| {
-            let mut guard = guard.into_inner();
-            loop {
-                guard = condvar.wait(guard)?;
-                if !condition(&mut *guard) {
-                    return Ok(guard);
+        self.region(move |gil| {
+            let mut guard = Some(guard.into_inner());
+            gil.waits.wait(Wait::Condvar(Wait::at(condvar)), |limit| {
+                match wait_once(condvar, guard.take()?, limit) {
+                    Ok((mut back, _)) => {
+                        if condition(&mut *back) {
+                            guard = Some(back);
+                            return None;
+                        }
+                        Some(Ok(back))
+                    }
+                    Err(poisoned) => Some(Err(PoisonError::new(poisoned.into_inner().0))),
                 }
-            }
+            })
         })
     }
 
@@ -185,7 +212,17 @@ pub trait Blocking: Holds + sealed::Region {
         match receiver.try_recv() {
             Ok(message) => Ok(message),
             Err(TryRecvError::Disconnected) => Err(RecvError),
-            Err(TryRecvError::Empty) => self.region(move |_| receiver.recv()),
+            Err(TryRecvError::Empty) => self.region(move |gil| {
+                let wait = Wait::Channel(Wait::at(&*receiver));
+                gil.waits.wait(wait, |limit| match limit {
+                    None => Some(receiver.recv()),
+                    Some(limit) => match receiver.recv_timeout(limit) {
+                        Ok(message) => Some(Ok(message)),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => Some(Err(RecvError)),
+                    },
+                })
+            }),
         }
     }
 
@@ -267,17 +304,55 @@ impl<T> OnThisThread<T> {
     }
 }
 
-/// The helpers' one rule: what `tried` got without blocking, else `wait` in a blocking region
-/// of `holder`.
+/// The lock helpers' one rule: what `try_take` gets without blocking, else wait for it in a
+/// blocking region of `holder` — with `take`, or in rounds of `try_take` while deadlock
+/// detection watches the wait.
 fn try_then_wait<G>(
     holder: &mut (impl sealed::Region + ?Sized),
-    tried: TryLockResult<G>,
-    wait: impl FnOnce() -> LockResult<G> + Send,
+    wait: Wait,
+    try_take: impl Fn() -> TryLockResult<G> + Send + Sync,
+    take: impl Fn() -> LockResult<G> + Send + Sync,
 ) -> LockResult<G> {
-    match tried {
+    match try_take() {
         Ok(guard) => Ok(guard),
         Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
-        Err(TryLockError::WouldBlock) => holder.region(|_| wait()),
+        Err(TryLockError::WouldBlock) => holder.region(|gil| {
+            gil.waits.wait(wait, |limit| {
+                let Some(limit) = limit else {
+                    return Some(take());
+                };
+                match try_take() {
+                    Ok(guard) => Some(Ok(guard)),
+                    Err(TryLockError::Poisoned(poisoned)) => Some(Err(poisoned)),
+                    Err(TryLockError::WouldBlock) => {
+                        std::thread::sleep(limit);
+                        None
+                    }
+                }
+            })
+        }),
+    }
+}
+
+/// One wait on `condvar`: until notified, or for at most `limit`. With the guard back, whether
+/// the limit passed.
+fn wait_once<'m, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'m, T>,
+    limit: Option<Duration>,
+) -> LockResult<(MutexGuard<'m, T>, bool)> {
+    match limit {
+        None => condvar
+            .wait(guard)
+            .map(|back| (back, false))
+            .map_err(|poisoned| PoisonError::new((poisoned.into_inner(), false))),
+        Some(limit) => condvar
+            .wait_timeout(guard, limit)
+            .map(|(back, waited)| (back, waited.timed_out()))
+            .map_err(|poisoned| {
+                let (back, waited) = poisoned.into_inner();
+                PoisonError::new((back, waited.timed_out()))
+            }),
     }
 }
 

@@ -57,6 +57,7 @@ mod calls;
 mod cell;
 mod clock;
 mod credit;
+mod deadlock;
 mod gil;
 mod handlers;
 mod hooks;

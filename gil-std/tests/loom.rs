@@ -13,11 +13,11 @@ mod support;
 use std::time::Duration;
 
 use gil_std::{AcquireError, Blocking, Gil, GilGuard, Interrupted, PendingCallError};
-use loom::sync::{Arc, Condvar, Mutex};
 use loom::sync::atomic::{
     AtomicBool, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
 };
+use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
 use support::{Protected, model};
 

@@ -31,6 +31,7 @@ use crate::bits::{
 use crate::calls::Calls;
 use crate::clock::{Timer, now_nanos};
 use crate::credit::Borrowed;
+use crate::deadlock::Waits;
 use crate::handlers::Handlers;
 use crate::hooks::{Event, Hook};
 use crate::owner::Owner;
@@ -101,6 +102,9 @@ pub struct Gil {
     calls: Calls<PendingCall>,
     /// The runtime breaker bits' handlers ([`Gil::set_breaker_handler`]).
     handlers: Handlers<BreakerHandler>,
+    /// The registered threads and their waits in the `Blocking` helpers
+    /// ([`Gil::set_deadlock_detection`]).
+    pub(crate) waits: Waits,
 }
 
 // The lock word and the owner share the first cache line of a `Gil` and nothing else is in
@@ -308,6 +312,7 @@ impl Gil {
                 fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
                 calls: Calls::new(),
                 handlers: Handlers::new(),
+                waits: Waits::new(),
             }
         }
     }

@@ -254,9 +254,56 @@ impl Gil {
         InterruptHandle::for_current_thread(self.raw.breaker(), &self.watch)
     }
 
-    /// Registers the calling thread with this lock's event hook: reports
-    /// [`Event::ThreadStarted`] now and [`Event::ThreadExited`] when the returned value is
-    /// dropped. A runtime calls it first thing in each thread it starts (Ruby reports these for
+    /// Turns deadlock detection on or off (off in a new lock): a debugging aid for the
+    /// [`Blocking`](crate::Blocking) helpers, as Ruby's "No live threads left. Deadlock?" is.
+    ///
+    /// While it is on, a helper called by a [registered](Gil::register_thread) thread waits in
+    /// rounds of 10 ms and marks what it waits for. When every registered thread has been
+    /// waiting in a helper for some 100 ms, with none of them starting or ending a wait, one of
+    /// them panics with a message that names each thread and what it waits for (a mutex, a
+    /// rwlock, a condition variable or a channel, by address). Its unwinding drops what it
+    /// holds, which may let the others go on.
+    ///
+    /// Only registered threads count, so register every thread that could end another's wait
+    /// (send the message, unlock the mutex): an unregistered thread's help is invisible, and a
+    /// wait it would end is reported all the same. A thread waiting for the `Gil` itself is
+    /// never stuck behind a helper (the helpers let the `Gil` go), and a wait for a
+    /// `OnceLock`'s initialiser is not watched: both count as running. Waits that are watched
+    /// may end up to 10 ms late, and every round costs a wake-up.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use gil_std::{Blocking, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// GIL.set_deadlock_detection(true);
+    ///
+    /// // Two threads, each waiting for a message only the other could send.
+    /// let (to_a, mut for_a) = mpsc::channel::<u32>();
+    /// let (to_b, mut for_b) = mpsc::channel::<u32>();
+    /// let a = std::thread::spawn(move || {
+    ///     let _registered = GIL.register_thread();
+    ///     let got = GIL.acquire().recv(&mut for_a);
+    ///     drop(to_b);
+    ///     got
+    /// });
+    /// let b = std::thread::spawn(move || {
+    ///     let _registered = GIL.register_thread();
+    ///     let got = GIL.acquire().recv(&mut for_b);
+    ///     drop(to_a);
+    ///     got
+    /// });
+    /// // One of them panics with the report; the other then sees its sender gone.
+    /// let (a, b) = (a.join(), b.join());
+    /// assert!(a.is_err() != b.is_err());
+    /// ```
+    pub fn set_deadlock_detection(&self, on: bool) {
+        self.waits.set(on);
+    }
+
+    /// Registers the calling thread with this lock's event hook and its deadlock detection:
+    /// reports [`Event::ThreadStarted`] now and [`Event::ThreadExited`] when the returned value
+    /// is dropped. A runtime calls it first thing in each thread it starts (Ruby reports these for
     /// every Ruby thread); without a hook installed it costs one relaxed load each way.
     ///
     /// Registration is explicit because a lock cannot know on its own when a thread that used
@@ -282,6 +329,7 @@ impl Gil {
     /// assert_eq!(*SEEN.lock().unwrap(), [ThreadStarted, Got, Released, ThreadExited]);
     /// ```
     pub fn register_thread(&self) -> ThreadRegistration<'_> {
+        self.waits.register();
         self.emit(Event::ThreadStarted);
         ThreadRegistration {
             gil: self,
@@ -293,6 +341,7 @@ impl Gil {
 impl Drop for ThreadRegistration<'_> {
     fn drop(&mut self) {
         self.gil.emit(Event::ThreadExited);
+        self.gil.waits.unregister();
     }
 }
 

@@ -116,6 +116,10 @@ pub(crate) const CREDIT_EVERY_RETURN: bool = cfg!(loom);
 /// Whether the atomics are the hardware's, laid out as they ship (loom's stand-ins are larger).
 pub(crate) const REAL_ATOMICS: bool = !cfg!(loom);
 
+/// Whether the `Blocking` helpers wait in timed rounds while deadlock detection is on: not
+/// under loom, which has no time (its models find deadlocks themselves).
+pub(crate) const POLLED_WAITS: bool = !cfg!(loom);
+
 /// Whether the clock thread (timed preemption, timeout wake-ups) runs. Without it the
 /// clock's entry points count and list nothing.
 pub(crate) const CLOCK: bool = !cfg!(loom);
