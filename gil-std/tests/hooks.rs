@@ -2,7 +2,9 @@
 #![cfg(not(loom))]
 
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread;
+use std::time::Duration;
 
 use gil_std::{Event, Gil, Recorder};
 
@@ -153,4 +155,57 @@ fn holds_are_not_timed_with_timing_off() {
     drop(g);
     gil.set_event_hook(None);
     assert_eq!(gil.stats().hold_time, std::time::Duration::ZERO);
+}
+
+/// A runtime that keeps a "current thread state" (CPython's thread-state pointer) swaps it in
+/// the hook: on `Got` to the thread that now holds, on `Released` back to none. Through
+/// hand-overs at checkpoints, blocking regions and their loans, the state is always the
+/// holder's own whenever the holder looks.
+#[test]
+fn a_runtime_swaps_its_current_thread_state_at_every_change_of_hands() {
+    static GIL: Gil = Gil::with_switch_interval(Duration::from_micros(200));
+    /// The state of the thread holding the lock; 0 while nobody does.
+    static CURRENT: AtomicUsize = AtomicUsize::new(0);
+    /// Swaps that found another thread's state, or a holder that looked and found not its own.
+    static WRONG: AtomicUsize = AtomicUsize::new(0);
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    thread_local! {
+        static MINE: usize = NEXT.fetch_add(1, SeqCst);
+    }
+    let mine = || MINE.with(|m| *m);
+    GIL.set_event_hook(Some(&|_, event| {
+        let (from, to) = match event {
+            Event::Got => (0, MINE.with(|m| *m)),
+            Event::Released => (MINE.with(|m| *m), 0),
+            _ => return,
+        };
+        if CURRENT.swap(to, SeqCst) != from {
+            WRONG.fetch_add(1, SeqCst);
+        }
+    }));
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(move || {
+                for _ in 0..100 {
+                    let mut g = GIL.acquire();
+                    // Long enough that waiters ask for the lock (every 200 µs).
+                    let until = std::time::Instant::now() + Duration::from_micros(500);
+                    while std::time::Instant::now() < until {
+                        g.checkpoint().unwrap();
+                        if CURRENT.load(SeqCst) != mine() {
+                            WRONG.fetch_add(1, SeqCst);
+                        }
+                    }
+                    g.allow_threads(thread::yield_now);
+                    if CURRENT.load(SeqCst) != mine() {
+                        WRONG.fetch_add(1, SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    GIL.set_event_hook(None);
+    assert_eq!(WRONG.load(SeqCst), 0);
+    assert_eq!(CURRENT.load(SeqCst), 0, "nobody holds");
+    assert!(GIL.stats().forced_drops > 0, "checkpoints handed over");
 }
