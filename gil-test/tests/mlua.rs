@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use gil_std::{Gil, GilBound, GilGuard};
-use mlua::{Function, HookTriggers, Lua, ThreadStatus, VmState};
+use mlua::{Function, HookTriggers, Lua, VmState};
 
 /// The lock and the interpreter behind it.
 struct Engine {
@@ -81,7 +81,7 @@ fn run(
     })
     .unwrap();
     co.resume::<()>(arg).unwrap();
-    while co.status() == ThreadStatus::Resumable {
+    while co.is_resumable() {
         g.checkpoint().map_err(|_| Stopped::Interrupted)?;
         co.resume::<()>(()).unwrap();
     }
@@ -282,4 +282,31 @@ fn four_endless_loops_all_make_progress() {
     let g = gil.acquire();
     let counts: Vec<i64> = engine.lua.get(&g).globals().get("counts").unwrap();
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+}
+
+/// A coroutine that its hook made yield is stopped mid-function, its locals live on its stack:
+/// a full collection while it waits to be resumed (another thread's allocations, here forced)
+/// must leave them alone, or the count comes back wrong or fails on a `nil` local. The binding
+/// must keep the stack of a coroutine suspended this way (mlua does from 0.12).
+#[test]
+fn a_coroutine_stopped_by_its_hook_keeps_its_locals_through_a_collection() {
+    let lua = Lua::new();
+    lua.load("function count(n) local x = 0 for i = 1, n do x = x + 1 end return x end")
+        .exec()
+        .unwrap();
+    let count: Function = lua.globals().get("count").unwrap();
+    let co = lua.create_thread(count).unwrap();
+    co.set_hook(HookTriggers::new().every_nth_instruction(1_000), |_, _| {
+        Ok(VmState::Yield)
+    })
+    .unwrap();
+    let mut result: Option<i64> = co.resume(100_000).unwrap();
+    let mut yields = 0;
+    while co.is_resumable() {
+        yields += 1;
+        lua.gc_collect().unwrap();
+        result = co.resume(()).unwrap();
+    }
+    assert!(yields > 100, "the hook stopped it {yields} times");
+    assert_eq!(result, Some(100_000));
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::contenders::{Kind, with_contender};
-use super::{INTERVAL, KS, NS, Plan, abuse, cpython, timed, timeline, w2, w3, w4, w5};
+use super::{INTERVAL, KS, NS, Plan, abuse, cpython, lua, timed, timeline, w2, w3, w4, w5};
 use crate::lab;
 use crate::w1;
 use gil_std::Gil;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const HELP: &str = "\
 gil-lab: gil against its peers on the workloads of docs/workloads.md
 
-usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,abuse,timed,timeline] [--json] [--out DIR]
+usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,abuse,lua,timed,timeline] [--json] [--out DIR]
 
   --quick       short runs, about a minute in all (the default)
   --full        longer runs: W4 at 3 s per run, more rounds and samples
@@ -50,11 +50,13 @@ fn parse_args() -> Result<Args, String> {
                 let list = it.next().ok_or("--workload needs a list, e.g. W3,W4")?;
                 let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
                 for n in &names {
-                    if !["W1", "W2", "W3", "W4", "W5", "ABUSE", "TIMED", "TIMELINE"]
-                        .contains(&n.as_str())
+                    if ![
+                        "W1", "W2", "W3", "W4", "W5", "ABUSE", "LUA", "TIMED", "TIMELINE",
+                    ]
+                    .contains(&n.as_str())
                     {
                         return Err(format!(
-                            "unknown workload {n:?}; pick from W1..W5, abuse, timed, timeline"
+                            "unknown workload {n:?}; pick from W1..W5, abuse, lua, timed, timeline"
                         ));
                     }
                 }
@@ -97,6 +99,7 @@ pub fn main() {
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
         ("ABUSE", Kind::LOCKS.len()),
+        ("LUA", 1),
         ("TIMED", 1),
         ("TIMELINE", 2),
     ];
@@ -523,6 +526,51 @@ pub fn main() {
         }
         text.push('\n');
         report["abuse"] = json!({"seconds_per_run": t.as_secs_f64(), "k": k, "runs": rows});
+    }
+
+    if args.wants("LUA") {
+        step("Lua: a real engine".into());
+        let t = plan.lua_time;
+        let f = lua::run(t);
+        bar.inc(1);
+        let _ = writeln!(
+            text,
+            "Lua (mlua, Lua 5.4) — a loop of {:.1} VM instructions per iteration, {t:?} per run; rates against one thread with no lock and no hook",
+            f.instructions_per_iteration
+        );
+        let base = f.alone.rate;
+        let runs = [
+            ("1 thread, no lock, no hook", f.alone),
+            (
+                "1 thread, no lock, a hook every 1,000 instructions that only returns",
+                f.empty_hook_1k,
+            ),
+            (
+                "1 thread, Gil held, wants_checkpoint every 10,000 instructions",
+                f.hook_10k,
+            ),
+            (
+                "1 thread, Gil held, wants_checkpoint every 1,000 instructions",
+                f.hook_1k,
+            ),
+            (
+                "4 threads sharing one state under the Gil (every 1,000)",
+                f.shared_4,
+            ),
+        ];
+        let mut rows = Vec::new();
+        for (name, r) in runs {
+            let _ = writeln!(
+                text,
+                "  {name:<72} {:>7.1} M instructions/s  ratio {:>5.3}  Jain {:.4}",
+                f.instructions(r) / 1e6,
+                r.rate / base,
+                r.jain
+            );
+            rows.push(json!({"run": name, "instructions_per_second": f.instructions(r), "ratio": r.rate / base, "jain": r.jain}));
+        }
+        text.push('\n');
+        report["lua"] = json!({"seconds_per_run": t.as_secs_f64(), "instructions_per_iteration": f.instructions_per_iteration, "runs": rows});
     }
 
     if args.wants("TIMED") {

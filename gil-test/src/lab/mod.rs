@@ -6,12 +6,15 @@
 //! - [`w2`], [`w3`], [`w4`], [`w5`] — the workloads ([`crate::w1`] is W1); [`abuse`], the
 //!   abuse case; [`timed`], timed acquire's lateness.
 //! - [`cpython`] — W3 and W4 run by CPython through `python3`.
+//! - [`lua`] — a real engine (mlua) behind the lock: the hook's cost, and four threads
+//!   sharing one Lua state.
 //! - [`timeline`] — Chrome trace JSON and SVG from a [`gil_std::Recorder`] trace.
 
 pub mod abuse;
 pub mod cli;
 pub mod contenders;
 pub mod cpython;
+pub mod lua;
 pub mod timed;
 pub mod timeline;
 pub mod w2;
@@ -42,6 +45,8 @@ pub struct Plan {
     pub w4_time: Duration,
     /// W5: time per preemption demo.
     pub w5_time: Duration,
+    /// Lua: time per run.
+    pub lua_time: Duration,
 }
 
 impl Plan {
@@ -54,6 +59,7 @@ impl Plan {
         w3_rounds: 1,
         w4_time: Duration::from_millis(800),
         w5_time: Duration::from_millis(300),
+        lua_time: Duration::from_millis(500),
     };
     /// The full run: W4 at 3 s per run.
     pub const FULL: Plan = Plan {
@@ -64,6 +70,7 @@ impl Plan {
         w3_rounds: 3,
         w4_time: Duration::from_secs(3),
         w5_time: Duration::from_secs(1),
+        lua_time: Duration::from_secs(2),
     };
 }
 
@@ -84,4 +91,15 @@ pub fn record(gil: &Gil, until: Duration, work: impl FnOnce(&Gil) + Send) -> Tra
         std::thread::sleep(until);
         recorder.stop()
     })
+}
+
+/// Jain's fairness index of the threads' units of work, (Σx)² ÷ (n Σx²): 1 when all are equal,
+/// 1/n when one did everything (0 when nobody did anything).
+pub fn jain(units: &[u64]) -> f64 {
+    let sum: f64 = units.iter().map(|&u| u as f64).sum();
+    let squares: f64 = units.iter().map(|&u| (u as f64).powi(2)).sum();
+    if squares == 0.0 {
+        return 0.0;
+    }
+    sum * sum / (units.len() as f64 * squares)
 }

@@ -37,12 +37,7 @@ pub struct Fairness {
 impl Fairness {
     /// Jain's fairness index of the units: 1 when all are equal, 1/N when one did everything.
     pub fn jain(&self) -> f64 {
-        let sum: f64 = self.units.iter().map(|&u| u as f64).sum();
-        let squares: f64 = self.units.iter().map(|&u| (u as f64).powi(2)).sum();
-        if squares == 0.0 {
-            return 0.0;
-        }
-        sum * sum / (self.units.len() as f64 * squares)
+        super::jain(&self.units)
     }
 
     /// The longest stretch any thread went without progress.
