@@ -231,7 +231,7 @@ impl<M: PlainMutex> Held for SlicedHeld<'_, M> {
     #[inline]
     fn checkpoint(&mut self) {
         self.count = self.count.wrapping_add(1);
-        if self.count % CHECK_EVERY == 0 && self.since.elapsed() >= self.lock.interval {
+        if self.count.is_multiple_of(CHECK_EVERY) && self.since.elapsed() >= self.lock.interval {
             self.lock.mutex.retake(&mut self.guard);
             self.since = Instant::now();
         }
