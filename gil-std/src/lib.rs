@@ -9,8 +9,10 @@
 //!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`].
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for
 //!   state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract.
-//! - [`Blocking`] — waiting for a `std` mutex or rwlock while holding the lock, without the
-//!   deadlock between the two: the lock is let go only if the wait must block.
+//! - [`Blocking`] — waiting for a `std` mutex, rwlock, condition variable, channel or
+//!   `OnceLock` while holding the lock, without the deadlock between the two: the lock is let
+//!   go only if the wait must block; [`Gil::set_deadlock_detection`] reports the cycles left
+//!   among registered threads.
 //! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
 //! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
