@@ -304,7 +304,8 @@ impl Gil {
     /// Registers the calling thread with this lock's event hook and its deadlock detection:
     /// reports [`Event::ThreadStarted`] now and [`Event::ThreadExited`] when the returned value
     /// is dropped. A runtime calls it first thing in each thread it starts (Ruby reports these for
-    /// every Ruby thread); without a hook installed it costs one relaxed load each way.
+    /// every Ruby thread). Each way costs an entry in a small table of the lock's (its mutex,
+    /// and the thread's name), and, without a hook installed, one relaxed load.
     ///
     /// Registration is explicit because a lock cannot know on its own when a thread that used
     /// it exits, nor soundly reach a lock that is not `'static` from a thread's exit.
