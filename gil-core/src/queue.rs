@@ -108,13 +108,30 @@ impl<P: Park> Waiter<P> {
         Self::with_kind(true, true)
     }
 
+    /// A node for a first-time waiter with per-waiter data of the caller's making, for a
+    /// strategy whose waiters are not all threads (a future's waker, say): `P::parker()` makes
+    /// the data of a thread that waits in [`Waiter::wait`].
+    pub fn with_parker(parker: P::Parker) -> Self {
+        Self::with_parts(false, false, parker)
+    }
+
+    /// A returning node (see [`Waiter::returning`]) with per-waiter data of the caller's
+    /// making (see [`Waiter::with_parker`]).
+    pub fn returning_with_parker(parker: P::Parker) -> Self {
+        Self::with_parts(true, false, parker)
+    }
+
     fn with_kind(returning: bool, urgent: bool) -> Self {
+        Self::with_parts(returning, urgent, P::parker())
+    }
+
+    fn with_parts(returning: bool, urgent: bool, parker: P::Parker) -> Self {
         Self {
             state: AtomicU32::new(IDLE),
             returning,
             urgent,
             links: UnsafeCell::new(Links::unlinked()),
-            parker: P::parker(),
+            parker,
             _pinned: PhantomPinned,
         }
     }

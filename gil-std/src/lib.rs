@@ -79,8 +79,9 @@ pub use bound::GilBound;
 pub use calls::PendingCallError;
 pub use cell::GilCell;
 pub use gil::{
-    AcquireError, BreakerHandler, EnsureGuard, EventHook, Gil, GilGuard, Holds, PendingCall,
-    PendingCalls, Stats, SwitchIntervalError, ThreadRegistration, Unlocked,
+    AcquireError, AcquireFuture, BreakerHandler, EnsureGuard, EventHook, Gil, GilGuard, Holds,
+    PendingCall, PendingCalls, RelockFuture, Stats, SwitchIntervalError, ThreadRegistration,
+    Unlocked, UnlockedAsync,
 };
 pub use handlers::NotARuntimeBit;
 pub use hooks::Event;

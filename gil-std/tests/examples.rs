@@ -1,9 +1,11 @@
 //! The examples, run as tests: `tiny_vm` and `rpc_dispatch`, two real clients of the runtime
-//! services.
+//! services, and `async_rpc`, their async form.
 #![cfg(not(loom))]
 
 use std::time::Duration;
 
+#[path = "../examples/async_rpc.rs"]
+mod async_rpc;
 #[path = "../examples/rpc_dispatch.rs"]
 mod rpc_dispatch;
 #[path = "../examples/tiny_vm.rs"]
@@ -98,4 +100,21 @@ fn rpc_waiting_with_the_lock_held_would_deadlock() {
     );
     let released = dispatch(config(2), &[Request::CallOut(21)]);
     assert_eq!(released.replies[&0], Some(42));
+}
+
+/// 64 async servants on two workers, each calling out without the lock and writing the answer
+/// back under it: every one answered, through a callback into the runtime each. One servant
+/// that keeps the lock across its call gets no answer (its callback cannot take the lock);
+/// it gives up after 300 ms instead of hanging. One test: the two share the example's state.
+#[test]
+fn async_rpc_answers_every_call_and_holding_the_lock_would_deadlock() {
+    let (answers, state) = async_rpc::serve(64, 2);
+    assert!(answers.iter().all(Option::is_some), "{answers:?}");
+    assert_eq!(state.requests, 64);
+    assert_eq!(state.callbacks, 64);
+    assert_eq!(state.answered, (1..=64).map(|n| 2 * n).sum::<u64>());
+    assert_eq!(
+        async_rpc::serve_holding_the_lock(Duration::from_millis(300)),
+        None
+    );
 }

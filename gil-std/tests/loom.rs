@@ -10,6 +10,7 @@
 #[path = "../../gil-core/tests/support/mod.rs"]
 mod support;
 
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use gil_std::{AcquireError, Blocking, Gil, GilGuard, Interrupted, PendingCallError};
@@ -119,6 +120,67 @@ fn a_condvar_wait_lets_the_gil_go_and_takes_it_back() {
         drop(g);
         setter.join().unwrap();
         assert_eq!(data.bump(), 4, "every critical section ran once, in order");
+    });
+}
+
+/// A future waiting for the lock (`acquire_async`, run by loom's `block_on`) while a thread
+/// holds it: it takes a free lock at once, or queues and is woken by the grant — whichever
+/// comes first of its look, its waker's registration and the release, no wake-up is lost
+/// (loom reports a deadlock) and the two hold one at a time.
+#[test]
+fn a_future_is_woken_by_its_grant() {
+    model(4, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let held = gil.acquire();
+        let task = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let guard = loom::future::block_on(gil.acquire_async()).unwrap();
+                data.bump();
+                drop(guard);
+            })
+        };
+        data.bump();
+        drop(held);
+        task.join().unwrap();
+        assert_eq!(data.bump(), 3, "every critical section ran once, in order");
+    });
+}
+
+/// A future polled once and dropped — while it waits, or after the lock was handed to it but
+/// before it was polled again — racing a thread that waits behind it and the holder's release:
+/// the thread always gets the lock (a dropped grant is passed on), and the lock is free after.
+#[test]
+fn a_dropped_future_strands_nobody() {
+    model(3, || {
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let held = gil.acquire();
+        let task = {
+            let gil = gil.clone();
+            thread::spawn(move || {
+                let mut future = Box::pin(gil.acquire_async());
+                let mut cx = Context::from_waker(Waker::noop());
+                if let Poll::Ready(guard) = future.as_mut().poll(&mut cx) {
+                    drop(guard.unwrap());
+                }
+                drop(future);
+            })
+        };
+        let other = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let _g = gil.acquire();
+                data.bump();
+            })
+        };
+        data.bump();
+        drop(held);
+        task.join().unwrap();
+        other.join().unwrap();
+        assert_eq!(data.bump(), 3);
+        assert!(gil.try_acquire().is_some(), "nobody holds");
     });
 }
 

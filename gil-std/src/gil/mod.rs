@@ -9,6 +9,7 @@
 //! - `runtime`: what a runtime hooks in (pending calls, breaker handlers, the event hook,
 //!   interrupts, thread registration).
 
+mod future;
 mod guard;
 mod hold;
 mod runtime;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use gil_core::{RawGil, TryAcquireError};
 
+pub use future::{AcquireFuture, RelockFuture, UnlockedAsync};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
 pub use runtime::{BreakerHandler, EventHook, PendingCall, PendingCalls, ThreadRegistration};
 pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};

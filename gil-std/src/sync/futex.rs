@@ -121,18 +121,23 @@ fn futex_wait_for(word: &AtomicU32, value: u32, timeout: Duration) {
 }
 
 impl Park for FutexPark {
-    type Parker = ();
-    type Unparker = *const AtomicU32;
+    type Parker = super::ParkSlot;
+    type Unparker = super::Wake;
 
     #[inline]
-    fn parker() {}
-
-    #[inline]
-    fn unparker(_: &(), word: &AtomicU32) -> *const AtomicU32 {
-        word
+    fn parker() -> super::ParkSlot {
+        super::ParkSlot::thread()
     }
 
-    fn park(_: &(), word: &AtomicU32) {
+    #[inline]
+    fn unparker(parker: &super::ParkSlot, word: &AtomicU32) -> super::Wake {
+        super::Wake {
+            word,
+            task: parker.task_slot(),
+        }
+    }
+
+    fn park(_: &super::ParkSlot, word: &AtomicU32) {
         if ready_to_sleep(word) {
             // Returns at once if the word is no longer ASLEEP, so a grant between the mark and
             // the sleep is not lost.
@@ -141,8 +146,10 @@ impl Park for FutexPark {
     }
 
     #[inline]
-    fn unpark(unparker: *const AtomicU32) {
-        atomic_wait::wake_one(unparker);
+    fn unpark(unparker: super::Wake) {
+        if !unparker.wake_task() {
+            atomic_wait::wake_one(unparker.word);
+        }
     }
 
     /// Sleeps on `word` (a lock's breaker word, for a lender) while it holds `value`.

@@ -25,6 +25,86 @@ pub(crate) use std::sync::{
     mpsc::Receiver,
 };
 
+#[cfg(not(loom))]
+use atomic_waker::AtomicWaker;
+/// A task's waker, registered by the task and woken by whoever grants it the lock.
+#[cfg(loom)]
+use loom::future::AtomicWaker;
+
+/// What a waiter node of a `Gil` carries for its waker ([`Parking`]'s per-waiter data): for a
+/// thread, nothing (a futex waiter sleeps on the node's own word; loom's, its loom thread);
+/// for a future waiting in line ([`Gil::acquire_async`](crate::Gil::acquire_async)), the slot
+/// its task's waker goes in. The slot is shared (an `Arc`): the granting thread keeps it to
+/// wake the task after the node may be gone, and so wakes the waker the task registered last.
+#[derive(Debug)]
+pub struct ParkSlot {
+    task: Option<Arc<AtomicWaker>>,
+    #[cfg(loom)]
+    thread: Option<loom::thread::Thread>,
+}
+
+impl ParkSlot {
+    /// A thread's.
+    #[inline]
+    fn thread() -> Self {
+        Self {
+            task: None,
+            #[cfg(loom)]
+            thread: Some(loom::thread::current()),
+        }
+    }
+
+    /// A future's, with an empty waker slot.
+    pub(crate) fn task() -> Self {
+        Self {
+            task: Some(Arc::new(AtomicWaker::new())),
+            #[cfg(loom)]
+            thread: None,
+        }
+    }
+
+    /// Puts `waker` in a future's slot (nothing for a thread's).
+    pub(crate) fn register(&self, waker: &core::task::Waker) {
+        if let Some(task) = &self.task {
+            #[cfg(not(loom))]
+            task.register(waker);
+            #[cfg(loom)]
+            task.register_by_ref(waker);
+        }
+    }
+
+    /// The task's slot, for its unparker.
+    #[inline]
+    fn task_slot(&self) -> Option<Arc<AtomicWaker>> {
+        self.task.clone()
+    }
+}
+
+/// What wakes a waiter of a `Gil`: its thread (a futex wake on the word, or loom's unpark), or
+/// the waker its task registered last.
+#[derive(Debug)]
+pub struct Wake {
+    #[cfg(not(loom))]
+    word: *const gil_core::AtomicU32,
+    #[cfg(loom)]
+    thread: Option<loom::thread::Thread>,
+    task: Option<Arc<AtomicWaker>>,
+}
+
+impl Wake {
+    /// Wakes the task, if the waiter is one; returns whether it was.
+    #[inline]
+    fn wake_task(&self) -> bool {
+        match &self.task {
+            Some(task) => {
+                task.wake();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Locks `mutex`, ignoring poison: every critical section of gil-std leaves its data
 /// consistent before anything in it can panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -190,16 +270,19 @@ pub struct LoomPark;
 
 #[cfg(loom)]
 impl Park for LoomPark {
-    type Parker = loom::thread::Thread;
-    type Unparker = loom::thread::Thread;
+    type Parker = ParkSlot;
+    type Unparker = Wake;
 
-    fn parker() -> loom::thread::Thread {
-        loom::thread::current()
+    fn parker() -> ParkSlot {
+        ParkSlot::thread()
     }
-    fn unparker(parker: &loom::thread::Thread, _: &AtomicU32) -> loom::thread::Thread {
-        parker.clone()
+    fn unparker(parker: &ParkSlot, _: &AtomicU32) -> Wake {
+        Wake {
+            thread: parker.thread.clone(),
+            task: parker.task_slot(),
+        }
     }
-    fn park(_: &loom::thread::Thread, word: &AtomicU32) {
+    fn park(_: &ParkSlot, word: &AtomicU32) {
         use core::sync::atomic::Ordering::Relaxed;
         type Node = gil_core::Waiter<LoomPark>;
         // Relaxed: a marker only (as in `FutexPark`); the core rereads the word with Acquire.
@@ -208,8 +291,12 @@ impl Park for LoomPark {
             Err(_) => {}
         }
     }
-    fn unpark(unparker: loom::thread::Thread) {
-        unparker.unpark();
+    fn unpark(unparker: Wake) {
+        if !unparker.wake_task() {
+            if let Some(thread) = unparker.thread {
+                thread.unpark();
+            }
+        }
     }
 
     /// A futex, for a lender waiting for its loan back: the look at the word and the sign-up

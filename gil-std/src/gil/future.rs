@@ -1,0 +1,344 @@
+//! Waiting for the lock without blocking a thread: [`Gil::acquire_async`] and its future,
+//! whose waiter node joins the same FIFO line as threads waiting in `acquire`.
+
+use core::future::Future;
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::sync::atomic::Ordering::Relaxed;
+use core::task::{Context, Poll};
+use std::fmt;
+use std::time::Instant;
+
+use gil_core::{Cancel, Enqueued, WaitPolicy, WaitState, Waited};
+
+use super::waiting::{Turn, Waiting};
+use super::{AcquireError, Gil, GilGuard};
+use crate::sync::{Node, ParkSlot};
+
+impl Gil {
+    /// Takes the lock without blocking the thread that polls: a future that waits in the same
+    /// FIFO line as threads in [`acquire`](Gil::acquire), and resolves to a guard once the
+    /// lock is handed to it. A free lock is taken at the first poll.
+    ///
+    /// The future is `Send`; the guard it gives is not, so a task that must be `Send` (one
+    /// spawned on a multi-threaded runtime) cannot keep the lock across an `.await`: take the
+    /// guard, do the work, drop it, then await. While the future waits, the lock's holder is
+    /// asked to drop at its slice's end, as for a waiting thread.
+    ///
+    /// Cancel-safe: dropping the future while it waits takes it out of the line; dropping it
+    /// after the lock was handed to it, before it was polled again, passes the lock on to the
+    /// next waiter. So `tokio::time::timeout(d, gil.acquire_async())` is a timed acquire.
+    ///
+    /// On a single-threaded executor the lock's holder must be able to run: a task that waits
+    /// for the lock while another task of the same thread holds it across an `.await` (possible
+    /// only for futures that are not `Send`) waits for that task to let go.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Closed`] if the lock is closed, or is closed while the future waits.
+    ///
+    /// # Panics
+    ///
+    /// When polled on a thread that holds this lock (the task would wait for a guard of its own
+    /// thread), or inside this lock's event hook.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// static GIL: Gil = Gil::new();
+    ///
+    /// let held = GIL.acquire();
+    /// let waiter = std::thread::spawn(|| {
+    ///     // Any executor: here a minimal one that parks the thread between polls.
+    ///     let guard = block_on(GIL.acquire_async()).unwrap();
+    ///     assert!(GIL.is_held_by_current_thread());
+    ///     drop(guard);
+    /// });
+    /// std::thread::sleep(std::time::Duration::from_millis(10));
+    /// drop(held); // hands the lock to the future, whose waker unparks the thread
+    /// waiter.join().unwrap();
+    ///
+    /// fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    ///     use std::task::{Context, Poll, Wake, Waker};
+    ///     struct Unpark(std::thread::Thread);
+    ///     impl Wake for Unpark {
+    ///         fn wake(self: std::sync::Arc<Self>) {
+    ///             self.0.unpark();
+    ///         }
+    ///     }
+    ///     let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    ///     let mut future = std::pin::pin!(future);
+    ///     loop {
+    ///         match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+    ///             Poll::Ready(out) => return out,
+    ///             Poll::Pending => std::thread::park(),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn acquire_async(&self) -> AcquireFuture<'_> {
+        AcquireFuture {
+            gil: self,
+            node: Node::with_parker(ParkSlot::task()),
+            stage: Stage::Start,
+            _pinned: PhantomPinned,
+        }
+    }
+}
+
+impl<'a> GilGuard<'a> {
+    /// Lets the lock go for an `.await`, and gives the token that takes it back:
+    /// [`UnlockedAsync::relock_async`]. The async form of [`unlock`](GilGuard::unlock): the
+    /// token is `Send`, so a task may hold it across the `.await` (and resume on another
+    /// thread), while the guard, taken by value, is gone.
+    ///
+    /// The lock is released at once (handed to the next in line), not let go lazily as a
+    /// thread's region does: the task may take it back from another thread.
+    ///
+    /// # Panics
+    ///
+    /// If this thread has other guards of the lock (nested [`Gil::ensure`] guards), as
+    /// [`unlock`](GilGuard::unlock).
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// static GIL: Gil = Gil::new();
+    ///
+    /// async fn handler() -> u32 {
+    ///     let guard = GIL.acquire_async().await.unwrap();
+    ///     // ... read the runtime's state ...
+    ///     let away = guard.unlock_for_await();
+    ///     let reply = async { 42 }.await; // an outgoing call, without the lock
+    ///     let _guard = away.relock_async().await;
+    ///     // ... write the reply into the runtime's state ...
+    ///     reply
+    /// }
+    /// # let _ = handler();
+    /// ```
+    pub fn unlock_for_await(self) -> UnlockedAsync<'a> {
+        let gil = self.gil();
+        gil.refuse_region();
+        gil.emit(crate::hooks::Event::BlockingEntered);
+        drop(self);
+        UnlockedAsync { gil }
+    }
+}
+
+/// The lock let go for an `.await`, made by [`GilGuard::unlock_for_await`]: `Send`, and
+/// [`relock_async`](UnlockedAsync::relock_async) takes the lock back. Dropping it instead
+/// ends the hold for good.
+#[must_use = "dropping it ends the hold for good; call relock_async() to take the lock back"]
+#[derive(Debug)]
+pub struct UnlockedAsync<'a> {
+    gil: &'a Gil,
+}
+
+impl<'a> UnlockedAsync<'a> {
+    /// Takes the lock back: a future that waits in line, behind everyone who was waiting, as
+    /// [`Gil::acquire_async`]'s does, but that a [`close`](Gil::close) does not fail: the
+    /// task held the lock before and must be able to finish. Cancel-safe as `acquire_async`.
+    ///
+    /// # Panics
+    ///
+    /// When polled on a thread that holds this lock, as `acquire_async`'s future.
+    pub fn relock_async(self) -> RelockFuture<'a> {
+        let gil = self.gil;
+        core::mem::forget(self);
+        gil.emit(crate::hooks::Event::BlockingLeft);
+        RelockFuture(AcquireFuture {
+            gil,
+            node: Node::returning_with_parker(ParkSlot::task()),
+            stage: Stage::Start,
+            _pinned: PhantomPinned,
+        })
+    }
+
+    /// The lock let go.
+    pub fn gil(&self) -> &'a Gil {
+        self.gil
+    }
+}
+
+impl Drop for UnlockedAsync<'_> {
+    fn drop(&mut self) {
+        // Not relocked: the region ends without the lock, for good.
+        self.gil.emit(crate::hooks::Event::BlockingLeft);
+    }
+}
+
+/// The future of [`UnlockedAsync::relock_async`].
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct RelockFuture<'a>(AcquireFuture<'a>);
+
+impl<'a> Future for RelockFuture<'a> {
+    type Output = GilGuard<'a>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<GilGuard<'a>> {
+        // SAFETY: structural pinning of the one field: it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|f| &mut f.0) };
+        inner.poll(cx).map(|got| match got {
+            Ok(guard) => guard,
+            Err(_) => unreachable!("gil: a returning waiter is never closed"),
+        })
+    }
+}
+
+/// The future of [`Gil::acquire_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct AcquireFuture<'a> {
+    gil: &'a Gil,
+    /// In line from the first poll that had to wait until the future is done or dropped:
+    /// pinned, the queue links to it.
+    node: Node,
+    stage: Stage<'a>,
+    _pinned: PhantomPinned,
+}
+
+enum Stage<'a> {
+    /// Not polled yet.
+    Start,
+    /// In line, counted in by the clock.
+    Queued(Waiting<'a>),
+    /// Resolved: out of line.
+    Done,
+}
+
+// SAFETY: `Node` is not `Send` for its queue links, raw pointers that only the core follows,
+// under its queue lock, whichever thread takes it; the future's own uses of the node (its
+// word, an atomic; the waker slot, an `AtomicWaker`; `enqueue`, `claim`, `cancel`) are as
+// valid on one thread as on another, and the node stays pinned where it is. `Waiting` holds
+// the lock by reference and plain values. Nothing in the future is tied to the thread that
+// polled it first: the guard it gives is made on the thread that polls it last.
+unsafe impl Send for AcquireFuture<'_> {}
+
+impl<'a> Future for AcquireFuture<'a> {
+    type Output = Result<GilGuard<'a>, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: nothing is moved out of the future; `node` is used only through the pinned
+        // reference made here (structural pinning), the other fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `this.node` lives in the pinned future and is never moved (see above).
+        let node = unsafe { Pin::new_unchecked(&this.node) };
+        let gil = this.gil;
+        loop {
+            match &mut this.stage {
+                Stage::Start => {
+                    gil.refuse_reentry();
+                    if gil.raw.try_acquire().is_ok() {
+                        this.stage = Stage::Done;
+                        return Poll::Ready(Ok(gil.owned()));
+                    }
+                    let mut waiting =
+                        Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true);
+                    // SAFETY: the node is pinned in this future, not queued, and stays so until
+                    // it is out of line: `poll` takes it out on a grant or a close, and `drop`
+                    // cancels it. This thread does not hold the lock (checked above).
+                    match unsafe { gil.raw.enqueue(node) } {
+                        Enqueued::Acquired => {
+                            this.stage = Stage::Done;
+                            return Poll::Ready(
+                                waiting.done(Waited::Granted).map(|()| gil.owned()),
+                            );
+                        }
+                        Enqueued::Closed => {
+                            this.stage = Stage::Done;
+                            return Poll::Ready(waiting.done(Waited::Closed).map(|()| gil.owned()));
+                        }
+                        Enqueued::Queued => {
+                            waiting.queued();
+                            this.stage = Stage::Queued(waiting);
+                        }
+                    }
+                }
+                Stage::Queued(_) => {
+                    let seen = match node.state() {
+                        // SAFETY: queued on this lock by this future, not yet acted on.
+                        WaitState::Offered => unsafe { gil.raw.claim(node) },
+                        seen => seen,
+                    };
+                    let waited = match seen {
+                        WaitState::Granted => Waited::Granted,
+                        WaitState::Closed => Waited::Closed,
+                        WaitState::Waiting => {
+                            if sleep(node, cx) {
+                                return Poll::Pending;
+                            }
+                            continue;
+                        }
+                        WaitState::Idle | WaitState::Offered => {
+                            unreachable!("gil: a queued future's node is out of line")
+                        }
+                    };
+                    let Stage::Queued(waiting) = core::mem::replace(&mut this.stage, Stage::Done)
+                    else {
+                        unreachable!()
+                    };
+                    return Poll::Ready(waiting.done(waited).map(|()| gil.owned()));
+                }
+                Stage::Done => panic!("gil: an AcquireFuture polled after it completed"),
+            }
+        }
+    }
+}
+
+/// Registers the task's waker with the queued `node` and says it sleeps. Returns whether to
+/// return `Pending`; `false`: the node's word changed (granted, offered, closed), look again.
+///
+/// The core wakes only a waiter it finds `ASLEEP`, and takes the waker to wake after its
+/// swap of the word: registered before the compare-exchange to `ASLEEP`, the waker is the one
+/// woken whichever of the two comes first; a later poll's waker, registered while the word is
+/// `ASLEEP`, is looked at again below.
+fn sleep(node: Pin<&Node>, cx: &Context<'_>) -> bool {
+    node.parker().register(cx.waker());
+    // Relaxed: only a mark, as in `FutexPark`; the state is reread with Acquire.
+    match node
+        .word()
+        .compare_exchange(Node::PARKED, Node::ASLEEP, Relaxed, Relaxed)
+    {
+        Ok(_) | Err(Node::ASLEEP) => node.state() == WaitState::Waiting,
+        Err(_) => false,
+    }
+}
+
+impl Drop for AcquireFuture<'_> {
+    fn drop(&mut self) {
+        let Stage::Queued(waiting) = core::mem::replace(&mut self.stage, Stage::Done) else {
+            return;
+        };
+        let gil = self.gil;
+        // SAFETY: the future is pinned once polled (it was: it is queued), so `node` has not
+        // moved; it is dropped after this, with the future.
+        let node = unsafe { Pin::new_unchecked(&self.node) };
+        // SAFETY: queued on this lock by this future, and no grant or close acted on.
+        match unsafe { gil.raw.cancel(node) } {
+            Cancel::Removed => {
+                let _ = waiting.done(Waited::GaveUp);
+            }
+            Cancel::Closed => {
+                let _ = waiting.done(Waited::Closed);
+            }
+            // Handed to this future first: the hold begins and ends here, and the lock goes to
+            // the next in line.
+            Cancel::Granted => {
+                let _ = waiting.done(Waited::Granted);
+                drop(gil.owned());
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AcquireFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::Start => "not polled",
+            Stage::Queued(_) => "in line",
+            Stage::Done => "done",
+        };
+        f.debug_struct("AcquireFuture")
+            .field("stage", &stage)
+            .finish()
+    }
+}

@@ -1,0 +1,261 @@
+//! `Gil::acquire_async` under real threads and tokio: the future waits in the same FIFO line
+//! as threads, and dropping it — while it waits, after it was granted, or by a timeout — loses
+//! nothing and strands nobody.
+#![cfg(not(loom))]
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::Duration;
+
+use gil_std::{AcquireError, AcquireFuture, Gil};
+
+mod common;
+use common::wait_until;
+
+/// A waker that counts its wakes.
+struct Count(AtomicUsize);
+
+impl Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn counting() -> (Arc<Count>, Waker) {
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    (count.clone(), Waker::from(count))
+}
+
+/// The future of `gil.acquire_async()`, polled once on a thread of its own (this one holds the
+/// lock, and a poll on a holding thread panics): it must be waiting in line.
+fn queued<'g>(gil: &'g Gil, waker: &Waker) -> Pin<Box<AcquireFuture<'g>>> {
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut future = Box::pin(gil.acquire_async());
+            let pending = future.as_mut().poll(&mut Context::from_waker(waker));
+            assert!(pending.is_pending(), "the lock is held: the future waits");
+            future
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_free_lock_is_taken_at_the_first_poll() {
+    let gil = Gil::new();
+    let (_, waker) = counting();
+    let mut future = pin!(gil.acquire_async());
+    let Poll::Ready(Ok(guard)) = future.as_mut().poll(&mut Context::from_waker(&waker)) else {
+        panic!("not taken at once");
+    };
+    assert!(gil.is_held_by_current_thread());
+    drop(guard);
+    assert!(!gil.is_held_by_current_thread());
+}
+
+/// A thread, then a future, then a thread queue behind a holder; the lock goes to them in
+/// that order.
+#[test]
+fn a_future_waits_in_the_same_fifo_line_as_threads() {
+    let gil = Gil::new();
+    let order = Mutex::new(Vec::new());
+    let (wakes, waker) = counting();
+    let held = gil.acquire();
+    thread::scope(|s| {
+        let first = s.spawn(|| {
+            let _g = gil.acquire();
+            order.lock().unwrap().push("thread 1");
+        });
+        wait_until("the first thread queues", || gil.has_waiters());
+        let mut future = queued(&gil, &waker);
+        let mut cx = Context::from_waker(&waker);
+        let last = s.spawn(|| {
+            let _g = gil.acquire();
+            order.lock().unwrap().push("thread 2");
+        });
+        // Time for the last thread to queue; the order below holds whether it did or not.
+        thread::sleep(Duration::from_millis(20));
+        drop(held);
+        first.join().unwrap();
+        wait_until("the future is woken", || wakes.0.load(SeqCst) >= 1);
+        let Poll::Ready(Ok(g)) = future.as_mut().poll(&mut cx) else {
+            panic!("granted after thread 1");
+        };
+        order.lock().unwrap().push("future");
+        drop(g);
+        last.join().unwrap();
+    });
+    assert_eq!(*order.lock().unwrap(), ["thread 1", "future", "thread 2"]);
+}
+
+/// A future dropped while it waits leaves the line: the thread behind it is granted next, and
+/// the lock is free after.
+#[test]
+fn a_future_dropped_while_it_waits_leaves_the_line() {
+    for _ in 0..1_000 {
+        let gil = Gil::new();
+        let (wakes, waker) = counting();
+        let held = gil.acquire();
+        thread::scope(|s| {
+            let future = queued(&gil, &waker);
+            // The thread behind may queue before the drop or after it.
+            let behind = s.spawn(|| drop(gil.acquire()));
+            drop(future);
+            drop(held);
+            behind.join().unwrap();
+        });
+        assert_eq!(wakes.0.load(SeqCst), 0, "a dropped future is not woken");
+        assert!(gil.try_acquire().is_some(), "nobody holds");
+    }
+}
+
+/// A future handed the lock and dropped before it is polled again passes the lock on to the
+/// thread behind it.
+#[test]
+fn a_future_dropped_after_its_grant_passes_the_lock_on() {
+    for _ in 0..1_000 {
+        let gil = Gil::new();
+        let (wakes, waker) = counting();
+        let held = gil.acquire();
+        thread::scope(|s| {
+            let future = queued(&gil, &waker);
+            // The thread behind may queue before the grant or after it.
+            let behind = s.spawn(|| drop(gil.acquire()));
+            drop(held); // granted to the future, which is not polled
+            wait_until("the future is woken", || wakes.0.load(SeqCst) == 1);
+            drop(future);
+            behind.join().unwrap();
+        });
+        assert!(gil.try_acquire().is_some(), "nobody holds");
+    }
+}
+
+/// `tokio::time::timeout` around the future is a timed acquire: it times out on a held lock
+/// and leaves the line clean, or gets the lock — a grant racing the timeout is never lost.
+#[test]
+fn a_timeout_around_the_future_is_cancel_safe() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    let rt = runtime();
+    let got = AtomicUsize::new(0);
+    let timed_out = AtomicUsize::new(0);
+    let stop = AtomicUsize::new(0);
+    thread::scope(|s| {
+        // A thread that takes the lock and lets it go, over and over.
+        s.spawn(|| {
+            while stop.load(SeqCst) == 0 {
+                let g = gil.acquire();
+                thread::sleep(Duration::from_micros(50));
+                drop(g);
+            }
+        });
+        rt.block_on(async {
+            for i in 0..1_000_u64 {
+                let limit = Duration::from_micros(i % 200);
+                match tokio::time::timeout(limit, gil.acquire_async()).await {
+                    Ok(Ok(g)) => {
+                        drop(g);
+                        got.fetch_add(1, SeqCst);
+                    }
+                    Ok(Err(e)) => panic!("{e}"),
+                    Err(_) => {
+                        timed_out.fetch_add(1, SeqCst);
+                    }
+                }
+            }
+        });
+        stop.store(1, SeqCst);
+    });
+    assert_eq!(got.load(SeqCst) + timed_out.load(SeqCst), 1_000);
+    assert!(
+        gil.try_acquire().is_some(),
+        "no grant was lost: nobody holds"
+    );
+}
+
+#[test]
+fn a_close_fails_a_waiting_future() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    let rt = runtime();
+    let held = gil.acquire();
+    let task = rt.spawn(async move { gil.acquire_async().await.map(drop) });
+    wait_until("the future queues", || gil.has_waiters());
+    assert!(gil.close().is_empty());
+    assert_eq!(rt.block_on(task).unwrap(), Err(AcquireError::Closed));
+    drop(held);
+    let after = rt.block_on(async { gil.acquire_async().await.map(drop) });
+    assert_eq!(after, Err(AcquireError::Closed));
+}
+
+/// A holder that never lets go of its own accord, only checkpoints, hands over to a future
+/// that waits: the future's wait makes the holder's slice end, as a thread's would.
+#[test]
+fn a_waiting_future_makes_a_busy_holder_hand_over() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
+        1,
+    ))));
+    let rt = runtime();
+    let done = Arc::new(AtomicUsize::new(0));
+    let holder = {
+        let done = done.clone();
+        let (held, wait_held) = std::sync::mpsc::channel();
+        let holder = thread::spawn(move || {
+            let mut g = gil.acquire();
+            held.send(()).unwrap();
+            while done.load(SeqCst) == 0 {
+                g.checkpoint().unwrap();
+            }
+        });
+        wait_held.recv().unwrap();
+        holder
+    };
+    rt.block_on(async {
+        let g = gil.acquire_async().await.unwrap();
+        done.store(1, SeqCst);
+        drop(g);
+    });
+    holder.join().unwrap();
+    assert!(gil.stats().forced_drops >= 1);
+}
+
+/// Many tasks on two workers, each taking the lock in turn: every task's work is done once,
+/// one at a time.
+#[test]
+fn many_tasks_share_the_lock_one_at_a_time() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    let inside: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let count: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let rt = runtime();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..100 {
+                        let g = gil.acquire_async().await.unwrap();
+                        assert_eq!(inside.fetch_add(1, SeqCst), 0, "one at a time");
+                        count.fetch_add(1, SeqCst);
+                        inside.fetch_sub(1, SeqCst);
+                        drop(g);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    assert_eq!(count.load(SeqCst), 6_400);
+}
