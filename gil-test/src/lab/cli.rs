@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::contenders::{Kind, with_contender};
-use super::{INTERVAL, KS, NS, Plan, abuse, cpython, lua, timed, timeline, w2, w3, w4, w5};
+use super::{INTERVAL, KS, NS, Plan, abuse, cpython, lua, timed, timeline, w2, w3, w4, w5, w6};
 use crate::lab;
 use crate::w1;
 use gil_std::Gil;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const HELP: &str = "\
 gil-lab: gil against its peers on the workloads of docs/workloads.md
 
-usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,abuse,lua,timed,timeline] [--json] [--out DIR]
+usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,W6,abuse,lua,timed,timeline] [--json] [--out DIR]
 
   --quick       short runs, about a minute in all (the default)
   --full        longer runs: W4 at 3 s per run, more rounds and samples
@@ -51,12 +51,12 @@ fn parse_args() -> Result<Args, String> {
                 let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
                 for n in &names {
                     if ![
-                        "W1", "W2", "W3", "W4", "W5", "ABUSE", "LUA", "TIMED", "TIMELINE",
+                        "W1", "W2", "W3", "W4", "W5", "W6", "ABUSE", "LUA", "TIMED", "TIMELINE",
                     ]
                     .contains(&n.as_str())
                     {
                         return Err(format!(
-                            "unknown workload {n:?}; pick from W1..W5, abuse, lua, timed, timeline"
+                            "unknown workload {n:?}; pick from W1..W6, abuse, lua, timed, timeline"
                         ));
                     }
                 }
@@ -98,6 +98,7 @@ pub fn main() {
         ),
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
+        ("W6", w6::Way::ALL.len()),
         ("ABUSE", Kind::LOCKS.len()),
         ("LUA", 1),
         ("TIMED", 1),
@@ -505,6 +506,61 @@ pub fn main() {
         }
         text.push('\n');
         report["w5"] = json!({"cooperative": {"said": coop.said, "as_predicted": coop.as_predicted}, "preemptive": demos});
+    }
+
+    if args.wants("W6") {
+        let t = plan.w6_time;
+        let _ = writeln!(
+            text,
+            "W6 async — {} tokio tasks and {} OS threads on one lock, {} worker threads, {:?} of work per hold, {t:?} per run; a timer task (every {:?}) that takes no lock",
+            w6::TASKS,
+            w6::THREADS,
+            w6::WORKERS,
+            w6::WORK,
+            w6::TICK
+        );
+        let _ = writeln!(
+            text,
+            "  {:<38} {:>10} {:>10} {:>10} {:>12} {:>10}",
+            "tasks take the lock by",
+            "timer p50",
+            "timer p99",
+            "p99 ÷ alone",
+            "units/s",
+            "÷ blocking"
+        );
+        let mut runs = Vec::new();
+        for way in w6::Way::ALL {
+            step(format!("W6: {}", way.name()));
+            runs.push(w6::run(way, t));
+            bar.inc(1);
+        }
+        let alone = runs[0].timer_p99.as_secs_f64();
+        let blocking = runs
+            .iter()
+            .find(|r| r.way == w6::Way::SpawnBlocking)
+            .map_or(f64::NAN, |r| r.units_per_second);
+        let mut rows = Vec::new();
+        for r in &runs {
+            let p99_ratio = r.timer_p99.as_secs_f64() / alone;
+            let units_ratio = r.units_per_second / blocking;
+            let units = if r.way == w6::Way::TimerAlone {
+                format!("{:>12} {:>10}", "—", "—")
+            } else {
+                format!("{:>12.0} {:>10.3}", r.units_per_second, units_ratio)
+            };
+            let _ = writeln!(
+                text,
+                "  {:<38} {:>10} {:>10} {:>10.2} {units}",
+                r.way.name(),
+                format!("{} µs", r.timer_p50.as_micros()),
+                format!("{} µs", r.timer_p99.as_micros()),
+                p99_ratio
+            );
+            rows.push(json!({"way": r.way.key(), "timer_p50_us": r.timer_p50.as_secs_f64() * 1e6, "timer_p99_us": r.timer_p99.as_secs_f64() * 1e6, "timer_p99_ratio": p99_ratio, "ticks": r.ticks, "units_per_second": r.units_per_second, "task_units_per_second": r.task_units_per_second, "units_ratio_to_spawn_blocking": units_ratio}));
+        }
+        text.push('\n');
+        report["w6"] = json!({"seconds_per_run": t.as_secs_f64(), "tasks": w6::TASKS, "threads": w6::THREADS, "workers": w6::WORKERS, "work_us": w6::WORK.as_secs_f64() * 1e6, "runs": rows});
     }
 
     if args.wants("ABUSE") {

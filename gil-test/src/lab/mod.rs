@@ -3,7 +3,7 @@
 //! fairness runs.
 //!
 //! - [`contenders`] — gil and the peers behind one interface.
-//! - [`w2`], [`w3`], [`w4`], [`w5`] — the workloads ([`crate::w1`] is W1); [`abuse`], the
+//! - [`w2`], [`w3`], [`w4`], [`w5`], [`w6`] — the workloads ([`crate::w1`] is W1); [`abuse`], the
 //!   abuse case; [`timed`], timed acquire's lateness.
 //! - [`cpython`] — W3 and W4 run by CPython through `python3`.
 //! - [`lua`] — a real engine (mlua) behind the lock: the hook's cost, and four threads
@@ -21,6 +21,7 @@ pub mod w2;
 pub mod w3;
 pub mod w4;
 pub mod w5;
+pub mod w6;
 
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct Plan {
     pub w5_time: Duration,
     /// Lua: time per run.
     pub lua_time: Duration,
+    /// W6: time per run.
+    pub w6_time: Duration,
 }
 
 impl Plan {
@@ -60,6 +63,7 @@ impl Plan {
         w4_time: Duration::from_millis(800),
         w5_time: Duration::from_millis(300),
         lua_time: Duration::from_millis(500),
+        w6_time: Duration::from_secs(1),
     };
     /// The full run: W4 at 3 s per run.
     pub const FULL: Plan = Plan {
@@ -71,6 +75,7 @@ impl Plan {
         w4_time: Duration::from_secs(3),
         w5_time: Duration::from_secs(1),
         lua_time: Duration::from_secs(2),
+        w6_time: Duration::from_secs(3),
     };
 }
 
