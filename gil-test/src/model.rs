@@ -112,6 +112,9 @@ pub enum Op {
     Poll(usize),
     /// `cancel` of the thread's queued (or granted, or closed) node.
     Cancel(usize),
+    /// A waiting future is dropped (`Gil::acquire_async`'s `Drop`): `cancel` of its node, and
+    /// `unlock` if the lock had been handed to it, so that it goes on to the next in line.
+    DropFuture(usize),
     /// `unlock` by the holder.
     Release(usize),
     /// `requeue` of the holder's returning node: a yield.
@@ -288,7 +291,7 @@ impl Model {
         match *op {
             Op::TryAcquire(t) | Op::Enqueue(t) => m.threads[t] == Idle,
             Op::Poll(t) => matches!(m.threads[t], Granted { .. } | ClosedOut),
-            Op::Cancel(t) | Op::Claim(t) => {
+            Op::Cancel(t) | Op::Claim(t) | Op::DropFuture(t) => {
                 matches!(m.threads[t], Queued { .. } | Granted { .. } | ClosedOut)
             }
             Op::Release(t)
@@ -354,6 +357,12 @@ impl Model {
             Op::Release(t) => {
                 m.threads[t] = Status::Idle;
                 m.hand_on();
+            }
+            Op::DropFuture(t) => {
+                m = m.apply(&Op::Cancel(t));
+                if m.threads[t] == Status::Holding {
+                    m = m.apply(&Op::Release(t));
+                }
             }
             Op::Yield(t) => {
                 m.yield_from(t);
@@ -544,6 +553,17 @@ impl Real {
                 assert_eq!(got, want);
             }
             Op::Poll(_) => {} // the node states are compared in `check_invariants`
+            Op::DropFuture(t) => {
+                let node = match before.threads[t] {
+                    Status::Queued { node } | Status::Granted { node } => node,
+                    _ => NodeKind::Fresh,
+                };
+                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                if unsafe { gil.cancel(real.node(t, node)) } == Cancel::Granted {
+                    // SAFETY: the cancel found the lock handed to this node: it is ours.
+                    unsafe { gil.unlock() };
+                }
+            }
             Op::Cancel(t) => {
                 let (node, want) = match before.threads[t] {
                     Status::Queued { node } if before.offered == Some(t) => (node, Cancel::Granted),

@@ -27,6 +27,7 @@ impl ReferenceStateMachine for Reference {
             5 => t.clone().prop_map(Op::Enqueue),
             4 => t.clone().prop_map(Op::Poll),
             2 => t.clone().prop_map(Op::Cancel),
+            2 => t.clone().prop_map(Op::DropFuture),
             4 => t.clone().prop_map(Op::Release),
             2 => t.clone().prop_map(Op::Yield),
             3 => t.clone().prop_map(Op::Checkpoint),
