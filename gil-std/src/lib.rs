@@ -3,10 +3,12 @@
 //! that release it around I/O.
 //!
 //! - [`Gil`] — the lock: [`acquire`](Gil::acquire), [`try_acquire`](Gil::try_acquire),
-//!   [`ensure`](Gil::ensure) (reentrant), [`close`](Gil::close), [`stats`](Gil::stats).
+//!   [`ensure`](Gil::ensure) (reentrant), [`acquire_async`](Gil::acquire_async) (a future in
+//!   the same line), [`close`](Gil::close), [`stats`](Gil::stats).
 //! - [`GilGuard`] — proof of holding it: [`checkpoint`](GilGuard::checkpoint),
 //!   [`yield_now`](GilGuard::yield_now), [`allow_threads`](GilGuard::allow_threads),
-//!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`].
+//!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`], and for an `.await`
+//!   [`unlock_for_await`](GilGuard::unlock_for_await) / [`UnlockedAsync::relock_async`].
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for
 //!   state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract.
 //! - [`Blocking`] — waiting for a `std` mutex, rwlock, condition variable, channel or

@@ -100,21 +100,30 @@ impl<'a> GilGuard<'a> {
     /// If this thread has other guards of the lock (nested [`Gil::ensure`] guards), as
     /// [`unlock`](GilGuard::unlock).
     ///
+    /// In a task that must be `Send`, end the guard's binding before the `.await` (a block, as
+    /// below): the compiler may count a guard binding whose scope spans an `.await` as held
+    /// across it, even once the guard was moved into `unlock_for_await`.
+    ///
     /// ```
     /// use gil_std::Gil;
     ///
     /// static GIL: Gil = Gil::new();
     ///
     /// async fn handler() -> u32 {
-    ///     let guard = GIL.acquire_async().await.unwrap();
-    ///     // ... read the runtime's state ...
-    ///     let away = guard.unlock_for_await();
+    ///     let away = {
+    ///         let guard = GIL.acquire_async().await.unwrap();
+    ///         // ... read the runtime's state ...
+    ///         guard.unlock_for_await()
+    ///     };
     ///     let reply = async { 42 }.await; // an outgoing call, without the lock
-    ///     let _guard = away.relock_async().await;
+    ///     let guard = away.relock_async().await;
     ///     // ... write the reply into the runtime's state ...
+    ///     drop(guard);
     ///     reply
     /// }
-    /// # let _ = handler();
+    ///
+    /// fn spawnable<F: std::future::Future + Send>(_: F) {}
+    /// spawnable(handler()); // the handler's future is `Send`
     /// ```
     pub fn unlock_for_await(self) -> UnlockedAsync<'a> {
         let gil = self.gil();
