@@ -148,6 +148,54 @@ fn a_future_is_woken_by_its_grant() {
     });
 }
 
+/// A thread and then a future queue behind a holder: the thread gets the lock first, the
+/// future next — the same FIFO line. The future is polled once with one waker and then run
+/// by `block_on` with another, so the grant must wake the waker registered last.
+#[test]
+fn a_future_waits_behind_a_thread_queued_first() {
+    model(3, || {
+        let gil = Arc::new(Gil::new());
+        let turn = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(AtomicBool::new(false));
+        let held = gil.acquire();
+        let first = {
+            let (gil, turn) = (gil.clone(), turn.clone());
+            thread::spawn(move || {
+                let _g = gil.acquire();
+                assert_eq!(
+                    turn.swap(1, Relaxed),
+                    0,
+                    "the thread queued first goes first"
+                );
+            })
+        };
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        let task = {
+            let (gil, turn, queued) = (gil.clone(), turn.clone(), queued.clone());
+            thread::spawn(move || {
+                let mut future = Box::pin(gil.acquire_async());
+                let mut cx = Context::from_waker(Waker::noop());
+                assert!(
+                    future.as_mut().poll(&mut cx).is_pending(),
+                    "held: it queues"
+                );
+                queued.store(true, Release);
+                let _g = loom::future::block_on(future).unwrap();
+                assert_eq!(turn.swap(2, Relaxed), 1, "the future goes second");
+            })
+        };
+        while !queued.load(Acquire) {
+            thread::yield_now();
+        }
+        drop(held);
+        first.join().unwrap();
+        task.join().unwrap();
+        assert_eq!(turn.load(Relaxed), 2);
+    });
+}
+
 /// A future polled once and dropped — while it waits, or after the lock was handed to it but
 /// before it was polled again — racing a thread that waits behind it and the holder's release:
 /// the thread always gets the lock (a dropped grant is passed on), and the lock is free after.
