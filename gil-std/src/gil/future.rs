@@ -254,7 +254,9 @@ impl<'a> Future for AcquireFuture<'a> {
                         }
                         Enqueued::Closed => {
                             this.stage = Stage::Done;
-                            return Poll::Ready(waiting.done(Waited::Closed).map(|()| gil.owned()));
+                            let closed = waiting.done(Waited::Closed);
+                            debug_assert_eq!(closed, Err(AcquireError::Closed));
+                            return Poll::Ready(Err(AcquireError::Closed));
                         }
                         Enqueued::Queued => {
                             waiting.queued();
