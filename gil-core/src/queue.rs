@@ -90,6 +90,14 @@ pub enum WaitState {
     Offered,
 }
 
+/// What [`Waiter::tell`] found: the waiter's unparker, and whether the waiter sleeps (then it
+/// must be woken). Used, or dropped, only once the queue lock is released.
+#[must_use = "wake the waiter, or drop its unparker, after releasing the queue lock"]
+pub(crate) struct Wakeup<P: Park> {
+    pub(crate) unparker: P::Unparker,
+    pub(crate) asleep: bool,
+}
+
 impl<P: Park> Waiter<P> {
     /// A node for a thread that wants the lock for the first time.
     pub fn new() -> Self {
@@ -183,26 +191,32 @@ impl<P: Park> Waiter<P> {
     pub const ASLEEP: u32 = ASLEEP;
 
     /// Changes the word of the queued waiter `this` to `to` (a grant, an offer, a close) and
-    /// returns what wakes it if it said it sleeps. The swap cannot miss the waiter's own
-    /// compare-exchange to `ASLEEP`: the two are ordered one way or the other on the word, and
-    /// a waiter that comes second finds `to` and does not sleep. `order` is the caller's, for
-    /// what the new state publishes.
+    /// returns what wakes it, with whether it said it sleeps. The swap cannot miss the waiter's
+    /// own compare-exchange to `ASLEEP`: the two are ordered one way or the other on the word,
+    /// and a waiter that comes second finds `to` and does not sleep. `order` is the caller's,
+    /// for what the new state publishes.
     ///
     /// Once the waiter sees `to`, its thread may free the node, so the unparker is taken first,
     /// and `this` is a raw pointer, not `&self`: a reference argument would have to stay valid
     /// until the call returns, which a node freed right after the swap is not (Miri's Stacked
     /// Borrows reports it). Only the word, an atomic, is touched by the swap itself.
     ///
+    /// The unparker is returned even for a waiter that was awake: it may be the last owner of
+    /// what it holds (a task's waker, once the node is gone), and dropping it may run the
+    /// strategy's code, which must not run under the queue lock. The caller drops it, or wakes
+    /// with it, once the queue lock is released ([`Wakeup`]).
+    ///
     /// # Safety
     ///
     /// The caller holds the queue lock and `this` is queued, hence alive until the swap.
-    pub(crate) unsafe fn tell(this: *const Self, to: u32, order: Ordering) -> Option<P::Unparker> {
+    pub(crate) unsafe fn tell(this: *const Self, to: u32, order: Ordering) -> Wakeup<P> {
         // SAFETY: `this` is queued, so alive until the swap below (caller's contract).
         let (unparker, word) = unsafe {
             let w = &*this;
             (P::unparker(&w.parker, &w.state), &w.state)
         };
-        (word.swap(to, order) == ASLEEP).then_some(unparker)
+        let asleep = word.swap(to, order) == ASLEEP;
+        Wakeup { unparker, asleep }
     }
 
     /// Sleeps with `P` until this waiter is no longer queued, and says why.

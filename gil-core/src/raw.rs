@@ -10,7 +10,9 @@ use core::pin::{Pin, pin};
 
 use crate::breaker::Breaker;
 use crate::park::{Park, SpinPark};
-use crate::queue::{ASLEEP, CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter};
+use crate::queue::{
+    ASLEEP, CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter, Wakeup,
+};
 use crate::sync::{
     AtomicU32,
     Ordering::{Acquire, Relaxed, Release},
@@ -317,7 +319,7 @@ impl<P: Park> RawGil<P> {
                 // whenever there is one, so no loan is out any more.
                 let state = state & !LENT;
                 self.unlock_queue(if now_empty { state & !QUEUED } else { state });
-                wake::<P>(unparker);
+                wake::<P>(Some(unparker));
             }
             None => self.unlock_queue(state & !LOCKED),
         }
@@ -554,7 +556,7 @@ impl<P: Park> RawGil<P> {
         let absence = self.absences.load(Relaxed).wrapping_add(1);
         self.absences.store(absence, Relaxed);
         self.unlock_queue(state | AWAY);
-        wake::<P>(unparker);
+        wake::<P>(Some(unparker));
         Away {
             offered: Some(absence),
         }
@@ -700,7 +702,9 @@ impl<P: Park> RawGil<P> {
             "an offered waiter is the head"
         );
         // The offered waiter is the head, so this is an ordinary grant to it; it is running (this
-        // is its thread), so the wake-up is not needed.
+        // is its thread), so the wake-up is not needed. Its unparker is dropped here, under the
+        // queue lock: the node is this thread's and alive, so whatever the unparker shares with
+        // it (a task's waker slot) is not dropped with it.
         // SAFETY: queue lock held; the lock is ours to pass on while its owner is away.
         let now_empty = unsafe { self.grant_head() }.is_some_and(|(_, empty)| empty);
         let state = state & !AWAY;
@@ -808,7 +812,7 @@ impl<P: Park> RawGil<P> {
         // that was the head has its lock back (no loan is out), and a new one lent it (a loan is).
         let lent = if lend { LENT } else { 0 };
         self.unlock_queue((state & !LENT) | QUEUED | lent);
-        wake::<P>(unparker);
+        wake::<P>(Some(unparker));
         true
     }
 
@@ -1239,7 +1243,7 @@ impl<P: Park> RawGil<P> {
                 // head, so that nobody waits on an owner that may be away for long. Relaxed, as
                 // in `unlock_away`.
                 let reoffer = match (*q).head() {
-                    Some(head) if was_offered => Waiter::tell(head, OFFERED, Relaxed),
+                    Some(head) if was_offered => Some(Waiter::tell(head, OFFERED, Relaxed)),
                     _ => None,
                 };
                 (unparker, (*q).is_empty(), reoffer)
@@ -1254,7 +1258,7 @@ impl<P: Park> RawGil<P> {
             }
             self.unlock_queue(state);
             // Wake outside the queue lock, then go round for the next one.
-            wake::<P>(unparker);
+            wake::<P>(Some(unparker));
             wake::<P>(reoffer);
             state = self.lock_queue();
         }
@@ -1316,7 +1320,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// The caller holds the queue lock and owns the lock (which passes to the head).
-    unsafe fn grant_head(&self) -> Option<(Option<P::Unparker>, bool)> {
+    unsafe fn grant_head(&self) -> Option<(Wakeup<P>, bool)> {
         // SAFETY: queue lock held (caller's contract).
         self.queue.with_mut(|q| unsafe {
             let lender = (*q).head_is_lender();
@@ -1339,11 +1343,14 @@ impl<P: Park> RawGil<P> {
     }
 }
 
-/// Wakes a waiter that [`Waiter::tell`] found asleep; nothing for one that was awake.
+/// Wakes a waiter that [`Waiter::tell`] found asleep, and drops the unparker of one that was
+/// awake. Called once the queue lock is released.
 #[inline]
-fn wake<P: Park>(unparker: Option<P::Unparker>) {
-    if let Some(unparker) = unparker {
-        P::unpark(unparker);
+fn wake<P: Park>(wakeup: Option<Wakeup<P>>) {
+    if let Some(Wakeup { unparker, asleep }) = wakeup {
+        if asleep {
+            P::unpark(unparker);
+        }
     }
 }
 

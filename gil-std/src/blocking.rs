@@ -237,6 +237,11 @@ pub trait Blocking: Holds + sealed::Region {
     /// holds the `Gil` and wants the same value: with a plain `get_or_init`, that thread
     /// would wait for the cell while keeping the `Gil` the initialiser needs.
     ///
+    /// `init` must be `Send`, as a region's closure is: it is handed to the region, and the
+    /// hold it runs in is not the caller's, so it must not reach a guard of the caller's hold
+    /// (which could open a region of its own there) or data borrowed under it. It takes what
+    /// it needs with [`Gil::ensure`](crate::Gil::ensure).
+    ///
     /// ```
     /// use std::sync::OnceLock;
     /// use gil_std::{Blocking, Gil};
@@ -252,6 +257,23 @@ pub trait Blocking: Holds + sealed::Region {
     /// assert_eq!(table.len(), 4);
     /// ```
     ///
+    /// What a cell holds cannot be reached by the initialiser:
+    ///
+    /// ```compile_fail,E0277
+    /// use std::cell::Cell;
+    /// use std::sync::OnceLock;
+    /// use gil_std::{Blocking, Gil, GilCell};
+    ///
+    /// static GIL: Gil = Gil::new();
+    /// static COUNT: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
+    /// static FIRST: OnceLock<u32> = OnceLock::new();
+    ///
+    /// let outer = GIL.acquire();
+    /// let count: &Cell<u32> = COUNT.get(&outer);
+    /// let mut inner = GIL.ensure();
+    /// inner.get_or_init(&FIRST, || count.get()); // error: `Cell<u32>` cannot be shared
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `init` panics (the cell stays empty), and if the `Gil` was closed before `init`
@@ -259,17 +281,16 @@ pub trait Blocking: Holds + sealed::Region {
     fn get_or_init<'c, T: Send + Sync>(
         &mut self,
         cell: &'c OnceLock<T>,
-        init: impl FnOnce() -> T,
+        init: impl FnOnce() -> T + Send,
     ) -> &'c T {
         if let Some(value) = cell.get() {
             return value;
         }
         let mut init = Some(init);
-        let pending = OnThisThread(&mut init);
-        // `init` is reached in the region only once this thread holds the `Gil` again, and is
-        // dropped (if another thread initialised the cell) after the region, also holding it.
+        let pending = &mut init;
+        // `init` runs once this thread holds the `Gil` again, and is dropped (if another
+        // thread initialised the cell) after the region, also holding it.
         self.region(move |gil| {
-            let pending = pending.into_inner();
             cell.get_or_init(|| {
                 let _held = gil.acquire_checked().unwrap_or_else(|_| {
                     panic!("gil: get_or_init could not run its initialiser: the Gil was closed")
@@ -283,17 +304,17 @@ pub trait Blocking: Holds + sealed::Region {
     }
 }
 
-/// A value a helper moves into its region's closure although it is not `Send`: the region
-/// runs the closure on the calling thread, before it returns (see `sealed::Region`), so the
-/// value never goes to another thread. What it may do while the `Gil` is let go is argued
-/// where it is made.
+/// A value a helper moves into its region's closure although it is not `Send` (a
+/// `MutexGuard`): the region runs the closure on the calling thread, before it returns (see
+/// `sealed::Region`), so the value never goes to another thread. What it may do while the
+/// `Gil` is let go is argued where it is made.
 struct OnThisThread<T>(T);
 
 // SAFETY: an `OnThisThread` is made only in this file, and only to be moved into the closure
 // of `Region::region`, which runs that closure in place on the calling thread. The value
 // never changes threads, so nothing tied to its thread (a `MutexGuard`, which must be unlocked
-// on the thread that locked it) is broken, and a value that is not `Send` for its reference
-// counts is touched only by the thread that had it.
+// on the thread that locked it) is broken. The guards wrapped are of `T: Send` data, which
+// the mutex, not the `Gil`, protects.
 unsafe impl<T> Send for OnThisThread<T> {}
 
 impl<T> OnThisThread<T> {

@@ -238,6 +238,19 @@ pub(crate) fn is_listed(timer: &Timer) -> bool {
     })
 }
 
+/// Unlists a lock that is being dropped while still counted as waited on: only a future that
+/// waited in line and was leaked (`mem::forget`) leaves a count behind, since a waiting thread
+/// borrows the lock until it leaves. Taken out under the clock's mutex, so that the clock
+/// never reads the lock once it is gone.
+pub(crate) fn unlist_dropped(timer: &Timer) {
+    if let Some(clock) = CLOCK_THREAD.get() {
+        clock
+            .lock()
+            .preempt
+            .retain(|p| !std::ptr::eq(p.timer, timer));
+    }
+}
+
 /// The process's clock, started on first use.
 pub(crate) fn clock() -> &'static Clock {
     CLOCK_THREAD.get_or_init(|| {

@@ -71,7 +71,10 @@ impl<H: ?Sized + 'static> Hook<H> {
         // it stays valid for ever.
         let hook: &'static H = unsafe { *slot };
         let run = || crate::owner::in_hook(lock, || call(hook));
-        if catch_unwind(AssertUnwindSafe(run)).is_err() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
+            // Not dropped: a payload whose own drop panics would unwind from here, through
+            // the lock's path that reported the event.
+            std::mem::forget(payload);
             eprintln!("gil: an event hook panicked; it is removed");
             let _setting = SETTING.lock().unwrap_or_else(|p| p.into_inner());
             // Remove it only if it is still the one installed.

@@ -259,3 +259,19 @@ fn many_tasks_share_the_lock_one_at_a_time() {
     });
     assert_eq!(count.load(SeqCst), 6_400);
 }
+
+/// A future leaked while it waits leaves the lock counted as waited on; dropping the lock then
+/// takes it off the clock's list, so the clock never reads it again (debug builds check that
+/// a dropped lock is not listed).
+#[test]
+fn a_lock_dropped_under_a_leaked_waiting_future_is_unlisted() {
+    let gil = Box::new(Gil::new());
+    let (_, waker) = counting();
+    let held = gil.acquire();
+    let future = queued(&gil, &waker);
+    std::mem::forget(future);
+    drop(held);
+    drop(gil);
+    // Time for the clock to look at its list.
+    thread::sleep(Duration::from_millis(20));
+}

@@ -209,3 +209,24 @@ fn a_runtime_swaps_its_current_thread_state_at_every_change_of_hands() {
     assert_eq!(CURRENT.load(SeqCst), 0, "nobody holds");
     assert!(GIL.stats().forced_drops > 0, "checkpoints handed over");
 }
+
+/// A hook that panics with a payload whose own drop panics: the payload is not dropped where
+/// the lock reported the event, so nothing unwinds out of the lock's path.
+#[test]
+fn a_hook_panic_whose_payload_panics_on_drop_goes_no_further() {
+    static GIL: Gil = Gil::new();
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("the payload's drop");
+        }
+    }
+    GIL.set_event_hook(Some(&|_, _| std::panic::panic_any(PanicsOnDrop)));
+    let registered = std::panic::catch_unwind(|| drop(GIL.register_thread()));
+    assert!(
+        registered.is_ok(),
+        "the panic went no further than the hook"
+    );
+    drop(GIL.acquire());
+    GIL.set_event_hook(None);
+}

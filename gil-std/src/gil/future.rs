@@ -240,8 +240,7 @@ impl<'a> Future for AcquireFuture<'a> {
                         this.stage = Stage::Done;
                         return Poll::Ready(Ok(gil.owned()));
                     }
-                    let mut waiting =
-                        Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true);
+                    let waiting = Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true);
                     // SAFETY: the node is pinned in this future, not queued, and stays so until
                     // it is out of line: `poll` takes it out on a grant or a close, and `drop`
                     // cancels it. This thread does not hold the lock (checked above).
@@ -259,12 +258,16 @@ impl<'a> Future for AcquireFuture<'a> {
                             return Poll::Ready(Err(AcquireError::Closed));
                         }
                         Enqueued::Queued => {
-                            waiting.queued();
+                            // In line from here: `drop` must cancel, whatever `queued` does.
                             this.stage = Stage::Queued(waiting);
+                            if let Stage::Queued(waiting) = &mut this.stage {
+                                waiting.queued();
+                            }
                         }
                     }
                 }
                 Stage::Queued(_) => {
+                    gil.refuse_reentry();
                     let seen = match node.state() {
                         // SAFETY: queued on this lock by this future, not yet acted on.
                         WaitState::Offered => unsafe { gil.raw.claim(node) },

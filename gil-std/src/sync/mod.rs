@@ -97,11 +97,35 @@ impl Wake {
     fn wake_task(&self) -> bool {
         match &self.task {
             Some(task) => {
-                task.wake();
+                no_unwind(|| task.wake());
                 true
             }
             None => false,
         }
+    }
+}
+
+impl Drop for Wake {
+    /// The last reference to a task's slot drops the task's waker: the executor's code, which
+    /// must not unwind through the core (see [`no_unwind`]).
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            no_unwind(move || drop(task));
+        }
+    }
+}
+
+/// Runs an executor's waker code (its `wake`, its drop) for the core, which calls it in the
+/// middle of a hand-over: an unwinding panic there would leave a waiter node queued as its
+/// frame is torn down, or the lock marked away for ever. So a panic is reported and the
+/// process aborts, as it would for a panic in a destructor during unwinding.
+fn no_unwind(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        eprintln!(
+            "gil: a task's waker panicked while the lock was being handed on; the lock cannot \
+             be left half-way, so the process aborts"
+        );
+        std::process::abort();
     }
 }
 
