@@ -123,9 +123,10 @@ pub trait Blocking: Holds + sealed::Region {
     }
 
     /// Waits on `condvar` while `condition` holds, as [`Condvar::wait_while`] does: if it does
-    /// not hold to begin with, returns at once and keeps the `Gil`; otherwise lets the `Gil` go
-    /// until it no longer holds. `condition` runs with `guard`'s mutex held and, after the
-    /// first look, without the `Gil` (so it must be `Send`).
+    /// not hold to begin with, returns at once and keeps the `Gil`; otherwise waits as
+    /// [`wait`](Blocking::wait) does, the `Gil` let go, until a look finds it no longer holds.
+    /// `condition` runs with `guard`'s mutex and the `Gil` held, at the start and after each
+    /// wake-up.
     ///
     /// ```
     /// use std::sync::{Condvar, Mutex};
@@ -158,27 +159,12 @@ pub trait Blocking: Holds + sealed::Region {
         &mut self,
         condvar: &Condvar,
         mut guard: MutexGuard<'m, T>,
-        mut condition: impl FnMut(&mut T) -> bool + Send,
+        mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<MutexGuard<'m, T>> {
-        if !condition(&mut *guard) {
-            return Ok(guard);
+        while condition(&mut *guard) {
+            guard = self.wait(condvar, guard)?;
         }
-        let guard = OnThisThread(guard);
-        self.region(move |gil| {
-            let mut guard = Some(guard.into_inner());
-            gil.waits.wait(Wait::Condvar(Wait::at(condvar)), |limit| {
-                match wait_once(condvar, guard.take()?, limit) {
-                    Ok((mut back, _)) => {
-                        if condition(&mut *back) {
-                            guard = Some(back);
-                            return None;
-                        }
-                        Some(Ok(back))
-                    }
-                    Err(poisoned) => Some(Err(PoisonError::new(poisoned.into_inner().0))),
-                }
-            })
-        })
+        Ok(guard)
     }
 
     /// Receives from a channel as [`Receiver::recv`] does: a message already there (or a
@@ -224,6 +210,26 @@ pub trait Blocking: Holds + sealed::Region {
                 })
             }),
         }
+    }
+
+    /// Sleeps for `duration` with the `Gil` let go, as [`std::thread::sleep`] does: the host
+    /// function `sleep_ms` of an embedded runtime, from a nested guard too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gil_std::{Blocking, Gil};
+    ///
+    /// static GIL: Gil = Gil::new();
+    ///
+    /// let outer = GIL.acquire();
+    /// let mut inner = GIL.ensure(); // a host function's guard, nested
+    /// inner.sleep(Duration::from_millis(1)); // other threads may hold the lock meanwhile
+    /// drop(inner);
+    /// assert!(GIL.is_held_by_current_thread());
+    /// # drop(outer);
+    /// ```
+    fn sleep(&mut self, duration: std::time::Duration) {
+        self.region(move |_| std::thread::sleep(duration));
     }
 
     /// The value of `cell`, initialised by `init` if it has none, as
@@ -400,7 +406,7 @@ mod sealed {
     impl Region for EnsureGuard<'_> {
         fn region<R>(&mut self, f: impl FnOnce(&Gil) -> R + Send) -> R {
             let gil = self.gil();
-            self.allow_threads(|| f(gil))
+            self.suspended(|| f(gil))
         }
     }
 }

@@ -213,11 +213,10 @@ fn once_init(helper: bool, within: Duration) -> bool {
     let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
     let cell: &'static OnceLock<u32> = Box::leak(Box::new(OnceLock::new()));
     finishes(within, move || {
-        let (asking, wait_asking) = mpsc::channel::<()>();
+        let (asking, mut wait_asking) = mpsc::channel::<()>();
         let init = move || {
             // Lets the Gil go until the other thread holds it and is about to ask.
-            gil.ensure()
-                .allow_threads(move || wait_asking.recv().unwrap());
+            gil.ensure().recv(&mut wait_asking).unwrap();
             5
         };
         let mut g = gil.acquire();

@@ -372,25 +372,30 @@ fn a_guard_kept_in_a_thread_local_proves_nothing_in_a_nested_region() {
         || {
             OUTER.with(|o| *o.borrow_mut() = Some(GIL.acquire()));
             let mut inner = GIL.ensure();
-            let refused = inner.allow_threads(|| {
-                let (held, done) = (Barrier::new(2), Barrier::new(2));
-                thread::scope(|s| {
-                    s.spawn(|| {
-                        let g = GIL.acquire();
-                        held.wait();
+            // SAFETY: not kept, on purpose: the closure reaches a guard of this hold through a
+            // thread-local, and the test shows that the lock refuses every use of it (a read
+            // and a drop panic before they touch anything).
+            let refused = unsafe {
+                inner.allow_threads(|| {
+                    let (held, done) = (Barrier::new(2), Barrier::new(2));
+                    thread::scope(|s| {
+                        s.spawn(|| {
+                            let g = GIL.acquire();
+                            held.wait();
+                            done.wait();
+                            COUNT.get(&g).set(COUNT.get(&g).get() + 1);
+                        });
+                        held.wait(); // the other thread holds the lock
+                        let read = catch_unwind(|| {
+                            OUTER.with(|o| COUNT.get(o.borrow().as_ref().unwrap()).get())
+                        });
+                        let dropped = catch_unwind(|| drop(OUTER.with(|o| o.borrow_mut().take())));
+                        let still_held = GIL.try_acquire().is_none();
                         done.wait();
-                        COUNT.get(&g).set(COUNT.get(&g).get() + 1);
-                    });
-                    held.wait(); // the other thread holds the lock
-                    let read = catch_unwind(|| {
-                        OUTER.with(|o| COUNT.get(o.borrow().as_ref().unwrap()).get())
-                    });
-                    let dropped = catch_unwind(|| drop(OUTER.with(|o| o.borrow_mut().take())));
-                    let still_held = GIL.try_acquire().is_none();
-                    done.wait();
-                    (read.is_err(), dropped.is_err(), still_held)
+                        (read.is_err(), dropped.is_err(), still_held)
+                    })
                 })
-            });
+            };
             drop(inner);
             refused
         },

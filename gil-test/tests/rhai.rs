@@ -70,12 +70,15 @@ fn runtime() -> &'static Runtime {
             }
         });
         engine.register_fn("sleep_ms", move |ms: i64| {
-            // A nested guard's region lets the lock go all the same; the closure is `Send`.
-            gil.ensure().allow_threads(move || {
-                NAPPING.store(true, SeqCst);
-                thread::sleep(Duration::from_millis(ms.unsigned_abs()));
-                NAPPING.store(false, SeqCst);
-            });
+            // A nested guard's region lets the lock go all the same.
+            // SAFETY: the closure sleeps and sets an atomic: nothing under the lock.
+            unsafe {
+                gil.ensure().allow_threads(move || {
+                    NAPPING.store(true, SeqCst);
+                    thread::sleep(Duration::from_millis(ms.unsigned_abs()));
+                    NAPPING.store(false, SeqCst);
+                })
+            };
         });
         let scripts = SCRIPTS
             .iter()

@@ -29,9 +29,9 @@ impl Gil {
     /// after the lock was handed to it, before it was polled again, passes the lock on to the
     /// next waiter. So `tokio::time::timeout(d, gil.acquire_async())` is a timed acquire.
     ///
-    /// On a single-threaded executor the lock's holder must be able to run: a task that waits
-    /// for the lock while another task of the same thread holds it across an `.await` (possible
-    /// only for futures that are not `Send`) waits for that task to let go.
+    /// A future handed the lock holds it until its task is polled again: an executor thread
+    /// that blocks (in a synchronous [`acquire`](Gil::acquire), say) with such a task on it
+    /// holds up the line until it runs the task.
     ///
     /// # Errors
     ///
@@ -39,8 +39,9 @@ impl Gil {
     ///
     /// # Panics
     ///
-    /// When polled on a thread that holds this lock (the task would wait for a guard of its own
-    /// thread), or inside this lock's event hook.
+    /// When polled on a thread that holds this lock (a task of a single-threaded executor
+    /// would wait for a guard that another task of its thread keeps across an `.await`), or
+    /// inside this lock's event hook.
     ///
     /// ```
     /// use gil_std::Gil;

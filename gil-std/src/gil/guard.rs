@@ -493,13 +493,26 @@ impl<'a> EnsureGuard<'a> {
     /// back before returning — also from a nested guard, while frames further up hold guards
     /// of the same hold (a host function of a script that a loop holding the lock runs).
     ///
-    /// Those frames may keep data borrowed under the lock, which other threads change while
-    /// `f` runs. So `f` must be `Send`: it cannot capture a reference to what a
-    /// [`GilCell`](crate::GilCell) holds (a `&Cell` or `&RefCell` is not `Send`), nor a guard.
-    /// A guard it reaches some other way (one kept in a thread-local) proves nothing while the
-    /// region runs: using it panics, in [`GilCell::get`](crate::GilCell::get), a checkpoint,
-    /// a region or its drop. The outer frames' guards are valid again when `allow_threads`
+    /// `unsafe`, because the compiler cannot check all of what `f` reaches. Those frames may
+    /// keep data borrowed under the lock, which other threads change while `f` runs. The
+    /// `Send` bound keeps such a borrow out of `f`'s captures (a `&Cell` or `&RefCell` is not
+    /// `Send`, nor is a guard), but not out of a thread-local or a `static`: a reference
+    /// borrowed through a guard that was leaked (`Box::leak`) is `'static` and can be kept
+    /// there, and `f` could reach it. A guard kept in a thread-local proves nothing while the
+    /// region runs: using it panics, in [`GilCell::get`](crate::GilCell::get), a checkpoint, a
+    /// region or its drop. The outer frames' guards are valid again when `allow_threads`
     /// returns.
+    ///
+    /// For the waits a binding needs most there are safe forms: the [`Blocking`](crate::Blocking)
+    /// helpers (a mutex, a condition variable, a channel, a sleep) wait in this same region,
+    /// with closures of their own.
+    ///
+    /// # Safety
+    ///
+    /// `f`, and everything it calls, touches nothing that this thread borrowed under the lock:
+    /// no data reached through a thread-local or a `static` that a frame of this hold, or a
+    /// leaked guard, put there. A closure that works only on values of its own (a socket, a
+    /// buffer, a duration) and on data not under the lock meets this.
     ///
     /// # Panics
     ///
@@ -508,24 +521,29 @@ impl<'a> EnsureGuard<'a> {
     ///
     /// ```
     /// use std::cell::Cell;
+    /// use std::io::Read;
     /// use gil_std::{Gil, GilCell};
     ///
     /// static GIL: Gil = Gil::new();
     /// static CALLS: GilCell<Cell<u32>> = GilCell::new(&GIL, Cell::new(0));
     ///
     /// // A host function: it may be called with the lock held further up, or not.
-    /// fn sleep_ms(ms: u64) {
+    /// fn read_all(mut input: impl Read + Send) -> Vec<u8> {
     ///     let mut g = GIL.ensure();
     ///     CALLS.get(&g).set(CALLS.get(&g).get() + 1);
-    ///     g.allow_threads(|| std::thread::sleep(std::time::Duration::from_millis(ms)));
+    ///     let mut bytes = Vec::new();
+    ///     // SAFETY: the closure reads a reader and fills a buffer, both its own.
+    ///     unsafe { g.allow_threads(|| input.read_to_end(&mut bytes)) }.unwrap();
+    ///     bytes
     /// }
     ///
     /// let outer = GIL.acquire();
-    /// sleep_ms(1); // nested: the lock is released around the sleep all the same
+    /// // nested: the lock is released around the read all the same
+    /// assert_eq!(read_all(&b"abc"[..]), b"abc");
     /// assert_eq!(CALLS.get(&outer).get(), 1);
     /// ```
     ///
-    /// What a cell holds cannot be reached inside the region:
+    /// What a cell holds cannot be captured:
     ///
     /// ```compile_fail,E0277
     /// use std::cell::Cell;
@@ -537,9 +555,17 @@ impl<'a> EnsureGuard<'a> {
     /// let outer = GIL.acquire();
     /// let count: &Cell<u32> = COUNT.get(&outer);
     /// let mut inner = GIL.ensure();
-    /// inner.allow_threads(|| count.set(1)); // error: `Cell<u32>` cannot be shared
+    /// // error: `Cell<u32>` cannot be shared
+    /// unsafe { inner.allow_threads(|| count.set(1)) };
     /// ```
-    pub fn allow_threads<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
+    pub unsafe fn allow_threads<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
+        self.suspended(f)
+    }
+
+    /// The region of [`allow_threads`](EnsureGuard::allow_threads), for the `Blocking`
+    /// helpers, whose closures touch only the lock, condition variable or channel they wait
+    /// on: the hold is suspended while `f` runs, and resumes after it.
+    pub(crate) fn suspended<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
         let region = TakeBack::suspend(self.gil);
         let result = f();
         region.end();

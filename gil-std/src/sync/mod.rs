@@ -317,7 +317,7 @@ impl Park for LoomPark {
     }
     fn unpark(unparker: Wake) {
         if !unparker.wake_task() {
-            if let Some(thread) = unparker.thread {
+            if let Some(thread) = &unparker.thread {
                 thread.unpark();
             }
         }
