@@ -622,7 +622,7 @@ impl<P: Park> RawGil<P> {
         // SAFETY: the node is pinned here and not queued, and `lock_with` returns only once it
         // is out of line; this thread does not own the lock (caller's contract).
         let got = unsafe { self.lock_with(node.as_ref(), &mut wait) };
-        debug_assert_eq!(got, Waited::Granted, "a returning waiter is never closed");
+        debug_assert_ne!(got, Waited::Closed, "a returning waiter is never closed");
         ret.granted(wait);
         Back::Granted
     }
@@ -835,8 +835,9 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// The calling thread owns the lock. `waiter` is returning ([`Waiter::returning`]), not
-    /// queued, and pinned (it stays in place until this returns). `policy` never gives up: a
-    /// thread that handed its lock on must get it back.
+    /// queued, and pinned (it stays in place until this returns). `policy` gives up only as a
+    /// returning wait may ([`WaitPolicy::give_up`]): a thread that handed its lock on must get
+    /// it back.
     pub unsafe fn yield_with(
         &self,
         waiter: Pin<&Waiter<P>>,
@@ -881,11 +882,7 @@ impl<P: Park> RawGil<P> {
         policy.queued();
         // SAFETY: queued by `step_aside`, by this thread.
         let back = unsafe { self.wait_with(waiter, policy) };
-        debug_assert_eq!(
-            back,
-            Waited::Granted,
-            "a returning waiter is never closed, and its policy never gives up"
-        );
+        debug_assert_ne!(back, Waited::Closed, "a returning waiter is never closed");
         true
     }
 
@@ -920,8 +917,8 @@ impl<P: Park> RawGil<P> {
     ///
     /// # Safety
     ///
-    /// The calling thread owns the lock (on a loan or not). `handover`'s policies never give
-    /// up.
+    /// The calling thread owns the lock (on a loan or not). `handover`'s policies give up only
+    /// as a returning wait may ([`WaitPolicy::give_up`]).
     pub unsafe fn hand_over_with<H: Handover<P>>(&self, handover: &mut H) -> bool {
         if self.breaker.loan_out() {
             let mut wait = handover.letting_go(Step::GiveBack);
@@ -931,7 +928,7 @@ impl<P: Park> RawGil<P> {
             // SAFETY: the node is pinned here and not queued; `lock_with` returns only once it
             // is out of line. We no longer own the lock (given back).
             let back = unsafe { self.lock_with(node.as_ref(), &mut wait) };
-            debug_assert_eq!(back, Waited::Granted, "a returning waiter is never closed");
+            debug_assert_ne!(back, Waited::Closed, "a returning waiter is never closed");
             handover.back(Step::GiveBack, wait, true);
             return true;
         }
@@ -961,7 +958,8 @@ impl<P: Park> RawGil<P> {
     ///
     /// Returns once the caller owns the lock again, with the breaker flags left for it to act
     /// on, as [`checkpoint`](RawGil::checkpoint) does. The waits are `handover`'s policies;
-    /// they must never give up (a thread that let its lock go must get it back).
+    /// they give up only as a returning wait may ([`WaitPolicy::give_up`]): a thread that let
+    /// its lock go must get it back.
     ///
     /// # Safety
     ///

@@ -68,6 +68,13 @@ pub trait WaitPolicy<P: Park> {
     /// Whether to stop waiting now (a deadline passed). The core then takes the waiter out of
     /// line, unless the lock was handed to it first: a grant is never lost. Asked before each
     /// sleep. By default, never.
+    ///
+    /// A *returning* wait (a thread coming back for the lock it let go: a yield, a loan, a
+    /// checkpoint's steps, the end of a blocking region) gives up only when the calling thread
+    /// owns the lock already, taken another way by code that ran during the wait (a task
+    /// polled on its thread). The core then takes the waiter out of line and goes on as if it
+    /// had been granted, and the caller settles its two holds. Giving up otherwise would leave
+    /// a thread that must get its lock back without it.
     #[inline]
     fn give_up(&mut self) -> bool {
         false
@@ -224,7 +231,8 @@ pub trait Return<P: Park> {
     fn ahead(&mut self) -> Option<Self::Ask>;
 
     /// The thread waits in line (urgent if it went ahead, after its unanswered `ask`): the
-    /// policy it waits with. Never gives up: a thread back from a region must get the lock.
+    /// policy it waits with. A returning wait: it gives up only as
+    /// [`WaitPolicy::give_up`] allows.
     fn in_line(&mut self, ask: Option<Self::Ask>) -> Self::Wait;
 
     /// The wait in line is over: the thread holds the lock.

@@ -23,10 +23,17 @@
 //!   checks the time itself and cancels. Waking needs only the word's address, which may dangle
 //!   (`atomic_wait::wake_one` allows it), so nothing here depends on the waiter still being
 //!   there.
+//! - **Task** — one per future waiting in line ([`Gil::acquire_async`](crate::Gil::acquire_async)):
+//!   at its time, wake the task, whose poll looks at its lock itself (`Waiting::look`). The
+//!   clock keeps the task's waker, which it owns, and nothing of the lock: a future can be
+//!   leaked while it waits, and its lock then moved or dropped, so only the future's own polls,
+//!   which borrow the lock while they run, may act on it. The waker is woken, and dropped,
+//!   outside the clock's mutex.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, fence};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use gil_core::Breaker;
@@ -144,6 +151,30 @@ impl Timer {
         self.requests.load(Relaxed)
     }
 
+    /// Slices begun so far (wrapping).
+    pub(crate) fn slices(&self) -> u32 {
+        self.slices.load(Relaxed)
+    }
+
+    /// When the lock was last handed to a waiting thread.
+    pub(crate) fn last_switch(&self) -> Instant {
+        instant_at(self.last_switch.load(Relaxed))
+    }
+
+    /// Asks the holder of `raw` to hand over, for a waiter that has waited a whole interval
+    /// with nobody handed the lock (the clock's backstop, or a waiting task's own): unless a
+    /// request is still unanswered, which the holder has not reached a checkpoint since, and
+    /// asking again would only spin the asker. The holder that answers reports it.
+    fn backstop(&self, raw: &Raw) {
+        // Relaxed: a hint; a request the holder takes meanwhile is made again at the next look.
+        if raw.breaker().pending() & Breaker::DROP_REQUEST == 0 {
+            // Before the request: the holder that takes it reports it.
+            self.asked.store(true, Relaxed);
+            raw.request_drop();
+            self.requests.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Whether a test silenced the clock's drop requests (never outside tests).
     fn quiet(&self) -> bool {
         #[cfg(test)]
@@ -197,13 +228,21 @@ const REASK_AFTER: Duration = Duration::from_millis(1);
 struct Wake {
     id: u64,
     at: Instant,
-    /// Only ever passed to `wake_one`, never dereferenced.
-    word: *const core::sync::atomic::AtomicU32,
+    whom: Whom,
+}
+
+/// Who a [`Wake`] wakes.
+enum Whom {
+    /// A thread sleeping on this futex word. Only ever passed to `wake_one`, never
+    /// dereferenced.
+    Word(*const core::sync::atomic::AtomicU32),
+    /// A task, woken once.
+    Task(Waker),
 }
 
 // SAFETY: the raw pointers are only used under the mutex: `raw` and `timer` are dereferenced
 // only while listed, and a listed lock is borrowed by a waiting thread (see `Preempt::raw`);
-// `word` is never dereferenced.
+// a `Whom::Word` is never dereferenced. Wakers are `Send`.
 unsafe impl Send for Timers {}
 
 /// The instant all `Gil` timestamps count from.
@@ -238,19 +277,6 @@ pub(crate) fn is_listed(timer: &Timer) -> bool {
     })
 }
 
-/// Unlists a lock that is being dropped while still counted as waited on: only a future that
-/// waited in line and was leaked (`mem::forget`) leaves a count behind, since a waiting thread
-/// borrows the lock until it leaves. Taken out under the clock's mutex, so that the clock
-/// never reads the lock once it is gone.
-pub(crate) fn unlist_dropped(timer: &Timer) {
-    if let Some(clock) = CLOCK_THREAD.get() {
-        clock
-            .lock()
-            .preempt
-            .retain(|p| !std::ptr::eq(p.timer, timer));
-    }
-}
-
 /// The process's clock, started on first use.
 pub(crate) fn clock() -> &'static Clock {
     CLOCK_THREAD.get_or_init(|| {
@@ -283,7 +309,14 @@ impl Clock {
         let mut timers = self.lock();
         loop {
             let now = Instant::now();
-            timers.fire(now);
+            let tasks = timers.fire(now);
+            if !tasks.is_empty() {
+                // A task's waker is the executor's code: never under the mutex.
+                drop(timers);
+                tasks.into_iter().for_each(wake_task);
+                timers = self.lock();
+                continue;
+            }
             timers = match timers.next_deadline() {
                 None => self.changed.wait(timers).unwrap_or_else(|p| p.into_inner()),
                 Some(at) => {
@@ -380,18 +413,48 @@ impl Clock {
     /// For waiters that cannot sleep with a timeout of their own (not on Linux).
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub(crate) fn wake_at(&self, at: Instant, word: *const core::sync::atomic::AtomicU32) -> u64 {
+        self.add_wake(at, Whom::Word(word))
+    }
+
+    /// Wakes the task of `waker` once, at `at`. Returns a ticket for
+    /// [`cancel_wake`](Clock::cancel_wake). Where the clock does not run (the facade's
+    /// `CLOCK`), nothing is kept, and the ticket cancels nothing.
+    pub(crate) fn wake_task_at(&self, at: Instant, waker: &Waker) -> u64 {
+        if !CLOCK {
+            return u64::MAX;
+        }
+        self.add_wake(at, Whom::Task(waker.clone()))
+    }
+
+    fn add_wake(&self, at: Instant, whom: Whom) -> u64 {
         let mut timers = self.lock();
         let id = timers.next_wake_id;
         timers.next_wake_id += 1;
-        timers.wakes.push(Wake { id, at, word });
+        timers.wakes.push(Wake { id, at, whom });
         self.changed.notify_one();
         id
     }
 
     /// Drops a wake that is no longer needed (the waiter is done). A wake that already fired
-    /// is gone: nothing to do.
+    /// is gone: nothing to do. A task's waker is dropped after the mutex is released.
     pub(crate) fn cancel_wake(&self, id: u64) {
-        self.lock().wakes.retain(|w| w.id != id);
+        let cancelled = {
+            let mut timers = self.lock();
+            let at = timers.wakes.iter().position(|w| w.id == id);
+            at.map(|i| timers.wakes.swap_remove(i))
+        };
+        drop(cancelled);
+    }
+}
+
+/// Wakes a task whose time came. Its waker is the executor's code, run on the clock thread: a
+/// panic in it is reported and goes no further, so that the clock goes on for every lock.
+fn wake_task(waker: Waker) {
+    let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+    if let Err(payload) = woken {
+        // Not dropped: a payload whose own drop panics would unwind from here.
+        std::mem::forget(payload);
+        eprintln!("gil: a task's waker panicked when the clock woke it; the clock goes on");
     }
 }
 
@@ -409,13 +472,32 @@ impl Timers {
         preempt.chain(self.wakes.iter().map(|w| w.at)).min()
     }
 
-    fn fire(&mut self, now: Instant) {
-        for w in self.wakes.iter_mut().filter(|w| w.at <= now) {
-            atomic_wait::wake_one(w.word);
-            // A futex wake is lost if the waiter had checked the time but not yet gone to
-            // sleep (its word did not change), so wake again until the waiter cancels the
-            // ticket, which it does as soon as it sees its deadline passed.
-            w.at = now + WAKE_RETRY;
+    /// Fires what is due at `now`. Returns the wakers of the tasks whose time came, taken out,
+    /// for the caller to wake once it has released the mutex.
+    fn fire(&mut self, now: Instant) -> Vec<Waker> {
+        let mut tasks = Vec::new();
+        let mut i = 0;
+        while i < self.wakes.len() {
+            let w = &mut self.wakes[i];
+            if w.at > now {
+                i += 1;
+                continue;
+            }
+            match w.whom {
+                Whom::Word(word) => {
+                    atomic_wait::wake_one(word);
+                    // A futex wake is lost if the waiter had checked the time but not yet gone
+                    // to sleep (its word did not change), so wake again until the waiter
+                    // cancels the ticket, which it does as soon as it sees its deadline passed.
+                    w.at = now + WAKE_RETRY;
+                    i += 1;
+                }
+                Whom::Task(_) => {
+                    if let Whom::Task(waker) = self.wakes.swap_remove(i).whom {
+                        tasks.push(waker);
+                    }
+                }
+            }
         }
         self.preempt.retain_mut(|p| {
             if p.at > now {
@@ -426,17 +508,8 @@ impl Timers {
             let slices = timer.slices.load(Relaxed);
             let interval = timer.interval();
             if slices == p.slices && raw.has_waiters() && !timer.quiet() {
-                // Somebody has waited a whole interval and nobody was handed the lock. A
-                // request still unanswered is not made again: the holder has not reached a
-                // checkpoint since, and asking again would only spin this thread.
-                // Relaxed: a hint; a request the holder takes meanwhile is made again at the
-                // next look.
-                if raw.breaker().pending() & Breaker::DROP_REQUEST == 0 {
-                    // Before the request: the holder that takes it reports it.
-                    timer.asked.store(true, Relaxed);
-                    raw.request_drop();
-                    timer.requests.fetch_add(1, Relaxed);
-                }
+                // Somebody has waited a whole interval and nobody was handed the lock.
+                timer.backstop(raw);
                 p.at = now + interval.max(REASK_AFTER);
             } else {
                 p.slices = slices;
@@ -445,6 +518,52 @@ impl Timers {
             }
             true
         });
+        tasks
+    }
+}
+
+/// A future's own preemption timer, while it waits in line (see `Whom::Task`): its polls
+/// look at the lock as the clock looks at a listed one, and ask the clock to wake the task
+/// at its next look.
+#[derive(Debug, Default)]
+pub(crate) struct TaskTimer {
+    /// When to look next, and the slices begun when it was set.
+    next: Option<(Instant, u32)>,
+    /// The clock's wake-up at `next`.
+    ticket: Option<u64>,
+}
+
+impl TaskTimer {
+    /// A poll of the waiting task, with the lock borrowed: if a whole switch interval has
+    /// passed since the task queued at `queued` (or since the last switch) with nobody handed
+    /// the lock, asks the holder to hand over. Then has the clock wake the task at the next
+    /// look.
+    pub(crate) fn look(&mut self, raw: &Raw, timer: &Timer, queued: Instant, waker: &Waker) {
+        if !CLOCK {
+            return;
+        }
+        let now = Instant::now();
+        let interval = timer.interval();
+        let slices = timer.slices();
+        let next = match self.next {
+            None => queued.max(timer.last_switch()) + interval,
+            Some((at, _)) if at > now => at,
+            Some((_, seen)) if seen == slices && raw.has_waiters() && !timer.quiet() => {
+                timer.backstop(raw);
+                now + interval.max(REASK_AFTER)
+            }
+            Some(_) => look_at(timer.last_switch(), interval).max(now + interval / 8),
+        };
+        self.next = Some((next, slices));
+        self.cancel();
+        self.ticket = Some(clock().wake_task_at(next, waker));
+    }
+
+    /// The task is done waiting: its wake-up is dropped.
+    pub(crate) fn cancel(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            clock().cancel_wake(ticket);
+        }
     }
 }
 

@@ -36,31 +36,78 @@ impl Owner {
     }
 }
 
-// The lock whose event hook runs on the calling thread (its address), or 0: a hook must not
-// take or drop a guard of the lock it reports on, which may be half-way through handing
-// itself over (see `Gil::refuse_in_hook`).
+/// What a thread is in the middle of with a lock, for a frame of the lock's slow paths that
+/// runs code the lock does not control (an event hook) or that waits for the lock. While such a
+/// frame is under way, the thread's hold of that lock may be half-way through a change (set
+/// aside, released, queued): what runs inside must not take, drop or use a guard of that lock,
+/// nor wait for it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Doing {
+    /// The lock's event hook runs.
+    Hook,
+    /// The thread waits for the lock (to take it, or to take it back).
+    Wait,
+}
+
+// The frames under way on the calling thread, innermost last, each with the address of its
+// lock. An entry lives exactly as long as the frame that made it, which borrows the lock, so an
+// address here always names a lock that is alive and in place.
 thread_locals! {
-    static IN_HOOK: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+    static DOING: core::cell::RefCell<Vec<(usize, Doing)>> =
+        const { core::cell::RefCell::new(Vec::new()) };
 }
 
-/// Whether the calling thread is inside [`in_hook`] for `lock`.
+fn address<L>(lock: &L) -> usize {
+    core::ptr::from_ref(lock) as usize
+}
+
+/// Whether a frame of `what` for `lock` is under way on the calling thread, however deep:
+/// a hook of another lock run inside this lock's hook is still inside it.
+pub(crate) fn is_doing<L>(lock: &L, what: Doing) -> bool {
+    let me = address(lock);
+    DOING
+        .try_with(|d| d.borrow().iter().any(|&f| f == (me, what)))
+        .unwrap_or(false)
+}
+
+/// Whether a hook of `lock` runs on the calling thread, at any depth.
 pub(crate) fn is_in_hook<L>(lock: &L) -> bool {
-    let me = core::ptr::from_ref(lock) as usize;
-    IN_HOOK.with(|w| w.get() == me)
+    is_doing(lock, Doing::Hook)
 }
 
-/// Runs `f` (the hook of `lock`) marked as such, for `is_in_hook`; the mark goes with `f`, also
-/// when it panics. A hook that takes another lock runs that lock's hook inside: the previous
-/// mark is restored after it.
-pub(crate) fn in_hook<L>(lock: &L, f: impl FnOnce()) {
-    struct Restore(usize);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let before = self.0;
-            IN_HOOK.with(|w| w.set(before));
+/// A frame of `what` for `lock` on the calling thread, from `enter` until it is dropped (also on
+/// unwinding). Not `Send`: it ends on the thread it began on.
+pub(crate) struct Frame {
+    entry: (usize, Doing),
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl Frame {
+    pub(crate) fn enter<L>(lock: &L, what: Doing) -> Self {
+        let entry = (address(lock), what);
+        DOING.with(|d| d.borrow_mut().push(entry));
+        Self {
+            entry,
+            _not_send: core::marker::PhantomData,
         }
     }
-    let me = core::ptr::from_ref(lock) as usize;
-    let _restore = Restore(IN_HOOK.with(|w| w.replace(me)));
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        // The innermost entry of its kind: frames end in the reverse order of their start.
+        let _ = DOING.try_with(|d| {
+            let mut d = d.borrow_mut();
+            if let Some(i) = d.iter().rposition(|&f| f == self.entry) {
+                d.remove(i);
+            }
+        });
+    }
+}
+
+/// Runs `f` (the hook of `lock`) as a [`Doing::Hook`] frame, for `is_in_hook`; the frame ends
+/// with `f`, also when it panics.
+pub(crate) fn in_hook<L>(lock: &L, f: impl FnOnce()) {
+    let _frame = Frame::enter(lock, Doing::Hook);
     f();
 }

@@ -188,13 +188,13 @@ fn a_thread_that_panics_while_holding_releases_the_lock() {
 #[test]
 fn ensure_nests_and_a_nested_guard_cannot_open_a_region() {
     let gil = Gil::new();
-    let mut outer = gil.ensure();
+    let outer = gil.ensure();
     assert!(!outer.is_nested());
-    assert!(outer.guard_mut().is_some());
+    let outer = outer.into_guard().expect("not held before: acquired");
     {
-        let mut inner = gil.ensure();
+        let inner = gil.ensure();
         assert!(inner.is_nested());
-        assert!(inner.guard_mut().is_none());
+        let mut inner = inner.into_guard().expect_err("held: nested");
         inner.checkpoint().unwrap();
         let innermost = gil.ensure();
         assert!(innermost.is_nested());

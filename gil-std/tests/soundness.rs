@@ -520,3 +520,340 @@ fn the_lock_is_unwind_safe_as_a_std_mutex_is() {
     assert!(caught.is_err());
     assert!(gil.try_acquire().is_some(), "released on unwinding");
 }
+
+/// A program's steps, run by `within`, that a hook of another lock may reach: a guard of the
+/// first lock taken by that hook, if any, is kept here.
+mod hooks_of_two_locks {
+    use std::cell::RefCell;
+
+    thread_local! {
+        pub static KEPT: RefCell<Option<gil_std::EnsureGuard<'static>>> =
+            const { RefCell::new(None) };
+    }
+}
+
+#[test]
+fn a_hook_of_another_lock_run_inside_a_hook_cannot_take_the_first() {
+    // A's hook takes B as A is released; B's hook then runs inside A's and tries to keep a
+    // guard of A. A's release is under way (its count of guards was read before its hook
+    // ran), so that guard would outlive the hold it joined.
+    use hooks_of_two_locks::KEPT;
+    let (a, b) = (leaked_gil(), leaked_gil());
+    let outcome = within(20, "hooks of two locks", move || {
+        let me = thread::current().id();
+        let hook_a: &'static gil_std::EventHook = Box::leak(Box::new(move |_: &Gil, event| {
+            if event == Event::Released && thread::current().id() == me {
+                drop(b.acquire());
+            }
+        }));
+        let hook_b: &'static gil_std::EventHook = Box::leak(Box::new(move |_: &Gil, event| {
+            if event == Event::Got && thread::current().id() == me {
+                KEPT.with(|k| *k.borrow_mut() = Some(a.ensure()));
+            }
+        }));
+        a.set_event_hook(Some(hook_a));
+        b.set_event_hook(Some(hook_b));
+        drop(a.acquire());
+        a.set_event_hook(None);
+        b.set_event_hook(None);
+        let kept = KEPT.with(|k| k.borrow_mut().take());
+        let was_kept = kept.is_some();
+        // A guard kept there proves nothing: leaked rather than dropped, so that its drop
+        // cannot end a hold either.
+        std::mem::forget(kept);
+        was_kept
+    });
+    assert_eq!(
+        outcome,
+        Ok(false),
+        "a hook kept a guard of a lock whose release was under way"
+    );
+    // The next hold of A ends with its guard, on another thread and on this one.
+    assert!(free_for_others(a));
+    drop(a.acquire());
+    assert!(
+        free_for_others(a),
+        "a later hold of A did not end with its guard"
+    );
+}
+
+#[test]
+fn a_lock_moved_from_under_a_leaked_future_is_not_acted_on_where_it_was() {
+    // A future leaked while it waits borrows nothing any more: its lock may be moved out of
+    // its place and dropped, and another lock put there. Nothing may act on the new lock on
+    // the old one's behalf: here, one with an hour's interval must get no drop request.
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    let slot: &'static mut Option<Gil> = Box::leak(Box::new(Some(Gil::with_switch_interval(
+        Gil::MIN_SWITCH_INTERVAL,
+    ))));
+    {
+        let old = slot.as_ref().unwrap();
+        let (held, release) = (Barrier::new(2), Barrier::new(2));
+        thread::scope(|s| {
+            s.spawn(|| {
+                let _g = old.acquire();
+                held.wait();
+                release.wait();
+            });
+            held.wait();
+            let mut future = Box::pin(old.acquire_async());
+            let pending = future
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            assert!(pending.is_pending(), "queued behind the holder");
+            std::mem::forget(future);
+            // Granted to the leaked future, which keeps the lock for good.
+            release.wait();
+        });
+    }
+    let moved = slot.take().unwrap();
+    let new = slot.insert(Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL));
+    drop(moved);
+    let new: &Gil = new;
+    let waiter_in = AtomicBool::new(false);
+    thread::scope(|s| {
+        let mut g = new.acquire();
+        s.spawn(|| {
+            drop(new.acquire());
+            waiter_in.store(true, SeqCst);
+        });
+        wait_until("the waiter to queue", || new.has_waiters());
+        let until = std::time::Instant::now() + Duration::from_millis(200);
+        while std::time::Instant::now() < until && !waiter_in.load(SeqCst) {
+            g.checkpoint().unwrap();
+        }
+        assert!(
+            !waiter_in.load(SeqCst),
+            "the holder of a lock with an hour's interval handed over at once"
+        );
+        assert_eq!(new.stats().clock_requests, 0, "a drop request nobody made");
+        drop(g);
+    });
+}
+
+#[test]
+fn a_blocking_region_refused_for_a_nested_guard_leaves_its_guard_whole() {
+    // The refusal comes before the guard is taken apart: unwinding drops it as any guard, and
+    // the lock is released once the nested guard goes too.
+    let gil = leaked_gil();
+    within(10, "a refused region", move || {
+        let g = gil.acquire();
+        let nested = gil.ensure();
+        let refused = catch_unwind(AssertUnwindSafe(move || drop(g.unlock())));
+        assert!(refused.is_err(), "a region under a nested guard opened");
+        drop(nested);
+        assert!(!gil.is_held_by_current_thread());
+        let g = gil.acquire();
+        let nested = gil.ensure();
+        let refused = catch_unwind(AssertUnwindSafe(move || drop(g.unlock_for_await())));
+        assert!(
+            refused.is_err(),
+            "an async region under a nested guard opened"
+        );
+        drop(nested);
+        assert!(!gil.is_held_by_current_thread());
+    })
+    .unwrap();
+    assert!(free_for_others(gil), "the refused guard was leaked");
+}
+
+/// A task's waker that polls its future inline, as some executors and test harnesses do, and
+/// keeps the guard it gets (on its thread) or drops it at once.
+mod inline_waker {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use gil_std::{AcquireFuture, GilGuard};
+
+    thread_local! {
+        pub static KEPT: RefCell<Vec<GilGuard<'static>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub struct PollInline {
+        pub future: Mutex<Option<Pin<Box<AcquireFuture<'static>>>>>,
+        pub keep: bool,
+        pub got: AtomicBool,
+    }
+
+    impl PollInline {
+        pub fn new(keep: bool) -> Arc<Self> {
+            Arc::new(Self {
+                future: Mutex::new(None),
+                keep,
+                got: AtomicBool::new(false),
+            })
+        }
+
+        /// Polls the future once, on the calling thread.
+        pub fn poll(self: &Arc<Self>) {
+            let Some(mut future) = self.future.lock().unwrap().take() else {
+                return;
+            };
+            let waker = Waker::from(self.clone());
+            match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+                Poll::Ready(guard) => {
+                    let guard = guard.expect("not closed");
+                    self.got.store(true, SeqCst);
+                    if self.keep {
+                        KEPT.with(|k| k.borrow_mut().push(guard));
+                    }
+                }
+                Poll::Pending => *self.future.lock().unwrap() = Some(future),
+            }
+        }
+    }
+
+    impl Wake for PollInline {
+        fn wake(self: Arc<Self>) {
+            self.poll();
+        }
+    }
+}
+
+/// The holder hands the lock to a future queued behind it, whose waker polls it inline on the
+/// holder's thread, in the middle of the hand-over.
+fn hand_over_to_an_inline_waker(gil: &'static Gil, keep: bool) -> Result<bool, String> {
+    use inline_waker::PollInline;
+    let task = PollInline::new(keep);
+    let mut g = gil.acquire();
+    {
+        let task = task.clone();
+        thread::spawn(move || {
+            *task.future.lock().unwrap() = Some(Box::pin(gil.acquire_async()));
+            task.poll();
+        })
+        .join()
+        .unwrap();
+    }
+    assert!(gil.has_waiters(), "the future is in line");
+    gil.request_drop();
+    let checkpoint = catch_unwind(AssertUnwindSafe(|| g.checkpoint().unwrap()));
+    drop(g);
+    inline_waker::KEPT.with(|k| k.borrow_mut().clear());
+    assert!(task.got.load(SeqCst), "the future was handed the lock");
+    checkpoint
+        .map(|()| gil.is_held_by_current_thread())
+        .map_err(|p| message(&*p))
+}
+
+#[test]
+fn a_waker_that_polls_inline_and_drops_its_guard_lets_the_checkpoint_go_on() {
+    let gil = leaked_gil();
+    let outcome = within(20, "a hand-over to an inline waker", move || {
+        hand_over_to_an_inline_waker(gil, false)
+    });
+    assert_eq!(outcome, Ok(Ok(false)), "the checkpoint came back holding");
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn a_waker_that_polls_inline_and_keeps_its_guard_makes_the_checkpoint_panic() {
+    let gil = leaked_gil();
+    let outcome = within(20, "a hand-over to an inline waker", move || {
+        hand_over_to_an_inline_waker(gil, true)
+    });
+    let message = outcome
+        .unwrap()
+        .expect_err("the checkpoint must be refused");
+    assert!(message.contains("waits for itself"), "{message}");
+    assert!(free_for_others(gil), "both guards dropped: released");
+}
+
+/// A waker that reads a cell through a guard kept in a thread-local, where it may find a guard
+/// of a hold its thread has set aside.
+mod reading_waker {
+    use std::cell::{Cell, RefCell};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+    use std::task::Wake;
+
+    use gil_std::{EnsureGuard, GilCell};
+
+    thread_local! {
+        pub static KEPT: RefCell<Option<EnsureGuard<'static>>> = const { RefCell::new(None) };
+    }
+
+    /// What the waker saw: 0 not woken, 1 the read refused, 2 the read allowed.
+    pub struct Reading {
+        pub cell: &'static GilCell<'static, Cell<u64>>,
+        pub seen: AtomicU32,
+        pub poller: std::thread::Thread,
+    }
+
+    impl Wake for Reading {
+        fn wake(self: Arc<Self>) {
+            let read = catch_unwind(AssertUnwindSafe(|| {
+                KEPT.with(|k| k.borrow().as_ref().map(|g| self.cell.get(g).get()))
+            }));
+            if let Ok(Some(_)) | Err(_) = read {
+                let seen = if read.is_ok() { 2 } else { 1 };
+                let _ = self.seen.compare_exchange(0, seen, SeqCst, SeqCst);
+            }
+            self.poller.unpark();
+        }
+    }
+}
+
+#[test]
+fn a_guard_set_aside_by_a_hand_over_proves_nothing_to_a_waker_on_its_thread() {
+    // The holder has a nested guard kept in a thread-local and hands the lock to a future:
+    // the future's waker runs on the holder's thread while the future's task may already
+    // hold the lock elsewhere, and must not reach the cell through the kept guard.
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use reading_waker::{KEPT, Reading};
+
+    static GIL: Gil = Gil::new();
+    static COUNT: GilCell<Cell<u64>> = GilCell::new(&GIL, Cell::new(0));
+    let outcome = within(20, "a hand-over to a future under a kept guard", || {
+        let mut g = GIL.acquire();
+        KEPT.with(|k| *k.borrow_mut() = Some(GIL.ensure()));
+        let (queued, queued_rx) = mpsc::channel();
+        let (reading, reading_rx) = mpsc::channel();
+        let poller = thread::spawn(move || {
+            let waker_state = Arc::new(Reading {
+                cell: &COUNT,
+                seen: AtomicU32::new(0),
+                poller: thread::current(),
+            });
+            reading.send(waker_state.clone()).unwrap();
+            let waker = Waker::from(waker_state);
+            let mut future = std::pin::pin!(GIL.acquire_async());
+            let mut cx = Context::from_waker(&waker);
+            let mut first = true;
+            let guard = loop {
+                match future.as_mut().poll(&mut cx) {
+                    Poll::Ready(guard) => break guard.unwrap(),
+                    Poll::Pending if first => {
+                        first = false;
+                        queued.send(()).unwrap();
+                    }
+                    Poll::Pending => thread::park(),
+                }
+            };
+            COUNT.get(&guard).set(COUNT.get(&guard).get() + 1);
+        });
+        let reading = reading_rx.recv().unwrap();
+        queued_rx.recv().unwrap();
+        GIL.request_drop();
+        g.checkpoint().unwrap();
+        poller.join().unwrap();
+        drop(KEPT.with(|k| k.borrow_mut().take()));
+        assert_eq!(COUNT.get(&g).get(), 1, "the future's hold ran");
+        reading.seen.load(SeqCst)
+    });
+    assert_eq!(
+        outcome,
+        Ok(1),
+        "(1: the waker's read through the set-aside guard was refused)"
+    );
+}

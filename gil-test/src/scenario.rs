@@ -136,10 +136,11 @@ pub fn run(bytes: &[u8]) -> u64 {
                             Step::RequestDrop => gil.request_drop(),
                             Step::Interval(n) => gil.set_switch_interval(interval_of(n)).unwrap(),
                             Step::Ensure => {
-                                let mut outer = gil.ensure();
-                                hold(outer.guard_mut().expect("not held before: acquires"));
-                                let mut inner = gil.ensure();
-                                assert!(inner.is_nested() && inner.guard_mut().is_none());
+                                let outer = gil.ensure().into_guard();
+                                let mut outer = outer.expect("not held before: acquires");
+                                hold(&mut outer);
+                                let inner = gil.ensure().into_guard();
+                                let mut inner = inner.expect_err("held: nested");
                                 inner.checkpoint().unwrap();
                             }
                         }

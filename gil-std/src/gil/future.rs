@@ -7,11 +7,10 @@ use core::pin::Pin;
 use core::sync::atomic::Ordering::Relaxed;
 use core::task::{Context, Poll};
 use std::fmt;
-use std::time::Instant;
 
 use gil_core::{Cancel, Enqueued, WaitPolicy, WaitState, Waited};
 
-use super::waiting::{Turn, Waiting};
+use super::waiting::Waiting;
 use super::{AcquireError, Gil, GilGuard};
 use crate::sync::{Node, ParkSlot};
 
@@ -241,7 +240,7 @@ impl<'a> Future for AcquireFuture<'a> {
                         this.stage = Stage::Done;
                         return Poll::Ready(Ok(gil.owned()));
                     }
-                    let waiting = Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true);
+                    let waiting = Waiting::task(gil);
                     // SAFETY: the node is pinned in this future, not queued, and stays so until
                     // it is out of line: `poll` takes it out on a grant or a close, and `drop`
                     // cancels it. This thread does not hold the lock (checked above).
@@ -279,6 +278,9 @@ impl<'a> Future for AcquireFuture<'a> {
                         WaitState::Closed => Waited::Closed,
                         WaitState::Waiting => {
                             if sleep(node, cx) {
+                                if let Stage::Queued(waiting) = &mut this.stage {
+                                    waiting.look(cx);
+                                }
                                 return Poll::Pending;
                             }
                             continue;

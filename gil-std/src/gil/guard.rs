@@ -240,10 +240,12 @@ impl<'a> GilGuard<'a> {
     /// COUNT.get(&guard).set(1); // error: `guard` was moved into `unlock`
     /// ```
     pub fn unlock(self) -> Unlocked<'a> {
+        // Before the guard is taken apart: a refusal unwinds through it whole.
+        self.gil.refuse_let_go();
         let this = ManuallyDrop::new(self);
         Unlocked {
             gil: this.gil,
-            away: this.gil.let_go(),
+            away: this.gil.let_go_now(),
             ticks: this.ticks,
             _not_send_or_sync: PhantomData,
         }
@@ -289,19 +291,24 @@ impl<'a> Unlocked<'a> {
     /// If this thread holds the lock again already (it took it meanwhile and keeps the
     /// guard): it would wait for itself. Drop that guard first.
     pub fn relock(self) -> GilGuard<'a> {
+        if self.gil.holds_here() {
+            // Before it is taken apart: its drop ends the region without the lock.
+            relock_held_panic();
+        }
         let this = ManuallyDrop::new(self);
         let gil = this.gil;
         gil.emit(Event::BlockingLeft);
-        if gil.holds_here() {
-            crate::credit::forget_region();
-            relock_held_panic();
-        }
-        gil.take_back(this.away);
-        GilGuard {
+        let reentered = gil.take_back(this.away);
+        let guard = GilGuard {
             gil,
             ticks: this.ticks,
             _not_send_or_sync: PhantomData,
+        };
+        if reentered {
+            // The guard joined the hold this thread came to have while it waited.
+            super::reentered_panic();
         }
+        guard
     }
 
     /// The lock let go.
@@ -371,8 +378,11 @@ impl<'a> TakeBack<'a> {
             this.back();
             region_ended_held_panic();
         }
-        this.gil.take_back(this.away);
+        let reentered = this.gil.take_back(this.away);
         this.back();
+        if reentered {
+            super::reentered_panic();
+        }
     }
 }
 
@@ -384,7 +394,9 @@ impl Drop for TakeBack<'_> {
             crate::credit::forget_region();
             self.gil.join_hold();
         } else {
-            self.gil.take_back(self.away);
+            // A guard that joined another hold (`true`) is dropped by the unwinding as one of
+            // its guards; no second panic.
+            let _ = self.gil.take_back(self.away);
         }
         self.back();
     }
@@ -417,8 +429,8 @@ fn region_ended_held_panic() -> ! {
 /// open blocking regions with [`allow_threads`](EnsureGuard::allow_threads), whose closure must
 /// be `Send` (a frame further up may still be using data it borrowed under the lock); and both
 /// keep the hold: it ends when the thread's last guard of it is dropped. An acquiring one
-/// also lends its [`GilGuard`] ([`guard_mut`](EnsureGuard::guard_mut)), whose regions take any
-/// closure but refuse to open while a nested guard lives.
+/// turns into the [`GilGuard`] it holds ([`into_guard`](EnsureGuard::into_guard)), whose
+/// regions take any closure but refuse to open while a nested guard lives.
 ///
 /// ```
 /// use gil_std::Gil;
@@ -428,11 +440,11 @@ fn region_ended_held_panic() -> ! {
 /// fn callback() -> u32 {
 ///     let mut g = GIL.ensure();
 ///     g.checkpoint().unwrap();
-///     match g.guard_mut() {
+///     match g.into_guard() {
 ///         // We took the lock ourselves: blocking work may release it.
-///         Some(guard) => guard.allow_threads(|| 1),
+///         Ok(mut guard) => guard.allow_threads(|| 1),
 ///         // A caller up the stack holds it: keep it.
-///         None => 2,
+///         Err(_nested) => 2,
 ///     }
 /// }
 ///
@@ -440,38 +452,72 @@ fn region_ended_held_panic() -> ! {
 /// let _outer = GIL.acquire();
 /// assert_eq!(callback(), 2);
 /// ```
+///
+/// What proves the lock is the guard itself, which names its lock and cannot be reached
+/// mutably from outside: nothing can swap another lock's guard in while the `EnsureGuard` still
+/// answers for the first.
+///
+/// ```compile_fail,E0599
+/// use gil_std::Gil;
+///
+/// let (a, b) = (Gil::new(), Gil::new());
+/// let mut ensured = a.ensure();
+/// // error: no `&mut GilGuard` to replace
+/// drop(std::mem::replace(ensured.guard_mut().unwrap(), b.acquire()));
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct EnsureGuard<'a> {
+    hold: Ensured<'a>,
+}
+
+/// What an [`EnsureGuard`] is, with the lock named once, by what holds it.
+enum Ensured<'a> {
+    /// `ensure` took the lock: its guard.
+    Acquired(GilGuard<'a>),
+    /// The thread held it already: one more guard of that hold.
+    Nested(Nested<'a>),
+}
+
+/// A guard of a hold that began before it: dropping it ends the hold only if it is the last.
+struct Nested<'a> {
     gil: &'a Gil,
-    acquired: Option<GilGuard<'a>>,
     _not_send_or_sync: PhantomData<*const ()>,
 }
 
+impl Drop for Nested<'_> {
+    fn drop(&mut self) {
+        self.gil.drop_guard();
+    }
+}
+
 impl<'a> EnsureGuard<'a> {
+    /// A guard of the calling thread's hold of `gil`, which has joined it already.
     pub(crate) fn nested(gil: &'a Gil) -> Self {
         Self {
-            gil,
-            acquired: None,
-            _not_send_or_sync: PhantomData,
+            hold: Ensured::Nested(Nested {
+                gil,
+                _not_send_or_sync: PhantomData,
+            }),
         }
     }
 
     pub(crate) fn acquired(guard: GilGuard<'a>) -> Self {
         Self {
-            gil: guard.gil,
-            acquired: Some(guard),
-            _not_send_or_sync: PhantomData,
+            hold: Ensured::Acquired(guard),
         }
     }
 
     /// Whether this thread already held the lock when `ensure` was called.
     pub fn is_nested(&self) -> bool {
-        self.acquired.is_none()
+        matches!(self.hold, Ensured::Nested(_))
     }
 
     /// The lock this guard holds.
     pub fn gil(&self) -> &'a Gil {
-        self.gil
+        match &self.hold {
+            Ensured::Acquired(guard) => guard.gil,
+            Ensured::Nested(nested) => nested.gil,
+        }
     }
 
     /// As [`GilGuard::checkpoint`]. In a nested guard, the thread may hand the lock on while
@@ -486,7 +532,7 @@ impl<'a> EnsureGuard<'a> {
     /// [`Interrupted`], as for [`GilGuard::checkpoint`].
     #[inline]
     pub fn checkpoint(&mut self) -> Result<(), Interrupted> {
-        self.gil.checkpoint_counted()
+        self.gil().checkpoint_counted()
     }
 
     /// Runs `f` without the lock, as [`GilGuard::allow_threads`] does, and takes the lock
@@ -566,23 +612,31 @@ impl<'a> EnsureGuard<'a> {
     /// helpers, whose closures touch only the lock, condition variable or channel they wait
     /// on: the hold is suspended while `f` runs, and resumes after it.
     pub(crate) fn suspended<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
-        let region = TakeBack::suspend(self.gil);
+        let region = TakeBack::suspend(self.gil());
         let result = f();
         region.end();
         result
     }
 
-    /// The guard that `ensure` acquired, for blocking regions; `None` when nested.
-    pub fn guard_mut(&mut self) -> Option<&mut GilGuard<'a>> {
-        self.acquired.as_mut()
-    }
-}
-
-impl Drop for EnsureGuard<'_> {
-    fn drop(&mut self) {
-        // An acquiring guard's hold ends with the guard it owns, dropped next.
-        if self.acquired.is_none() {
-            self.gil.drop_guard();
+    /// The guard that `ensure` acquired, for blocking regions that take any closure; a nested
+    /// guard comes back as `Err`, unchanged. Taken by value: the `EnsureGuard` is gone, so
+    /// nothing is left to answer for the lock but the guard.
+    ///
+    /// ```
+    /// use gil_std::Gil;
+    ///
+    /// let gil = Gil::new();
+    /// let mut guard = gil.ensure().into_guard().expect("not held before: acquired");
+    /// guard.allow_threads(|| ()); // any closure
+    /// let nested = gil.ensure().into_guard().expect_err("held: nested");
+    /// assert!(nested.is_nested());
+    /// # drop(nested);
+    /// # drop(guard);
+    /// ```
+    pub fn into_guard(self) -> Result<GilGuard<'a>, Self> {
+        match self.hold {
+            Ensured::Acquired(guard) => Ok(guard),
+            hold @ Ensured::Nested(_) => Err(Self { hold }),
         }
     }
 }
@@ -627,7 +681,7 @@ impl Holds for GilGuard<'_> {
 
 impl Holds for EnsureGuard<'_> {
     fn held(&self) -> &Gil {
-        self.gil
+        self.gil()
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use gil_core::{Away, Back, Handover, Loan, Return, Step, WaitPolicy, Waited};
 
 use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
-use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER, WATCH_SUSPENDED};
+use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
 use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, take_own};
@@ -36,12 +36,22 @@ impl Gil {
     ///
     /// # Panics
     ///
-    /// If this thread has other guards of the lock (`refuse_region`), or inside this lock's
-    /// hook (`refuse_in_hook`).
+    /// As `refuse_let_go`.
     pub(super) fn let_go(&self) -> Away {
+        self.refuse_let_go();
+        self.let_go_now()
+    }
+
+    /// The checks a blocking region's start makes, apart, for a caller that must make them
+    /// before it takes its guard apart ([`GilGuard::unlock`]).
+    ///
+    /// # Panics
+    ///
+    /// If this thread has other guards of the lock (`refuse_region`), or inside this lock's
+    /// hook (`refuse_stale`).
+    pub(super) fn refuse_let_go(&self) {
         self.refuse_stale();
         self.refuse_region();
-        self.let_go_now()
     }
 
     /// A blocking region's start on a hold that may have other guards on this thread (a region
@@ -57,14 +67,10 @@ impl Gil {
     /// [`resume`]: Gil::resume
     pub(super) fn suspend(&self) -> (Away, u32) {
         self.refuse_stale();
-        let guards = self.set_aside_guards();
-        // Relaxed: changed only by the holder, so the lock's handoff orders every change; the
-        // thread whose guards must be refused reads its own write.
-        let open = self.suspended.load(Relaxed);
-        self.suspended.store(open + 1, Relaxed);
-        if open == 0 {
-            self.watch.set(WATCH_SUSPENDED, true);
-        }
+        // Relaxed: see `Gil::nested`.
+        let guards = self.nested.load(Relaxed);
+        self.nested.store(0, Relaxed);
+        self.mark_suspended(true);
         (self.let_go_now(), guards)
     }
 
@@ -72,18 +78,12 @@ impl Gil {
     /// count again (on top of any a region that returned holding joined), and the hold is no
     /// longer suspended.
     pub(super) fn resume(&self, guards: u32) {
-        // Relaxed: see `Gil::nested` and `Gil::suspended`.
-        let nested = self.nested.load(Relaxed);
-        self.nested.store(nested + guards, Relaxed);
-        let open = self.suspended.load(Relaxed);
-        self.suspended.store(open - 1, Relaxed);
-        if open == 1 {
-            self.watch.set(WATCH_SUSPENDED, false);
-        }
+        self.add_guards(guards);
+        self.mark_suspended(false);
     }
 
     /// `let_go` once the checks are made.
-    fn let_go_now(&self) -> Away {
+    pub(super) fn let_go_now(&self) -> Away {
         self.emit(Event::BlockingEntered);
         // One clock read for the region's start and the end of a loan this thread holds.
         let fast = self.fast_return.load(Relaxed);
@@ -203,8 +203,10 @@ impl Gil {
         }
         // (Runs the handlers of the runtime bits among `pending`, if any.)
         self.run_breaker_handlers(&guard, pending);
+        let mut handing = Handing::new(self);
         // SAFETY: the caller holds the lock.
-        unsafe { self.raw.checkpoint_with(&mut Handing::new(self)) };
+        unsafe { self.raw.checkpoint_with(&mut handing) };
+        handing.finish();
         // Last, so an interrupt that came while this thread waited to get the lock back is
         // reported now. A bit set for a thread other than this one is cleared here; that thread
         // sets it again when it takes the lock (see `interrupt.rs`).
@@ -219,19 +221,28 @@ impl Gil {
     /// The caller holds the lock; returns whether another thread held meanwhile.
     pub(crate) fn hand_over(&self) -> bool {
         self.refuse_stale();
+        let mut handing = Handing::new(self);
         // SAFETY: the caller holds the lock.
-        unsafe { self.raw.hand_over_with(&mut Handing::new(self)) }
+        let handed = unsafe { self.raw.hand_over_with(&mut handing) };
+        handing.finish();
+        handed
     }
 
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
     /// held the lock before and must be able to finish.
     ///
     /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
-    pub(crate) fn take_back(&self, away: Away) {
+    ///
+    /// Returns `true` if the thread came to hold the lock another way while it waited (code
+    /// the wait ran took it, and keeps a guard): the region's guard then joins that hold, and
+    /// the caller panics (`reentered_panic`) unless it unwinds already.
+    #[must_use = "true: the region's guard joined another hold of this thread's"]
+    pub(crate) fn take_back(&self, away: Away) -> bool {
         self.refuse_in_hook();
         let mut returning = Returning {
             gil: self,
             asked_at: None,
+            reentered: false,
         };
         // SAFETY: this thread let the lock go with `let_go`, which gave `away`, and has not
         // taken it since (`TakeBack` holds it until here).
@@ -251,8 +262,14 @@ impl Gil {
                 crate::credit::begin_loan(self, nanos_at(asked_at), how);
                 self.begin_loan_hold();
             }
+            Back::Granted if returning.reentered => {
+                crate::credit::forget_region();
+                self.join_hold();
+                return true;
+            }
             Back::Took | Back::Granted => self.begin_hold(),
         }
+        false
     }
 }
 
@@ -263,6 +280,8 @@ struct Returning<'g> {
     gil: &'g Gil,
     /// When it went ahead (the region's end): a loan is charged from then.
     asked_at: Option<Instant>,
+    /// Its wait in line ended because the thread holds the lock another way.
+    reentered: bool,
 }
 
 impl<'g> Return<Parking> for Returning<'g> {
@@ -301,6 +320,11 @@ impl<'g> Return<Parking> for Returning<'g> {
     }
 
     fn granted(&mut self, waiting: Waiting<'g>) {
+        self.reentered = waiting.reentered();
+        if self.reentered {
+            let _ = waiting.done(Waited::GaveUp);
+            return;
+        }
         let back = waiting.done(Waited::Granted);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
     }
@@ -338,6 +362,9 @@ struct Handing<'g> {
     guards: u32,
     /// The step answers a drop request (a yield of one's own accord is not a forced drop).
     drop_request: bool,
+    /// A wait for the lock back ended because the thread holds it another way: the holder's
+    /// guard joined that hold, and the caller panics (`reentered_panic`) once the core is done.
+    reentered: bool,
 }
 
 impl<'g> Handing<'g> {
@@ -346,6 +373,20 @@ impl<'g> Handing<'g> {
             gil,
             guards: 0,
             drop_request: false,
+            reentered: false,
+        }
+    }
+
+    /// The caller's last step: a thread that came to hold the lock another way while it
+    /// waited to get it back would otherwise go on with two holds it cannot tell apart.
+    ///
+    /// # Panics
+    ///
+    /// If it did (see `reentered`): the caller's guard is one of that hold's now, and the
+    /// unwinding drops it as such.
+    fn finish(&self) {
+        if self.reentered {
+            super::reentered_panic();
         }
     }
 }
@@ -396,6 +437,15 @@ impl<'g> Handover<Parking> for Handing<'g> {
 
     fn back(&mut self, step: Step, waiting: Waiting<'g>, handed: bool) {
         let gil = self.gil;
+        if waiting.reentered() {
+            // The thread holds the lock through another guard, taken while it waited: the
+            // holder's guard joins that hold, and so do the guards it set aside.
+            let _ = waiting.done(Waited::GaveUp);
+            self.reentered = true;
+            gil.join_hold();
+            gil.restore_guards(self.guards);
+            return;
+        }
         let back = waiting.done(Waited::Granted);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         match step {

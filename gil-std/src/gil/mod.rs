@@ -20,7 +20,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use gil_core::{RawGil, TryAcquireError};
+use gil_core::{RawGil, TryAcquireError, Waited};
 
 pub use future::{AcquireFuture, RelockFuture, UnlockedAsync};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
@@ -436,6 +436,10 @@ impl Gil {
         // only once it is out of line. This thread does not hold the lock (`begin_wait`
         // checked).
         let waited = unsafe { self.raw.lock_with(node.as_ref(), &mut waiting) };
+        if waiting.reentered() {
+            let _ = waiting.done(Waited::GaveUp);
+            reentered_panic();
+        }
         waiting.done(waited)?;
         Ok(self.owned())
     }
@@ -480,6 +484,9 @@ impl Gil {
         announced: bool,
     ) -> Waiting<'_> {
         self.refuse_reentry();
+        if crate::owner::is_doing(self, crate::owner::Doing::Wait) {
+            waiting_already_panic();
+        }
         if !announced {
             self.emit(Event::Wants);
         }
@@ -725,12 +732,7 @@ impl Gil {
     /// that found the lock held again): the hold now ends one guard later.
     pub(crate) fn join_hold(&self) {
         self.refuse_in_hook();
-        let nested = self.nested.load(Relaxed);
-        let nested = nested
-            .checked_add(1)
-            .expect("gil: more than u32::MAX guards of one hold");
-        // Relaxed: read and written only by the holder (see `Gil::nested`).
-        self.nested.store(nested, Relaxed);
+        self.add_guards(1);
     }
 
     /// A guard of the calling thread's hold is dropped: the hold ends with its last guard.
@@ -754,22 +756,52 @@ impl Gil {
 
     /// The holder is about to let others hold while its guards live on (a hand-over or a loan
     /// inside a checkpoint): sets its count of extra guards aside, for `restore_guards` once it
-    /// holds again, so that the next holder starts from none. A write only when there are
-    /// some.
+    /// holds again, so that the next holder starts from none. If there are any, they may be
+    /// kept where code this thread runs meanwhile can reach them (a thread-local, read by a
+    /// waker or a hook), so the hold is marked suspended until then: each of their uses asks
+    /// whether this thread holds (`refuse_stale`, `refuse_suspended`) and panics. A write only
+    /// when there are some.
     #[inline]
     pub(crate) fn set_aside_guards(&self) -> u32 {
         let nested = self.nested.load(Relaxed);
         if nested != 0 {
             self.nested.store(0, Relaxed);
+            self.mark_suspended(true);
         }
         nested
     }
 
-    /// The holder holds again after `set_aside_guards`: its guards count again.
+    /// The holder holds again after `set_aside_guards`: its guards count again, on top of the
+    /// hold's own (none, unless the thread came to hold the lock another way meanwhile).
     #[inline]
     pub(crate) fn restore_guards(&self, nested: u32) {
         if nested != 0 {
-            self.nested.store(nested, Relaxed);
+            self.add_guards(nested);
+            self.mark_suspended(false);
+        }
+    }
+
+    /// Counts `guards` more guards of the calling thread's hold.
+    pub(crate) fn add_guards(&self, guards: u32) {
+        // Relaxed: read and written only by the holder (see `Gil::nested`).
+        let nested = self.nested.load(Relaxed);
+        let nested = nested
+            .checked_add(guards)
+            .expect("gil: more than u32::MAX guards of one hold");
+        self.nested.store(nested, Relaxed);
+    }
+
+    /// Marks one more hold suspended (or one fewer): while any is, every use of a guard asks
+    /// whether its thread holds the lock (`WATCH_SUSPENDED`). Called by the holder only, before
+    /// it lets go and after it is back, so the lock orders every change.
+    pub(crate) fn mark_suspended(&self, on: bool) {
+        // Relaxed: see `Gil::suspended`; the thread whose guards must be refused reads its own
+        // write.
+        let open = self.suspended.load(Relaxed);
+        let open = if on { open + 1 } else { open - 1 };
+        self.suspended.store(open, Relaxed);
+        if open == u32::from(on) {
+            self.watch.set(WATCH_SUSPENDED, on);
         }
     }
 
@@ -980,17 +1012,19 @@ impl Gil {
         }
     }
 
-    /// Refuses to take, drop or use a guard of this lock inside its own event hook: the hook
-    /// may run half-way through a hand-over or a loan, while the thread's guards are set aside
-    /// (`set_aside_guards`) or its node is queued, and a guard taken or dropped there would
-    /// count against the wrong hold. One relaxed load when no hook is installed.
+    /// Refuses to take, drop or use a guard of this lock inside its own event hook, at any
+    /// depth (a hook of another lock that this lock's hook runs is inside it too): the hook
+    /// may run half-way through a change of this thread's hold (its guards set aside, its
+    /// release under way, its node queued), and a guard taken, dropped or used there would
+    /// count against the wrong hold. Looks at the calling thread's frames, not at whether a
+    /// hook is installed now: another thread may remove the hook while it runs.
     ///
     /// # Panics
     ///
     /// Inside a hook of this lock (the panic removes the hook; see `emit_slow`).
     #[inline]
     pub(crate) fn refuse_in_hook(&self) {
-        if self.watch.has(WATCH_HOOK) && crate::owner::is_in_hook(self) {
+        if crate::owner::is_in_hook(self) {
             in_hook_panic();
         }
     }
@@ -1005,18 +1039,8 @@ impl Gil {
     /// In both cases, with a message that says which.
     #[inline]
     pub(crate) fn refuse_stale(&self) {
-        let watch = self.watch.load();
-        if watch & (WATCH_HOOK | WATCH_SUSPENDED) != 0 {
-            self.refuse_stale_slow(watch);
-        }
-    }
-
-    #[cold]
-    fn refuse_stale_slow(&self, watch: u32) {
-        if watch & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
-            in_hook_panic();
-        }
-        if watch & WATCH_SUSPENDED != 0 && !self.holds_here() {
+        self.refuse_in_hook();
+        if self.watch.has(WATCH_SUSPENDED) && !self.holds_here() {
             suspended_panic();
         }
     }
@@ -1061,6 +1085,27 @@ fn in_hook_panic() -> ! {
 
 #[cold]
 #[track_caller]
+fn waiting_already_panic() -> ! {
+    panic!(
+        "gil: a wait for this Gil began on a thread that is waiting for it already (in a waker \
+         or a hook that its wait ran), which would wait behind itself for ever"
+    );
+}
+
+/// A wait came to an end because the waiting thread holds the lock another way: code the wait
+/// ran (a task's waker that polled its future inline) took it and kept the guard.
+#[cold]
+#[track_caller]
+pub(crate) fn reentered_panic() -> ! {
+    panic!(
+        "gil: this thread came to hold the Gil while it waited to take it back (a waker that \
+         polled its future inline, and kept the guard?), and waits for itself for ever; drop \
+         such a guard before the wait it interrupts can end"
+    );
+}
+
+#[cold]
+#[track_caller]
 fn suspended_panic() -> ! {
     panic!(
         "gil: a guard of this Gil was used on a thread that does not hold it: the thread's hold \
@@ -1087,11 +1132,8 @@ fn closed_panic() -> ! {
 
 impl Drop for Gil {
     fn drop(&mut self) {
-        // The last thread to leave the queue unlisted the lock while it still borrowed it; a
-        // future leaked while it waited never left, and is the only way to get here counted.
-        if self.timer.waiting() != 0 {
-            crate::clock::unlist_dropped(&self.timer);
-        }
+        // Only threads count in with the clock, and the last to leave unlisted the lock while it
+        // still borrowed it; a future, even one leaked while it waited, never lists it.
         debug_assert!(
             !crate::clock::is_listed(&self.timer),
             "gil: a Gil was dropped while the clock listed it"

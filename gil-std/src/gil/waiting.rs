@@ -1,14 +1,16 @@
 //! How a thread of a `Gil` waits in the core's composites: the policy it passes them.
 
 use std::pin::Pin;
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 
 use super::{AcquireError, Gil};
-use crate::clock::{clock, nanos_at};
+use crate::clock::{TaskTimer, clock, nanos_at};
 use crate::credit::Borrowed;
 use crate::hooks::Event;
+use crate::owner::{Doing, Frame};
 use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
 
 /// How a queued thread came to wait, which decides what its grant means.
@@ -65,6 +67,14 @@ pub(crate) struct Waiting<'a> {
     /// Report `Event::Wants` once queued.
     announce: bool,
     queued: bool,
+    /// The wait ended because the thread holds the lock another way (see `give_up`).
+    reentered: bool,
+    /// A task's own preemption timer (a task's wait only).
+    task: Option<TaskTimer>,
+    /// A thread's wait is a frame on its thread while it lasts (`owner::Doing::Wait`): a wait
+    /// for the same lock that code run inside it begins is refused. A task's is not tied to a
+    /// thread, and has none.
+    _frame: Option<Frame>,
 }
 
 impl<'a> Waiting<'a> {
@@ -93,7 +103,47 @@ impl<'a> Waiting<'a> {
             ticket: None,
             announce,
             queued: false,
+            reentered: false,
+            task: None,
+            // Not a lender's: nothing it runs can take the lock (see `give_up`), and its wait
+            // is on the loan's critical path.
+            _frame: (turn != Turn::Resume).then(|| Frame::enter(gil, Doing::Wait)),
         }
+    }
+
+    /// A task's wait in line, begun now ([`Gil::acquire_async`]). The clock does not count it
+    /// in: the future may be leaked and its lock moved or dropped while it is still counted, so
+    /// nothing may act on the lock on its behalf except the future's own polls (see
+    /// `TaskTimer`).
+    pub(crate) fn task(gil: &'a Gil) -> Self {
+        Self {
+            gil,
+            turn: Turn::InLine,
+            start: Some(Instant::now()),
+            deadline: None,
+            timed: false,
+            awake: None,
+            ticket: None,
+            announce: true,
+            queued: false,
+            reentered: false,
+            task: Some(TaskTimer::default()),
+            _frame: None,
+        }
+    }
+
+    /// A poll of a task's wait, with the lock borrowed while it runs: the task times its own
+    /// wait (see `TaskTimer`), and has the clock wake it at its next look.
+    pub(crate) fn look(&mut self, cx: &Context<'_>) {
+        if let (Some(task), Some(start)) = (self.task.as_mut(), self.start) {
+            task.look(&self.gil.raw, &self.gil.timer, start, cx.waker());
+        }
+    }
+
+    /// Whether the wait ended because the thread holds the lock another way: then it was
+    /// taken out of line and holds nothing by it, and `done` must be given `Waited::GaveUp`.
+    pub(crate) fn reentered(&self) -> bool {
+        self.reentered
     }
 
     /// The wait is over, `waited` being what it came to: counts the thread out of the clock,
@@ -103,6 +153,9 @@ impl<'a> Waiting<'a> {
         let gil = self.gil;
         if let Some(ticket) = self.ticket {
             clock().cancel_wake(ticket);
+        }
+        if let Some(mut task) = self.task {
+            task.cancel();
         }
         if self.timed {
             clock().leave(&gil.raw, &gil.timer);
@@ -184,7 +237,15 @@ impl WaitPolicy<Parking> for Waiting<'_> {
         false
     }
 
+    /// At the deadline; or at once if the thread holds the lock already, which it can only
+    /// have taken by code this wait ran (a task's waker, polling its future inline): the
+    /// wait would never end. A lender waiting for its loan back is not asked: every grant goes
+    /// to the lender first, so nothing it runs can take the lock.
     fn give_up(&mut self) -> bool {
+        if self.turn != Turn::Resume && self.gil.holds_here() {
+            self.reentered = true;
+            return true;
+        }
         self.deadline.is_some_and(|at| Instant::now() >= at)
     }
 
