@@ -66,7 +66,7 @@ fn address<L>(lock: &L) -> usize {
 pub(crate) fn is_doing<L>(lock: &L, what: Doing) -> bool {
     let me = address(lock);
     DOING
-        .try_with(|d| d.borrow().iter().any(|&f| f == (me, what)))
+        .try_with(|d| d.borrow().contains(&(me, what)))
         .unwrap_or(false)
 }
 
