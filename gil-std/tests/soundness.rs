@@ -857,3 +857,85 @@ fn a_guard_set_aside_by_a_hand_over_proves_nothing_to_a_waker_on_its_thread() {
         "(1: the waker's read through the set-aside guard was refused)"
     );
 }
+
+/// A task's waker that, woken on the holder's thread in the middle of its hand-over, waits for
+/// the lock itself: its thread is already waiting for it there.
+mod waiting_waker {
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    use gil_std::Gil;
+
+    pub struct Acquiring(pub &'static Gil);
+
+    impl Wake for Acquiring {
+        fn wake(self: Arc<Self>) {
+            drop(self.0.acquire());
+        }
+    }
+}
+
+/// Runs `scenario` in a child process (this test binary, running only `test`), and returns
+/// its standard error once it ended on its own, or panics if it did not within 20 s.
+fn in_child_process(test: &str, scenario: impl FnOnce()) -> Option<(bool, String)> {
+    use std::process::{Command, Stdio};
+    const CHILD: &str = "GIL_SOUNDNESS_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        scenario();
+        return None;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > give_up {
+            let _ = child.kill();
+            panic!("hung: the child process running {test} did not end within 20 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_waker_that_waits_for_the_lock_its_thread_hands_over_is_refused() {
+    // Woken on the holder's thread, inside its checkpoint's hand-over, the waker would queue
+    // behind its own thread's wait: the lock would go to that wait, which can never take it.
+    // The waker's panic cannot unwind through the hand-over: the process aborts, with the
+    // message first.
+    let ended = in_child_process(
+        "a_waker_that_waits_for_the_lock_its_thread_hands_over_is_refused",
+        || {
+            use std::future::Future;
+            use std::sync::Arc;
+            use std::task::{Context, Waker};
+
+            let gil = leaked_gil();
+            let mut g = gil.acquire();
+            thread::spawn(move || {
+                let waker = Waker::from(Arc::new(waiting_waker::Acquiring(gil)));
+                let mut future = Box::pin(gil.acquire_async());
+                let pending = future.as_mut().poll(&mut Context::from_waker(&waker));
+                assert!(pending.is_pending());
+                std::mem::forget(future);
+            })
+            .join()
+            .unwrap();
+            gil.request_drop();
+            g.checkpoint().unwrap();
+        },
+    );
+    if let Some((success, stderr)) = ended {
+        assert!(!success, "the child went on: {stderr}");
+        assert!(stderr.contains("waiting for it already"), "{stderr}");
+    }
+}
