@@ -213,7 +213,8 @@ pub trait Blocking: Holds + sealed::Region {
     }
 
     /// Sleeps for `duration` with the `Gil` let go, as [`std::thread::sleep`] does: the host
-    /// function `sleep_ms` of an embedded runtime, from a nested guard too.
+    /// function `sleep_ms` of an embedded runtime, from a nested guard too — where the lock
+    /// may change hands inside the runtime's callbacks (docs/embedding.md: not inside mlua's).
     ///
     /// ```
     /// use std::time::Duration;

@@ -57,7 +57,8 @@ pub struct GilBound<'g, T: ?Sized> {
 // SAFETY: the contract of `GilBound::new`: the value's `!Send` and `!Sync` come from shared
 // state that only the holder of `gil` ever touches (`get` checks the hold), and the lock's
 // handoff orders one holder's accesses before the next one's; nothing of the value is tied to
-// a thread. So the value may be reached from, moved to and dropped on any thread, one at a time.
+// a thread, and it is whole wherever the lock changes hands. So the value may be reached from,
+// moved to and dropped on any thread, one at a time.
 unsafe impl<T: ?Sized> Sync for GilBound<'_, T> {}
 // SAFETY: as above: moving the cell moves a value whose shared parts are touched only under the
 // lock, wherever they are.
@@ -84,8 +85,22 @@ impl<'g, T> GilBound<'g, T> {
     ///   on the thread that made it: no thread-local it relies on, no lock guard, nothing
     ///   that asks which OS thread runs it. It is used, and dropped, on whichever thread holds
     ///   the lock or owns the cell.
+    /// - **It is whole wherever the lock changes hands.** A checkpoint or a blocking region
+    ///   inside the value's own callbacks (an interpreter's hook, host function or progress
+    ///   callback, called with its frames further up) lets other threads use the value while
+    ///   those frames are stopped half-way. So the lock changes hands there only if nothing of
+    ///   the value is left half-done across the callback. Two kinds of binding leave something:
+    ///   one that keeps a per-thread or per-callback "current" state, set as a callback enters
+    ///   and put back as it returns (mlua's current `lua_State`: callbacks of two threads that
+    ///   return in the order they entered leave it aimed at the wrong stack, then at a freed
+    ///   one), and one that keeps a borrow open across its own callbacks (rhai keeps a shared
+    ///   value's `RefCell` borrowed across the progress calls of an indexing, a property access
+    ///   or a method call). With such a binding the lock changes hands only outside its
+    ///   callbacks — the callback makes the engine yield, or hands its blocking work to the
+    ///   code that resumes the engine, which checkpoints and blocks there — or, where what is
+    ///   left is a borrow, only while no other thread can reach what is borrowed.
     ///
-    /// The lock orders the holders' accesses; these two rules are what make "one thread at a
+    /// The lock orders the holders' accesses; these rules are what make "one thread at a
     /// time" true of every part of the value, as `Send` makes it true of a [`GilCell`]'s.
     ///
     /// [`GilCell`]: crate::GilCell

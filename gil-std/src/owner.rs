@@ -49,12 +49,15 @@ pub(crate) enum Doing {
     Wait,
 }
 
-// The frames under way on the calling thread, innermost last, each with the address of its
-// lock. An entry lives exactly as long as the frame that made it, which borrows the lock, so an
-// address here always names a lock that is alive and in place.
+// DOING: the frames under way on the calling thread, innermost last, each with the address of
+// its lock. An entry lives exactly as long as the frame that made it, which borrows the lock, so
+// an address here always names a lock that is alive and in place. HOOKS: how many of them are
+// hooks, so that the guards' paths, which ask at every nested guard, look no further while no
+// hook runs (one read of a thread-local without a destructor).
 thread_locals! {
     static DOING: core::cell::RefCell<Vec<(usize, Doing)>> =
         const { core::cell::RefCell::new(Vec::new()) };
+    static HOOKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 
 fn address<L>(lock: &L) -> usize {
@@ -71,8 +74,9 @@ pub(crate) fn is_doing<L>(lock: &L, what: Doing) -> bool {
 }
 
 /// Whether a hook of `lock` runs on the calling thread, at any depth.
+#[inline]
 pub(crate) fn is_in_hook<L>(lock: &L) -> bool {
-    is_doing(lock, Doing::Hook)
+    HOOKS.with(core::cell::Cell::get) != 0 && is_doing(lock, Doing::Hook)
 }
 
 /// A frame of `what` for `lock` on the calling thread, from `enter` until it is dropped (also on
@@ -86,6 +90,9 @@ impl Frame {
     pub(crate) fn enter<L>(lock: &L, what: Doing) -> Self {
         let entry = (address(lock), what);
         DOING.with(|d| d.borrow_mut().push(entry));
+        if what == Doing::Hook {
+            HOOKS.with(|h| h.set(h.get() + 1));
+        }
         Self {
             entry,
             _not_send: core::marker::PhantomData,
@@ -102,6 +109,9 @@ impl Drop for Frame {
                 d.remove(i);
             }
         });
+        if self.entry.1 == Doing::Hook {
+            let _ = HOOKS.try_with(|h| h.set(h.get() - 1));
+        }
     }
 }
 

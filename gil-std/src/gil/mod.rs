@@ -604,9 +604,9 @@ impl Gil {
     /// this call then asks for. One relaxed load and a branch when nothing is pending.
     ///
     /// For code that runs inside a callback of a runtime, where a checkpoint is not safe (a
-    /// Lua hook, say, whose binding expects the callback to return on the thread that called
-    /// it): it asks, makes the runtime yield at a safe point, and the caller outside the
-    /// callback checkpoints. Call it on the thread that holds the lock: while threads wait in
+    /// Lua hook, say, whose binding expects callbacks to return in the reverse order of their
+    /// entry, which another thread's callbacks run meanwhile would break): it asks, makes the
+    /// runtime yield at a safe point, and the caller outside the callback checkpoints. Call it on the thread that holds the lock: while threads wait in
     /// line, its calls are counted towards the holder's look at the clock, as checkpoints are.
     ///
     /// ```
