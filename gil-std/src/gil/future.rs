@@ -217,9 +217,11 @@ enum Stage<'a> {
 // SAFETY: `Node` is not `Send` for its queue links, raw pointers that only the core follows,
 // under its queue lock, whichever thread takes it; the future's own uses of the node (its
 // word, an atomic; the waker slot, an `AtomicWaker`; `enqueue`, `claim`, `cancel`) are as
-// valid on one thread as on another, and the node stays pinned where it is. `Waiting` holds
-// the lock by reference and plain values. Nothing in the future is tied to the thread that
-// polled it first: the guard it gives is made on the thread that polls it last.
+// valid on one thread as on another, and the node stays pinned where it is. A task's `Waiting`
+// (`Waiting::task`) holds the lock by reference, plain values and its timer's ticket, and no
+// frame of a thread's (`owner::Frame`, which is what makes a thread's `Waiting` not `Send`).
+// Nothing in the future is tied to the thread that polled it first: the guard it gives is made
+// on the thread that polls it last.
 unsafe impl Send for AcquireFuture<'_> {}
 
 impl<'a> Future for AcquireFuture<'a> {
