@@ -18,7 +18,7 @@ use crate::sync::{
     Ordering::{Acquire, Relaxed, Release},
     SpinWait, UnsafeCell,
 };
-use crate::wait::{Back, Handover, Return, Step, WaitPolicy, Waited};
+use crate::wait::{Back, Handover, Return, Step, WaitPolicy, Waited, abort_on_unwind};
 
 // The bits of the lock word.
 /// A thread owns the lock.
@@ -266,7 +266,7 @@ impl<P: Park> RawGil<P> {
             Enqueued::Acquired => Waited::Granted,
             Enqueued::Closed => Waited::Closed,
             Enqueued::Queued => {
-                policy.queued();
+                abort_on_unwind(|| policy.queued());
                 // SAFETY: queued just above, by this thread.
                 unsafe { self.wait_with(waiter, policy) }
             }
@@ -446,6 +446,22 @@ impl<P: Park> RawGil<P> {
     ///
     /// As for [`wait`](RawGil::wait).
     pub unsafe fn wait_with(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        policy: &mut impl WaitPolicy<P>,
+    ) -> Waited {
+        abort_on_unwind(|| {
+            // SAFETY: forwarded contract.
+            unsafe { self.wait_with_policy(waiter, policy) }
+        })
+    }
+
+    /// The body of `wait_with`, whose policy must not unwind.
+    ///
+    /// # Safety
+    ///
+    /// As for [`wait`](RawGil::wait).
+    unsafe fn wait_with_policy(
         &self,
         waiter: Pin<&Waiter<P>>,
         policy: &mut impl WaitPolicy<P>,
@@ -879,7 +895,7 @@ impl<P: Park> RawGil<P> {
         if !unsafe { self.step_aside(waiter, lend) } {
             return false;
         }
-        policy.queued();
+        abort_on_unwind(|| policy.queued());
         // SAFETY: queued by `step_aside`, by this thread.
         let back = unsafe { self.wait_with(waiter, policy) };
         debug_assert_ne!(back, Waited::Closed, "a returning waiter is never closed");
@@ -1129,19 +1145,21 @@ impl<P: Park> RawGil<P> {
     ///
     /// As for [`wait_loan_back`](RawGil::wait_loan_back).
     pub unsafe fn wait_loan_back_with(&self, policy: &mut impl WaitPolicy<P>) {
-        let mut spinning = true;
-        // The Acquire in `loan_out` takes the borrower's writes once it is back.
-        while self.breaker.loan_out() {
-            if spinning && policy.spin() {
-                continue;
+        abort_on_unwind(|| {
+            let mut spinning = true;
+            // The Acquire in `loan_out` takes the borrower's writes once it is back.
+            while self.breaker.loan_out() {
+                if spinning && policy.spin() {
+                    continue;
+                }
+                spinning = false;
+                // Marks the lender asleep, so that the give-back wakes it; `None`: already
+                // back (the loop's look says so, with Acquire).
+                if let Some(asleep) = self.breaker.lender_sleeps() {
+                    P::park_word(self.breaker.word(), asleep);
+                }
             }
-            spinning = false;
-            // Marks the lender asleep, so that the give-back wakes it; `None`: already back
-            // (the loop's look says so, with Acquire).
-            if let Some(asleep) = self.breaker.lender_sleeps() {
-                P::park_word(self.breaker.word(), asleep);
-            }
-        }
+        });
     }
 
     /// Lends the lock to the thread that asked ([`lend_asked`](RawGil::lend_asked)), if one
@@ -1158,7 +1176,7 @@ impl<P: Park> RawGil<P> {
         if !unsafe { self.lend_asked() } {
             return false;
         }
-        policy.queued();
+        abort_on_unwind(|| policy.queued());
         // SAFETY: lent just above.
         unsafe { self.wait_loan_back_with(policy) };
         true
@@ -1176,8 +1194,10 @@ impl<P: Park> RawGil<P> {
         if !self.ask_loan() {
             return false;
         }
-        policy.queued();
-        while self.loan() == Loan::Asked && policy.spin() {}
+        abort_on_unwind(|| {
+            policy.queued();
+            while self.loan() == Loan::Asked && policy.spin() {}
+        });
         // SAFETY: asked just above, and this is the only place that acts on the answer.
         self.loan() == Loan::Lent || !unsafe { self.withdraw_loan() }
     }

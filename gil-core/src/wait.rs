@@ -21,7 +21,9 @@ use crate::queue::Waiter;
 ///
 /// The methods run on the waiting thread, with no lock of the core's held: they may block,
 /// read clocks and take other locks. None of them can make the lock unsound, whatever it does:
-/// a policy that never returns from [`park`](WaitPolicy::park) only hangs its own thread.
+/// a policy that never returns from [`park`](WaitPolicy::park) only hangs its own thread, and
+/// one that panics while its thread is queued, has lent the lock or asked for a loan aborts
+/// the process (unwinding would leave the lock half-way).
 ///
 /// ```
 /// use gil_core::{RawGil, SpinPark, WaitPolicy, Waited, Waiter};
@@ -237,4 +239,28 @@ pub trait Return<P: Park> {
 
     /// The wait in line is over: the thread holds the lock.
     fn granted(&mut self, wait: Self::Wait);
+}
+
+/// Runs `f`, a step in which the calling thread is half-way through the protocol (its waiter
+/// queued, its lock lent, its ask for a loan standing) and calls the caller's policy: unwinding
+/// out of it would free a queued node with the queue still linking to it, or let a thread go on
+/// whose lock is elsewhere. So unwinding from `f` aborts the process instead (a panic in a
+/// destructor during unwinding), with a message.
+pub(crate) fn abort_on_unwind<R>(f: impl FnOnce() -> R) -> R {
+    /// Dropped only by unwinding: the normal path forgets it.
+    struct HalfWay;
+
+    impl Drop for HalfWay {
+        fn drop(&mut self) {
+            panic!(
+                "gil-core: a waiting policy panicked half-way through a wait, a loan or an ask; \
+                 the lock cannot be left so, and the process aborts"
+            );
+        }
+    }
+
+    let half_way = HalfWay;
+    let result = f();
+    core::mem::forget(half_way);
+    result
 }

@@ -299,7 +299,7 @@ pub trait Blocking: Holds + sealed::Region {
         // thread initialised the cell) after the region, also holding it.
         self.region(move |gil| {
             cell.get_or_init(|| {
-                let _held = gil.acquire_checked().unwrap_or_else(|_| {
+                let _held = gil.initialiser_hold().unwrap_or_else(|_| {
                     panic!("gil: get_or_init could not run its initialiser: the Gil was closed")
                 });
                 let init = pending

@@ -192,6 +192,9 @@ pub(crate) struct Clock {
 struct Timers {
     preempt: Vec<Preempt>,
     wakes: Vec<Wake>,
+    /// Tasks' wakers handed over by threads that run no code of the user's at the moment
+    /// (`owner::is_quiet`), to wake (`true`) or only drop, at once.
+    handed: Vec<(Waker, bool)>,
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     next_wake_id: u64,
 }
@@ -290,6 +293,7 @@ pub(crate) fn clock() -> &'static Clock {
             timers: Mutex::new(Timers {
                 preempt: Vec::new(),
                 wakes: Vec::new(),
+                handed: Vec::new(),
                 next_wake_id: 0,
             }),
             changed: Condvar::new(),
@@ -309,11 +313,15 @@ impl Clock {
         let mut timers = self.lock();
         loop {
             let now = Instant::now();
-            let tasks = timers.fire(now);
+            let mut tasks: Vec<(Waker, bool)> =
+                timers.fire(now).into_iter().map(|w| (w, true)).collect();
+            tasks.append(&mut timers.handed);
             if !tasks.is_empty() {
                 // A task's waker is the executor's code: never under the mutex.
                 drop(timers);
-                tasks.into_iter().for_each(wake_task);
+                tasks
+                    .into_iter()
+                    .for_each(|(waker, wake)| run_waker(waker, wake));
                 timers = self.lock();
                 continue;
             }
@@ -436,25 +444,46 @@ impl Clock {
     }
 
     /// Drops a wake that is no longer needed (the waiter is done). A wake that already fired
-    /// is gone: nothing to do. A task's waker is dropped after the mutex is released.
+    /// is gone: nothing to do. A task's waker is dropped after the mutex is released, and a
+    /// panic in its drop goes no further (see `run_waker`).
     pub(crate) fn cancel_wake(&self, id: u64) {
         let cancelled = {
             let mut timers = self.lock();
             let at = timers.wakes.iter().position(|w| w.id == id);
             at.map(|i| timers.wakes.swap_remove(i))
         };
-        drop(cancelled);
+        if let Some(Wake {
+            whom: Whom::Task(waker),
+            ..
+        }) = cancelled
+        {
+            run_waker(waker, false);
+        }
+    }
+
+    /// Wakes `waker` (or, `wake` false, only drops it) on the clock thread, at once: for a
+    /// thread that runs no code of the user's at the moment (`owner::is_quiet`).
+    pub(crate) fn hand_off(&self, waker: Waker, wake: bool) {
+        self.lock().handed.push((waker, wake));
+        self.changed.notify_one();
     }
 }
 
-/// Wakes a task whose time came. Its waker is the executor's code, run on the clock thread: a
-/// panic in it is reported and goes no further, so that the clock goes on for every lock.
-fn wake_task(waker: Waker) {
-    let woken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
-    if let Err(payload) = woken {
-        // Not dropped: a payload whose own drop panics would unwind from here.
-        std::mem::forget(payload);
-        eprintln!("gil: a task's waker panicked when the clock woke it; the clock goes on");
+/// Wakes a task (or, `wake` false, drops its waker). The waker is the executor's code: a panic
+/// in it is reported and goes no further, so that the clock, or the lock's bookkeeping that
+/// drops it, goes on.
+fn run_waker(waker: Waker, wake: bool) {
+    let ran = crate::sync::caught(|| {
+        if wake {
+            waker.wake();
+        } else {
+            drop(waker);
+        }
+    });
+    if ran.is_err() {
+        crate::sync::report(format_args!(
+            "gil: a task's waker panicked; the lock goes on without it"
+        ));
     }
 }
 

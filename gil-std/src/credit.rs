@@ -129,6 +129,11 @@ pub(crate) fn on_loan<L>(lock: &L) -> Option<Borrowed> {
     })
 }
 
+/// Whether this thread holds a loan of any lock.
+pub(crate) fn holds_a_loan() -> bool {
+    LOAN.with(|l| l.get().0 != 0)
+}
+
 /// The loan this thread holds ends at `now`: it spends the time held.
 pub(crate) fn end_loan(now: u64, interval: Duration) {
     let (_, since) = LOAN.with(|l| l.replace((0, 0)));

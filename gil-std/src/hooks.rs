@@ -3,7 +3,6 @@
 //! and the hook's slot; the lock reports to it.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicPtr;
@@ -62,6 +61,12 @@ impl<H: ?Sized + 'static> Hook<H> {
     /// error, and the panic goes no further.
     #[cold]
     pub(crate) fn run<L>(&self, watch: &Watch, lock: &L, call: impl FnOnce(&'static H)) {
+        if crate::owner::is_quiet() {
+            // The thread runs no code of the user's now (see `owner::is_quiet`); the lock's
+            // own paths report nothing then, so this is an event of code the lock does not
+            // know about (a region's closure), and it goes unreported.
+            return;
+        }
         // Acquire pairs with the Release in `set`.
         let slot = self.0.load(Acquire);
         if slot.is_null() {
@@ -71,11 +76,9 @@ impl<H: ?Sized + 'static> Hook<H> {
         // it stays valid for ever.
         let hook: &'static H = unsafe { *slot };
         let run = || crate::owner::in_hook(lock, || call(hook));
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
-            // Not dropped: a payload whose own drop panics would unwind from here, through
-            // the lock's path that reported the event.
-            std::mem::forget(payload);
-            eprintln!("gil: an event hook panicked; it is removed");
+        // The panic goes no further than here, the lock's path that reported the event.
+        if crate::sync::caught(run).is_err() {
+            crate::sync::report(format_args!("gil: an event hook panicked; it is removed"));
             let _setting = SETTING.lock().unwrap_or_else(|p| p.into_inner());
             // Remove it only if it is still the one installed.
             if self

@@ -226,7 +226,8 @@ impl Region {
         let slot = SLOT.with(Arc::clone);
         let erased: *const (dyn Fn() + Sync + '_) = unblock;
         // SAFETY: only the lifetime is erased. The pointer is unregistered in `drop`, before the
-        // borrow of `unblock` ends: `Region` is dropped at the end of the region that borrows it.
+        // borrow of `unblock` ends: `Region` is dropped at the end of the region that borrows it,
+        // also when that region unwinds, and is made before anything that could panic here.
         let erased = unsafe {
             std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync)>(erased)
         };
@@ -237,10 +238,12 @@ impl Region {
             // raises it first), so we see it here; one that takes it after us calls `unblock`.
             (outer, slot.pending.load(Acquire))
         };
+        // Made before `unblock` runs: if it panics, the unwinding unregisters it.
+        let region = Self { slot, outer };
         if pending {
             unblock();
         }
-        Self { slot, outer }
+        region
     }
 }
 

@@ -238,6 +238,7 @@ impl<'a> Future for AcquireFuture<'a> {
             match &mut this.stage {
                 Stage::Start => {
                     gil.refuse_reentry();
+                    gil.refuse_set_aside();
                     if gil.raw.try_acquire().is_ok() {
                         this.stage = Stage::Done;
                         return Poll::Ready(Ok(gil.owned()));
@@ -249,9 +250,9 @@ impl<'a> Future for AcquireFuture<'a> {
                     match unsafe { gil.raw.enqueue(node) } {
                         Enqueued::Acquired => {
                             this.stage = Stage::Done;
-                            return Poll::Ready(
-                                waiting.done(Waited::Granted).map(|()| gil.owned()),
-                            );
+                            let guard = gil.owned();
+                            let _ = waiting.done(Waited::Granted);
+                            return Poll::Ready(Ok(guard));
                         }
                         Enqueued::Closed => {
                             this.stage = Stage::Done;
@@ -295,7 +296,12 @@ impl<'a> Future for AcquireFuture<'a> {
                     else {
                         unreachable!()
                     };
-                    return Poll::Ready(waiting.done(waited).map(|()| gil.owned()));
+                    // The guard first: the bookkeeping after it drops the task's waker (its
+                    // timer's clone), the executor's code, and a grant must not be lost to a
+                    // panic there (the guard's unwinding passes the lock on).
+                    let guard = (waited == Waited::Granted).then(|| gil.owned());
+                    let outcome = waiting.done(waited);
+                    return Poll::Ready(outcome.map(|()| guard.expect("granted")));
                 }
                 Stage::Done => panic!("gil: an AcquireFuture polled after it completed"),
             }
@@ -342,8 +348,9 @@ impl Drop for AcquireFuture<'_> {
             // Handed to this future first: the hold begins and ends here, and the lock goes to
             // the next in line.
             Cancel::Granted => {
+                let guard = gil.owned();
                 let _ = waiting.done(Waited::Granted);
-                drop(gil.owned());
+                drop(guard);
             }
         }
     }

@@ -6,7 +6,7 @@ use std::mem::ManuallyDrop;
 
 use gil_core::Away;
 
-use super::Gil;
+use super::{Gil, SetAside};
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, Region};
 
@@ -298,13 +298,13 @@ impl<'a> Unlocked<'a> {
         let this = ManuallyDrop::new(self);
         let gil = this.gil;
         gil.emit(Event::BlockingLeft);
-        let reentered = gil.take_back(this.away);
+        let back = gil.take_back(this.away, false);
         let guard = GilGuard {
             gil,
             ticks: this.ticks,
             _not_send_or_sync: PhantomData,
         };
-        if reentered {
+        if back.reentered {
             // The guard joined the hold this thread came to have while it waited.
             super::reentered_panic();
         }
@@ -337,8 +337,8 @@ impl fmt::Debug for Unlocked<'_> {
 struct TakeBack<'a> {
     gil: &'a Gil,
     away: Away,
-    /// For a suspended hold (`Gil::suspend`), its guards set aside, for `Gil::resume`.
-    suspended: Option<u32>,
+    /// For a suspended hold (`Gil::suspend`), what it set aside, for `Gil::resume`.
+    suspended: Option<SetAside>,
 }
 
 impl<'a> TakeBack<'a> {
@@ -351,36 +351,67 @@ impl<'a> TakeBack<'a> {
     }
 
     fn suspend(gil: &'a Gil) -> Self {
-        let (away, guards) = gil.suspend();
+        let (away, set_aside) = gil.suspend();
         Self {
             gil,
             away,
-            suspended: Some(guards),
+            suspended: Some(set_aside),
         }
     }
 
-    /// The lock is taken back: a suspended hold resumes.
-    fn back(&self) {
-        if let Some(guards) = self.suspended {
-            self.gil.resume(guards);
-        }
+    /// Whether the hold is set aside with other guards: then the thread runs no code of the
+    /// user's until it is whole again, and reports the region's end and its wait after that
+    /// (see `Gil::take_back`).
+    fn quiet(&self) -> bool {
+        self.suspended.as_ref().is_some_and(SetAside::is_quiet)
     }
 
-    /// The region returned. The lock held by this thread again means a guard of it came back
-    /// from the region (or was leaked in it): that guard joins the hold, so that the panic's
-    /// unwinding through both releases the lock once, after the last.
-    fn end(self) {
-        let this = ManuallyDrop::new(self);
-        this.gil.emit(Event::BlockingLeft);
-        if this.gil.holds_here() {
+    /// The region is over: takes the lock back, and a suspended hold resumes. Returns whether
+    /// the thread came to hold the lock another way (see `Retaken::reentered`).
+    fn finish(&mut self) -> bool {
+        let gil = self.gil;
+        let quiet = self.quiet();
+        if !quiet {
+            gil.emit(Event::BlockingLeft);
+        }
+        if gil.holds_here() {
+            // A guard of the lock came back from the region (or was leaked in it): it joins
+            // the hold, so that the unwinding through both releases the lock once, after the
+            // last.
             crate::credit::forget_region();
-            this.gil.join_hold();
-            this.back();
-            region_ended_held_panic();
+            gil.join_hold();
+            self.resume(quiet, false);
+            return true;
         }
-        let reentered = this.gil.take_back(this.away);
-        this.back();
-        if reentered {
+        let back = gil.take_back(self.away, quiet);
+        self.resume(quiet, back.waited);
+        back.reentered
+    }
+
+    /// A suspended hold resumes; a quiet one then reports what it held back.
+    fn resume(&mut self, quiet: bool, waited: bool) {
+        let gil = self.gil;
+        if let Some(set_aside) = self.suspended.take() {
+            gil.resume(set_aside);
+        }
+        if quiet {
+            gil.emit(Event::BlockingLeft);
+            if waited {
+                gil.emit(Event::Wants);
+            }
+            gil.watch_begin();
+        }
+    }
+
+    /// The region returned: as `finish`, with the panic of a thread that holds the lock
+    /// again.
+    fn end(self) {
+        let mut this = ManuallyDrop::new(self);
+        let held = this.gil.holds_here();
+        if this.finish() {
+            if held {
+                region_ended_held_panic();
+            }
             super::reentered_panic();
         }
     }
@@ -389,16 +420,7 @@ impl<'a> TakeBack<'a> {
 impl Drop for TakeBack<'_> {
     /// Unwinding from the region: as `end`, without a second panic.
     fn drop(&mut self) {
-        self.gil.emit(Event::BlockingLeft);
-        if self.gil.holds_here() {
-            crate::credit::forget_region();
-            self.gil.join_hold();
-        } else {
-            // A guard that joined another hold (`true`) is dropped by the unwinding as one of
-            // its guards; no second panic.
-            let _ = self.gil.take_back(self.away);
-        }
-        self.back();
+        let _ = self.finish();
     }
 }
 

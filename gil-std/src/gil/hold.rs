@@ -6,11 +6,12 @@ use std::time::Instant;
 
 use gil_core::{Away, Back, Handover, Loan, Return, Step, WaitPolicy, Waited};
 
-use super::{Gil, GilGuard, LOAN_SPIN, Turn, Waiting};
+use super::{Gil, GilGuard, LOAN_SPIN, SetAside, Turn, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
 use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, take_own};
+use crate::owner::Frame;
 use crate::sync::{Parking, StayAwake};
 use crate::threads::ThreadStats;
 
@@ -55,36 +56,52 @@ impl Gil {
     }
 
     /// A blocking region's start on a hold that may have other guards on this thread (a region
-    /// of [`EnsureGuard::allow_threads`](super::EnsureGuard::allow_threads)): sets those guards
-    /// aside and marks the hold suspended, so that any of them used before [`resume`] panics
-    /// (`refuse_stale`, `refuse_suspended`) instead of proving a hold that is gone, then lets
-    /// go as `let_go` does. Returns how, and the guards set aside, for `resume`.
+    /// of [`EnsureGuard::allow_threads`](super::EnsureGuard::allow_threads)): reports the
+    /// region and the release while the hold is whole, then sets those guards aside in a
+    /// `SetAside` frame (as a hand-over does, see `set_aside_guards`) and marks the hold
+    /// suspended, so that any of them used before [`resume`] panics (`refuse_stale`,
+    /// `refuse_suspended`) instead of proving a hold that is gone, then lets go as `let_go`
+    /// does. Returns how, and what was set aside, for `resume`.
     ///
     /// # Panics
     ///
     /// Inside this lock's hook, or with a guard that proves nothing (`refuse_stale`).
     ///
     /// [`resume`]: Gil::resume
-    pub(super) fn suspend(&self) -> (Away, u32) {
+    pub(super) fn suspend(&self) -> (Away, SetAside) {
         self.refuse_stale();
+        self.announce_let_go();
         // Relaxed: see `Gil::nested`.
         let guards = self.nested.load(Relaxed);
         self.nested.store(0, Relaxed);
         self.mark_suspended(true);
-        (self.let_go_now(), guards)
+        let quiet = guards != 0 || crate::owner::has_set_aside(self);
+        let frame = quiet.then(|| Frame::set_aside(self, guards));
+        (self.let_go_quietly(), SetAside::suspended(frame))
     }
 
     /// The end of a `suspend`ed region, once the lock is taken back: the guards set aside
     /// count again (on top of any a region that returned holding joined), and the hold is no
     /// longer suspended.
-    pub(super) fn resume(&self, guards: u32) {
-        self.add_guards(guards);
-        self.mark_suspended(false);
+    pub(super) fn resume(&self, set_aside: SetAside) {
+        self.restore_guards(set_aside);
     }
 
     /// `let_go` once the checks are made.
     pub(super) fn let_go_now(&self) -> Away {
+        self.announce_let_go();
+        self.let_go_quietly()
+    }
+
+    /// A region's start as the services see it, while the hold is whole: the region, then the
+    /// release.
+    fn announce_let_go(&self) {
         self.emit(Event::BlockingEntered);
+        self.watch_end();
+    }
+
+    /// `let_go_now` once `announce_let_go` is done.
+    fn let_go_quietly(&self) -> Away {
         // One clock read for the region's start and the end of a loan this thread holds.
         let fast = self.fast_return.load(Relaxed);
         // A loan asked for goes back to its lender at once; the clock is read after, for the
@@ -95,11 +112,10 @@ impl Gil {
         let asked = crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker);
         debug_assert_eq!(asked, self.raw.is_lent(), "the loan this thread holds");
         let now = if asked {
-            self.watch_end();
             None
         } else {
             let now = fast.then(now_nanos);
-            self.end_hold_at(now);
+            self.end_hold_quietly(now);
             now
         };
         // SAFETY: the caller holds the lock (its guard says so) and stops using it.
@@ -231,27 +247,38 @@ impl Gil {
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
     /// held the lock before and must be able to finish.
     ///
-    /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line.
-    ///
-    /// Returns `true` if the thread came to hold the lock another way while it waited (code
-    /// the wait ran took it, and keeps a guard): the region's guard then joins that hold, and
-    /// the caller panics (`reentered_panic`) unless it unwinds already.
-    #[must_use = "true: the region's guard joined another hold of this thread's"]
-    pub(crate) fn take_back(&self, away: Away) -> bool {
+    /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line. A
+    /// `quiet` one (its hold set aside with other guards, see `set_aside_guards`) reports
+    /// nothing while it takes the lock back, neither `Wants` nor `Got`: the caller reports
+    /// them once the hold is whole again (`Retaken::waited`, `watch_begin`).
+    pub(crate) fn take_back(&self, away: Away, quiet: bool) -> Retaken {
         self.refuse_in_hook();
+        // A thread that holds a loan of another lock comes back in line: the record of the
+        // loan it holds is one per thread.
+        let ahead = self.fast_return.load(Relaxed) && !crate::credit::holds_a_loan();
         let mut returning = Returning {
             gil: self,
             asked_at: None,
             reentered: false,
+            ahead,
+            quiet,
+        };
+        let begin = |gil: &Gil| {
+            if quiet {
+                gil.begin_hold_quietly();
+            } else {
+                gil.begin_hold();
+            }
         };
         // SAFETY: this thread let the lock go with `let_go`, which gave `away`, and has not
         // taken it since (`TakeBack` holds it until here).
-        match unsafe { self.raw.take_back_with(away, &mut returning) } {
+        let back = unsafe { self.raw.take_back_with(away, &mut returning) };
+        match back {
             Back::Reclaimed => {
                 // Back before the offer was taken: the turn goes on, and nothing was given up
                 // to earn credit for.
                 crate::credit::forget_region();
-                self.begin_hold();
+                begin(self);
             }
             Back::Borrowed => {
                 // Held out of turn from the ask on, paid for with credit (see
@@ -260,17 +287,32 @@ impl Gil {
                 let asked_at = returning.asked_at.expect("a loan is asked for with a time");
                 let how = crate::credit::Borrowed::OnBreaker;
                 crate::credit::begin_loan(self, nanos_at(asked_at), how);
-                self.begin_loan_hold();
+                if !quiet {
+                    self.begin_loan_hold();
+                }
             }
             Back::Granted if returning.reentered => {
                 crate::credit::forget_region();
                 self.join_hold();
-                return true;
             }
-            Back::Took | Back::Granted => self.begin_hold(),
+            Back::Took | Back::Granted => begin(self),
         }
-        false
+        Retaken {
+            reentered: returning.reentered,
+            waited: matches!(back, Back::Borrowed | Back::Granted),
+        }
     }
+}
+
+/// How [`Gil::take_back`] went.
+#[must_use = "a thread that came to hold the lock another way must panic"]
+pub(crate) struct Retaken {
+    /// The thread came to hold the lock another way while it waited (code the wait ran took
+    /// it, and keeps a guard): the region's guard joined that hold, and the caller panics
+    /// (`reentered_panic`) unless it unwinds already.
+    pub(crate) reentered: bool,
+    /// It waited (in line, or for a loan), as `Event::Wants` reports.
+    pub(crate) waited: bool,
 }
 
 /// How a `Gil`'s thread comes back from a blocking region (the core's `take_back_with`): with
@@ -282,6 +324,11 @@ struct Returning<'g> {
     asked_at: Option<Instant>,
     /// Its wait in line ended because the thread holds the lock another way.
     reentered: bool,
+    /// Whether it may go ahead of the line: the fast return is on, and the thread holds no
+    /// loan of another lock.
+    ahead: bool,
+    /// Reports nothing (see `Gil::take_back`).
+    quiet: bool,
 }
 
 impl<'g> Return<Parking> for Returning<'g> {
@@ -292,7 +339,7 @@ impl<'g> Return<Parking> for Returning<'g> {
         let gil = self.gil;
         // With the fast return on, one clock read for the region's end and, if this thread
         // asks for a loan, the ask's start, from which the loan is charged.
-        let at = gil.fast_return.load(Relaxed).then(Instant::now)?;
+        let at = self.ahead.then(Instant::now)?;
         // Contending: the waiters, the holder and this thread.
         let contending = u64::from(gil.timer.waiting()) + 2;
         let urgent = crate::sync::CREDIT_EVERY_RETURN
@@ -305,6 +352,7 @@ impl<'g> Return<Parking> for Returning<'g> {
             gil,
             awake: StayAwake::until(at + LOAN_SPIN),
             asked: false,
+            quiet: self.quiet,
         })
     }
 
@@ -314,9 +362,9 @@ impl<'g> Return<Parking> for Returning<'g> {
         } else {
             Turn::InLine
         };
-        // An ask that stood reported `Event::Wants` already.
-        self.gil
-            .begin_wait(turn, None, ask.is_some_and(|b| b.asked))
+        // An ask that stood reported `Event::Wants` already; a quiet thread reports nothing.
+        let announced = self.quiet || ask.is_some_and(|b| b.asked);
+        self.gil.begin_wait(turn, None, announced)
     }
 
     fn granted(&mut self, waiting: Waiting<'g>) {
@@ -338,12 +386,16 @@ struct Borrowing<'g> {
     awake: StayAwake,
     /// Set once the ask stands (it reported `Event::Wants` then).
     asked: bool,
+    /// Reports nothing (see `Gil::take_back`).
+    quiet: bool,
 }
 
 impl WaitPolicy<crate::sync::Parking> for Borrowing<'_> {
     fn queued(&mut self) {
         self.asked = true;
-        self.gil.emit(Event::Wants);
+        if !self.quiet {
+            self.gil.emit(Event::Wants);
+        }
     }
 
     fn spin(&mut self) -> bool {
@@ -359,7 +411,7 @@ impl WaitPolicy<crate::sync::Parking> for Borrowing<'_> {
 struct Handing<'g> {
     gil: &'g Gil,
     /// The holder's guards beyond the first, set aside while others hold.
-    guards: u32,
+    set_aside: SetAside,
     /// The step answers a drop request (a yield of one's own accord is not a forced drop).
     drop_request: bool,
     /// A wait for the lock back ended because the thread holds it another way: the holder's
@@ -371,7 +423,7 @@ impl<'g> Handing<'g> {
     fn new(gil: &'g Gil) -> Self {
         Self {
             gil,
-            guards: 0,
+            set_aside: SetAside::NOTHING,
             drop_request: false,
             reentered: false,
         }
@@ -404,56 +456,61 @@ impl<'g> Handover<Parking> for Handing<'g> {
 
     fn letting_go(&mut self, step: Step) -> Waiting<'g> {
         let gil = self.gil;
-        self.guards = gil.set_aside_guards();
-        match step {
-            Step::Yield => {
-                // In line, the wait begins before queueing: the wake-up of the thread handed
-                // the lock can preempt this one for a while before it waits, and that time
-                // counts as waiting.
-                let waiting = Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true);
-                gil.end_hold();
-                waiting
-            }
-            Step::GiveBack => {
-                // The loan ends here, before the give-back: a drop request to a borrower is
-                // rare, and its wait in line follows at once.
-                gil.watch_end();
-                gil.end_asked_loan();
-                Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, true)
+        let waiting = match step {
+            // In line, the wait begins before queueing: the wake-up of the thread handed the
+            // lock can preempt this one for a while before it waits, and that time counts as
+            // waiting.
+            Step::Yield | Step::GiveBack => {
+                Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, false)
             }
             // A lender reads the clock once it has lent instead: the borrower is spinning (no
             // wake-up), and a read here would hold up the loan.
-            Step::LendAsked => {
-                gil.watch_end();
-                Waiting::new(gil, Turn::Resume, None, None, true)
+            Step::LendAsked | Step::LendInLine => {
+                Waiting::new(gil, Turn::Resume, None, None, false)
             }
-            Step::LendInLine => {
-                let waiting = Waiting::new(gil, Turn::Resume, None, None, true);
-                gil.end_hold();
-                waiting
+        };
+        // What the services see of it, while the hold is whole: the release, and the wait that
+        // follows. Then the other guards go aside, and from there until they are back the
+        // thread runs no code of the user's if there are any (see `Gil::set_aside_guards`).
+        gil.watch_end();
+        gil.emit(Event::Wants);
+        self.set_aside = gil.set_aside_guards();
+        match step {
+            Step::Yield | Step::LendInLine => {
+                gil.end_hold_quietly(None);
             }
+            // The loan ends here, before the give-back: a drop request to a borrower is rare,
+            // and its wait in line follows at once.
+            Step::GiveBack => {
+                gil.end_asked_loan();
+            }
+            Step::LendAsked => {}
         }
+        waiting
     }
 
     fn back(&mut self, step: Step, waiting: Waiting<'g>, handed: bool) {
         let gil = self.gil;
+        let set_aside = core::mem::replace(&mut self.set_aside, SetAside::NOTHING);
         if waiting.reentered() {
             // The thread holds the lock through another guard, taken while it waited: the
             // holder's guard joins that hold, and so do the guards it set aside.
-            let _ = waiting.done(Waited::GaveUp);
             self.reentered = true;
             gil.join_hold();
-            gil.restore_guards(self.guards);
+            gil.restore_guards(set_aside);
+            let _ = waiting.done(Waited::GaveUp);
             return;
         }
+        // The owner token stayed the lender's (see `Gil::begin_loan_hold`).
+        if step != Step::LendAsked {
+            gil.begin_hold_quietly();
+        }
+        // The guards first (their frame is the innermost of this thread's), so that the
+        // services see the hold whole.
+        gil.restore_guards(set_aside);
         let back = waiting.done(Waited::Granted);
         debug_assert!(back.is_ok(), "returning waiters are never closed");
-        match step {
-            // The owner token stayed the lender's (see `Gil::begin_loan_hold`).
-            Step::LendAsked => gil.begin_loan_hold(),
-            _ => gil.begin_hold(),
-        }
-        gil.restore_guards(self.guards);
+        gil.watch_begin();
         if self.drop_request && handed && matches!(step, Step::Yield | Step::GiveBack) {
             gil.counters.forced_drops.fetch_add(1, Relaxed);
             ThreadStats::count(|t| t.forced_drops += 1);

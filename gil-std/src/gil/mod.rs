@@ -16,6 +16,7 @@ mod runtime;
 mod waiting;
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ use crate::credit::Borrowed;
 use crate::deadlock::Waits;
 use crate::handlers::Handlers;
 use crate::hooks::{Event, Hook};
-use crate::owner::Owner;
+use crate::owner::{Doing, Frame, Owner};
 use crate::sync::{Node, REAL_ATOMICS, Raw};
 use crate::threads::ThreadStats;
 
@@ -120,6 +121,58 @@ const _: () = {
     assert!(!REAL_ATOMICS || offset_of!(Gil, owner) + size_of::<Owner>() <= 64);
     assert!(!REAL_ATOMICS || offset_of!(Gil, counters) >= 128);
 };
+
+/// What [`Gil::set_aside_guards`] set aside, for [`Gil::restore_guards`]: the hold's other
+/// guards, counted in a frame on the thread, and whether the hold is marked suspended.
+#[must_use = "guards set aside come back with restore_guards"]
+pub(crate) struct SetAside {
+    frame: Option<Frame>,
+    marked: bool,
+}
+
+impl SetAside {
+    /// Nothing set aside.
+    pub(crate) const NOTHING: Self = Self {
+        frame: None,
+        marked: false,
+    };
+
+    /// The guards of a hold set aside with its frame `frame`, marked suspended: a region of
+    /// `EnsureGuard::allow_threads`.
+    pub(crate) fn suspended(frame: Option<Frame>) -> Self {
+        Self {
+            frame,
+            marked: true,
+        }
+    }
+
+    /// Whether the guards are in a frame: the thread runs no code of the user's meanwhile.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.frame.is_some()
+    }
+}
+
+/// A hold made by [`Gil::initialiser_hold`]; dropping it releases the lock.
+pub(crate) struct InitialiserHold<'g> {
+    gil: &'g Gil,
+    /// The guard of the hold, never dropped as one: its drop would count out of the frame
+    /// that holds the region's guards aside.
+    _guard: ManuallyDrop<GilGuard<'g>>,
+    resuming: Option<crate::owner::Resuming>,
+}
+
+impl Drop for InitialiserHold<'_> {
+    fn drop(&mut self) {
+        let gil = self.gil;
+        // The services see the release while the hold is whole; the thread is quiet again
+        // before it lets go.
+        gil.watch_end();
+        if let Some(resuming) = self.resuming.as_mut() {
+            resuming.holding(false);
+        }
+        gil.release_unwatched();
+    }
+}
 
 /// Figures gathered on the slow paths only; the uncontended path counts nothing.
 #[derive(Debug)]
@@ -428,6 +481,7 @@ impl Gil {
 
     #[cold]
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
+        self.refuse_set_aside();
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut waiting = self.begin_wait(Turn::InLine, deadline, false);
@@ -484,9 +538,6 @@ impl Gil {
         announced: bool,
     ) -> Waiting<'_> {
         self.refuse_reentry();
-        if crate::owner::is_doing(self, crate::owner::Doing::Wait) {
-            waiting_already_panic();
-        }
         if !announced {
             self.emit(Event::Wants);
         }
@@ -702,6 +753,13 @@ impl Gil {
         self.watch_begin();
     }
 
+    /// `begin_hold` without what the watched services do (events, hold timing): for a hold
+    /// whose guards come back first, so that the services see it whole (`watch_begin` next).
+    #[inline]
+    pub(crate) fn begin_hold_quietly(&self) {
+        self.owner.set_current();
+    }
+
     /// The calling thread has just taken the lock on a loan it asked for, or back from one it
     /// lent: the owner token stays the lender's throughout the loan (see `holds_here`), so
     /// that neither side writes it, on the line the loan passes on.
@@ -711,7 +769,7 @@ impl Gil {
     }
 
     #[inline]
-    fn watch_begin(&self) {
+    pub(crate) fn watch_begin(&self) {
         let watch = self.watch.load();
         if watch != 0 {
             self.watch_hold(watch);
@@ -729,15 +787,41 @@ impl Gil {
     }
 
     /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
-    /// that found the lock held again): the hold now ends one guard later.
+    /// that found the lock held again): the hold now ends one guard later. While a hold of this
+    /// lock is set aside on this thread (`SetAside`), the guard counts there: the thread holds
+    /// the lock now only to run an initialiser for that hold (`Blocking::get_or_init`), and
+    /// the guard is that hold's.
     pub(crate) fn join_hold(&self) {
         self.refuse_in_hook();
+        if self.watch.has(WATCH_SUSPENDED) && crate::owner::count_set_aside(self, 1) {
+            return;
+        }
         self.add_guards(1);
     }
 
-    /// A guard of the calling thread's hold is dropped: the hold ends with its last guard.
+    /// A guard of the calling thread's hold is dropped: the hold ends with its last guard. A
+    /// guard of a hold set aside on this thread counts out of the frame that holds it aside,
+    /// wherever it is dropped (a hook, a thread-local's destructor).
     #[inline]
     pub(crate) fn drop_guard(&self) {
+        let watch = self.watch.load();
+        if watch != 0 {
+            return self.drop_guard_watched(watch);
+        }
+        // Relaxed: see `Gil::nested`.
+        let nested = self.nested.load(Relaxed);
+        if nested != 0 {
+            return self.drop_nested(nested);
+        }
+        self.release_unwatched();
+    }
+
+    /// `drop_guard` with services watching.
+    #[cold]
+    fn drop_guard_watched(&self, watch: u32) {
+        if watch & WATCH_SUSPENDED != 0 && crate::owner::count_set_aside(self, -1) {
+            return;
+        }
         // Relaxed: see `Gil::nested`.
         let nested = self.nested.load(Relaxed);
         if nested != 0 {
@@ -749,34 +833,76 @@ impl Gil {
     /// `drop_guard` of a guard that is not the hold's last.
     #[cold]
     fn drop_nested(&self, nested: u32) {
-        self.refuse_stale();
         // Relaxed: see `Gil::nested`.
         self.nested.store(nested - 1, Relaxed);
     }
 
     /// The holder is about to let others hold while its guards live on (a hand-over or a loan
-    /// inside a checkpoint): sets its count of extra guards aside, for `restore_guards` once it
-    /// holds again, so that the next holder starts from none. If there are any, they may be
-    /// kept where code this thread runs meanwhile can reach them (a thread-local, read by a
-    /// waker or a hook), so the hold is marked suspended until then: each of their uses asks
-    /// whether this thread holds (`refuse_stale`, `refuse_suspended`) and panics. A write only
-    /// when there are some.
+    /// inside a checkpoint): sets its count of extra guards aside, so that the next holder
+    /// starts from none. If there are any, or the thread has another hold of this lock set
+    /// aside already, the guards go into a `SetAside` frame on the thread until
+    /// [`restore_guards`](Gil::restore_guards), and the hold is marked suspended: the thread
+    /// runs no code of the user's meanwhile (`owner::is_quiet`), any use of one of those guards
+    /// asks whether the thread holds (`refuse_stale`, `refuse_suspended`), and a drop counts
+    /// out of the frame. A write only when there are some.
     #[inline]
-    pub(crate) fn set_aside_guards(&self) -> u32 {
+    pub(crate) fn set_aside_guards(&self) -> SetAside {
         let nested = self.nested.load(Relaxed);
-        if nested != 0 {
-            self.nested.store(0, Relaxed);
-            self.mark_suspended(true);
+        if nested == 0 && !self.watch.has(WATCH_SUSPENDED) {
+            return SetAside::NOTHING;
         }
-        nested
+        self.set_aside_slow(nested)
     }
 
-    /// The holder holds again after `set_aside_guards`: its guards count again, on top of the
-    /// hold's own (none, unless the thread came to hold the lock another way meanwhile).
+    #[cold]
+    fn set_aside_slow(&self, nested: u32) -> SetAside {
+        if nested == 0 && !crate::owner::has_set_aside(self) {
+            return SetAside::NOTHING;
+        }
+        // The frame first: it is what may refuse (too many frames), before anything changes.
+        let frame = Frame::set_aside(self, nested);
+        self.nested.store(0, Relaxed);
+        self.mark_suspended(true);
+        SetAside {
+            frame: Some(frame),
+            marked: true,
+        }
+    }
+
+    /// For [`Blocking::get_or_init`](crate::Blocking::get_or_init): takes the lock inside a
+    /// region of this thread's, to run an initialiser on behalf of the hold that region set
+    /// aside. The hold's guards set aside on this thread stay where they are and count on (a
+    /// guard joined or dropped by the initialiser counts there, see `join_hold`), and while
+    /// the lock is held the thread runs the user's code again (see `owner::Resuming`). The hold
+    /// ends with the value returned, which releases the lock directly.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_checked`](Gil::acquire_checked).
+    pub(crate) fn initialiser_hold(&self) -> Result<InitialiserHold<'_>, AcquireError> {
+        let mut resuming = crate::owner::Resuming::begin(self);
+        let guard = ManuallyDrop::new(self.acquire_checked()?);
+        if let Some(resuming) = resuming.as_mut() {
+            resuming.holding(true);
+        }
+        Ok(InitialiserHold {
+            gil: self,
+            _guard: guard,
+            resuming,
+        })
+    }
+
+    /// The holder holds again after `set_aside_guards`: the guards set aside (less those
+    /// dropped meanwhile) count again, on top of the hold's own (none, unless the thread came
+    /// to hold the lock another way meanwhile), and the hold is no longer suspended.
     #[inline]
-    pub(crate) fn restore_guards(&self, nested: u32) {
-        if nested != 0 {
-            self.add_guards(nested);
+    pub(crate) fn restore_guards(&self, set_aside: SetAside) {
+        if let Some(frame) = set_aside.frame {
+            let guards = frame.count();
+            drop(frame);
+            self.add_guards(guards);
+        }
+        if set_aside.marked {
             self.mark_suspended(false);
         }
     }
@@ -832,19 +958,13 @@ impl Gil {
         }
     }
 
-    /// The calling thread is about to let the lock go. Returns whether it holds it on a loan it
-    /// asked for: then it lets go only with `give_back_loan`, which also ends the loan.
+    /// The calling thread lets the lock go, once the watched services have seen the hold
+    /// whole (`watch_end`): ends a loan in line it holds (at `now`, if the caller has just read
+    /// the clock, as a blocking region does for its credit, or at the clock's time), and clears
+    /// the owner token. Returns whether it holds the lock on a loan it asked for: then it lets
+    /// go only with `give_back_loan`, which also ends the loan.
     #[inline]
-    pub(crate) fn end_hold(&self) -> bool {
-        self.end_hold_at(None)
-    }
-
-    /// As `end_hold`, with the time now if the caller has just read it (a blocking region
-    /// does, for its credit): a loan held ends on that reading instead of a clock read of its
-    /// own, on the lender's critical path.
-    #[inline]
-    pub(crate) fn end_hold_at(&self, now: Option<u64>) -> bool {
-        self.watch_end();
+    pub(crate) fn end_hold_quietly(&self, now: Option<u64>) -> bool {
         match crate::credit::on_loan(self) {
             // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
             // `begin_loan_hold`).
@@ -895,7 +1015,14 @@ impl Gil {
     /// Lets the lock go for good: gives a loan back, or unlocks.
     #[inline]
     pub(crate) fn release(&self) {
-        if self.end_hold() {
+        self.watch_end();
+        self.release_unwatched();
+    }
+
+    /// `release` once the watched services are done with the hold (or none watch).
+    #[inline]
+    fn release_unwatched(&self) {
+        if self.end_hold_quietly(None) {
             self.give_back_loan();
         } else {
             // SAFETY: the caller holds the lock, not on a loan it asked for, and stops using
@@ -917,9 +1044,6 @@ impl Gil {
             suspended_panic();
         }
         if watch & WATCH_HOOK != 0 {
-            if crate::owner::is_in_hook(self) {
-                in_hook_panic();
-            }
             self.emit_slow(Event::Released);
         }
         if watch & WATCH_TIMING != 0 {
@@ -987,6 +1111,11 @@ impl Gil {
             unsafe { self.raw.unlock() };
             in_hook_panic();
         }
+        if watch & WATCH_SUSPENDED != 0 && crate::owner::is_doing(self, Doing::SetAside) {
+            // SAFETY: as above.
+            unsafe { self.raw.unlock() };
+            set_aside_panic();
+        }
         self.owner.set_current();
         let guard = GilGuard::new(self);
         self.watch_hold(watch);
@@ -1009,6 +1138,20 @@ impl Gil {
                 "gil: acquire() called on a thread that already holds this Gil, which would wait \
                  for itself for ever; use Gil::ensure() where code may run with the lock held"
             );
+        }
+    }
+
+    /// Refuses a fresh hold of this lock on a thread that has a hold of it set aside with
+    /// other guards alive (in a region of a nested guard): those guards would count in it, and
+    /// could end it. The hold set aside itself is taken back another way (`take_back`), and an
+    /// initialiser run on its behalf takes the lock with its frame resumed (`initialiser_hold`).
+    ///
+    /// # Panics
+    ///
+    /// On such a thread.
+    pub(crate) fn refuse_set_aside(&self) {
+        if self.watch.has(WATCH_SUSPENDED) && crate::owner::is_doing(self, Doing::SetAside) {
+            set_aside_panic();
         }
     }
 
@@ -1085,10 +1228,11 @@ fn in_hook_panic() -> ! {
 
 #[cold]
 #[track_caller]
-fn waiting_already_panic() -> ! {
+fn set_aside_panic() -> ! {
     panic!(
-        "gil: a wait for this Gil began on a thread that is waiting for it already (in a waker \
-         or a hook that its wait ran), which would wait behind itself for ever"
+        "gil: this thread took a Gil whose hold it has set aside, with other guards of that \
+         hold alive (in a region of a nested guard): they would count in the new hold; take \
+         the lock after the region instead"
     );
 }
 

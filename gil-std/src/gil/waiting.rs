@@ -81,7 +81,14 @@ impl<'a> Waiting<'a> {
     /// A wait of `turn`, begun at `start` (`None`: at the lend); `announce`: report
     /// `Event::Wants` once queued. A thread in line is counted in by the clock now, before it
     /// queues: queueing can wake the thread handed the lock, which can preempt this one for
-    /// milliseconds, with nobody timing the new holder's slice meanwhile.
+    /// milliseconds, with nobody timing the new holder's slice meanwhile. Undone when the
+    /// `Waiting` is dropped, whether or not `done` was called.
+    ///
+    /// # Panics
+    ///
+    /// If the calling thread waits for this lock already (code that wait runs, a task's waker,
+    /// begins this one): it would queue behind a wait of its own thread. Before it changes
+    /// anything.
     pub(crate) fn new(
         gil: &'a Gil,
         turn: Turn,
@@ -89,6 +96,12 @@ impl<'a> Waiting<'a> {
         deadline: Option<Instant>,
         announce: bool,
     ) -> Self {
+        if crate::owner::is_doing(gil, Doing::Wait) {
+            waiting_already_panic();
+        }
+        // Not a lender's: nothing it runs can take the lock (see `give_up`), and its wait is on
+        // the loan's critical path. First: it is what may refuse (too many frames).
+        let frame = (turn != Turn::Resume).then(|| Frame::enter(gil, Doing::Wait));
         let timed = turn == Turn::InLine;
         if timed {
             clock().arm(&gil.raw, &gil.timer, start.unwrap_or_else(Instant::now));
@@ -105,9 +118,7 @@ impl<'a> Waiting<'a> {
             queued: false,
             reentered: false,
             task: None,
-            // Not a lender's: nothing it runs can take the lock (see `give_up`), and its wait
-            // is on the loan's critical path.
-            _frame: (turn != Turn::Resume).then(|| Frame::enter(gil, Doing::Wait)),
+            _frame: frame,
         }
     }
 
@@ -151,15 +162,6 @@ impl<'a> Waiting<'a> {
     /// loan). A lender getting its loan back counts as a wait only if it had to sleep for it.
     pub(crate) fn done(self, waited: Waited) -> Result<(), AcquireError> {
         let gil = self.gil;
-        if let Some(ticket) = self.ticket {
-            clock().cancel_wake(ticket);
-        }
-        if let Some(mut task) = self.task {
-            task.cancel();
-        }
-        if self.timed {
-            clock().leave(&gil.raw, &gil.timer);
-        }
         let outcome = match waited {
             Waited::Granted => Ok(()),
             Waited::Closed => Err(AcquireError::Closed),
@@ -196,6 +198,31 @@ impl<'a> Waiting<'a> {
         }
         outcome
     }
+}
+
+impl Drop for Waiting<'_> {
+    /// The wait is over, or given up by unwinding: the thread is counted out of the clock,
+    /// and its wake-ups are cancelled.
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            clock().cancel_wake(ticket);
+        }
+        if let Some(task) = self.task.as_mut() {
+            task.cancel();
+        }
+        if core::mem::take(&mut self.timed) {
+            clock().leave(&self.gil.raw, &self.gil.timer);
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn waiting_already_panic() -> ! {
+    panic!(
+        "gil: a wait for this Gil began on a thread that is waiting for it already (in a waker \
+         or a hook that its wait ran), which would wait behind itself for ever"
+    );
 }
 
 impl WaitPolicy<Parking> for Waiting<'_> {

@@ -97,7 +97,15 @@ impl Wake {
     fn wake_task(&self) -> bool {
         match &self.task {
             Some(task) => {
-                no_unwind(|| task.wake());
+                if CLOCK && crate::owner::is_quiet() {
+                    // This thread runs no code of the user's now (see `owner::is_quiet`): the
+                    // clock thread wakes the task.
+                    if let Some(waker) = take_waker(task) {
+                        crate::clock::clock().hand_off(waker, true);
+                    }
+                } else {
+                    no_unwind(|| task.wake());
+                }
                 true
             }
             None => false,
@@ -110,9 +118,23 @@ impl Drop for Wake {
     /// must not unwind through the core (see [`no_unwind`]).
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
+            if CLOCK && crate::owner::is_quiet() {
+                // The waker's drop is the executor's code too: the clock thread runs it.
+                if let Some(waker) = take_waker(&task) {
+                    crate::clock::clock().hand_off(waker, false);
+                }
+            }
             no_unwind(move || drop(task));
         }
     }
+}
+
+/// Takes the waker out of a task's slot, if there is one.
+fn take_waker(task: &AtomicWaker) -> Option<core::task::Waker> {
+    #[cfg(not(loom))]
+    return task.take();
+    #[cfg(loom)]
+    task.take_waker()
 }
 
 /// Runs an executor's waker code (its `wake`, its drop) for the core, which calls it in the
@@ -120,13 +142,27 @@ impl Drop for Wake {
 /// frame is torn down, or the lock marked away for ever. So a panic is reported and the
 /// process aborts, as it would for a panic in a destructor during unwinding.
 fn no_unwind(f: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
-        eprintln!(
+    if caught(f).is_err() {
+        report(format_args!(
             "gil: a task's waker panicked while the lock was being handed on; the lock cannot \
              be left half-way, so the process aborts"
-        );
+        ));
         std::process::abort();
     }
+}
+
+/// Runs `f`, code of the user's that must not unwind into the lock's own: a panic is caught,
+/// and `Err` says so. Its payload is forgotten, not dropped: a payload whose own drop panics
+/// would unwind from here all the same.
+pub(crate) fn caught(f: impl FnOnce()) -> Result<(), ()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(std::mem::forget)
+}
+
+/// Writes `message` on standard error, as `eprintln!` does, but never panics: with standard
+/// error closed, the message is lost rather than unwind from the lock's own paths.
+pub(crate) fn report(message: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Locks `mutex`, ignoring poison: every critical section of gil-std leaves its data
