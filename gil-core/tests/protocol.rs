@@ -4,7 +4,9 @@
 
 use std::pin::pin;
 
-use gil_core::{Breaker, Cancel, Enqueued, RawGil, TryAcquireError, WaitState, Waiter};
+use gil_core::{
+    Breaker, Cancel, Enqueued, RawGil, SpinPark, TryAcquireError, WaitPolicy, WaitState, Waiter,
+};
 
 type Node = Waiter<gil_core::SpinPark>;
 
@@ -536,4 +538,54 @@ fn take_leaves_a_standing_ask_alone() {
     unsafe { gil.give_back() };
     // SAFETY: the loan is back; we own it.
     unsafe { gil.unlock() };
+}
+
+/// A policy whose `park` panics while its thread is queued: unwinding would free the node with
+/// the queue still linking to it, so the process aborts instead (checked in a child process:
+/// this test binary, running only this test).
+#[test]
+fn a_policy_that_panics_while_queued_aborts() {
+    use std::process::{Command, Stdio};
+    const CHILD: &str = "GIL_CORE_PANICKING_POLICY";
+    if std::env::var_os(CHILD).is_some() {
+        struct Panics;
+        impl WaitPolicy<SpinPark> for Panics {
+            fn park(&mut self, _: core::pin::Pin<&Waiter<SpinPark>>) {
+                panic!("the policy panics");
+            }
+        }
+        let gil: RawGil = RawGil::new();
+        gil.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let node = core::pin::pin!(Waiter::new());
+                let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: the node is pinned here; this thread does not own the lock.
+                    unsafe { gil.lock_with(node.as_ref(), &mut Panics) }
+                }));
+                // Not reached: the process aborted.
+                std::process::exit(if unwound.is_err() { 3 } else { 4 });
+            });
+        });
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "a_policy_that_panics_while_queued_aborts",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the wait unwound: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        None,
+        "the child exited instead of aborting: {stderr}"
+    );
+    assert!(stderr.contains("half-way through a wait"), "{stderr}");
 }

@@ -192,9 +192,6 @@ pub(crate) struct Clock {
 struct Timers {
     preempt: Vec<Preempt>,
     wakes: Vec<Wake>,
-    /// Tasks' wakers handed over by threads that run no code of the user's at the moment
-    /// (`owner::is_quiet`), to wake (`true`) or only drop, at once.
-    handed: Vec<(Waker, bool)>,
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     next_wake_id: u64,
 }
@@ -293,7 +290,6 @@ pub(crate) fn clock() -> &'static Clock {
             timers: Mutex::new(Timers {
                 preempt: Vec::new(),
                 wakes: Vec::new(),
-                handed: Vec::new(),
                 next_wake_id: 0,
             }),
             changed: Condvar::new(),
@@ -313,15 +309,12 @@ impl Clock {
         let mut timers = self.lock();
         loop {
             let now = Instant::now();
-            let mut tasks: Vec<(Waker, bool)> =
-                timers.fire(now).into_iter().map(|w| (w, true)).collect();
-            tasks.append(&mut timers.handed);
+            let tasks = timers.fire(now);
             if !tasks.is_empty() {
-                // A task's waker is the executor's code: never under the mutex.
+                // A task's waker is the executor's code, which the clock thread runs none of:
+                // the waker thread wakes them, once this mutex is released.
                 drop(timers);
-                tasks
-                    .into_iter()
-                    .for_each(|(waker, wake)| run_waker(waker, wake));
+                tasks.into_iter().for_each(|waker| hand_off(waker, true));
                 timers = self.lock();
                 continue;
             }
@@ -460,13 +453,52 @@ impl Clock {
             run_waker(waker, false);
         }
     }
+}
 
-    /// Wakes `waker` (or, `wake` false, only drops it) on the clock thread, at once: for a
-    /// thread that runs no code of the user's at the moment (`owner::is_quiet`).
-    pub(crate) fn hand_off(&self, waker: Waker, wake: bool) {
-        self.lock().handed.push((waker, wake));
-        self.changed.notify_one();
-    }
+/// The thread that runs tasks' wakers for the lock, started on first use: the wakers of tasks
+/// whose timers the clock fires, and those handed over by a thread that runs no code of the
+/// user's at the moment (`owner::is_quiet`). One thread apart from the clock, so that a waker
+/// that takes long (one that polls its task inline) holds up other wakers, never a timer.
+struct Wakers {
+    queue: Mutex<Vec<(Waker, bool)>>,
+    ready: Condvar,
+}
+
+static WAKER_THREAD: OnceLock<std::sync::Arc<Wakers>> = OnceLock::new();
+
+/// Wakes `waker` (or, `wake` false, only drops it) on the waker thread, soon.
+pub(crate) fn hand_off(waker: Waker, wake: bool) {
+    let wakers = WAKER_THREAD.get_or_init(|| {
+        let wakers = std::sync::Arc::new(Wakers {
+            queue: Mutex::new(Vec::new()),
+            ready: Condvar::new(),
+        });
+        let theirs = wakers.clone();
+        std::thread::Builder::new()
+            .name("gil-waker".into())
+            .spawn(move || {
+                let wakers = theirs;
+                loop {
+                    let due = {
+                        let mut queue = wakers.queue.lock().unwrap_or_else(|p| p.into_inner());
+                        while queue.is_empty() {
+                            queue = wakers.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+                        }
+                        std::mem::take(&mut *queue)
+                    };
+                    due.into_iter()
+                        .for_each(|(waker, wake)| run_waker(waker, wake));
+                }
+            })
+            .expect("gil: could not start the waker thread");
+        wakers
+    });
+    wakers
+        .queue
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((waker, wake));
+    wakers.ready.notify_one();
 }
 
 /// Wakes a task (or, `wake` false, drops its waker). The waker is the executor's code: a panic

@@ -21,9 +21,12 @@ mod common;
 use common::wait_until;
 
 /// A lock of its own for one test, never freed: a thread a failing test leaves behind may
-/// still use it.
+/// still use it. With an hour's interval: neither the clock nor a waiting task asks its holder
+/// to drop unless a test does, so that no timer runs a test's waker where it does not expect.
 fn leaked_gil() -> &'static Gil {
-    Box::leak(Box::new(Gil::new()))
+    Box::leak(Box::new(Gil::with_switch_interval(
+        Gil::MAX_SWITCH_INTERVAL,
+    )))
 }
 
 /// Runs `f` on a thread of its own and fails if it does not finish within `secs` seconds
@@ -287,7 +290,7 @@ fn a_hook_that_changes_the_interval_on_a_drop_request_hangs_nothing() {
         "the holder reported the clock's request"
     );
     // The clock still works, for every lock: a holder that never checkpoints is asked.
-    let other = leaked_gil();
+    let other: &'static Gil = Box::leak(Box::new(Gil::new()));
     within(20, "the clock on another lock", move || {
         let held = other.acquire();
         let waiter = thread::spawn(move || drop(other.acquire()));
@@ -1166,16 +1169,19 @@ fn no_code_of_the_users_runs_on_a_thread_whose_hold_is_elsewhere_with_guards_it_
             .join()
             .unwrap();
         }
+        assert!(g.yield_now(), "handed over to the future");
+        assert!(task.got.load(SeqCst), "the future was handed the lock");
+        // A thread in line, offered the lock while the region lasts.
         let other = thread::spawn(|| drop(GIL.acquire()));
         wait_until("the other thread to queue", || GIL.has_waiters());
-        assert!(g.yield_now(), "handed over");
         {
             use gil_std::Blocking;
             let mut e = GIL.ensure();
             e.sleep(Duration::from_millis(1));
         }
+        // Its turn, if it did not take the offer.
+        g.yield_now();
         other.join().unwrap();
-        assert!(task.got.load(SeqCst), "the future was handed the lock");
         reachable::DATA.with(|d| d.set(None));
         // The leaked guard keeps the hold: leaked with it.
         std::mem::forget(g);
@@ -1475,4 +1481,47 @@ fn an_initialiser_may_drop_a_guard_of_the_suspended_hold() {
     })
     .unwrap();
     assert!(free_for_others(&GIL));
+}
+
+#[test]
+fn a_region_of_a_nested_guard_cannot_take_its_lock_afresh() {
+    // The hold's other guards are set aside on the thread, and joins and drops of guards of
+    // the lock count there: a fresh hold's guards would be taken for theirs. Whether the lock
+    // is free (taken at once) or held by another thread (taken in line).
+    for contended in [false, true] {
+        let gil = leaked_gil();
+        let outcome = within(
+            10,
+            "a fresh hold in a region of a nested guard",
+            move || {
+                let _outer = gil.acquire();
+                let mut nested = gil.ensure();
+                // SAFETY: the closure touches nothing borrowed under the lock; it takes the lock.
+                unsafe {
+                    nested.allow_threads(|| {
+                        let holder = contended.then(|| {
+                            let (held, holding) = mpsc::channel();
+                            let holder = thread::spawn(move || {
+                                let _g = gil.acquire();
+                                held.send(()).unwrap();
+                                thread::sleep(Duration::from_millis(50));
+                            });
+                            holding.recv().unwrap();
+                            holder
+                        });
+                        let taken = catch_unwind(|| drop(gil.acquire()));
+                        if let Some(holder) = holder {
+                            holder.join().unwrap();
+                        }
+                        if let Err(panic) = taken {
+                            std::panic::resume_unwind(panic);
+                        }
+                    })
+                };
+            },
+        );
+        let message = outcome.expect_err("the fresh hold must be refused");
+        assert!(message.contains("set aside"), "{message}");
+        assert!(free_for_others(gil), "both guards unwound: released");
+    }
 }

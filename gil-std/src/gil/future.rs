@@ -238,7 +238,6 @@ impl<'a> Future for AcquireFuture<'a> {
             match &mut this.stage {
                 Stage::Start => {
                     gil.refuse_reentry();
-                    gil.refuse_set_aside();
                     if gil.raw.try_acquire().is_ok() {
                         this.stage = Stage::Done;
                         return Poll::Ready(Ok(gil.owned()));

@@ -481,7 +481,6 @@ impl Gil {
 
     #[cold]
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
-        self.refuse_set_aside();
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut waiting = self.begin_wait(Turn::InLine, deadline, false);
@@ -1103,7 +1102,10 @@ impl Gil {
     ///
     /// # Panics
     ///
-    /// Inside this lock's event hook (see `refuse_in_hook`), after letting the lock go again.
+    /// After letting the lock go again: inside this lock's hook (see `refuse_in_hook`), and on
+    /// a thread that has a hold of this lock set aside with other guards alive (in a region of
+    /// a nested guard), whose joins and drops of guards count in that hold (see
+    /// `set_aside_guards`): the fresh hold's would be taken for its.
     #[cold]
     fn owned_watched(&self, watch: u32) -> GilGuard<'_> {
         if watch & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
@@ -1138,20 +1140,6 @@ impl Gil {
                 "gil: acquire() called on a thread that already holds this Gil, which would wait \
                  for itself for ever; use Gil::ensure() where code may run with the lock held"
             );
-        }
-    }
-
-    /// Refuses a fresh hold of this lock on a thread that has a hold of it set aside with
-    /// other guards alive (in a region of a nested guard): those guards would count in it, and
-    /// could end it. The hold set aside itself is taken back another way (`take_back`), and an
-    /// initialiser run on its behalf takes the lock with its frame resumed (`initialiser_hold`).
-    ///
-    /// # Panics
-    ///
-    /// On such a thread.
-    pub(crate) fn refuse_set_aside(&self) {
-        if self.watch.has(WATCH_SUSPENDED) && crate::owner::is_doing(self, Doing::SetAside) {
-            set_aside_panic();
         }
     }
 

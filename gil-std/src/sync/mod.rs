@@ -101,7 +101,7 @@ impl Wake {
                     // This thread runs no code of the user's now (see `owner::is_quiet`): the
                     // clock thread wakes the task.
                     if let Some(waker) = take_waker(task) {
-                        crate::clock::clock().hand_off(waker, true);
+                        crate::clock::hand_off(waker, true);
                     }
                 } else {
                     no_unwind(|| task.wake());
@@ -121,7 +121,7 @@ impl Drop for Wake {
             if CLOCK && crate::owner::is_quiet() {
                 // The waker's drop is the executor's code too: the clock thread runs it.
                 if let Some(waker) = take_waker(&task) {
-                    crate::clock::clock().hand_off(waker, false);
+                    crate::clock::hand_off(waker, false);
                 }
             }
             no_unwind(move || drop(task));
