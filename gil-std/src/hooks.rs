@@ -28,7 +28,10 @@ pub enum Event {
     DropRequested,
     /// The holder enters a blocking region; [`Event::Released`] follows.
     BlockingEntered,
-    /// The thread leaves a blocking region; it takes the lock back next.
+    /// The thread leaves a blocking region; it takes the lock back next. For a region of a
+    /// nested guard (whose hold is set aside with its other guards, see
+    /// [`EventHook`](crate::EventHook)), reported once the lock is back, before `Wants` (if the
+    /// thread had to wait) and `Got`.
     BlockingLeft,
     /// The thread registered with the lock ([`Gil::register_thread`](crate::Gil::register_thread)).
     ThreadStarted,

@@ -1,5 +1,7 @@
-//! Which thread owns a `Gil`: enough to refuse a self-deadlocking re-acquire and to make
-//! `ensure` reentrant.
+//! Which thread owns a `Gil`, enough to refuse a self-deadlocking re-acquire and to make
+//! `ensure` reentrant; and what each thread is in the middle of with a lock (its frames: hooks
+//! running, waits, holds set aside), which the lock asks before it lets the thread take, use or
+//! wait for a guard, or run the user's code.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

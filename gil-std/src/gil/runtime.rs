@@ -62,10 +62,16 @@ pub type BreakerHandler = dyn Fn(&GilGuard<'_>, u32) + Send + Sync;
 
 /// The type of an event hook: called with the lock and the event, on the thread it concerns.
 ///
-/// A hook runs inside the lock's slow paths, some of them half-way through a hand-over: it
-/// must be quick, and must not take, drop or use a guard of the lock it reports on (acquire,
-/// `ensure`, a checkpoint, a region): each of those panics inside a hook of its own lock. A
-/// hook that panics is removed (with a message on standard error) and the lock goes on.
+/// A hook runs inside the lock's slow paths, while the hold it reports on is whole (a
+/// hand-over reports its release before it lets go): it must be quick, and must not take or
+/// use a guard of the lock it reports on (acquire, `ensure`, a checkpoint, a region): each of
+/// those panics inside a hook of its own lock, or inside anything that hook runs. Dropping one
+/// is counted as anywhere. A hook that panics is removed (with a message on standard error)
+/// and the lock goes on.
+///
+/// No hook runs on a thread whose hold is set aside with other guards of it alive (a
+/// hand-over, or a region of a nested guard): the events of that time are reported before
+/// the guards go aside, or once they are back ([`Event::BlockingLeft`]).
 pub type EventHook = dyn Fn(&Gil, Event) + Send + Sync;
 
 /// A thread registered with a [`Gil`]'s event hook, made by [`Gil::register_thread`]: the hook
