@@ -618,7 +618,8 @@ impl<P: Park> RawGil<P> {
         if self.reclaim(away) {
             return Back::Reclaimed;
         }
-        let mut ask = ret.ahead();
+        // From here the caller has let the lock go and must get it back: `ret` must not unwind.
+        let mut ask = abort_on_unwind(|| ret.ahead());
         // A look before the compare-and-swap: a failed one would still take the lock's line
         // from the holder, whose next checkpoint reads it.
         if !self.is_locked() && self.try_acquire().is_ok() {
@@ -634,12 +635,12 @@ impl<P: Park> RawGil<P> {
         } else {
             Waiter::returning()
         });
-        let mut wait = ret.in_line(ask);
+        let mut wait = abort_on_unwind(|| ret.in_line(ask));
         // SAFETY: the node is pinned here and not queued, and `lock_with` returns only once it
         // is out of line; this thread does not own the lock (caller's contract).
         let got = unsafe { self.lock_with(node.as_ref(), &mut wait) };
         debug_assert_ne!(got, Waited::Closed, "a returning waiter is never closed");
-        ret.granted(wait);
+        abort_on_unwind(|| ret.granted(wait));
         Back::Granted
     }
 

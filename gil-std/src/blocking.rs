@@ -300,7 +300,9 @@ pub trait Blocking: Holds + sealed::Region {
         self.region(move |gil| {
             cell.get_or_init(|| {
                 let _held = gil.initialiser_hold().unwrap_or_else(|_| {
-                    panic!("gil: get_or_init could not run its initialiser: the Gil was closed")
+                    crate::sync::refusal(format_args!(
+                        "gil: get_or_init could not run its initialiser: the Gil was closed"
+                    ))
                 });
                 let init = pending
                     .take()

@@ -404,8 +404,14 @@ impl Clock {
             .iter_mut()
             .find(|p| std::ptr::eq(p.timer, timer))
         {
-            let since = instant_at(timer.last_switch.load(Relaxed));
-            p.at = p.at.min(look_at(since, interval).max(Instant::now()));
+            // Somebody has waited since the listing or the last switch, whichever is later: the
+            // rule the looks go by (`Timer::slice_over`).
+            let since = timer
+                .last_switch
+                .load(Relaxed)
+                .max(timer.listed_since.load(Relaxed));
+            p.at =
+                p.at.min(look_at(instant_at(since), interval).max(Instant::now()));
             self.changed.notify_one();
         }
     }
@@ -455,50 +461,68 @@ impl Clock {
     }
 }
 
-/// The thread that runs tasks' wakers for the lock, started on first use: the wakers of tasks
-/// whose timers the clock fires, and those handed over by a thread that runs no code of the
-/// user's at the moment (`owner::is_quiet`). One thread apart from the clock, so that a waker
-/// that takes long (one that polls its task inline) holds up other wakers, never a timer.
+/// The threads that run tasks' wakers for the lock: the wakers of tasks whose timers the
+/// clock fires, and those handed over by a thread that runs no code of the user's at the moment
+/// (`owner::is_quiet`). Apart from the clock, so that a waker holds up no timer; and as many as
+/// are busy at once, plus an idle one, so that a waker that blocks (one that polls its task
+/// inline and waits for a lock) holds up no other: a task's grant could be queued behind it,
+/// and the waker wait for that very grant. Each thread, once started, lives as long as the
+/// process, asleep while there is nothing to wake.
 struct Wakers {
-    queue: Mutex<Vec<(Waker, bool)>>,
+    queue: Mutex<WakerQueue>,
     ready: Condvar,
 }
 
-static WAKER_THREAD: OnceLock<std::sync::Arc<Wakers>> = OnceLock::new();
+struct WakerQueue {
+    /// Wakers to run (`true`: wake; `false`: only drop), in the order they came.
+    due: std::collections::VecDeque<(Waker, bool)>,
+    /// Threads asleep for want of a waker to run.
+    idle: usize,
+}
 
-/// Wakes `waker` (or, `wake` false, only drops it) on the waker thread, soon.
+static WAKERS: Wakers = Wakers {
+    queue: Mutex::new(WakerQueue {
+        due: std::collections::VecDeque::new(),
+        idle: 0,
+    }),
+    ready: Condvar::new(),
+};
+
+/// Wakes `waker` (or, `wake` false, only drops it) on a waker thread, soon; starts one if
+/// there are more wakers due than idle threads to take them.
 pub(crate) fn hand_off(waker: Waker, wake: bool) {
-    let wakers = WAKER_THREAD.get_or_init(|| {
-        let wakers = std::sync::Arc::new(Wakers {
-            queue: Mutex::new(Vec::new()),
-            ready: Condvar::new(),
-        });
-        let theirs = wakers.clone();
+    let mut queue = WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner());
+    queue.due.push_back((waker, wake));
+    if queue.due.len() > queue.idle {
+        // Counted idle from now: it takes a waker as soon as it runs.
+        queue.idle += 1;
+        drop(queue);
         std::thread::Builder::new()
             .name("gil-waker".into())
-            .spawn(move || {
-                let wakers = theirs;
-                loop {
-                    let due = {
-                        let mut queue = wakers.queue.lock().unwrap_or_else(|p| p.into_inner());
-                        while queue.is_empty() {
-                            queue = wakers.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
-                        }
-                        std::mem::take(&mut *queue)
-                    };
-                    due.into_iter()
-                        .for_each(|(waker, wake)| run_waker(waker, wake));
+            .spawn(run_wakers)
+            .expect("gil: could not start a waker thread");
+    } else {
+        drop(queue);
+        WAKERS.ready.notify_one();
+    }
+}
+
+/// A waker thread: runs wakers one at a time, outside the queue's mutex, asleep between.
+fn run_wakers() {
+    loop {
+        let (waker, wake) = {
+            let mut queue = WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(next) = queue.due.pop_front() {
+                    queue.idle -= 1;
+                    break next;
                 }
-            })
-            .expect("gil: could not start the waker thread");
-        wakers
-    });
-    wakers
-        .queue
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((waker, wake));
-    wakers.ready.notify_one();
+                queue = WAKERS.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        run_waker(waker, wake);
+        WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner()).idle += 1;
+    }
 }
 
 /// Wakes a task (or, `wake` false, drops its waker). The waker is the executor's code: a panic

@@ -175,7 +175,7 @@ impl Waits {
                 return done;
             }
             if let Some(report) = self.look(&mut watching) {
-                panic!("{report}");
+                crate::sync::refusal(format_args!("{report}"));
             }
         }
     }

@@ -162,6 +162,35 @@ pub(crate) fn count_set_aside<L>(lock: &L, by: i32) -> bool {
     true
 }
 
+/// Refuses unless the calling thread has room for `frames` more frames: for a step that will
+/// need them after it has changed what cannot be undone (a region, which waits for the lock
+/// at its end), asked before it begins.
+///
+/// # Panics
+///
+/// If the thread has too many frames under way (see `sync::refusal`).
+pub(crate) fn make_room(frames: usize) {
+    if FRAMES.with(|f| f.len.get()) + frames > MAX_FRAMES {
+        crate::sync::refusal(format_args!(
+            "gil: more than {MAX_FRAMES} hooks, waits and holds set aside under way on one \
+             thread"
+        ));
+    }
+}
+
+/// Whether the calling thread has guards of a hold of `lock` set aside (in a `SetAside` or
+/// `Resumed` frame that counts some): a region may not open then, on whichever hold it is
+/// asked, since those guards would be alive while others hold the lock.
+pub(crate) fn set_aside_guards_alive<L>(lock: &L) -> bool {
+    let (aside, resumed) = (key(lock, Doing::SetAside), key(lock, Doing::Resumed));
+    FRAMES.with(|f| {
+        (0..f.len.get()).any(|i| {
+            let (key, count) = f.entries[i].get();
+            (key == aside || key == resumed) && count != 0
+        })
+    })
+}
+
 /// A frame of `what` for `lock` on the calling thread, from `enter` until it is dropped (also on
 /// unwinding). Not `Send`: it ends on the thread it began on.
 pub(crate) struct Frame {
@@ -185,13 +214,9 @@ impl Frame {
 
     fn with_count<L>(lock: &L, what: Doing, count: u32) -> Self {
         let key = key(lock, what);
+        make_room(1);
         let index = FRAMES.with(|f| {
             let index = f.len.get();
-            assert!(
-                index < MAX_FRAMES,
-                "gil: more than {MAX_FRAMES} hooks, waits and holds set aside under way on one \
-                 thread"
-            );
             f.entries[index].set((key, count));
             f.len.set(index + 1);
             match what {

@@ -1525,3 +1525,394 @@ fn a_region_of_a_nested_guard_cannot_take_its_lock_afresh() {
         assert!(free_for_others(gil), "both guards unwound: released");
     }
 }
+
+// A second red team's findings: refusals that came after the lock was let go, guards of a hold
+// set aside used from its initialiser, and the threads that run the user's code.
+
+/// Locks whose hooks each take the next one, `FRAMES_DEEP` of them: the innermost hook runs
+/// `then` with as many hook frames under way on its thread as a thread may have.
+mod deep_hooks {
+    use std::cell::{Cell, RefCell};
+
+    use gil_std::{Event, Gil};
+
+    pub const FRAMES_DEEP: usize = 32;
+
+    pub static LOCKS: [Gil; FRAMES_DEEP] =
+        [const { Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL) }; FRAMES_DEEP];
+
+    thread_local! {
+        static THEN: RefCell<Option<Box<dyn FnOnce()>>> = const { RefCell::new(None) };
+        static ARMED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn hook(gil: &Gil, event: Event) {
+        if event != Event::Got || !ARMED.with(Cell::get) {
+            return;
+        }
+        let i = LOCKS.iter().position(|l| std::ptr::eq(l, gil)).unwrap();
+        if i + 1 < FRAMES_DEEP {
+            drop(LOCKS[i + 1].acquire());
+        } else {
+            ARMED.with(|a| a.set(false));
+            if let Some(then) = THEN.with(|t| t.borrow_mut().take()) {
+                then();
+            }
+        }
+    }
+
+    /// Runs `then` inside `FRAMES_DEEP` hook frames, on this thread.
+    pub fn run(then: impl FnOnce() + 'static) {
+        for lock in &LOCKS {
+            lock.set_event_hook(Some(&hook));
+        }
+        THEN.with(|t| *t.borrow_mut() = Some(Box::new(then)));
+        ARMED.with(|a| a.set(true));
+        drop(LOCKS[0].acquire());
+    }
+}
+
+#[test]
+fn a_region_refused_for_want_of_frames_leaves_its_hold_whole() {
+    // With every frame of its thread in use, a region of a nested guard cannot set its guards
+    // aside: it must refuse before it changes anything, so that the hold ends with its last
+    // guard, not with the nested one.
+    let gil = leaked_gil();
+    let outcome = within(20, "a region in the innermost of many hooks", move || {
+        let result = std::rc::Rc::new(Cell::new(None));
+        let seen = result.clone();
+        deep_hooks::run(move || {
+            use gil_std::Blocking;
+            let outer = gil.acquire();
+            let mut nested = gil.ensure();
+            let refused = catch_unwind(AssertUnwindSafe(|| nested.sleep(Duration::from_millis(1))));
+            drop(nested);
+            seen.set(Some((refused.is_err(), gil.is_held_by_current_thread())));
+            drop(outer);
+        });
+        result.get()
+    });
+    assert_eq!(
+        outcome,
+        Ok(Some((true, true))),
+        "(the region refused, the outer guard still holds)"
+    );
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn a_region_that_must_wait_at_its_end_refuses_at_its_start() {
+    // The wait that ends a region could be refused (every frame in use): the region refuses
+    // before it lets the lock go, instead of after, when another thread may hold it.
+    let gil = leaked_gil();
+    let outcome = within(20, "a region in the innermost of many hooks", move || {
+        let result = std::rc::Rc::new(Cell::new(None));
+        let seen = result.clone();
+        deep_hooks::run(move || {
+            let mut g = gil.acquire();
+            let refused = catch_unwind(AssertUnwindSafe(|| g.allow_threads(|| ())));
+            seen.set(Some((refused.is_err(), gil.is_held_by_current_thread())));
+            drop(g);
+        });
+        result.get()
+    });
+    assert_eq!(
+        outcome,
+        Ok(Some((true, true))),
+        "(the region refused, its guard still holds)"
+    );
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn a_waker_that_opens_a_region_inside_its_threads_hand_over_is_refused_before_it_lets_go() {
+    // The waker, run inline by its thread's hand-over, gets the lock and opens a region: the
+    // region's end would wait behind its own thread. Refused at the start, the guard is still
+    // whole, and its drop passes the lock on as any release does.
+    use inline_waker::PollInline;
+    struct RegionInline(std::sync::Arc<PollInline>, std::sync::Arc<AtomicBool>);
+    impl std::task::Wake for RegionInline {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.poll();
+            let guard = inline_waker::KEPT.with(|k| k.borrow_mut().pop());
+            if let Some(mut guard) = guard {
+                let refused = catch_unwind(AssertUnwindSafe(|| guard.allow_threads(|| ())));
+                self.1.store(refused.is_err(), SeqCst);
+            }
+        }
+    }
+    let gil = leaked_gil();
+    let refused = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = refused.clone();
+    let outcome = within(20, "a region in a waker", move || {
+        let task = PollInline::new(true);
+        let mut g = gil.acquire();
+        {
+            let task = task.clone();
+            thread::spawn(move || {
+                use std::future::Future;
+                let mut future = Box::pin(gil.acquire_async());
+                let waker =
+                    std::task::Waker::from(std::sync::Arc::new(RegionInline(task.clone(), seen)));
+                let pending = future
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(&waker));
+                assert!(pending.is_pending());
+                *task.future.lock().unwrap() = Some(future);
+            })
+            .join()
+            .unwrap();
+        }
+        let other = thread::spawn(move || drop(gil.acquire()));
+        wait_until("the other thread to queue", || gil.has_waiters());
+        assert!(g.yield_now(), "handed over");
+        let held = gil.is_held_by_current_thread();
+        drop(g);
+        other.join().unwrap();
+        held
+    });
+    assert_eq!(outcome, Ok(true), "the hand-over came back holding");
+    assert!(refused.load(SeqCst), "the waker's region was refused");
+    assert!(free_for_others(gil));
+}
+
+#[test]
+fn an_initialiser_cannot_open_a_region_for_the_hold_its_region_set_aside() {
+    // Inside get_or_init's initialiser, the outer guard of the suspended hold, kept in a
+    // thread-local, would open a region while a nested guard of that hold lives.
+    use gil_std::Blocking;
+    static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    static CELL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let outcome = within(20, "a region in an initialiser", || {
+        OUTER.with(|o| *o.borrow_mut() = Some(GIL.acquire()));
+        let mut nested = GIL.ensure();
+        let mut refused = false;
+        nested.get_or_init(&CELL, || {
+            let e = GIL.ensure();
+            let mut g = OUTER.with(|o| o.borrow_mut().take().unwrap());
+            refused = catch_unwind(AssertUnwindSafe(|| g.allow_threads(|| ()))).is_err();
+            OUTER.with(|o| *o.borrow_mut() = Some(g));
+            drop(e);
+            1
+        });
+        drop(nested);
+        drop(OUTER.with(|o| o.borrow_mut().take()));
+        (refused, GIL.is_held_by_current_thread())
+    });
+    assert_eq!(outcome, Ok((true, false)), "(refused, released at the end)");
+}
+
+#[test]
+fn an_initialiser_that_keeps_a_guard_leaves_no_count_to_the_next_holder() {
+    // On a plain guard's region, the initialiser's `ensure` guard kept past it keeps the
+    // initialiser's hold; the region then returns holding and panics. Whoever holds next
+    // starts afresh: its one guard ends its hold.
+    use gil_std::Blocking;
+    static CELL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let gil = leaked_gil();
+    let next = within(20, "an initialiser keeping a guard", move || {
+        let mut g = gil.acquire();
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            g.get_or_init(&CELL, || {
+                KEPT.with(|k| *k.borrow_mut() = Some(gil.ensure()));
+                1
+            });
+        }))
+        .is_err();
+        assert!(panicked, "a region that returns holding panics");
+        drop(g);
+        assert!(gil.is_held_by_current_thread(), "the kept guard holds");
+        drop(KEPT.with(|k| k.borrow_mut().take()));
+        assert!(!gil.is_held_by_current_thread());
+        thread::spawn(move || {
+            let g = gil.acquire();
+            drop(g);
+            gil.is_held_by_current_thread()
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(
+        next,
+        Ok(false),
+        "the next holder still held after its last guard"
+    );
+}
+
+#[test]
+fn an_initialisers_hold_reports_got_before_released() {
+    use gil_std::Blocking;
+    static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    static CELL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static SEEN: std::sync::Mutex<Vec<Event>> = std::sync::Mutex::new(Vec::new());
+    let outcome = within(20, "events of an initialiser", || {
+        let me = thread::current().id();
+        GIL.set_event_hook(Some(Box::leak(Box::new(move |_: &Gil, event| {
+            if thread::current().id() == me {
+                SEEN.lock().unwrap().push(event);
+            }
+        }))));
+        let outer = GIL.acquire();
+        let mut nested = GIL.ensure();
+        nested.get_or_init(&CELL, || 1);
+        drop(nested);
+        drop(outer);
+        GIL.set_event_hook(None);
+        let mut holding = false;
+        for event in SEEN.lock().unwrap().iter() {
+            match event {
+                Event::Got if holding => return Err("Got while holding"),
+                Event::Got => holding = true,
+                Event::Released if !holding => return Err("Released while not holding"),
+                Event::Released => holding = false,
+                _ => {}
+            }
+        }
+        Ok(())
+    });
+    assert_eq!(outcome, Ok(Ok(())), "{:?}", SEEN.lock().unwrap());
+}
+
+#[test]
+fn a_waker_that_waits_for_a_lock_holds_up_no_other_tasks_wake() {
+    // A task's waker, run on the lock's waker thread (its task timed its own wait), waits for
+    // lock L behind task A; A's grant comes from a hand-over under a nested guard, whose
+    // thread hands its waker to the waker thread too: it must not wait behind the first.
+    static L: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    static M: Gil = Gil::with_switch_interval(Duration::from_millis(1));
+    static WAKER_WAITS: AtomicBool = AtomicBool::new(false);
+    static A_GOT: AtomicBool = AtomicBool::new(false);
+    within(
+        30,
+        "a hand-over while a waker waits on the waker thread",
+        || {
+            let mut outer = L.acquire();
+            let nested = L.ensure();
+            // Task A waits for L, on an executor thread of its own.
+            let (queued, a_queued) = mpsc::channel();
+            thread::spawn(move || {
+                let me = thread::current();
+                let waker = waker_with(move || me.unpark());
+                let mut a = std::pin::pin!(L.acquire_async());
+                let mut cx = std::task::Context::from_waker(&waker);
+                assert!(std::future::Future::poll(a.as_mut(), &mut cx).is_pending());
+                queued.send(()).unwrap();
+                loop {
+                    if let std::task::Poll::Ready(g) =
+                        std::future::Future::poll(a.as_mut(), &mut cx)
+                    {
+                        A_GOT.store(true, SeqCst);
+                        drop(g);
+                        return;
+                    }
+                    thread::park();
+                }
+            });
+            a_queued.recv().unwrap();
+            // Task B waits for M, held for good; its own timer wakes it on the waker thread, where
+            // its waker takes L.
+            let (m_held, m_is_held) = mpsc::channel();
+            thread::spawn(move || {
+                // Holds M for good, and stays: a thread that exits with its hold leaked leaves
+                // its token to the next thread made, which would be taken for the holder.
+                let _m = M.acquire();
+                m_held.send(()).unwrap();
+                loop {
+                    thread::park();
+                }
+            });
+            m_is_held.recv().unwrap();
+            thread::spawn(|| {
+                let waker = waker_with(|| {
+                    if !WAKER_WAITS.swap(true, SeqCst) {
+                        drop(L.acquire());
+                    }
+                });
+                let mut b = Box::pin(M.acquire_async());
+                let pending = std::future::Future::poll(
+                    b.as_mut(),
+                    &mut std::task::Context::from_waker(&waker),
+                );
+                assert!(pending.is_pending());
+                std::mem::forget(b);
+            });
+            wait_until("the waker waits for L", || WAKER_WAITS.load(SeqCst));
+            thread::sleep(Duration::from_millis(20)); // in line for L, behind task A
+            L.request_drop();
+            outer.checkpoint().unwrap();
+            assert!(A_GOT.load(SeqCst), "task A held the lock in the hand-over");
+            drop(nested);
+            drop(outer);
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_panic_hook_of_a_refusal_in_a_suspended_region_runs_holding() {
+    // A refusal of the lock's own, raised in a region of a nested guard (here: the lock was
+    // closed before an initialiser could run), panics once the hold is whole again: the
+    // process's panic hook, the user's code, runs on a thread that holds the lock.
+    let ended = in_child_process(
+        "the_panic_hook_of_a_refusal_in_a_suspended_region_runs_holding",
+        || {
+            use gil_std::Blocking;
+            static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+            static CELL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+            std::panic::set_hook(Box::new(|_| {
+                let held = GIL.is_held_by_current_thread();
+                eprintln!("panic hook: holding {held}");
+            }));
+            let outer = GIL.acquire();
+            let mut nested = GIL.ensure();
+            let closer = thread::spawn(|| {
+                let g = GIL.acquire();
+                drop(GIL.close());
+                drop(g);
+            });
+            wait_until("the closer to queue", || GIL.has_waiters());
+            let refused = catch_unwind(AssertUnwindSafe(|| nested.get_or_init(&CELL, || 1)));
+            closer.join().unwrap();
+            drop(nested);
+            drop(outer);
+            std::process::exit(if refused.is_err() { 0 } else { 6 });
+        },
+    );
+    if let Some((success, stderr)) = ended {
+        assert!(success, "{stderr}");
+        assert!(stderr.contains("panic hook: holding true"), "{stderr}");
+        assert!(!stderr.contains("panic hook: holding false"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_shorter_interval_asks_no_sooner_than_a_whole_interval_of_waiting() {
+    // The clock's deadline after a change of interval counts from when the waiter queued (or
+    // the last switch), not from the start of the clock.
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_secs(10))));
+    // The clock has run for a while already.
+    start_the_clock();
+    thread::sleep(Duration::from_millis(300));
+    let held = gil.acquire();
+    let waiter = thread::spawn(move || drop(gil.acquire()));
+    wait_until("the waiter to queue", || gil.has_waiters());
+    gil.set_switch_interval(Duration::from_millis(200)).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        gil.stats().clock_requests,
+        0,
+        "asked 50 ms into a wait of an interval of 200 ms"
+    );
+    drop(held);
+    waiter.join().unwrap();
+}
+
+/// Starts the clock: a contended acquire of a lock of its own.
+fn start_the_clock() {
+    let gil = leaked_gil();
+    let held = gil.acquire();
+    let waiter = thread::spawn(move || drop(gil.acquire()));
+    wait_until("the waiter to queue", || gil.has_waiters());
+    drop(held);
+    waiter.join().unwrap();
+}

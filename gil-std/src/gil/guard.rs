@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use gil_core::Away;
 
@@ -295,6 +296,7 @@ impl<'a> Unlocked<'a> {
             // Before it is taken apart: its drop ends the region without the lock.
             relock_held_panic();
         }
+        self.gil.refuse_waiting_region(0);
         let this = ManuallyDrop::new(self);
         let gil = this.gil;
         gil.emit(Event::BlockingLeft);
@@ -635,9 +637,17 @@ impl<'a> EnsureGuard<'a> {
     /// on: the hold is suspended while `f` runs, and resumes after it.
     pub(crate) fn suspended<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
         let region = TakeBack::suspend(self.gil());
-        let result = f();
+        // A refusal of the lock's own raised in the region, while the hold is set aside, comes
+        // without its panic hook (`sync::refusal`): raised again once the hold is whole.
+        let result = catch_unwind(AssertUnwindSafe(f));
         region.end();
-        result
+        match result {
+            Ok(result) => result,
+            Err(payload) => match payload.downcast::<crate::sync::Refusal>() {
+                Ok(refusal) => panic!("{}", refusal.0),
+                Err(payload) => resume_unwind(payload),
+            },
+        }
     }
 
     /// The guard that `ensure` acquired, for blocking regions that take any closure; a nested

@@ -53,6 +53,7 @@ impl Gil {
     pub(super) fn refuse_let_go(&self) {
         self.refuse_stale();
         self.refuse_region();
+        self.refuse_waiting_region(0);
     }
 
     /// A blocking region's start on a hold that may have other guards on this thread (a region
@@ -70,11 +71,15 @@ impl Gil {
     /// [`resume`]: Gil::resume
     pub(super) fn suspend(&self) -> (Away, SetAside) {
         self.refuse_stale();
+        // Room for the frame that sets the guards aside, and for an initialiser's wait.
+        self.refuse_waiting_region(2);
         self.announce_let_go();
         // Relaxed: see `Gil::nested`.
         let guards = self.nested.load(Relaxed);
         self.nested.store(0, Relaxed);
         self.mark_suspended(true);
+        // Cannot refuse: `refuse_waiting_region` made room, and the hooks that ran since have
+        // ended their frames.
         let quiet = guards != 0 || crate::owner::has_set_aside(self);
         let frame = quiet.then(|| Frame::set_aside(self, guards));
         (self.let_go_quietly(), SetAside::suspended(frame))

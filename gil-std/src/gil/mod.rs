@@ -152,25 +152,36 @@ impl SetAside {
     }
 }
 
-/// A hold made by [`Gil::initialiser_hold`]; dropping it releases the lock.
-pub(crate) struct InitialiserHold<'g> {
-    gil: &'g Gil,
-    /// The guard of the hold, never dropped as one: its drop would count out of the frame
-    /// that holds the region's guards aside.
-    _guard: ManuallyDrop<GilGuard<'g>>,
-    resuming: Option<crate::owner::Resuming>,
+/// A hold made by [`Gil::initialiser_hold`]; dropping it ends the hold.
+pub(crate) enum InitialiserHold<'g> {
+    /// On behalf of a hold set aside on this thread: every guard of the lock the initialiser
+    /// joins or drops counts in that hold's frame, so this hold has only its own, and its end
+    /// releases the lock.
+    Resumed {
+        gil: &'g Gil,
+        /// The guard of the hold, never dropped as one: its drop would count out of the frame
+        /// that holds the region's guards aside.
+        _guard: ManuallyDrop<GilGuard<'g>>,
+        resuming: crate::owner::Resuming,
+    },
+    /// No hold was set aside: a plain hold, which its guard ends.
+    Plain { _guard: GilGuard<'g> },
 }
 
 impl Drop for InitialiserHold<'_> {
     fn drop(&mut self) {
-        let gil = self.gil;
-        // The services see the release while the hold is whole; the thread is quiet again
-        // before it lets go.
-        gil.watch_end();
-        if let Some(resuming) = self.resuming.as_mut() {
+        if let InitialiserHold::Resumed { gil, resuming, .. } = self {
+            // The services see the release while the hold is whole; the thread is quiet
+            // again before it lets go.
+            gil.watch_end();
             resuming.holding(false);
+            debug_assert_eq!(
+                gil.nested.load(Relaxed),
+                0,
+                "the initialiser's guards are aside"
+            );
+            gil.release_unwatched();
         }
-        gil.release_unwatched();
     }
 }
 
@@ -879,12 +890,17 @@ impl Gil {
     ///
     /// As [`acquire_checked`](Gil::acquire_checked).
     pub(crate) fn initialiser_hold(&self) -> Result<InitialiserHold<'_>, AcquireError> {
-        let mut resuming = crate::owner::Resuming::begin(self);
+        let Some(mut resuming) = crate::owner::Resuming::begin(self) else {
+            // No hold set aside (a plain guard's region): a hold like any, whose guard ends
+            // it, or, if the initialiser keeps another guard of it, does not.
+            let guard = self.acquire_checked()?;
+            return Ok(InitialiserHold::Plain { _guard: guard });
+        };
         let guard = ManuallyDrop::new(self.acquire_checked()?);
-        if let Some(resuming) = resuming.as_mut() {
-            resuming.holding(true);
-        }
-        Ok(InitialiserHold {
+        resuming.holding(true);
+        // Reported now: while it waited and took the lock, the thread was quiet.
+        self.emit(Event::Got);
+        Ok(InitialiserHold::Resumed {
             gil: self,
             _guard: guard,
             resuming,
@@ -931,17 +947,41 @@ impl Gil {
     }
 
     /// A blocking region may open only on a hold with one guard, the one opening it: any other
-    /// guard of this thread (a nested `ensure`) could reach what the lock protects while other
-    /// threads hold it.
+    /// guard of this thread (a nested `ensure`, or one of a hold set aside on this thread, which
+    /// an initialiser run on that hold's behalf could reach) could reach what the lock protects
+    /// while other threads hold it.
     ///
     /// # Panics
     ///
     /// If the hold has other guards.
     #[inline]
     pub(crate) fn refuse_region(&self) {
-        if self.nested.load(Relaxed) != 0 {
+        if self.nested.load(Relaxed) != 0
+            || self.watch.has(WATCH_SUSPENDED) && crate::owner::set_aside_guards_alive(self)
+        {
             region_with_guards_panic();
         }
+    }
+
+    /// What a region, which waits for the lock at its end, checks at its start, before it lets
+    /// the lock go: a refusal at its end would come when another thread may hold the lock, with
+    /// the region's guard unwinding as if this thread did. Refuses a region opened in code that
+    /// a wait of this thread for the same lock runs (a task's waker, woken by this thread's
+    /// hand-over, that polled its future inline), whose end would wait behind that wait, and
+    /// makes sure the end's wait, and `frames` frames besides, will find room.
+    ///
+    /// # Panics
+    ///
+    /// In both cases, with a message that says which.
+    pub(crate) fn refuse_waiting_region(&self, frames: usize) {
+        if crate::owner::is_doing(self, Doing::Wait) {
+            crate::sync::refusal(format_args!(
+                "gil: a blocking region opened in code that a wait of this thread for the same \
+                 Gil runs (a task's waker that polled its future inline?): its end would wait \
+                 behind that wait for ever"
+            ));
+        }
+        crate::owner::make_room(1 + frames);
     }
 
     #[cold]

@@ -158,6 +158,22 @@ pub(crate) fn caught(f: impl FnOnce()) -> Result<(), ()> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(std::mem::forget)
 }
 
+/// Panics with `message`: a refusal of the lock's own. On a thread that runs no code of the
+/// user's at the moment (`owner::is_quiet`, its hold set aside with other guards), the panic
+/// hook, which is the user's code, must not run: the panic unwinds without it (a
+/// [`Refusal`]), and the region that set the hold aside raises it again, hook and all, once
+/// the hold is whole (`EnsureGuard::suspended`).
+#[track_caller]
+pub(crate) fn refusal(message: std::fmt::Arguments<'_>) -> ! {
+    if crate::owner::is_quiet() {
+        std::panic::resume_unwind(Box::new(Refusal(message.to_string())));
+    }
+    panic!("{message}");
+}
+
+/// The payload of a [`refusal`] made on a quiet thread, raised again once it is not.
+pub(crate) struct Refusal(pub(crate) String);
+
 /// Writes `message` on standard error, as `eprintln!` does, but never panics: with standard
 /// error closed, the message is lost rather than unwind from the lock's own paths.
 pub(crate) fn report(message: std::fmt::Arguments<'_>) {
