@@ -544,6 +544,7 @@ fn take_leaves_a_standing_ask_alone() {
 /// the queue still linking to it, so the process aborts instead (checked in a child process:
 /// this test binary, running only this test).
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn a_policy_that_panics_while_queued_aborts() {
     use std::process::{Command, Stdio};
     const CHILD: &str = "GIL_CORE_PANICKING_POLICY";

@@ -923,6 +923,7 @@ fn in_child_process(test: &str, scenario: impl FnOnce()) -> Option<(bool, String
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn a_waker_that_waits_for_the_lock_its_thread_hands_over_is_refused() {
     // Woken on the holder's thread, inside its checkpoint's hand-over, the waker would queue
     // behind its own thread's wait: the lock would go to that wait, which can never take it.
@@ -996,6 +997,7 @@ fn queue_a_future(gil: &'static Gil, waker: std::task::Waker) {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn a_waker_whose_panic_cannot_be_dropped_aborts_inside_the_hand_over() {
     // The waker panics with a payload whose drop panics too: the panic must not unwind out of
     // the hand-over, where the lock is already the task's.
@@ -1017,6 +1019,7 @@ fn a_waker_whose_panic_cannot_be_dropped_aborts_inside_the_hand_over() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn a_hook_panic_reported_to_a_closed_stderr_stays_in_the_hook() {
     // The report of a hook's panic goes to standard error; with it closed, writing fails, and
     // that failure must not unwind out of the hand-over the hook reported on.
@@ -1195,6 +1198,7 @@ fn no_code_of_the_users_runs_on_a_thread_whose_hold_is_elsewhere_with_guards_it_
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn a_waker_that_polls_inline_then_hands_over_its_guard_is_refused() {
     // The waker, run by its thread's hand-over, gets the lock and hands it over again from
     // inside: its wait would queue behind its own thread's. The refusal aborts inside the
@@ -1849,6 +1853,7 @@ fn a_waker_that_waits_for_a_lock_holds_up_no_other_tasks_wake() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn the_panic_hook_of_a_refusal_in_a_suspended_region_runs_holding() {
     // A refusal of the lock's own, raised in a region of a nested guard (here: the lock was
     // closed before an initialiser could run), panics once the hold is whole again: the
