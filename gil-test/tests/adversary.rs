@@ -128,11 +128,11 @@ fn regressions_replay() {
 }
 
 /// A few small programs, fixed by seed: what `scripts/miri` runs (`ADVERSARY_MIRI_CASES`
-/// cases, default 16, of 2 threads and 12 steps, from `ADVERSARY_SEED`).
+/// cases, default 32, of 2 threads and 12 steps, from `ADVERSARY_SEED`).
 #[test]
 fn miri_cases() {
     adversary::quiet_panics();
-    let cases = setting("ADVERSARY_MIRI_CASES", 16);
+    let cases = setting("ADVERSARY_MIRI_CASES", 32);
     let first = setting("ADVERSARY_SEED", 1);
     for seed in first..first + cases {
         let bytes = adversary::generate(seed, 12, Some(2));

@@ -161,6 +161,9 @@ pub(crate) fn conduct(world: &'static World, options: Options) -> Vec<Finding> {
     let janitor = spawn_helper(world, local::JANITOR, "adversary-janitor", move || {
         loop {
             tasks::drop_all(world);
+            // A waker that polled inline here, as a drop handed its lock on, may keep a guard
+            // on this thread: it ends now, not with the thread, which the workers may wait for.
+            drop_kept_here(world, local::JANITOR);
             let done = janitor_board.wait(Duration::from_millis(1), all_finished);
             if done || world.over.load(SeqCst) {
                 tasks::drop_all(world);
@@ -261,22 +264,28 @@ fn spawn_helper<R: Send + 'static>(
             local::set_me(id);
             let out = f();
             // Guards hooks and wakers kept on this thread end with it.
-            match catch_unwind(local::drain_kept) {
-                Ok(left) => world.leak_kept(left),
-                Err(payload) if !panic_allowed(&*payload, false) => world.record(
-                    Oracle::UnexpectedPanic,
-                    format!(
-                        "dropping kept guards on {}: {}",
-                        local::who(id),
-                        message(&*payload)
-                    ),
-                ),
-                Err(_) => {}
-            }
+            drop_kept_here(world, id);
             let _ = done.send(out);
         })
         .expect("a helper thread");
     finished
+}
+
+/// Drops the guards hooks and wakers kept on this helper thread (`id`); leaks those a hook
+/// keeps again at every drop.
+fn drop_kept_here(world: &World, id: usize) {
+    match catch_unwind(local::drain_kept) {
+        Ok(left) => world.leak_kept(left),
+        Err(payload) if !panic_allowed(&*payload, false) => world.record(
+            Oracle::UnexpectedPanic,
+            format!(
+                "dropping kept guards on {}: {}",
+                local::who(id),
+                message(&*payload)
+            ),
+        ),
+        Err(_) => {}
+    }
 }
 
 /// Once every worker has finished: each lock that is not closed can be taken, and its
