@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, RefUnwindSafe, UnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-use std::sync::{Barrier, mpsc};
+use std::sync::{Barrier, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
@@ -1485,6 +1485,44 @@ fn an_initialiser_may_drop_a_guard_of_the_suspended_hold() {
     })
     .unwrap();
     assert!(free_for_others(&GIL));
+}
+
+#[test]
+fn an_initialisers_taking_runs_no_pending_call_while_the_hold_is_aside() {
+    // `get_or_init` on a nested guard takes the lock again for its initialiser while the hold's
+    // guards are aside. A pending call run by that taking is code of the user's on a quiet
+    // thread, and one that panics unwound through a guard whose drop counted against the hold
+    // set aside: the lock stayed held, and the region's end refused to take it back. The
+    // calls wait for the next taking or checkpoint instead.
+    let gil = leaked_gil();
+    let cell: &'static OnceLock<u32> = Box::leak(Box::new(OnceLock::new()));
+    let outcome = within(
+        20,
+        "an initialiser's taking with a pending call queued",
+        move || {
+            use gil_std::Blocking;
+            let g = gil.ensure();
+            let mut e = gil.ensure();
+            gil.add_pending_call(|_| panic!("the pending call panics"))
+                .unwrap_or_else(|_| panic!("the call is queued"));
+            let got = catch_unwind(AssertUnwindSafe(|| *e.get_or_init(cell, || 7)));
+            let got = got.map_err(|p| message(&*p));
+            assert!(gil.is_held_by_current_thread(), "the hold is whole again");
+            drop(e);
+            drop(g);
+            got
+        },
+    )
+    .expect("the test thread");
+    assert!(
+        matches!(&outcome, Ok(7)) || matches!(&outcome, Err(m) if m == "the pending call panics"),
+        "get_or_init gave {outcome:?}"
+    );
+    // The call, if still queued, runs at this taking and panics through its guard.
+    let _ = within(20, "another thread taking the lock", move || {
+        drop(gil.try_acquire_for(Duration::from_secs(5)));
+    });
+    assert!(free_for_others(gil), "nobody holds the lock at the end");
 }
 
 #[test]

@@ -61,6 +61,13 @@ const REGRESSIONS: &[(&str, &[u8])] = &[
         "a yield whose hand-over grants a future that its waker polls inline and keeps",
         b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x21\x84\x00\x00\x00\x6f\x00\x02\x01\x1a\x00\x00",
     ),
+    (
+        // Ensure(A), Ensure(A), a pending call of A that panics, then `get_or_init` on the
+        // nested guard: the initialiser's taking of A, on behalf of the hold set aside, must
+        // not run the call.
+        "an initialiser's taking with a panicking pending call queued",
+        b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x4e\x00\x00\x00\x4f\x00\x00\x00\xf6\x00\xa8\x00\xe7\x00\x03",
+    ),
 ];
 
 /// As [`REGRESSIONS`], through the old API's `EnsureGuard::guard_mut` (`--cfg gil_old_api`).

@@ -1137,8 +1137,10 @@ impl Gil {
     /// `owned` with services watching: those of every hold, then the pending calls queued
     /// while nobody held the lock, run with the hold's guard, so that a call that panics
     /// unwinds through the guard and the lock is released. Not while unwinding (an acquire in
-    /// a destructor): a call that panicked then would abort the process; the next checkpoint
-    /// runs them.
+    /// a destructor): a call that panicked then would abort the process. Nor on a quiet
+    /// thread (an initialiser taking the lock on behalf of a hold set aside): that runs no code
+    /// of the user's, and the guard's drop would count against the hold set aside instead of
+    /// releasing. The next taking or checkpoint runs them.
     ///
     /// # Panics
     ///
@@ -1161,7 +1163,7 @@ impl Gil {
         self.owner.set_current();
         let guard = GilGuard::new(self);
         self.watch_hold(watch);
-        if watch & WATCH_CALLS != 0 && !std::thread::panicking() {
+        if watch & WATCH_CALLS != 0 && !std::thread::panicking() && !crate::owner::is_quiet() {
             self.run_pending_calls(&guard);
         }
         guard
