@@ -106,6 +106,10 @@ impl Task {
                 }
             }
         }
+        // The lock may be handed to the future in the middle of the poll, while a hook the poll
+        // runs waits for the other lock: for the lock-order analysis, the polling thread holds
+        // the future's lock from here to the end of its step.
+        self.world.holds(local::me(), Res::from(self.lock).bit());
         let waker = Waker::from(Arc::clone(self));
         let mut cx = Context::from_waker(&waker);
         let poison = Poison(&self.poisoned);

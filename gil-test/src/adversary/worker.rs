@@ -555,6 +555,9 @@ impl Worker {
             }
             Op::BlockOn(l) => {
                 self.waits(l.into());
+                // As a task's poll (see `Task::poll`): the lock may be handed to the future
+                // while a hook the poll runs waits for the other lock.
+                world.holds(self.id, Res::from(l).bit());
                 let future = pin!(world.gil(l).acquire_async());
                 if let Ok(g) = block_on(future) {
                     self.items.push(Item::Guard(g));
