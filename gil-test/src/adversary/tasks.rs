@@ -73,9 +73,12 @@ impl Task {
 
     /// Whether the task still has a future to poll (it may be being polled).
     pub(crate) fn is_live(&self) -> bool {
-        if self.poisoned.load(SeqCst) {
-            return false;
-        }
+        !self.poisoned.load(SeqCst) && self.has_future()
+    }
+
+    /// Whether the task still has a future, poisoned or not: one handed the lock holds it
+    /// until dropped.
+    fn has_future(&self) -> bool {
         match self.future.try_lock() {
             Ok(f) => !matches!(*f, TaskFuture::Gone),
             Err(TryLockError::Poisoned(p)) => !matches!(*p.into_inner(), TaskFuture::Gone),
@@ -210,10 +213,10 @@ pub(crate) fn drop_all(world: &World) {
         let tasks = world.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         tasks.clone()
     };
-    // Each live task may hold its lock until it is dropped here.
+    // Each task with a future, poisoned or not, may hold its lock until it is dropped here.
     let held = tasks
         .iter()
-        .filter(|t| t.is_live())
+        .filter(|t| t.has_future())
         .fold(0, |held, t| held | Res::from(t.lock).bit());
     world.holds(local::me(), held);
     for task in tasks {
