@@ -373,7 +373,9 @@ impl<P: Park> RawGil<P> {
         if waiter.is_urgent() {
             // Asks the holder to lend at its next checkpoint, once in line. Release (in `set`)
             // pairs with the Acquire of the holder's `take`, which thus sees this node queued.
-            self.breaker.set(Breaker::URGENT);
+            if !cfg!(bite = "urgent-never-raised") {
+                self.breaker.set(Breaker::URGENT);
+            }
         }
         Enqueued::Queued
     }
@@ -491,6 +493,7 @@ impl<P: Park> RawGil<P> {
                 // SAFETY: forwarded contract; not yet seen granted or closed.
                 return match unsafe { self.cancel(waiter) } {
                     Cancel::Removed => Waited::GaveUp,
+                    Cancel::Granted if cfg!(bite = "give-up-loses-grant") => Waited::GaveUp,
                     Cancel::Granted => Waited::Granted,
                     Cancel::Closed => Waited::Closed,
                 };
@@ -588,7 +591,7 @@ impl<P: Park> RawGil<P> {
     /// The calling thread owns the lock (on a loan or not), and stops using what it protects
     /// until it has it back.
     pub unsafe fn let_go(&self) -> Away {
-        if self.breaker.loan_out() {
+        if !cfg!(bite = "let-go-unlocks-a-loan") && self.breaker.loan_out() {
             // SAFETY: we hold the lock on a loan asked for (it is out, and we own it).
             unsafe { self.give_back() };
             return Away { offered: None };
@@ -636,9 +639,13 @@ impl<P: Park> RawGil<P> {
             Waiter::returning()
         });
         let mut wait = abort_on_unwind(|| ret.in_line(ask));
-        // SAFETY: the node is pinned here and not queued, and `lock_with` returns only once it
-        // is out of line; this thread does not own the lock (caller's contract).
-        let got = unsafe { self.lock_with(node.as_ref(), &mut wait) };
+        let got = if cfg!(bite = "region-skips-take-back") {
+            Waited::Granted
+        } else {
+            // SAFETY: the node is pinned here and not queued, and `lock_with` returns only once
+            // it is out of line; this thread does not own the lock (caller's contract).
+            unsafe { self.lock_with(node.as_ref(), &mut wait) }
+        };
         debug_assert_ne!(got, Waited::Closed, "a returning waiter is never closed");
         abort_on_unwind(|| ret.granted(wait));
         Back::Granted
@@ -897,8 +904,12 @@ impl<P: Park> RawGil<P> {
             return false;
         }
         abort_on_unwind(|| policy.queued());
-        // SAFETY: queued by `step_aside`, by this thread.
-        let back = unsafe { self.wait_with(waiter, policy) };
+        let back = if cfg!(bite = "yield-without-waiting") {
+            Waited::Granted
+        } else {
+            // SAFETY: queued by `step_aside`, by this thread.
+            unsafe { self.wait_with(waiter, policy) }
+        };
         debug_assert_ne!(back, Waited::Closed, "a returning waiter is never closed");
         true
     }
@@ -937,7 +948,7 @@ impl<P: Park> RawGil<P> {
     /// The calling thread owns the lock (on a loan or not). `handover`'s policies give up only
     /// as a returning wait may ([`WaitPolicy::give_up`]).
     pub unsafe fn hand_over_with<H: Handover<P>>(&self, handover: &mut H) -> bool {
-        if self.breaker.loan_out() {
+        if !cfg!(bite = "borrower-keeps-drop-request") && self.breaker.loan_out() {
             let mut wait = handover.letting_go(Step::GiveBack);
             // SAFETY: we hold the lock on a loan asked for (it is out, and we own it).
             unsafe { self.give_back() };
@@ -987,7 +998,8 @@ impl<P: Park> RawGil<P> {
         // Which loan the caller holds, if any. The loan bits are read with Acquire (the
         // lender's writes); `LENT` is the caller's own hold's, ordered by its grant.
         let on_breaker = self.breaker.loan_out();
-        let borrowing = on_breaker || self.state.load(Relaxed) & LENT != 0;
+        let borrowing =
+            on_breaker || (!cfg!(bite = "loan-lends-on") && self.state.load(Relaxed) & LENT != 0);
         // A borrower leaves `URGENT` for its lender.
         let asks = Breaker::DROP_REQUEST | if borrowing { 0 } else { Breaker::URGENT };
         // Not a write to the breaker's line when there is nothing to take (a loan asked for:
@@ -1003,7 +1015,9 @@ impl<P: Park> RawGil<P> {
             if borrowing {
                 // The request is for the lender's slice, which this loan is part of: leave it
                 // for the lender to answer once the loan is back.
-                self.breaker.set(Breaker::DROP_REQUEST);
+                if !cfg!(bite = "drop-not-passed-on") {
+                    self.breaker.set(Breaker::DROP_REQUEST);
+                }
             }
             // SAFETY: we own the lock (caller's contract).
             handed = unsafe { self.hand_over_with(handover) };
@@ -1019,7 +1033,8 @@ impl<P: Park> RawGil<P> {
                 lent = unsafe { self.lend_asked_with(&mut wait) };
                 handover.back(Step::LendAsked, wait, lent);
             }
-            if !lent && taken & Breaker::URGENT != 0 && self.has_waiters() {
+            let lends = !lent && taken & Breaker::URGENT != 0 && self.has_waiters();
+            if lends && !cfg!(bite = "checkpoint-never-lends-in-line") {
                 let mut wait = handover.letting_go(Step::LendInLine);
                 let node = pin!(Waiter::returning());
                 // SAFETY: as for the yield above; `lend_with` lends only to an urgent head.
@@ -1149,7 +1164,7 @@ impl<P: Park> RawGil<P> {
         abort_on_unwind(|| {
             let mut spinning = true;
             // The Acquire in `loan_out` takes the borrower's writes once it is back.
-            while self.breaker.loan_out() {
+            while !cfg!(bite = "lender-does-not-wait") && self.breaker.loan_out() {
                 if spinning && policy.spin() {
                     continue;
                 }
@@ -1200,7 +1215,8 @@ impl<P: Park> RawGil<P> {
             while self.loan() == Loan::Asked && policy.spin() {}
         });
         // SAFETY: asked just above, and this is the only place that acts on the answer.
-        self.loan() == Loan::Lent || !unsafe { self.withdraw_loan() }
+        self.loan() == Loan::Lent
+            || (!cfg!(bite = "borrow-keeps-its-ask") && !unsafe { self.withdraw_loan() })
     }
 
     /// The borrower gives the lock back to the lender (waking it if it sleeps): the loan ends.
