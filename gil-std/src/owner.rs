@@ -126,7 +126,7 @@ pub(crate) fn is_in_hook<L>(lock: &L) -> bool {
 /// one proved, with no guard to check) while another thread holds the lock.
 #[inline]
 pub(crate) fn is_quiet() -> bool {
-    FRAMES.with(|f| f.set_aside.get()) != 0
+    !cfg!(bite = "a-quiet-thread-runs-user-code") && FRAMES.with(|f| f.set_aside.get()) != 0
 }
 
 /// The index of the innermost `SetAside` or `Resumed` frame for `lock`.

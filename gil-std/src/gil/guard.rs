@@ -292,7 +292,7 @@ impl<'a> Unlocked<'a> {
     /// If this thread holds the lock again already (it took it meanwhile and keeps the
     /// guard): it would wait for itself. Drop that guard first.
     pub fn relock(self) -> GilGuard<'a> {
-        if self.gil.holds_here() {
+        if !cfg!(bite = "relock-while-holding") && self.gil.holds_here() {
             // Before it is taken apart: its drop ends the region without the lock.
             relock_held_panic();
         }
@@ -376,7 +376,7 @@ impl<'a> TakeBack<'a> {
         if !quiet {
             gil.emit(Event::BlockingLeft);
         }
-        if gil.holds_here() {
+        if !cfg!(bite = "region-ends-holding") && gil.holds_here() {
             // A guard of the lock came back from the region (or was leaked in it): it joins
             // the hold, so that the unwinding through both releases the lock once, after the
             // last.

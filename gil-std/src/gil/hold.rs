@@ -53,7 +53,9 @@ impl Gil {
     pub(super) fn refuse_let_go(&self) {
         self.refuse_stale();
         self.refuse_region();
-        self.refuse_waiting_region(0);
+        if !cfg!(bite = "a-region-refuses-after-letting-go") {
+            self.refuse_waiting_region(0);
+        }
     }
 
     /// A blocking region's start on a hold that may have other guards on this thread (a region
@@ -72,7 +74,9 @@ impl Gil {
     pub(super) fn suspend(&self) -> (Away, SetAside) {
         self.refuse_stale();
         // Room for the frame that sets the guards aside, and for an initialiser's wait.
-        self.refuse_waiting_region(2);
+        if !cfg!(bite = "a-suspension-refuses-after-setting-aside") {
+            self.refuse_waiting_region(2);
+        }
         self.announce_let_go();
         // Relaxed: see `Gil::nested`.
         let guards = self.nested.load(Relaxed);
@@ -260,7 +264,9 @@ impl Gil {
         self.refuse_in_hook();
         // A thread that holds a loan of another lock comes back in line: the record of the
         // loan it holds is one per thread.
-        let ahead = self.fast_return.load(Relaxed) && !crate::credit::holds_a_loan();
+        let ahead = self.fast_return.load(Relaxed)
+            && (cfg!(bite = "a-second-loan-overwrites-the-first")
+                || !crate::credit::holds_a_loan());
         let mut returning = Returning {
             gil: self,
             asked_at: None,

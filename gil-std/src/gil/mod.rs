@@ -604,7 +604,9 @@ impl Gil {
     /// ```
     pub fn ensure(&self) -> EnsureGuard<'_> {
         if self.holds_here() {
-            self.join_hold();
+            if !cfg!(bite = "nested-ensure-releases") {
+                self.join_hold();
+            }
             EnsureGuard::nested(self)
         } else {
             EnsureGuard::acquired(self.acquire())
@@ -793,7 +795,8 @@ impl Gil {
     #[inline]
     pub(crate) fn holds_here(&self) -> bool {
         (self.owner.is_current() && !self.raw.is_lent())
-            || crate::credit::on_loan(self) == Some(Borrowed::OnBreaker)
+            || (!cfg!(bite = "loan-holder-unknown")
+                && crate::credit::on_loan(self) == Some(Borrowed::OnBreaker))
     }
 
     /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
@@ -820,7 +823,7 @@ impl Gil {
         }
         // Relaxed: see `Gil::nested`.
         let nested = self.nested.load(Relaxed);
-        if nested != 0 {
+        if nested != 0 && !cfg!(bite = "hold-ends-with-first-guard") {
             return self.drop_nested(nested);
         }
         self.release_unwatched();
@@ -829,7 +832,10 @@ impl Gil {
     /// `drop_guard` with services watching.
     #[cold]
     fn drop_guard_watched(&self, watch: u32) {
-        if watch & WATCH_SUSPENDED != 0 && crate::owner::count_set_aside(self, -1) {
+        if watch & WATCH_SUSPENDED != 0
+            && !cfg!(bite = "set-aside-drops-not-counted")
+            && crate::owner::count_set_aside(self, -1)
+        {
             return;
         }
         // Relaxed: see `Gil::nested`.
@@ -871,7 +877,9 @@ impl Gil {
         }
         // The frame first: it is what may refuse (too many frames), before anything changes.
         let frame = Frame::set_aside(self, nested);
-        self.nested.store(0, Relaxed);
+        if !cfg!(bite = "guards-not-set-aside") {
+            self.nested.store(0, Relaxed);
+        }
         self.mark_suspended(true);
         SetAside {
             frame: Some(frame),
@@ -899,7 +907,9 @@ impl Gil {
         let guard = ManuallyDrop::new(self.acquire_checked()?);
         resuming.holding(true);
         // Reported now: while it waited and took the lock, the thread was quiet.
-        self.emit(Event::Got);
+        if !cfg!(bite = "an-initialiser-unreported") {
+            self.emit(Event::Got);
+        }
         Ok(InitialiserHold::Resumed {
             gil: self,
             _guard: guard,
@@ -915,7 +925,9 @@ impl Gil {
         if let Some(frame) = set_aside.frame {
             let guards = frame.count();
             drop(frame);
-            self.add_guards(guards);
+            if !cfg!(bite = "guards-not-restored") {
+                self.add_guards(guards);
+            }
         }
         if set_aside.marked {
             self.mark_suspended(false);
@@ -956,8 +968,11 @@ impl Gil {
     /// If the hold has other guards.
     #[inline]
     pub(crate) fn refuse_region(&self) {
-        if self.nested.load(Relaxed) != 0
-            || self.watch.has(WATCH_SUSPENDED) && crate::owner::set_aside_guards_alive(self)
+        if !cfg!(bite = "region-under-nested-guards")
+            && (self.nested.load(Relaxed) != 0
+                || !cfg!(bite = "a-region-ignores-guards-set-aside")
+                    && self.watch.has(WATCH_SUSPENDED)
+                    && crate::owner::set_aside_guards_alive(self))
         {
             region_with_guards_panic();
         }
@@ -1061,7 +1076,7 @@ impl Gil {
     /// `release` once the watched services are done with the hold (or none watch).
     #[inline]
     fn release_unwatched(&self) {
-        if self.end_hold_quietly(None) {
+        if self.end_hold_quietly(None) && !cfg!(bite = "loan-released-by-unlock") {
             self.give_back_loan();
         } else {
             // SAFETY: the caller holds the lock, not on a loan it asked for, and stops using
@@ -1155,7 +1170,10 @@ impl Gil {
             unsafe { self.raw.unlock() };
             in_hook_panic();
         }
-        if watch & WATCH_SUSPENDED != 0 && crate::owner::is_doing(self, Doing::SetAside) {
+        if watch & WATCH_SUSPENDED != 0
+            && !cfg!(bite = "a-fresh-hold-while-set-aside")
+            && crate::owner::is_doing(self, Doing::SetAside)
+        {
             // SAFETY: as above.
             unsafe { self.raw.unlock() };
             set_aside_panic();
@@ -1197,7 +1215,7 @@ impl Gil {
     /// Inside a hook of this lock (the panic removes the hook; see `emit_slow`).
     #[inline]
     pub(crate) fn refuse_in_hook(&self) {
-        if crate::owner::is_in_hook(self) {
+        if !cfg!(bite = "hooks-may-take-guards") && crate::owner::is_in_hook(self) {
             in_hook_panic();
         }
     }
@@ -1226,7 +1244,10 @@ impl Gil {
     /// If a hold is suspended and this thread does not hold the lock.
     #[inline]
     pub(crate) fn refuse_suspended(&self) {
-        if self.watch.has(WATCH_SUSPENDED) && !self.holds_here() {
+        if !cfg!(bite = "suspended-guard-trusted")
+            && self.watch.has(WATCH_SUSPENDED)
+            && !self.holds_here()
+        {
             suspended_panic();
         }
     }

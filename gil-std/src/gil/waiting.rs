@@ -96,13 +96,13 @@ impl<'a> Waiting<'a> {
         deadline: Option<Instant>,
         announce: bool,
     ) -> Self {
-        if crate::owner::is_doing(gil, Doing::Wait) {
+        if !cfg!(bite = "a-wait-inside-a-wait") && crate::owner::is_doing(gil, Doing::Wait) {
             waiting_already_panic();
         }
         // Not a lender's: nothing it runs can take the lock (see `give_up`), and its wait is on
         // the loan's critical path. First: it is what may refuse (too many frames).
         let frame = (turn != Turn::Resume).then(|| Frame::enter(gil, Doing::Wait));
-        let timed = turn == Turn::InLine;
+        let timed = turn == Turn::InLine && !cfg!(bite = "armed-after-handoff");
         if timed {
             clock().arm(&gil.raw, &gil.timer, start.unwrap_or_else(Instant::now));
         }
@@ -210,7 +210,7 @@ impl Drop for Waiting<'_> {
         if let Some(task) = self.task.as_mut() {
             task.cancel();
         }
-        if core::mem::take(&mut self.timed) {
+        if core::mem::take(&mut self.timed) && !cfg!(bite = "clock-keeps-dropped-lock") {
             clock().leave(&self.gil.raw, &self.gil.timer);
         }
     }
@@ -259,8 +259,10 @@ impl WaitPolicy<Parking> for Waiting<'_> {
         if awake.round() {
             return true;
         }
-        clock().arm(&self.gil.raw, &self.gil.timer, start);
-        self.timed = true;
+        if !cfg!(bite = "loan-never-timed") {
+            clock().arm(&self.gil.raw, &self.gil.timer, start);
+            self.timed = true;
+        }
         false
     }
 
@@ -269,7 +271,10 @@ impl WaitPolicy<Parking> for Waiting<'_> {
     /// wait would never end. A lender waiting for its loan back is not asked: every grant goes
     /// to the lender first, so nothing it runs can take the lock.
     fn give_up(&mut self) -> bool {
-        if self.turn != Turn::Resume && self.gil.holds_here() {
+        if self.turn != Turn::Resume
+            && !cfg!(bite = "a-wait-ignores-reentry")
+            && self.gil.holds_here()
+        {
             self.reentered = true;
             return true;
         }
