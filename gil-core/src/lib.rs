@@ -7,7 +7,7 @@
 //!   `gil-std`, bits for the runtime.
 //! - [`Park`] — how a waiter sleeps; [`SpinPark`] spins with one of `spin`'s relax strategies.
 //! - [`WaitPolicy`] — what a waiting thread does between its looks, for the composites that wait
-//!   (`lock_with`, `yield_with`, …): a caller's clock, timeouts and statistics plug in here.
+//!   (`lock_with`, `checkpoint_with`, …): a caller's clock, timeouts and statistics plug in here.
 //!
 //! The core never reads a clock: timed preemption (a waiter that waited a switch interval asks
 //! for a drop) lives in `gil-std`, or on bare metal in a timer interrupt that calls

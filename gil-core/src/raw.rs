@@ -447,11 +447,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// As for [`wait`](RawGil::wait).
-    pub unsafe fn wait_with(
-        &self,
-        waiter: Pin<&Waiter<P>>,
-        policy: &mut impl WaitPolicy<P>,
-    ) -> Waited {
+    unsafe fn wait_with(&self, waiter: Pin<&Waiter<P>>, policy: &mut impl WaitPolicy<P>) -> Waited {
         abort_on_unwind(|| {
             // SAFETY: forwarded contract.
             unsafe { self.wait_with_policy(waiter, policy) }
@@ -862,11 +858,7 @@ impl<P: Park> RawGil<P> {
     /// queued, and pinned (it stays in place until this returns). `policy` gives up only as a
     /// returning wait may ([`WaitPolicy::give_up`]): a thread that handed its lock on must get
     /// it back.
-    pub unsafe fn yield_with(
-        &self,
-        waiter: Pin<&Waiter<P>>,
-        policy: &mut impl WaitPolicy<P>,
-    ) -> bool {
+    unsafe fn yield_with(&self, waiter: Pin<&Waiter<P>>, policy: &mut impl WaitPolicy<P>) -> bool {
         // SAFETY: forwarded contract.
         unsafe { self.step_aside_and_wait(waiter, false, policy) }
     }
@@ -878,11 +870,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// As for [`yield_with`](RawGil::yield_with).
-    pub unsafe fn lend_with(
-        &self,
-        waiter: Pin<&Waiter<P>>,
-        policy: &mut impl WaitPolicy<P>,
-    ) -> bool {
+    unsafe fn lend_with(&self, waiter: Pin<&Waiter<P>>, policy: &mut impl WaitPolicy<P>) -> bool {
         // SAFETY: forwarded contract.
         unsafe { self.step_aside_and_wait(waiter, true, policy) }
     }
@@ -1160,7 +1148,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// As for [`wait_loan_back`](RawGil::wait_loan_back).
-    pub unsafe fn wait_loan_back_with(&self, policy: &mut impl WaitPolicy<P>) {
+    unsafe fn wait_loan_back_with(&self, policy: &mut impl WaitPolicy<P>) {
         abort_on_unwind(|| {
             let mut spinning = true;
             // The Acquire in `loan_out` takes the borrower's writes once it is back.
@@ -1187,7 +1175,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// As for [`lend_asked`](RawGil::lend_asked).
-    pub unsafe fn lend_asked_with(&self, policy: &mut impl WaitPolicy<P>) -> bool {
+    unsafe fn lend_asked_with(&self, policy: &mut impl WaitPolicy<P>) -> bool {
         // SAFETY: forwarded contract.
         if !unsafe { self.lend_asked() } {
             return false;

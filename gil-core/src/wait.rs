@@ -8,11 +8,11 @@ use crate::park::Park;
 use crate::queue::Waiter;
 
 /// What a waiting thread does between its looks, for the waiting composites of
-/// [`RawGil`](crate::RawGil) ([`wait_with`](crate::RawGil::wait_with),
-/// [`lock_with`](crate::RawGil::lock_with), [`yield_with`](crate::RawGil::yield_with),
-/// [`lend_with`](crate::RawGil::lend_with), [`lend_asked_with`](crate::RawGil::lend_asked_with),
-/// [`wait_loan_back_with`](crate::RawGil::wait_loan_back_with),
-/// [`borrow_with`](crate::RawGil::borrow_with)).
+/// [`RawGil`](crate::RawGil): [`lock_with`](crate::RawGil::lock_with),
+/// [`borrow_with`](crate::RawGil::borrow_with), and the steps of
+/// [`checkpoint_with`](crate::RawGil::checkpoint_with) and
+/// [`take_back_with`](crate::RawGil::take_back_with) that wait (a yield, a loan and its
+/// return).
 ///
 /// The core decides who owns the lock, and when; a policy only chooses how to pass the time
 /// (spin, sleep, sleep with a timeout), when to give up, and what to note on the way (a clock
@@ -120,19 +120,17 @@ pub enum Waited {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Step {
     /// A drop request: the holder hands the lock to the longest waiter and waits in line
-    /// behind everybody ([`yield_with`](crate::RawGil::yield_with)).
+    /// behind everybody.
     Yield,
     /// A drop request to a thread that holds the lock on a loan it asked for
     /// ([`borrow_with`](crate::RawGil::borrow_with)): it gives the loan back, and waits in line
     /// behind everybody. The request stays set, for the lender's slice.
     GiveBack,
     /// A loan asked for on the breaker ([`ask_loan`](crate::RawGil::ask_loan)): the holder
-    /// lends the lock and waits for it back
-    /// ([`lend_asked_with`](crate::RawGil::lend_asked_with)).
+    /// lends the lock and waits for it back.
     LendAsked,
     /// An urgent waiter in line ([`Breaker::URGENT`](crate::Breaker::URGENT)): the holder lends
-    /// it the lock and waits for it back at the head of the line
-    /// ([`lend_with`](crate::RawGil::lend_with)).
+    /// it the lock and waits for it back at the head of the line.
     LendInLine,
 }
 
