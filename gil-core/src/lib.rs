@@ -50,8 +50,8 @@ mod raw;
 mod wait;
 
 pub use breaker::Breaker;
-pub use park::{Park, SpinPark};
+pub use park::{Park, SpinPark, mark_asleep};
 pub use queue::{WaitState, Waiter};
 pub use raw::{Away, Cancel, Closed, Enqueued, Loan, RawGil, TryAcquireError};
 pub use sync::AtomicU32;
-pub use wait::{Back, Handover, Return, Step, WaitPolicy, Waited};
+pub use wait::{Back, Handover, PollPolicy, Return, Step, WaitPolicy, Waited};

@@ -4,7 +4,8 @@ use core::marker::PhantomData;
 
 use spin::relax::RelaxStrategy;
 
-use crate::sync::AtomicU32;
+use crate::queue::{ASLEEP, WAITING};
+use crate::sync::{AtomicU32, Ordering::Relaxed};
 
 /// A waiting strategy: how a thread queued on a [`RawGil`](crate::RawGil) sleeps until it is
 /// handed the lock, and how the thread that hands it over wakes it.
@@ -66,6 +67,31 @@ pub trait Park {
     fn unpark_word(word: &AtomicU32) {
         let _ = word;
     }
+}
+
+/// The one step a waiter takes before it sleeps: marks its state `word` asleep, so that the
+/// core's grant wakes it. Returns whether to sleep: `true` if the word is now
+/// [`Waiter::ASLEEP`](crate::Waiter::ASLEEP) (marked here, or already, back from a spurious
+/// wake-up), `false` if the core changed it meanwhile (granted, offered, closed): look again.
+///
+/// A [`Park`] strategy's `park`, and a poll's sleep, call it after they registered whatever
+/// [`unpark`](Park::unpark) wakes.
+///
+/// ```
+/// use gil_core::{AtomicU32, Waiter, mark_asleep};
+///
+/// let word = AtomicU32::new(Waiter::<gil_core::SpinPark>::PARKED);
+/// assert!(mark_asleep(&word));
+/// assert!(mark_asleep(&word), "still asleep");
+/// ```
+#[inline]
+pub fn mark_asleep(word: &AtomicU32) -> bool {
+    // Relaxed: only a mark. The core's swap of the word is ordered before or after it, and
+    // tells the core whether to wake; the waiter rereads the word with Acquire.
+    matches!(
+        word.compare_exchange(WAITING, ASLEEP, Relaxed, Relaxed),
+        Ok(_) | Err(ASLEEP)
+    )
 }
 
 /// Busy-waiting with one of `spin`'s relax strategies between looks at the state word.

@@ -7,9 +7,10 @@
 //! bit), so every edit under it ends in one Release swap of the whole word.
 
 use core::pin::{Pin, pin};
+use core::task::Poll;
 
 use crate::breaker::Breaker;
-use crate::park::{Park, SpinPark};
+use crate::park::{Park, SpinPark, mark_asleep};
 use crate::queue::{
     ASLEEP, CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter, Wakeup,
 };
@@ -18,7 +19,7 @@ use crate::sync::{
     Ordering::{Acquire, Relaxed, Release},
     SpinWait, UnsafeCell,
 };
-use crate::wait::{Back, Handover, Return, Step, WaitPolicy, Waited, abort_on_unwind};
+use crate::wait::{Back, Handover, PollPolicy, Return, Step, WaitPolicy, Waited, abort_on_unwind};
 
 // The bits of the lock word.
 /// A thread owns the lock.
@@ -420,6 +421,85 @@ impl<P: Park> RawGil<P> {
         };
         self.unlock_queue(state);
         outcome
+    }
+
+    /// One look for the lock by a waiter that must not block its thread (a future's). The
+    /// first poll queues `waiter`, or takes the lock at once if it is free; a later poll claims
+    /// the lock if it is offered (at once: a poll does not give the owner the grace of
+    /// [`WaitPolicy::offered`], which would hold up its executor's thread). While the waiter
+    /// waits, the poll has `policy` register what wakes it, marks it asleep and returns
+    /// `Pending`: the grant (or close) wakes what was registered last.
+    ///
+    /// Returns `Ready` once the waiter is out of line: [`Waited::Granted`] (the calling thread
+    /// owns the lock) or [`Waited::Closed`].
+    ///
+    /// # Safety
+    ///
+    /// - `waiter` is not queued at its first poll, is polled only on this lock, and is not
+    ///   polled again after a `Ready`.
+    /// - From its first poll until a poll returns `Ready` or [`cancel_poll`](RawGil::cancel_poll)
+    ///   returns, `waiter` stays alive and pinned, whichever thread polls it next; this holds
+    ///   too if a poll unwinds (from `policy`).
+    /// - At its first poll the calling thread does not own the lock.
+    pub unsafe fn poll_lock(
+        &self,
+        waiter: Pin<&Waiter<P>>,
+        policy: &mut impl PollPolicy<P>,
+    ) -> Poll<Waited> {
+        loop {
+            match waiter.state() {
+                WaitState::Idle => {
+                    // SAFETY: not queued, and pinned until out of line; the thread does not own
+                    // the lock (caller's contract).
+                    match unsafe { self.enqueue(waiter) } {
+                        Enqueued::Acquired => return Poll::Ready(Waited::Granted),
+                        Enqueued::Closed => return Poll::Ready(Waited::Closed),
+                        Enqueued::Queued => policy.queued(),
+                    }
+                }
+                WaitState::Offered => {
+                    // SAFETY: queued on this lock by its poller, not yet seen granted or closed.
+                    match unsafe { self.claim(waiter) } {
+                        WaitState::Granted => return Poll::Ready(Waited::Granted),
+                        WaitState::Closed => return Poll::Ready(Waited::Closed),
+                        // The owner came back first: in line again.
+                        _ => {}
+                    }
+                }
+                WaitState::Granted => return Poll::Ready(Waited::Granted),
+                WaitState::Closed => return Poll::Ready(Waited::Closed),
+                WaitState::Waiting => {
+                    // Registered before the mark, what wakes the task is the one the grant
+                    // takes, whichever of the grant's swap and the mark comes first; a
+                    // registration while already asleep is seen by the reread below.
+                    policy.register(waiter);
+                    if mark_asleep(waiter.word()) && waiter.state() == WaitState::Waiting {
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes a polled `waiter` out of line (its future is dropped), unless the lock was handed
+    /// to it first: [`Waited::Granted`], the calling thread owns the lock and must pass it on.
+    /// [`Waited::GaveUp`]: out of line, or never queued; [`Waited::Closed`]: closed first.
+    ///
+    /// # Safety
+    ///
+    /// `waiter` was polled only on this lock, and none of its polls returned `Ready`.
+    pub unsafe fn cancel_poll(&self, waiter: Pin<&Waiter<P>>) -> Waited {
+        if waiter.state() == WaitState::Idle {
+            // Never queued (its first poll unwound before `enqueue`).
+            return Waited::GaveUp;
+        }
+        // SAFETY: queued on this lock by its poller, not yet seen granted or closed.
+        match unsafe { self.cancel(waiter) } {
+            Cancel::Removed => Waited::GaveUp,
+            Cancel::Granted if cfg!(bite = "cancelled-poll-loses-grant") => Waited::GaveUp,
+            Cancel::Granted => Waited::Granted,
+            Cancel::Closed => Waited::Closed,
+        }
     }
 
     /// Waits on a queued `waiter` until it is granted or closed, claiming the lock when it is

@@ -101,6 +101,29 @@ pub trait WaitPolicy<P: Park> {
 /// The plain policy: never give up, sleep with the lock's [`Park`] strategy.
 impl<P: Park> WaitPolicy<P> for () {}
 
+/// What a waiter that must not block its thread (a future's) does at the points of
+/// [`RawGil::poll_lock`](crate::RawGil::poll_lock) that are its own: noting that it joined the
+/// line, and registering what wakes it before it is marked asleep.
+///
+/// The methods run on the polling thread with no lock of the core's held. A policy that
+/// panics leaves the waiter in line, where [`cancel_poll`](crate::RawGil::cancel_poll) takes
+/// it out.
+pub trait PollPolicy<P: Park> {
+    /// The waiter has just joined the line: called once, at the poll that queued it, and only
+    /// if it must wait.
+    #[inline]
+    fn queued(&mut self) {}
+
+    /// Registers what wakes the polling task (its waker, in the waiter's parker). Called at
+    /// every poll that finds the waiter waiting, before the core marks it asleep.
+    ///
+    /// The grant takes the [`Unparker`](Park::Unparker) before it swaps the waiter's word, and
+    /// the waiter may register and mark itself asleep in between: the unparker must therefore
+    /// wake what is registered when it wakes (share the slot, as an `AtomicWaker` in an `Arc`
+    /// does), not what was registered when it was taken.
+    fn register(&mut self, waiter: Pin<&Waiter<P>>);
+}
+
 /// What a wait with a [`WaitPolicy`] came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a wait may end with the lock owned"]

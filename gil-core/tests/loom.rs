@@ -5,11 +5,12 @@
 
 mod support;
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 
 use gil_core::{
-    AtomicU32, Back, Breaker, Cancel, Enqueued, Park, RawGil, Return, WaitPolicy, WaitState,
-    Waited, Waiter,
+    AtomicU32, Back, Breaker, Cancel, Enqueued, Park, PollPolicy, RawGil, Return, WaitPolicy,
+    WaitState, Waited, Waiter,
 };
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::{Arc, Mutex};
@@ -32,10 +33,8 @@ impl Park for LoomPark {
         parker.clone()
     }
     fn park(_: &thread::Thread, word: &AtomicU32) {
-        // Relaxed: a marker only; the core rereads the word with Acquire.
-        match word.compare_exchange(Node::PARKED, Node::ASLEEP, Relaxed, Relaxed) {
-            Ok(_) | Err(Node::ASLEEP) => thread::park(),
-            Err(_) => {}
+        if gil_core::mark_asleep(word) {
+            thread::park();
         }
     }
     fn unpark(unparker: thread::Thread) {
@@ -860,4 +859,125 @@ unsafe fn release(gil: &Gil) {
             gil.unlock();
         }
     }
+}
+
+/// Parking for a polled waiter, as a future's: the parker is a slot that each poll's
+/// `register` fills with the polling thread (a task's waker). The grant's unparker shares the
+/// slot and wakes what it holds at the wake, not what it held when the grant took it (the
+/// waiter may register and mark itself asleep in between), as `AtomicWaker` does.
+struct TaskPark;
+
+type Slot = Arc<Mutex<Option<thread::Thread>>>;
+
+impl Park for TaskPark {
+    type Parker = Slot;
+    type Unparker = Slot;
+
+    fn parker() -> Slot {
+        Arc::new(Mutex::new(None))
+    }
+    fn unparker(parker: &Slot, _: &AtomicU32) -> Slot {
+        parker.clone()
+    }
+    fn park(_: &Slot, _: &AtomicU32) {
+        unreachable!("a polled waiter never parks through the core")
+    }
+    fn unpark(unparker: Slot) {
+        if let Some(thread) = unparker.lock().unwrap().take() {
+            thread.unpark();
+        }
+    }
+}
+
+/// A poll's policy: registers the polling thread as what wakes it.
+struct Registers;
+
+impl PollPolicy<TaskPark> for Registers {
+    fn register(&mut self, waiter: Pin<&Waiter<TaskPark>>) {
+        *waiter.parker().lock().unwrap() = Some(thread::current());
+    }
+}
+
+/// The poll-shaped wait (`poll_lock`), with an executor that parks its thread between polls:
+/// the grant wakes the waiter whichever of the grant and the waiter's mark comes first, and
+/// the waiter then owns the lock with the owner's writes visible.
+#[test]
+fn a_polled_waiter_is_woken_by_its_grant() {
+    model(3, || {
+        let gil = Arc::new(RawGil::<TaskPark>::new());
+        let data = Arc::new(Protected::new());
+        gil.lock().unwrap();
+        let poller = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let node = pin!(Waiter::<TaskPark>::new());
+                loop {
+                    // SAFETY: the node is pinned on this frame, polled only here and not after
+                    // `Ready`; this thread does not own the lock.
+                    match unsafe { gil.poll_lock(node.as_ref(), &mut Registers) } {
+                        Poll::Ready(waited) => {
+                            assert_eq!(waited, Waited::Granted);
+                            break;
+                        }
+                        // Loom reports a lost wake-up as a deadlock here.
+                        Poll::Pending => thread::park(),
+                    }
+                }
+                data.bump();
+                // SAFETY: granted, so this thread owns the lock.
+                unsafe { gil.unlock() };
+            })
+        };
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        poller.join().unwrap();
+        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(data.bump(), 3);
+    });
+}
+
+/// A polled waiter dropped (`cancel_poll`) while the grant races to it never loses the lock:
+/// either it is out of line and the lock ends free, or the canceller learns it owns the lock.
+#[test]
+fn a_cancelled_poll_never_loses_a_grant() {
+    model(4, || {
+        let gil = Arc::new(RawGil::<TaskPark>::new());
+        let data = Arc::new(Protected::new());
+        gil.lock().unwrap();
+        let poller = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let node = pin!(Waiter::<TaskPark>::new());
+                // SAFETY: as in `a_polled_waiter_is_woken_by_its_grant`; the node is cancelled
+                // before the frame ends, unless its one poll returned `Ready`.
+                let waited = unsafe {
+                    match gil.poll_lock(node.as_ref(), &mut Registers) {
+                        Poll::Ready(waited) => waited,
+                        Poll::Pending => gil.cancel_poll(node.as_ref()),
+                    }
+                };
+                match waited {
+                    Waited::Granted => {
+                        data.bump();
+                        // SAFETY: granted, so this thread owns the lock.
+                        unsafe { gil.unlock() };
+                        true
+                    }
+                    Waited::GaveUp => false,
+                    Waited::Closed => unreachable!("nobody closes"),
+                }
+            })
+        };
+        data.bump();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+        let got_it = poller.join().unwrap();
+        assert!(
+            !gil.is_locked() && !gil.has_waiters(),
+            "the lock was lost (got_it={got_it})"
+        );
+        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(data.bump(), if got_it { 3 } else { 2 });
+    });
 }

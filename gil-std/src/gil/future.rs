@@ -4,15 +4,14 @@
 use core::future::Future;
 use core::marker::PhantomPinned;
 use core::pin::Pin;
-use core::sync::atomic::Ordering::Relaxed;
 use core::task::{Context, Poll};
 use std::fmt;
 
-use gil_core::{Cancel, Enqueued, WaitPolicy, WaitState, Waited};
+use gil_core::{PollPolicy, WaitPolicy, Waited};
 
 use super::waiting::Waiting;
 use super::{AcquireError, Gil, GilGuard};
-use crate::sync::{Node, ParkSlot};
+use crate::sync::{Node, ParkSlot, Parking};
 
 impl Gil {
     /// Takes the lock without blocking the thread that polls: a future that waits in the same
@@ -216,7 +215,7 @@ enum Stage<'a> {
 
 // SAFETY: `Node` is not `Send` for its queue links, raw pointers that only the core follows,
 // under its queue lock, whichever thread takes it; the future's own uses of the node (its
-// word, an atomic; the waker slot, an `AtomicWaker`; `enqueue`, `claim`, `cancel`) are as
+// word, an atomic; the waker slot, an `AtomicWaker`; `poll_lock`, `cancel_poll`) are as
 // valid on one thread as on another, and the node stays pinned where it is. A task's `Waiting`
 // (`Waiting::task`) holds the lock by reference, plain values and its timer's ticket, and no
 // frame of a thread's (`owner::Frame`, which is what makes a thread's `Waiting` not `Send`).
@@ -234,96 +233,59 @@ impl<'a> Future for AcquireFuture<'a> {
         // SAFETY: `this.node` lives in the pinned future and is never moved (see above).
         let node = unsafe { Pin::new_unchecked(&this.node) };
         let gil = this.gil;
-        loop {
-            match &mut this.stage {
-                Stage::Start => {
-                    gil.refuse_reentry();
-                    if gil.raw.try_acquire().is_ok() {
-                        this.stage = Stage::Done;
-                        return Poll::Ready(Ok(gil.owned()));
-                    }
-                    let waiting = Waiting::task(gil);
-                    // SAFETY: the node is pinned in this future, not queued, and stays so until
-                    // it is out of line: `poll` takes it out on a grant or a close, and `drop`
-                    // cancels it. This thread does not hold the lock (checked above).
-                    match unsafe { gil.raw.enqueue(node) } {
-                        Enqueued::Acquired => {
-                            this.stage = Stage::Done;
-                            let guard = gil.owned();
-                            let _ = waiting.done(Waited::Granted);
-                            return Poll::Ready(Ok(guard));
-                        }
-                        Enqueued::Closed => {
-                            this.stage = Stage::Done;
-                            let closed = waiting.done(Waited::Closed);
-                            debug_assert_eq!(closed, Err(AcquireError::Closed));
-                            return Poll::Ready(Err(AcquireError::Closed));
-                        }
-                        Enqueued::Queued => {
-                            // In line from here: `drop` must cancel, whatever `queued` does.
-                            this.stage = Stage::Queued(waiting);
-                            if let Stage::Queued(waiting) = &mut this.stage {
-                                waiting.queued();
-                            }
-                        }
-                    }
+        gil.refuse_reentry();
+        let waiting = match &mut this.stage {
+            Stage::Start => {
+                if gil.raw.try_acquire().is_ok() {
+                    this.stage = Stage::Done;
+                    return Poll::Ready(Ok(gil.owned()));
                 }
-                Stage::Queued(_) => {
-                    gil.refuse_reentry();
-                    let seen = match node.state() {
-                        // SAFETY: queued on this lock by this future, not yet acted on.
-                        WaitState::Offered => unsafe { gil.raw.claim(node) },
-                        seen => seen,
-                    };
-                    let waited = match seen {
-                        WaitState::Granted => Waited::Granted,
-                        WaitState::Closed => Waited::Closed,
-                        WaitState::Waiting => {
-                            if sleep(node, cx) {
-                                if let Stage::Queued(waiting) = &mut this.stage {
-                                    waiting.look(cx);
-                                }
-                                return Poll::Pending;
-                            }
-                            continue;
-                        }
-                        WaitState::Idle | WaitState::Offered => {
-                            unreachable!("gil: a queued future's node is out of line")
-                        }
-                    };
-                    let Stage::Queued(waiting) = core::mem::replace(&mut this.stage, Stage::Done)
-                    else {
-                        unreachable!()
-                    };
-                    // The guard first: the bookkeeping after it drops the task's waker (its
-                    // timer's clone), the executor's code, and a grant must not be lost to a
-                    // panic there (the guard's unwinding passes the lock on).
-                    let guard = (waited == Waited::Granted).then(|| gil.owned());
-                    let outcome = waiting.done(waited);
-                    return Poll::Ready(outcome.map(|()| guard.expect("granted")));
-                }
-                Stage::Done => panic!("gil: an AcquireFuture polled after it completed"),
+                // From here `drop` cancels, whatever the first poll does.
+                this.stage = Stage::Queued(Waiting::task(gil));
+                let Stage::Queued(waiting) = &mut this.stage else {
+                    unreachable!()
+                };
+                waiting
             }
-        }
+            Stage::Queued(waiting) => waiting,
+            Stage::Done => panic!("gil: an AcquireFuture polled after it completed"),
+        };
+        let mut task = Task { waiting, cx };
+        // SAFETY: the node is pinned in this future, polled only on this lock, and not polled
+        // after a `Ready` (the stage is `Done` then); `drop` cancels it while in line. At the
+        // first poll this thread does not hold the lock (refused above).
+        let waited = match unsafe { gil.raw.poll_lock(node, &mut task) } {
+            Poll::Pending => {
+                task.waiting.look(cx);
+                return Poll::Pending;
+            }
+            Poll::Ready(waited) => waited,
+        };
+        let Stage::Queued(waiting) = core::mem::replace(&mut this.stage, Stage::Done) else {
+            unreachable!()
+        };
+        // The guard first: the bookkeeping after it drops the task's waker (its timer's
+        // clone), the executor's code, and a grant must not be lost to a panic there (the
+        // guard's unwinding passes the lock on).
+        let guard = (waited == Waited::Granted).then(|| gil.owned());
+        let outcome = waiting.done(waited);
+        Poll::Ready(outcome.map(|()| guard.expect("granted")))
     }
 }
 
-/// Registers the task's waker with the queued `node` and says it sleeps. Returns whether to
-/// return `Pending`; `false`: the node's word changed (granted, offered, closed), look again.
-///
-/// The core wakes only a waiter it finds `ASLEEP`, and takes the waker to wake after its
-/// swap of the word: registered before the compare-exchange to `ASLEEP`, the waker is the one
-/// woken whichever of the two comes first; a later poll's waker, registered while the word is
-/// `ASLEEP`, is looked at again below.
-fn sleep(node: Pin<&Node>, cx: &Context<'_>) -> bool {
-    node.parker().register(cx.waker());
-    // Relaxed: only a mark, as in `FutexPark`; the state is reread with Acquire.
-    match node
-        .word()
-        .compare_exchange(Node::PARKED, Node::ASLEEP, Relaxed, Relaxed)
-    {
-        Ok(_) | Err(Node::ASLEEP) => node.state() == WaitState::Waiting,
-        Err(_) => false,
+/// A future's part of the core's poll: its clock bookkeeping, and its task's waker.
+struct Task<'w, 'a, 'c> {
+    waiting: &'w mut Waiting<'a>,
+    cx: &'w Context<'c>,
+}
+
+impl PollPolicy<Parking> for Task<'_, '_, '_> {
+    fn queued(&mut self) {
+        self.waiting.queued();
+    }
+
+    fn register(&mut self, node: Pin<&Node>) {
+        node.parker().register(self.cx.waker());
     }
 }
 
@@ -336,25 +298,21 @@ impl Drop for AcquireFuture<'_> {
         // SAFETY: the future is pinned once polled (it was: it is queued), so `node` has not
         // moved; it is dropped after this, with the future.
         let node = unsafe { Pin::new_unchecked(&self.node) };
-        // SAFETY: queued on this lock by this future, and no grant or close acted on.
-        match unsafe { gil.raw.cancel(node) } {
-            Cancel::Removed => {
-                let _ = waiting.done(Waited::GaveUp);
-            }
-            Cancel::Closed => {
-                let _ = waiting.done(Waited::Closed);
-            }
-            // Handed to this future first: the hold begins and ends here, and the lock goes to
-            // the next in line.
-            Cancel::Granted => {
-                let guard = gil.owned();
-                let _ = waiting.done(Waited::Granted);
-                if cfg!(bite = "future-drops-its-grant") {
-                    std::mem::forget(guard);
-                } else {
-                    drop(guard);
-                }
-            }
+        // SAFETY: polled only on this lock, and no poll returned `Ready` (the stage was not
+        // `Done`).
+        let waited = unsafe { gil.raw.cancel_poll(node) };
+        if waited != Waited::Granted {
+            let _ = waiting.done(waited);
+            return;
+        }
+        // Handed to this future first: the hold begins and ends here, and the lock goes to the
+        // next in line.
+        let guard = gil.owned();
+        let _ = waiting.done(Waited::Granted);
+        if cfg!(bite = "future-drops-its-grant") {
+            std::mem::forget(guard);
+        } else {
+            drop(guard);
         }
     }
 }

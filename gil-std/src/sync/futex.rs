@@ -46,9 +46,8 @@ const ASLEEP: u32 = Waiter::<FutexPark>::ASLEEP;
 /// (granted, offered, closed), look again. Back from a spurious wake-up the word is still
 /// `ASLEEP`: sleep again at once.
 ///
-/// Relaxed throughout: the loads only decide when to stop spinning, and the compare-exchange
-/// only marks the word (the core's swap of it is ordered before or after, and tells whether
-/// to wake us); the core rereads the word with Acquire.
+/// Relaxed loads: they only decide when to stop spinning; the core rereads the word with
+/// Acquire.
 fn ready_to_sleep(word: &AtomicU32) -> bool {
     if word.load(Relaxed) == ASLEEP {
         return true;
@@ -59,8 +58,7 @@ fn ready_to_sleep(word: &AtomicU32) -> bool {
         }
         core::hint::spin_loop();
     }
-    word.compare_exchange(PARKED, ASLEEP, Relaxed, Relaxed)
-        .is_ok()
+    gil_core::mark_asleep(word)
 }
 
 /// How long before its deadline a waiter with one stops sleeping and spins instead: a futex

@@ -359,12 +359,8 @@ impl Park for LoomPark {
         }
     }
     fn park(_: &ParkSlot, word: &AtomicU32) {
-        use core::sync::atomic::Ordering::Relaxed;
-        type Node = gil_core::Waiter<LoomPark>;
-        // Relaxed: a marker only (as in `FutexPark`); the core rereads the word with Acquire.
-        match word.compare_exchange(Node::PARKED, Node::ASLEEP, Relaxed, Relaxed) {
-            Ok(_) | Err(Node::ASLEEP) => loom::thread::park(),
-            Err(_) => {}
+        if gil_core::mark_asleep(word) {
+            loom::thread::park();
         }
     }
     fn unpark(unparker: Wake) {
