@@ -227,7 +227,8 @@ impl<P: Park> Waiter<P> {
     /// [`WaitState::Offered`]: [`RawGil::claim`](crate::RawGil::claim) the lock then, and wait
     /// again if the claim finds the waiter back in line ([`RawGil::wait`](crate::RawGil::wait)
     /// does both).
-    pub fn wait(self: Pin<&Self>) -> WaitState {
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
+    pub(crate) fn wait(self: Pin<&Self>) -> WaitState {
         loop {
             match self.state() {
                 WaitState::Waiting => P::park(&self.parker, &self.state),

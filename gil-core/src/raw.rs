@@ -230,8 +230,9 @@ impl<P: Park> RawGil<P> {
     /// Takes the lock back for a thread that held it and let go for a while (around blocking
     /// work). Like [`lock`](RawGil::lock), but succeeds even after [`close`](RawGil::close), so
     /// that an owner interrupted by shutdown can always finish.
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
     #[inline]
-    pub fn relock(&self) {
+    pub(crate) fn relock(&self) {
         if self.try_acquire().is_err() {
             let relocked = self.lock_slow(Waiter::returning());
             debug_assert!(relocked.is_ok(), "returning waiters are never closed");
@@ -243,21 +244,41 @@ impl<P: Park> RawGil<P> {
         let waiter = pin!(waiter);
         // SAFETY: the waiter is pinned on this frame and not queued; `lock_with` returns only
         // once it is out of line. The caller does not own the lock (it just failed to take it).
-        match unsafe { self.lock_with(waiter.as_ref(), &mut ()) } {
+        match unsafe { self.lock_with_waiter(waiter.as_ref(), &mut ()) } {
             Waited::Granted => Ok(()),
             Waited::Closed | Waited::GaveUp => Err(Closed),
         }
     }
 
-    /// Takes the lock with `waiter`: at once if it is free, else in line, waiting as `policy`
-    /// says (see [`WaitPolicy`]), until the lock is granted, the lock is closed (a fresh
-    /// waiter), or the policy gives up. Returns only once `waiter` is out of line.
+    /// Takes the lock, waiting in line as `policy` says (see [`WaitPolicy`]): at once if it
+    /// is free, else until the lock is granted ([`Waited::Granted`]: the calling thread owns
+    /// it), closed, or the policy gives up. The waiter node is this call's own, on its frame.
+    ///
+    /// A thread that owns the lock already waits for itself: it hangs, as in
+    /// [`lock`](RawGil::lock), until its policy gives up.
+    ///
+    /// ```
+    /// use gil_core::{RawGil, Waited};
+    ///
+    /// let gil: RawGil = RawGil::new();
+    /// assert_eq!(gil.lock_with(&mut ()), Waited::Granted, "free: taken at once");
+    /// // SAFETY: this thread owns the lock.
+    /// unsafe { gil.unlock() };
+    /// ```
+    pub fn lock_with(&self, policy: &mut impl WaitPolicy<P>) -> Waited {
+        let waiter = pin!(Waiter::new());
+        // SAFETY: the waiter is new (not queued) and pinned on this frame, and
+        // `lock_with_waiter` returns only once it is out of line.
+        unsafe { self.lock_with_waiter(waiter.as_ref(), policy) }
+    }
+
+    /// [`lock_with`](RawGil::lock_with) with the caller's `waiter`: one the caller made
+    /// returning or urgent, or whose parker it set. Returns only once `waiter` is out of line.
     ///
     /// # Safety
     ///
-    /// `waiter` is not queued, and is pinned (it stays in place until this returns). The
-    /// calling thread does not own the lock.
-    pub unsafe fn lock_with(
+    /// `waiter` is not queued, and is pinned (it stays in place until this returns).
+    pub(crate) unsafe fn lock_with_waiter(
         &self,
         waiter: Pin<&Waiter<P>>,
         policy: &mut impl WaitPolicy<P>,
@@ -337,7 +358,7 @@ impl<P: Park> RawGil<P> {
     /// `waiter` is not queued (its state is not `Waiting`), and if this returns
     /// [`Enqueued::Queued`] it stays alive and pinned until its state reports granted or closed,
     /// or `cancel` returns. The calling thread does not own the lock.
-    pub unsafe fn enqueue(&self, waiter: Pin<&Waiter<P>>) -> Enqueued {
+    pub(crate) unsafe fn enqueue(&self, waiter: Pin<&Waiter<P>>) -> Enqueued {
         let state = self.lock_queue();
         if state & SHUT != 0 && !waiter.is_returning() {
             self.unlock_queue(state);
@@ -388,7 +409,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// `waiter` was queued on this lock by the calling thread and the caller has not yet acted
     /// on a `Granted` or `Closed` state of it.
-    pub unsafe fn cancel(&self, waiter: Pin<&Waiter<P>>) -> Cancel {
+    pub(crate) unsafe fn cancel(&self, waiter: Pin<&Waiter<P>>) -> Cancel {
         let state = self.lock_queue();
         // Relaxed: every change of a queued waiter's word happens under the queue lock, whose
         // Acquire in `lock_queue` orders it (and the granting owner's writes) before us.
@@ -510,7 +531,8 @@ impl<P: Park> RawGil<P> {
     ///
     /// `waiter` was queued on this lock by the calling thread, which has not yet acted on a
     /// `Granted` or `Closed` state of it.
-    pub unsafe fn wait(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
+    pub(crate) unsafe fn wait(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
         // SAFETY: forwarded contract.
         match unsafe { self.wait_with(waiter, &mut ()) } {
             Waited::Granted => WaitState::Granted,
@@ -604,6 +626,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// ```
     /// use gil_core::RawGil;
+    /// use gil_core::model::Steps;
     ///
     /// let gil: RawGil = RawGil::new();
     /// gil.lock().unwrap();
@@ -616,7 +639,7 @@ impl<P: Park> RawGil<P> {
     /// assert!(gil.is_locked());
     /// # unsafe { gil.unlock() };
     /// ```
-    pub unsafe fn unlock_away(&self) -> Away {
+    pub(crate) unsafe fn unlock_away(&self) -> Away {
         // Release pairs with the next owner's Acquire, as in `unlock`.
         if self
             .state
@@ -718,9 +741,9 @@ impl<P: Park> RawGil<P> {
         let got = if cfg!(bite = "region-skips-take-back") {
             Waited::Granted
         } else {
-            // SAFETY: the node is pinned here and not queued, and `lock_with` returns only once
-            // it is out of line; this thread does not own the lock (caller's contract).
-            unsafe { self.lock_with(node.as_ref(), &mut wait) }
+            // SAFETY: the node is pinned here and not queued, and `lock_with_waiter` returns
+            // only once it is out of line.
+            unsafe { self.lock_with_waiter(node.as_ref(), &mut wait) }
         };
         debug_assert_ne!(got, Waited::Closed, "a returning waiter is never closed");
         abort_on_unwind(|| ret.granted(wait));
@@ -734,7 +757,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// Absences are numbered modulo 2³²: a reclaim could mistake another owner's absence for
     /// its own only after four billion others.
-    pub fn reclaim(&self, away: Away) -> bool {
+    pub(crate) fn reclaim(&self, away: Away) -> bool {
         let Some(absence) = away.offered else {
             return false;
         };
@@ -770,7 +793,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// As for [`wait`](RawGil::wait).
-    pub unsafe fn claim(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
+    pub(crate) unsafe fn claim(&self, waiter: Pin<&Waiter<P>>) -> WaitState {
         let state = self.lock_queue();
         // Relaxed: changed only under the queue lock, whose Acquire orders it.
         let (seen, state) = match waiter.word().load(Relaxed) {
@@ -822,7 +845,8 @@ impl<P: Park> RawGil<P> {
     /// The calling thread owns the lock. `waiter` is not queued, and if this returns `true` it
     /// stays alive and pinned until its state reports granted (a returning waiter is never
     /// closed; a fresh one may be).
-    pub unsafe fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool {
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
+    pub(crate) unsafe fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool {
         // SAFETY: forwarded contract.
         unsafe { self.step_aside(waiter, false) }
     }
@@ -838,7 +862,8 @@ impl<P: Park> RawGil<P> {
     ///
     /// ```
     /// use std::pin::pin;
-    /// use gil_core::{Enqueued, RawGil, WaitState, Waiter};
+    /// use gil_core::model::{Enqueued, Steps, WaiterSteps};
+    /// use gil_core::{RawGil, WaitState, Waiter};
     ///
     /// let gil: RawGil = RawGil::new();
     /// gil.lock().unwrap();
@@ -864,7 +889,8 @@ impl<P: Park> RawGil<P> {
     /// // SAFETY: the lock came back to this thread.
     /// unsafe { gil.unlock() };
     /// ```
-    pub unsafe fn lend(&self, waiter: Pin<&Waiter<P>>) -> bool {
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
+    pub(crate) unsafe fn lend(&self, waiter: Pin<&Waiter<P>>) -> bool {
         // SAFETY: forwarded contract.
         unsafe { self.step_aside(waiter, true) }
     }
@@ -923,7 +949,8 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// The calling thread owns the lock (on a loan or not).
-    pub unsafe fn yield_now(&self) -> bool {
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
+    pub(crate) unsafe fn yield_now(&self) -> bool {
         // SAFETY: we own the lock (caller's contract).
         unsafe { self.hand_over_with(&mut ()) }
     }
@@ -1021,9 +1048,9 @@ impl<P: Park> RawGil<P> {
             // SAFETY: we hold the lock on a loan asked for (it is out, and we own it).
             unsafe { self.give_back() };
             let node = pin!(Waiter::returning());
-            // SAFETY: the node is pinned here and not queued; `lock_with` returns only once it
-            // is out of line. We no longer own the lock (given back).
-            let back = unsafe { self.lock_with(node.as_ref(), &mut wait) };
+            // SAFETY: the node is pinned here and not queued; `lock_with_waiter` returns only
+            // once it is out of line. We no longer own the lock (given back).
+            let back = unsafe { self.lock_with_waiter(node.as_ref(), &mut wait) };
             debug_assert_ne!(back, Waited::Closed, "a returning waiter is never closed");
             handover.back(Step::GiveBack, wait, true);
             return true;
@@ -1131,6 +1158,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    /// use gil_core::model::Steps;
     /// use gil_core::{Loan, RawGil};
     ///
     /// let gil: RawGil = RawGil::new();
@@ -1156,7 +1184,7 @@ impl<P: Park> RawGil<P> {
     /// // SAFETY: this thread owns the lock again.
     /// unsafe { gil.unlock() };
     /// ```
-    pub fn ask_loan(&self) -> bool {
+    pub(crate) fn ask_loan(&self) -> bool {
         // A stale look only means an ask that `loan` soon says to withdraw, or none asked.
         let state = self.state.load(Relaxed);
         state & (LOCKED | AWAY) == LOCKED && self.breaker.ask()
@@ -1183,7 +1211,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// The calling thread asked ([`ask_loan`](RawGil::ask_loan) returned `true`) and has not
     /// yet acted on a [`Loan::Lent`] or withdrawn.
-    pub unsafe fn withdraw_loan(&self) -> bool {
+    pub(crate) unsafe fn withdraw_loan(&self) -> bool {
         self.breaker.withdraw()
     }
 
@@ -1196,7 +1224,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// The calling thread owns the lock, and not on loan.
-    pub unsafe fn lend_asked(&self) -> bool {
+    pub(crate) unsafe fn lend_asked(&self) -> bool {
         self.breaker.grant()
     }
 
@@ -1214,7 +1242,8 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// The calling thread lent the lock ([`lend_asked`](RawGil::lend_asked) returned `true`).
-    pub unsafe fn wait_loan_back(&self) {
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
+    pub(crate) unsafe fn wait_loan_back(&self) {
         // SAFETY: forwarded contract.
         unsafe { self.wait_loan_back_with(&mut ()) }
     }
@@ -1274,7 +1303,7 @@ impl<P: Park> RawGil<P> {
     /// [`queued`](WaitPolicy::queued) is called once the ask stands.
     ///
     /// The calling thread must not own the lock: the holder it asks would be itself.
-    pub fn borrow_with(&self, policy: &mut impl WaitPolicy<P>) -> bool {
+    pub(crate) fn borrow_with(&self, policy: &mut impl WaitPolicy<P>) -> bool {
         if !self.ask_loan() {
             return false;
         }

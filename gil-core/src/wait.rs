@@ -26,7 +26,7 @@ use crate::queue::Waiter;
 /// the process (unwinding would leave the lock half-way).
 ///
 /// ```
-/// use gil_core::{RawGil, SpinPark, WaitPolicy, Waited, Waiter};
+/// use gil_core::{RawGil, SpinPark, WaitPolicy, Waited};
 ///
 /// /// Gives up after a number of looks.
 /// struct Looks(u32);
@@ -42,10 +42,7 @@ use crate::queue::Waiter;
 /// gil.lock().unwrap();
 /// std::thread::scope(|s| {
 ///     s.spawn(|| {
-///         let node = core::pin::pin!(Waiter::new());
-///         // SAFETY: the node is pinned here, and `lock_with` returns only once it is out of
-///         // line; this thread does not own the lock.
-///         let got = unsafe { gil.lock_with(node.as_ref(), &mut Looks(3)) };
+///         let got = gil.lock_with(&mut Looks(3));
 ///         assert_eq!(got, Waited::GaveUp, "the owner never let go");
 ///     });
 /// });
@@ -260,6 +257,24 @@ pub trait Return<P: Park> {
 
     /// The wait in line is over: the thread holds the lock.
     fn granted(&mut self, wait: Self::Wait);
+}
+
+/// The plain return: never ahead of the line, the plain wait. `take_back_with(away, &mut ())`
+/// reclaims the lock, or waits its turn for it.
+impl<P: Park> Return<P> for () {
+    type Ask = ();
+    type Wait = ();
+
+    #[inline]
+    fn ahead(&mut self) -> Option<()> {
+        None
+    }
+
+    #[inline]
+    fn in_line(&mut self, _: Option<()>) {}
+
+    #[inline]
+    fn granted(&mut self, _: ()) {}
 }
 
 /// Runs `f`, a step in which the calling thread is half-way through the protocol (its waiter

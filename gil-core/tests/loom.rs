@@ -8,9 +8,10 @@ mod support;
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
+use gil_core::model::{Cancel, Enqueued, Steps, WaiterSteps};
 use gil_core::{
-    AtomicU32, Back, Breaker, Cancel, Enqueued, Park, PollPolicy, RawGil, Return, WaitPolicy,
-    WaitState, Waited, Waiter,
+    AtomicU32, Back, Breaker, Park, PollPolicy, RawGil, Return, WaitPolicy, WaitState, Waited,
+    Waiter,
 };
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::{Arc, Mutex};
@@ -417,7 +418,7 @@ fn a_checkpoint_lends_to_an_urgent_waiter_and_gets_it_back_first() {
                 let mut says = SaysQueued(&queued);
                 // SAFETY: the node is pinned on this frame and `lock_with` returns only once it
                 // is out of line; this thread does not own the lock.
-                let got = unsafe { gil.lock_with(node.as_ref(), &mut says) };
+                let got = unsafe { gil.lock_with_waiter(node.as_ref(), &mut says) };
                 assert_eq!(got, Waited::Granted);
                 assert_eq!(data.bump(), 1, "the loan came first");
                 gil.request_drop();
@@ -812,7 +813,7 @@ fn a_wait_that_gives_up_never_loses_a_grant() {
                 // SAFETY: the node is pinned on this frame, and `lock_with` returns only once
                 // it is out of line; this thread does not own the lock.
                 let waited = unsafe {
-                    gil.lock_with(
+                    gil.lock_with_waiter(
                         node.as_ref(),
                         &mut TwoLooks {
                             asked: &asked,

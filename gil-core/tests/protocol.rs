@@ -4,9 +4,8 @@
 
 use std::pin::pin;
 
-use gil_core::{
-    Breaker, Cancel, Enqueued, RawGil, SpinPark, TryAcquireError, WaitPolicy, WaitState, Waiter,
-};
+use gil_core::model::{Cancel, Enqueued, Steps};
+use gil_core::{Breaker, RawGil, SpinPark, TryAcquireError, WaitPolicy, WaitState, Waiter};
 
 type Node = Waiter<gil_core::SpinPark>;
 
@@ -562,7 +561,7 @@ fn a_policy_that_panics_while_queued_aborts() {
                 let node = core::pin::pin!(Waiter::new());
                 let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     // SAFETY: the node is pinned here; this thread does not own the lock.
-                    unsafe { gil.lock_with(node.as_ref(), &mut Panics) }
+                    unsafe { gil.lock_with_waiter(node.as_ref(), &mut Panics) }
                 }));
                 // Not reached: the process aborted.
                 std::process::exit(if unwound.is_err() { 3 } else { 4 });

@@ -5,6 +5,7 @@ use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
+use gil_core::model::Steps;
 use gil_core::{RawGil, SpinPark};
 use spin::relax::RelaxStrategy;
 

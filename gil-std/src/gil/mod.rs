@@ -17,7 +17,6 @@ mod waiting;
 
 use std::fmt;
 use std::mem::ManuallyDrop;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,7 @@ use crate::deadlock::Waits;
 use crate::handlers::Handlers;
 use crate::hooks::{Event, Hook};
 use crate::owner::{Doing, Frame, Owner};
-use crate::sync::{Node, REAL_ATOMICS, Raw};
+use crate::sync::{REAL_ATOMICS, Raw};
 use crate::threads::ThreadStats;
 
 /// A global interpreter lock: one thread inside at a time, handed on in FIFO order.
@@ -495,11 +494,8 @@ impl Gil {
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut waiting = self.begin_wait(Turn::InLine, deadline, false);
-        let node = pin!(Node::new());
-        // SAFETY: the node is pinned on this frame and not queued, and `lock_with` returns
-        // only once it is out of line. This thread does not hold the lock (`begin_wait`
-        // checked).
-        let waited = unsafe { self.raw.lock_with(node.as_ref(), &mut waiting) };
+        // This thread does not hold the lock (`begin_wait` checked).
+        let waited = self.raw.lock_with(&mut waiting);
         if waiting.reentered() {
             let _ = waiting.done(Waited::GaveUp);
             reentered_panic();
