@@ -109,7 +109,7 @@ pub trait Blocking: Holds + sealed::Region {
         let guard = OnThisThread(guard);
         self.region(move |gil| {
             let mut guard = Some(guard.into_inner());
-            gil.waits.wait(Wait::Condvar(Wait::at(condvar)), |limit| {
+            gil.wait_watched(Wait::Condvar(Wait::at(condvar)), |limit| {
                 match wait_once(condvar, guard.take()?, limit) {
                     Ok((back, true)) => {
                         guard = Some(back);
@@ -200,7 +200,7 @@ pub trait Blocking: Holds + sealed::Region {
             Err(TryRecvError::Disconnected) => Err(RecvError),
             Err(TryRecvError::Empty) => self.region(move |gil| {
                 let wait = Wait::Channel(Wait::at(&*receiver));
-                gil.waits.wait(wait, |limit| match limit {
+                gil.wait_watched(wait, |limit| match limit {
                     None => Some(receiver.recv()),
                     Some(limit) => match receiver.recv_timeout(limit) {
                         Ok(message) => Some(Ok(message)),
@@ -347,7 +347,7 @@ fn try_then_wait<G>(
         Ok(guard) => Ok(guard),
         Err(TryLockError::Poisoned(poisoned)) => Err(poisoned),
         Err(TryLockError::WouldBlock) => holder.region(|gil| {
-            gil.waits.wait(wait, |limit| {
+            gil.wait_watched(wait, |limit| {
                 let Some(limit) = limit else {
                     return Some(take());
                 };

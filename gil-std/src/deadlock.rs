@@ -162,11 +162,7 @@ impl Waits {
         // Relaxed: see `set`.
         let watched = crate::sync::POLLED_WAITS && self.on.load(Relaxed);
         let Some(mut watching) = watched.then(|| self.mark(Some(wait))).flatten() else {
-            loop {
-                if let Some(done) = attempt(None) {
-                    return done;
-                }
-            }
+            return unwatched(attempt);
         };
         // Marked running again however the wait ends: done, reported, or an attempt's panic.
         let _running = Running(self);
@@ -223,5 +219,14 @@ impl Waits {
             let _ = write!(report, "\n  thread {}{this} {waits}", entry.name);
         }
         Some(report)
+    }
+}
+
+/// A wait that nobody watches: `attempt` with no limit until it is done.
+pub(crate) fn unwatched<R>(mut attempt: impl FnMut(Option<Duration>) -> Option<R>) -> R {
+    loop {
+        if let Some(done) = attempt(None) {
+            return done;
+        }
     }
 }

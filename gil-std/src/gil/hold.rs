@@ -523,7 +523,10 @@ impl<'g> Handover<Parking> for Handing<'g> {
         debug_assert!(back.is_ok(), "returning waiters are never closed");
         gil.watch_begin();
         if self.drop_request && handed && matches!(step, Step::Yield | Step::GiveBack) {
-            gil.counters.forced_drops.fetch_add(1, Relaxed);
+            gil.services_or_new()
+                .counters
+                .forced_drops
+                .fetch_add(1, Relaxed);
             ThreadStats::count(|t| t.forced_drops += 1);
         }
     }

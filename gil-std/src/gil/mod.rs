@@ -13,11 +13,12 @@ mod future;
 mod guard;
 mod hold;
 mod runtime;
+mod services;
 mod waiting;
 
 use std::fmt;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use gil_core::{RawGil, TryAcquireError, Waited};
@@ -30,15 +31,13 @@ pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
 use crate::bits::{
     WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_SUSPENDED, WATCH_TIMING, Watch,
 };
-use crate::calls::Calls;
 use crate::clock::{Timer, now_nanos};
 use crate::credit::Borrowed;
-use crate::deadlock::Waits;
-use crate::handlers::Handlers;
-use crate::hooks::{Event, Hook};
+use crate::hooks::Event;
 use crate::owner::{Doing, Frame, Owner};
-use crate::sync::{REAL_ATOMICS, Raw};
+use crate::sync::{LazyBox, REAL_ATOMICS, Raw};
 use crate::threads::ThreadStats;
+use services::Services;
 
 /// A global interpreter lock: one thread inside at a time, handed on in FIFO order.
 ///
@@ -70,9 +69,9 @@ pub struct Gil {
     /// lock has just fetched that line, so marking itself the owner costs no second trip
     /// between cores. A layout check below says the two share the line and nothing else is on it.
     pub(crate) owner: Owner,
-    /// Aligned to 128 bytes (its stripes are), so it starts past the hot line and keeps the
-    /// fields below, read at every hold, off it.
-    pub(crate) counters: Counters,
+    /// Keeps everything below off the first 128 bytes (x86 fetches lines in adjacent pairs),
+    /// which are `raw`'s and `owner`'s alone.
+    _apart: Apart,
     /// The switch interval, the slice's start and the threads waiting timed: what the clock
     /// reads while it lists the lock.
     pub(crate) timer: Timer,
@@ -95,18 +94,12 @@ pub struct Gil {
     /// threads' guards outside the region prove nothing until it ends (`WATCH_SUSPENDED`).
     /// Changed only by the holder, at the region's two ends, so the lock orders the changes.
     pub(crate) suspended: gil_core::AtomicU32,
-    /// The event hook ([`Gil::set_event_hook`]).
-    hook: Hook<EventHook>,
     /// Whether threads with credit come back from blocking regions urgently
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
-    /// Pending calls ([`Gil::add_pending_call`]).
-    calls: Calls<PendingCall>,
-    /// The runtime breaker bits' handlers ([`Gil::set_breaker_handler`]).
-    handlers: Handlers<BreakerHandler>,
-    /// The registered threads and their waits in the `Blocking` helpers
-    /// ([`Gil::set_deadlock_detection`]).
-    pub(crate) waits: Waits,
+    /// Hooks, pending calls, breaker handlers, the deadlock table and the counters: made on
+    /// first use (see [`Services`]).
+    services: LazyBox<Services>,
 }
 
 // The lock word and the owner share the first cache line of a `Gil` and nothing else is in
@@ -118,8 +111,15 @@ const _: () = {
     use core::mem::{offset_of, size_of};
     assert!(offset_of!(Gil, raw) == 0);
     assert!(!REAL_ATOMICS || offset_of!(Gil, owner) + size_of::<Owner>() <= 64);
-    assert!(!REAL_ATOMICS || offset_of!(Gil, counters) >= 128);
+    assert!(!REAL_ATOMICS || offset_of!(Gil, timer) >= 128);
+    assert!(!REAL_ATOMICS || size_of::<Gil>() <= 256);
 };
+
+/// An empty field aligned to 128 bytes: the field after it starts on a pair of lines of its
+/// own.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Apart;
 
 /// What [`Gil::set_aside_guards`] set aside, for [`Gil::restore_guards`]: the hold's other
 /// guards, counted in a frame on the thread, and whether the hold is marked suspended.
@@ -181,80 +181,6 @@ impl Drop for InitialiserHold<'_> {
             );
             gil.release_unwatched();
         }
-    }
-}
-
-/// Figures gathered on the slow paths only; the uncontended path counts nothing.
-#[derive(Debug)]
-pub(crate) struct Counters {
-    pub(crate) forced_drops: AtomicU64,
-    /// The figures counted at every handoff, by both threads of it, spread over cache lines by
-    /// thread: two threads passing the lock back and forth (a loan, W3) would otherwise also
-    /// pass these counters' line at each handoff, a cross-core trip each on the way. A sum of
-    /// the stripes is exact; it may just be a moment old.
-    stripes: [Stripe; STRIPES],
-    /// When timing was last switched on: a hold that began earlier is not counted.
-    pub(crate) timing_since: AtomicU64,
-    /// When the current hold began (timing on). Written and read by the holder only.
-    pub(crate) held_since: AtomicU64,
-    pub(crate) hold_nanos: AtomicU64,
-}
-
-/// Stripes of [`Counters`]: threads take them in turn as they first count, so up to `STRIPES`
-/// threads count without sharing a line.
-const STRIPES: usize = 8;
-
-/// One stripe: a cache line of its own (128 bytes: two 64-byte lines, which adjacent-line
-/// prefetching on x86 fetches together).
-#[derive(Debug)]
-#[repr(align(128))]
-struct Stripe {
-    lends: AtomicU64,
-    contended: AtomicU64,
-    wait_nanos: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) const fn new() -> Self {
-        Self {
-            forced_drops: AtomicU64::new(0),
-            stripes: [const {
-                Stripe {
-                    lends: AtomicU64::new(0),
-                    contended: AtomicU64::new(0),
-                    wait_nanos: AtomicU64::new(0),
-                }
-            }; STRIPES],
-            timing_since: AtomicU64::new(0),
-            held_since: AtomicU64::new(0),
-            hold_nanos: AtomicU64::new(0),
-        }
-    }
-
-    /// The calling thread's stripe.
-    fn stripe(&self) -> &Stripe {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        std::thread_local!(static MINE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES);
-        &self.stripes[MINE.with(|s| *s)]
-    }
-
-    /// Counts a loan (by the lender, once it has the lock back).
-    pub(crate) fn count_lend(&self) {
-        self.stripe().lends.fetch_add(1, Relaxed);
-    }
-
-    /// Counts an acquisition that waited `nanos`.
-    fn count_wait(&self, nanos: u64) {
-        let stripe = self.stripe();
-        stripe.contended.fetch_add(1, Relaxed);
-        stripe.wait_nanos.fetch_add(nanos, Relaxed);
-    }
-
-    /// The sum over the stripes of one figure.
-    fn sum(&self, figure: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-        self.stripes
-            .iter()
-            .fold(0, |sum, s| sum.wrapping_add(figure(s).load(Relaxed)))
     }
 }
 
@@ -367,17 +293,14 @@ impl Gil {
             Self {
                 raw: RawGil::new(),
                 owner: Owner::new(),
-                counters: Counters::new(),
+                _apart: Apart,
                 timer: Timer::new(nanos),
                 watch: Watch::new(),
                 nested: gil_core::AtomicU32::new(0),
                 ticks: gil_core::AtomicU32::new(0),
                 suspended: gil_core::AtomicU32::new(0),
-                hook: Hook::new(),
                 fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
-                calls: Calls::new(),
-                handlers: Handlers::new(),
-                waits: Waits::new(),
+                services: LazyBox::new(),
             }
         }
     }
@@ -720,7 +643,14 @@ impl Gil {
     /// assert_eq!((stats.switches, stats.forced_drops, stats.contended), (0, 0, 0));
     /// ```
     pub fn stats(&self) -> Stats {
-        let c = &self.counters;
+        let Some(services) = self.services() else {
+            return Stats {
+                switches: self.raw.switches(),
+                clock_requests: self.timer.requests(),
+                ..Stats::default()
+            };
+        };
+        let c = &services.counters;
         Stats {
             switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
@@ -748,7 +678,8 @@ impl Gil {
     /// ```
     pub fn set_hold_timing(&self, on: bool) {
         if on {
-            self.counters.timing_since.store(now_nanos(), Relaxed);
+            let counters = &self.services_or_new().counters;
+            counters.timing_since.store(now_nanos(), Relaxed);
         }
         self.watch.set(WATCH_TIMING, on);
     }
@@ -998,7 +929,9 @@ impl Gil {
     #[cold]
     fn watch_hold(&self, watch: u32) {
         if watch & WATCH_TIMING != 0 {
-            self.counters.held_since.store(now_nanos(), Relaxed);
+            // Made by `set_hold_timing`, which set the bit.
+            let counters = &self.services_or_new().counters;
+            counters.held_since.store(now_nanos(), Relaxed);
         }
         if watch & WATCH_HOOK != 0 {
             self.emit_slow(Event::Got);
@@ -1124,7 +1057,8 @@ impl Gil {
     }
 
     fn count_hold(&self) {
-        let c = &self.counters;
+        // Made by `set_hold_timing`, which timed this hold.
+        let c = &self.services_or_new().counters;
         let since = c.held_since.load(Relaxed);
         if since >= c.timing_since.load(Relaxed) {
             let held = now_nanos().saturating_sub(since);
@@ -1256,7 +1190,7 @@ impl Gil {
     /// Counts an acquisition that waited `waited`.
     fn count_waited(&self, waited: Duration) {
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        self.counters.count_wait(nanos);
+        self.services_or_new().counters.count_wait(nanos);
         ThreadStats::count(|t| {
             t.contended += 1;
             t.wait_time += waited;
@@ -1319,6 +1253,20 @@ fn region_with_guards_panic() -> ! {
 #[track_caller]
 fn closed_panic() -> ! {
     panic!("gil: acquire() on a closed Gil; use acquire_checked() to handle shutdown");
+}
+
+impl Gil {
+    /// The services' state, if any service was used.
+    #[inline]
+    pub(crate) fn services(&self) -> Option<&Services> {
+        self.services.get()
+    }
+
+    /// The services' state, made now if no service was used yet.
+    #[inline]
+    pub(crate) fn services_or_new(&self) -> &Services {
+        self.services.get_or_make(Services::new)
+    }
 }
 
 impl Drop for Gil {

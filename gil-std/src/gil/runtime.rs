@@ -129,20 +129,26 @@ impl Gil {
     {
         let breaker = self.raw.breaker();
         let boxed = |call| Box::new(call) as PendingCall;
-        self.calls
+        self.services_or_new()
+            .calls
             .add(breaker, &self.watch, Self::PENDING_CALLS, call, boxed)
     }
 
     /// Runs the calls queued when it begins, proving the lock with `guard` (see `Calls::run`).
     #[cold]
     pub(crate) fn run_pending_calls(&self, guard: &GilGuard<'_>) {
-        self.calls
+        // Made by `add_pending_call`, which raised the bit that brought us here.
+        self.services_or_new()
+            .calls
             .run(self.raw.breaker(), &self.watch, |call| call(guard));
     }
 
     /// Closes the queue of pending calls and hands back the calls in it.
     pub(crate) fn close_calls(&self) -> PendingCalls {
-        PendingCalls(self.calls.close(self.raw.breaker(), &self.watch))
+        // Made now if need be: an `add_pending_call` racing with the close then meets the
+        // closed queue and is refused, rather than making a queue nobody closes.
+        let calls = &self.services_or_new().calls;
+        PendingCalls(calls.close(self.raw.breaker(), &self.watch))
     }
 
     /// Installs `handler` for the runtime breaker bit `bit` (or removes it, with `None`). The
@@ -179,7 +185,7 @@ impl Gil {
         bit: u32,
         handler: Option<&'static BreakerHandler>,
     ) -> Result<(), NotARuntimeBit> {
-        self.handlers.set(bit, handler)
+        self.services_or_new().handlers.set(bit, handler)
     }
 
     /// Raises runtime breaker `bits`: the holder's next checkpoint runs each one's handler
@@ -201,10 +207,16 @@ impl Gil {
     /// holds the lock.
     #[cold]
     pub(crate) fn run_breaker_handlers(&self, guard: &GilGuard<'_>, pending: u32) {
-        self.handlers
-            .run_raised(self.raw.breaker(), pending, |handler, bit| {
+        let run = |handlers: &crate::handlers::Handlers<BreakerHandler>| {
+            handlers.run_raised(self.raw.breaker(), pending, |handler, bit| {
                 handler(guard, bit)
             });
+        };
+        match self.services() {
+            Some(services) => run(&services.handlers),
+            // No handler was ever set: the bits are taken, as by an empty table.
+            None => run(&crate::handlers::Handlers::new()),
+        }
     }
 
     /// Installs `hook` (or removes the hook, with `None`): from now on it sees every
@@ -234,7 +246,10 @@ impl Gil {
     /// assert_eq!(seen, [Got, BlockingEntered, Released, BlockingLeft, Got, Released]);
     /// ```
     pub fn set_event_hook(&self, hook: Option<&'static EventHook>) {
-        self.hook.set(&self.watch, hook);
+        if hook.is_none() && self.services().is_none() {
+            return; // no hook to remove
+        }
+        self.services_or_new().hook.set(&self.watch, hook);
     }
 
     /// Reports `event` to the hook, if one is installed.
@@ -247,7 +262,11 @@ impl Gil {
 
     #[cold]
     pub(crate) fn emit_slow(&self, event: Event) {
-        self.hook.run(&self.watch, self, |hook| hook(self, event));
+        if let Some(services) = self.services() {
+            services
+                .hook
+                .run(&self.watch, self, |hook| hook(self, event));
+        }
     }
 
     /// A handle that interrupts the calling thread's work under this lock; see
@@ -304,7 +323,9 @@ impl Gil {
     /// assert!(a.is_err() != b.is_err());
     /// ```
     pub fn set_deadlock_detection(&self, on: bool) {
-        self.waits.set(on);
+        if on || self.services().is_some() {
+            self.services_or_new().waits.set(on);
+        }
     }
 
     /// Registers the calling thread with this lock's event hook and its deadlock detection:
@@ -336,7 +357,7 @@ impl Gil {
     /// assert_eq!(*SEEN.lock().unwrap(), [ThreadStarted, Got, Released, ThreadExited]);
     /// ```
     pub fn register_thread(&self) -> ThreadRegistration<'_> {
-        self.waits.register();
+        self.services_or_new().waits.register();
         self.emit(Event::ThreadStarted);
         ThreadRegistration {
             gil: self,
@@ -348,12 +369,28 @@ impl Gil {
 impl Drop for ThreadRegistration<'_> {
     fn drop(&mut self) {
         self.gil.emit(Event::ThreadExited);
-        self.gil.waits.unregister();
+        // Made by `register_thread`.
+        self.gil.services_or_new().waits.unregister();
     }
 }
 
 impl fmt::Debug for ThreadRegistration<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ThreadRegistration").finish_non_exhaustive()
+    }
+}
+
+impl Gil {
+    /// Waits in a `Blocking` helper: watched by the deadlock detection if it is on, else
+    /// `attempt` with no limit until it is done.
+    pub(crate) fn wait_watched<R>(
+        &self,
+        wait: crate::deadlock::Wait,
+        attempt: impl FnMut(Option<std::time::Duration>) -> Option<R>,
+    ) -> R {
+        match self.services() {
+            Some(services) => services.waits.wait(wait, attempt),
+            None => crate::deadlock::unwatched(attempt),
+        }
     }
 }

@@ -16,12 +16,14 @@ use gil_core::{RawGil, Waiter};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
-    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicBool,
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    atomic::{AtomicBool, AtomicPtr},
     mpsc::Receiver,
 };
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicBool,
+    Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    atomic::{AtomicBool, AtomicPtr},
     mpsc::Receiver,
 };
 
@@ -206,6 +208,81 @@ pub(crate) type Parking = LoomPark;
 /// A `const fn`, except under loom, whose atomics have no `const` constructors (gil-core's
 /// macro).
 pub(crate) use gil_core::const_fn_unless_loom as const_fn;
+
+/// A box made on first use, published with one compare-exchange from null, and freed with its
+/// owner: where a `Gil` keeps the services it may never use. Lock-free, so that two threads
+/// that race to make it each finish (the loser frees its box); written here rather than taken
+/// from a crate so that, under loom, its pointer is loom's and the race is explored.
+pub(crate) struct LazyBox<T> {
+    ptr: AtomicPtr<T>,
+    _owns: core::marker::PhantomData<Box<T>>,
+}
+
+impl<T> LazyBox<T> {
+    const_fn! {
+        /// Nothing made yet.
+        pub(crate) fn new() -> Self {
+            Self {
+                ptr: AtomicPtr::new(core::ptr::null_mut()),
+                _owns: core::marker::PhantomData,
+            }
+        }
+    }
+
+    /// The box, if it was made.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        // Acquire pairs with the Release of the publishing compare-exchange in `get_or_make`:
+        // the box's contents are visible.
+        let ptr = self.ptr.load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: a non-null pointer was made by `Box::into_raw` in `get_or_make` and is freed
+        // only by `drop`, which has `&mut self`.
+        unsafe { ptr.as_ref() }
+    }
+
+    /// The box, made now with `make` if nobody made it yet.
+    #[inline]
+    pub(crate) fn get_or_make(&self, make: impl FnOnce() -> T) -> &T {
+        match self.get() {
+            Some(made) => made,
+            None => self.make(make),
+        }
+    }
+
+    #[cold]
+    fn make(&self, make: impl FnOnce() -> T) -> &T {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        let fresh = Box::into_raw(Box::new(make()));
+        // Release publishes the box's contents to `get`'s Acquire; Acquire on failure pairs
+        // with the winner's Release.
+        match self
+            .ptr
+            .compare_exchange(core::ptr::null_mut(), fresh, Release, Acquire)
+        {
+            // SAFETY: published; freed only by `drop`.
+            Ok(_) => unsafe { &*fresh },
+            // SAFETY: a fault point; `fresh` is leaked, so the reference stays valid.
+            Err(_) if cfg!(bite = "a-lost-race-keeps-its-box") => unsafe { &*fresh },
+            Err(won) => {
+                // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: the winner's box, published and freed only by `drop`.
+                unsafe { &*won }
+            }
+        }
+    }
+}
+
+impl<T> Drop for LazyBox<T> {
+    fn drop(&mut self) {
+        // Relaxed: `&mut self` orders every other access before this one.
+        let ptr = self.ptr.load(std::sync::atomic::Ordering::Relaxed);
+        if !ptr.is_null() {
+            // SAFETY: made by `Box::into_raw` in `make`, and this is its only free.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }
+}
 
 /// The core lock, parking as [`Parking`].
 pub(crate) type Raw = RawGil<Parking>;
