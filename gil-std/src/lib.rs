@@ -15,7 +15,8 @@
 //!   `OnceLock` while holding the lock, without the deadlock between the two: the lock is let
 //!   go only if the wait must block; [`Gil::set_deadlock_detection`] reports the cycles left
 //!   among registered threads.
-//! - [`GilMutex`] — `lock_api::Mutex<Gil, T>`: the `lock_api` traits are implemented for `Gil`.
+//! - [`GilMutex`] — `lock_api::Mutex<RawGilMutex, T>`: a mutex with the lock's FIFO hand-off,
+//!   64 bytes besides the data, and none of a `Gil`'s services.
 //! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
 //! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
 //!   them; [`Gil::register_thread`] reports threads starting and exiting; [`ThreadStats`] are
@@ -72,7 +73,7 @@ mod threads;
 not_modelled! {
     mod mutex;
     mod trace;
-    pub use mutex::GilMutex;
+    pub use mutex::{GilMutex, RawGilMutex};
     pub use trace::{Recorder, ThreadTrace, Trace};
 }
 

@@ -1,14 +1,25 @@
-//! `lock_api` traits, so that `lock_api::Mutex<Gil, T>` is a mutex with the GIL's behaviour:
-//! FIFO handoff, `bump` as a fair yield, timed locking.
+//! `lock_api` on a lean raw lock: [`GilMutex<T>`] is a mutex with the GIL's hand-off, and
+//! none of a `Gil`'s runtime services.
 
+use core::pin::Pin;
 use std::time::{Duration, Instant};
 
+use gil_core::{Park, RawGil, WaitPolicy, Waited};
 use lock_api::GuardNoSend;
 
-use crate::gil::Gil;
+use crate::gil::Deadline;
+use crate::owner::Owner;
+use crate::sync::{Node, Parking, Raw};
 
-/// A `lock_api` mutex over a [`Gil`] of its own: FIFO direct handoff on unlock, and
-/// `MutexGuard::bump` hands the lock to the longest waiter and queues behind everybody.
+/// A `lock_api` mutex with the GIL's hand-off: FIFO direct hand-off on unlock (every unlock
+/// is fair), and `MutexGuard::bump` hands the lock to the longest waiter and queues behind
+/// everybody. A thread that locks it again while it holds it panics instead of waiting for
+/// itself.
+///
+/// It keeps of a [`Gil`](crate::Gil) the core lock and the owner token, and nothing else: no
+/// switch interval (nothing would answer its drop requests: a `lock_api` guard has no
+/// checkpoint), no blocking regions, hooks, pending calls or statistics. It is 64 bytes
+/// besides the data.
 ///
 /// ```
 /// use gil_std::GilMutex;
@@ -21,35 +32,85 @@ use crate::gil::Gil;
 /// drop(guard);
 /// assert!(m.try_lock_for(std::time::Duration::from_millis(1)).is_some());
 /// ```
-pub type GilMutex<T> = lock_api::Mutex<Gil, T>;
+pub type GilMutex<T> = lock_api::Mutex<RawGilMutex, T>;
+
+/// The raw lock of a [`GilMutex`]: gil-core's lock and the owner token.
+#[derive(Debug)]
+pub struct RawGilMutex {
+    raw: Raw,
+    owner: Owner,
+}
+
+impl RawGilMutex {
+    /// The calling thread has just taken the lock.
+    #[inline]
+    fn owned(&self) -> GuardNoSend {
+        self.owner.set_current();
+        GuardNoSend::new()
+    }
+
+    /// Waits in line, up to `deadline` if there is one.
+    #[cold]
+    fn lock_slow(&self, deadline: Option<Instant>) -> Option<GuardNoSend> {
+        if !cfg!(bite = "a-mutex-waits-for-itself") && self.owner.is_current() {
+            panic!("gil: a GilMutex locked again by the thread that holds it");
+        }
+        match self.raw.lock_with(&mut Until(deadline.map(Deadline::new))) {
+            Waited::Granted => Some(self.owned()),
+            Waited::GaveUp => None,
+            Waited::Closed => unreachable!("gil: a GilMutex is never closed"),
+        }
+    }
+}
+
+// The core lock and the owner token, and nothing else.
+const _: () = assert!(core::mem::size_of::<RawGilMutex>() <= 64);
+
+/// How a `GilMutex` waits: with the lock's parking, up to a deadline if it has one.
+struct Until(Option<Deadline>);
+
+impl WaitPolicy<Parking> for Until {
+    fn give_up(&mut self) -> bool {
+        self.0.as_ref().is_some_and(Deadline::passed)
+    }
+
+    fn park(&mut self, node: Pin<&Node>) {
+        match &mut self.0 {
+            Some(deadline) => deadline.park(node),
+            None => Parking::park(node.parker(), node.word()),
+        }
+    }
+}
 
 // SAFETY: `lock`/`try_lock` return a guard state only after taking the lock on this thread, and
 // `unlock` is called with that state by the thread that holds it (lock_api's contract); the
 // state is `GuardNoSend`, so a lock_api guard cannot move the lock to another thread.
-unsafe impl lock_api::RawMutex for Gil {
+unsafe impl lock_api::RawMutex for RawGilMutex {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Gil = Gil::new();
+    const INIT: RawGilMutex = RawGilMutex {
+        raw: RawGil::new(),
+        owner: Owner::new(),
+    };
     type Guard = GuardNoSend;
 
     #[inline]
     fn lock(&self) -> GuardNoSend {
-        std::mem::forget(self.acquire());
-        GuardNoSend::new()
+        match self.raw.try_acquire() {
+            Ok(()) => self.owned(),
+            Err(_) => self.lock_slow(None).expect("waits with no deadline"),
+        }
     }
 
     #[inline]
     fn try_lock(&self) -> Option<GuardNoSend> {
-        self.try_acquire().map(|guard| {
-            std::mem::forget(guard);
-            GuardNoSend::new()
-        })
+        self.raw.try_acquire().ok().map(|()| self.owned())
     }
 
     #[inline]
     unsafe fn unlock(&self, _: GuardNoSend) {
-        // The caller holds the lock (lock_api's contract for `unlock`), through the guard
-        // `lock` made and forgot: this is that guard's drop.
-        self.drop_guard();
+        self.owner.clear();
+        // SAFETY: the caller holds the lock (lock_api's contract for `unlock`).
+        unsafe { self.raw.unlock() };
     }
 
     fn is_locked(&self) -> bool {
@@ -58,7 +119,7 @@ unsafe impl lock_api::RawMutex for Gil {
 }
 
 // SAFETY: as for `RawMutex`; `bump` returns with the lock held again.
-unsafe impl lock_api::RawMutexFair for Gil {
+unsafe impl lock_api::RawMutexFair for RawGilMutex {
     #[inline]
     unsafe fn unlock_fair(&self, guard: GuardNoSend) {
         // Every unlock is fair here: with waiters, the lock passes directly to the longest one.
@@ -68,23 +129,32 @@ unsafe impl lock_api::RawMutexFair for Gil {
 
     #[inline]
     unsafe fn bump(&self, _: &mut GuardNoSend) {
-        self.hand_over();
+        // SAFETY: the caller holds the lock (lock_api's contract); the hand-over returns with
+        // it held again.
+        if unsafe { self.raw.hand_over_with(&mut ()) } {
+            // Others held it meanwhile, and each marked itself the owner.
+            self.owner.set_current();
+        }
     }
 }
 
 // SAFETY: as for `RawMutex`; a guard state is returned only with the lock taken.
-unsafe impl lock_api::RawMutexTimed for Gil {
+unsafe impl lock_api::RawMutexTimed for RawGilMutex {
     type Duration = Duration;
     type Instant = Instant;
 
     fn try_lock_for(&self, timeout: Duration) -> Option<GuardNoSend> {
-        self.try_acquire_for(timeout).ok().map(|guard| {
-            std::mem::forget(guard);
-            GuardNoSend::new()
-        })
+        match self.raw.try_acquire() {
+            Ok(()) => Some(self.owned()),
+            // A timeout too long to represent is no timeout.
+            Err(_) => self.lock_slow(Instant::now().checked_add(timeout)),
+        }
     }
 
     fn try_lock_until(&self, deadline: Instant) -> Option<GuardNoSend> {
-        self.try_lock_for(deadline.saturating_duration_since(Instant::now()))
+        match self.raw.try_acquire() {
+            Ok(()) => Some(self.owned()),
+            Err(_) => self.lock_slow(Some(deadline)),
+        }
     }
 }

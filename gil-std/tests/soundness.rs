@@ -246,18 +246,35 @@ fn a_panicking_pending_call_unwinds_through_the_guard_of_acquire() {
 }
 
 #[test]
-fn a_panicking_pending_call_unwinds_through_a_mutex_lock() {
+fn a_panic_under_a_mutex_guard_passes_the_lock_on() {
     let mutex: &'static GilMutex<u32> = Box::leak(Box::new(GilMutex::new(0)));
-    // SAFETY: only the pending-call queue of the mutex's lock is used here.
-    let gil = unsafe { mutex.raw() };
-    gil.add_pending_call(|_| panic!("the call fails")).unwrap();
-    let outcome = within(10, "GilMutex::lock", move || *mutex.lock() += 1);
-    assert_eq!(outcome, Err("the call fails".to_owned()));
+    let outcome = within(10, "GilMutex::lock", move || {
+        let _guard = mutex.lock();
+        panic!("the work fails");
+    });
+    assert_eq!(outcome, Err("the work fails".to_owned()));
     let other = thread::spawn(move || mutex.try_lock_for(Duration::from_secs(5)).map(|g| *g));
     assert_eq!(
         other.join().unwrap(),
         Some(0),
         "released, and nothing written"
+    );
+}
+
+#[test]
+fn a_mutex_locked_again_by_its_holder_panics_instead_of_waiting_for_itself() {
+    let mutex: &'static GilMutex<u32> = Box::leak(Box::new(GilMutex::new(0)));
+    let outcome = within(10, "GilMutex::lock twice", move || {
+        let _held = mutex.lock();
+        let _again = mutex.lock();
+    });
+    assert_eq!(
+        outcome,
+        Err("gil: a GilMutex locked again by the thread that holds it".to_owned())
+    );
+    assert!(
+        mutex.try_lock().is_some(),
+        "the first guard's unwinding let go"
     );
 }
 
@@ -1338,9 +1355,7 @@ impl Drop for TakesInItsDestructor {
     fn drop(&mut self) {
         if let Some(gil) = self.0.take() {
             IN_DESTRUCTOR.store(true, SeqCst);
-            wait_until("the test's thread to hold the lock", || {
-                lock_api::RawMutex::is_locked(&*gil)
-            });
+            wait_until("the test's thread to hold the lock", || gil.is_locked());
             let took = catch_unwind(AssertUnwindSafe(|| drop(gil.acquire())));
             DESTRUCTOR_TOOK.store(took.is_ok(), SeqCst);
         }

@@ -26,7 +26,7 @@ use gil_core::{RawGil, TryAcquireError, Waited};
 pub use future::{AcquireFuture, RelockFuture, UnlockedAsync};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
 pub use runtime::{BreakerHandler, EventHook, PendingCall, PendingCalls, ThreadRegistration};
-pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
+pub(crate) use waiting::{Deadline, LOAN_SPIN, Turn, Waiting};
 
 use crate::bits::{
     WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_SUSPENDED, WATCH_TIMING, Watch,
@@ -554,6 +554,21 @@ impl Gil {
         let calls = self.close_calls();
         self.raw.close();
         calls
+    }
+
+    /// Whether some thread holds the lock. A snapshot, for decisions that tolerate a stale
+    /// answer; [`is_held_by_current_thread`](Gil::is_held_by_current_thread) is exact for the
+    /// calling thread.
+    ///
+    /// ```
+    /// let gil = gil_std::Gil::new();
+    /// assert!(!gil.is_locked());
+    /// let guard = gil.acquire();
+    /// assert!(gil.is_locked());
+    /// drop(guard);
+    /// ```
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
     }
 
     /// Whether [`close`](Gil::close) was called.

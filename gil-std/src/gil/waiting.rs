@@ -57,13 +57,11 @@ pub(crate) struct Waiting<'a> {
     /// When the wait began: read before queueing (in line, and by a borrower), or once the
     /// lock is lent (a lender, whose clock read would otherwise hold up the loan).
     start: Option<Instant>,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
     /// Counted in by the clock (`Clock::arm`), to be counted out at the end.
     timed: bool,
     /// Staying awake, on a side of a loan (until `LOAN_SPIN` after the start).
     awake: Option<StayAwake>,
-    /// The clock's wake-up at the deadline, where waiters sleep without timeouts of their own.
-    ticket: Option<u64>,
     /// Report `Event::Wants` once queued.
     announce: bool,
     queued: bool,
@@ -110,10 +108,9 @@ impl<'a> Waiting<'a> {
             gil,
             turn,
             start,
-            deadline,
+            deadline: deadline.map(Deadline::new),
             timed,
             awake: None,
-            ticket: None,
             announce,
             queued: false,
             reentered: false,
@@ -134,7 +131,6 @@ impl<'a> Waiting<'a> {
             deadline: None,
             timed: false,
             awake: None,
-            ticket: None,
             announce: true,
             queued: false,
             reentered: false,
@@ -204,9 +200,7 @@ impl Drop for Waiting<'_> {
     /// The wait is over, or given up by unwinding: the thread is counted out of the clock,
     /// and its wake-ups are cancelled.
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            clock().cancel_wake(ticket);
-        }
+        drop(self.deadline.take());
         if let Some(task) = self.task.as_mut() {
             task.cancel();
         }
@@ -278,7 +272,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
             self.reentered = true;
             return true;
         }
-        self.deadline.is_some_and(|at| Instant::now() >= at)
+        self.deadline.as_ref().is_some_and(Deadline::passed)
     }
 
     fn offered(&mut self, node: Pin<&Node>) {
@@ -289,15 +283,46 @@ impl WaitPolicy<Parking> for Waiting<'_> {
 
     /// Returns on a grant, a close, the deadline, or spuriously.
     fn park(&mut self, node: Pin<&Node>) {
-        match self.deadline {
-            Some(at) => {
-                if !OWN_TIMEOUT && self.ticket.is_none() {
-                    let word = core::ptr::from_ref(node.word()).cast();
-                    self.ticket = Some(clock().wake_at(at, word));
-                }
-                crate::sync::park_until(node, at);
-            }
+        match &mut self.deadline {
+            Some(deadline) => deadline.park(node),
             None => Parking::park(node.parker(), node.word()),
+        }
+    }
+}
+
+/// A wait's deadline, with the clock's wake-up at it where waiters sleep without timeouts of
+/// their own ([`OWN_TIMEOUT`]); dropping it cancels the wake-up.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    at: Instant,
+    ticket: Option<u64>,
+}
+
+impl Deadline {
+    pub(crate) fn new(at: Instant) -> Self {
+        Self { at, ticket: None }
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Sleeps while `node` is queued, but not past the deadline. Returns on a grant, a close,
+    /// the deadline, or spuriously.
+    pub(crate) fn park(&mut self, node: Pin<&Node>) {
+        if !OWN_TIMEOUT && self.ticket.is_none() {
+            let word = core::ptr::from_ref(node.word()).cast();
+            self.ticket = Some(clock().wake_at(self.at, word));
+        }
+        crate::sync::park_until(node, self.at);
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            clock().cancel_wake(ticket);
         }
     }
 }
