@@ -30,6 +30,7 @@
 //!   which borrow the lock while they run, may act on it. The waker is woken, and dropped,
 //!   outside the clock's mutex.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, fence};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -191,7 +192,11 @@ pub(crate) struct Clock {
 
 struct Timers {
     preempt: Vec<Preempt>,
-    wakes: Vec<Wake>,
+    /// The wakes, by ticket: each one's time and whom it wakes.
+    wakes: HashMap<u64, Wake>,
+    /// The wakes' tickets in the order they are due (by time, then ticket): a wake is added,
+    /// cancelled and found due in logarithmic time, however many tasks wait.
+    due: BTreeSet<(Instant, u64)>,
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     next_wake_id: u64,
 }
@@ -226,7 +231,6 @@ const WAKE_RETRY: Duration = Duration::from_millis(1);
 const REASK_AFTER: Duration = Duration::from_millis(1);
 
 struct Wake {
-    id: u64,
     at: Instant,
     whom: Whom,
 }
@@ -289,7 +293,8 @@ pub(crate) fn clock() -> &'static Clock {
         Clock {
             timers: Mutex::new(Timers {
                 preempt: Vec::new(),
-                wakes: Vec::new(),
+                wakes: HashMap::new(),
+                due: BTreeSet::new(),
                 next_wake_id: 0,
             }),
             changed: Condvar::new(),
@@ -437,8 +442,13 @@ impl Clock {
         let mut timers = self.lock();
         let id = timers.next_wake_id;
         timers.next_wake_id += 1;
-        timers.wakes.push(Wake { id, at, whom });
-        self.changed.notify_one();
+        // The clock sleeps until its next deadline: tell it only of an earlier one.
+        let earlier = timers.next_deadline().is_none_or(|next| at < next);
+        timers.wakes.insert(id, Wake { at, whom });
+        timers.due.insert((at, id));
+        if earlier {
+            self.changed.notify_one();
+        }
         id
     }
 
@@ -448,8 +458,11 @@ impl Clock {
     pub(crate) fn cancel_wake(&self, id: u64) {
         let cancelled = {
             let mut timers = self.lock();
-            let at = timers.wakes.iter().position(|w| w.id == id);
-            at.map(|i| timers.wakes.swap_remove(i))
+            let wake = timers.wakes.remove(&id);
+            if let Some(wake) = &wake {
+                timers.due.remove(&(wake.at, id));
+            }
+            wake
         };
         if let Some(Wake {
             whom: Whom::Task(waker),
@@ -464,8 +477,8 @@ impl Clock {
 /// The threads that run tasks' wakers for the lock: the wakers of tasks whose timers the
 /// clock fires, and those handed over by a thread that runs no code of the user's at the moment
 /// (`owner::is_quiet`). Apart from the clock, so that a waker holds up no timer; and as many as
-/// are busy at once, plus an idle one, so that a waker that blocks (one that polls its task
-/// inline and waits for a lock) holds up no other: a task's grant could be queued behind it,
+/// are busy at once, plus one while wakers are due, so that a waker that blocks (one that
+/// polls its task inline and waits for a lock) holds up no other: a task's grant could be queued behind it,
 /// and the waker wait for that very grant. Each thread, once started, lives as long as the
 /// process, asleep while there is nothing to wake.
 struct Wakers {
@@ -489,22 +502,34 @@ static WAKERS: Wakers = Wakers {
 };
 
 /// Wakes `waker` (or, `wake` false, only drops it) on a waker thread, soon; starts one if
-/// there are more wakers due than idle threads to take them.
+/// none is idle to take it.
 pub(crate) fn hand_off(waker: Waker, wake: bool) {
     let mut queue = WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner());
     queue.due.push_back((waker, wake));
-    if queue.due.len() > queue.idle {
-        // Counted idle from now: it takes a waker as soon as it runs.
-        queue.idle += 1;
-        drop(queue);
-        std::thread::Builder::new()
-            .name("gil-waker".into())
-            .spawn(run_wakers)
-            .expect("gil: could not start a waker thread");
+    if wants_thread(&queue) {
+        start_waker_thread(queue);
     } else {
         drop(queue);
         WAKERS.ready.notify_one();
     }
+}
+
+/// Whether a waker thread must start: wakers are due and no thread is idle to take them.
+fn wants_thread(queue: &WakerQueue) -> bool {
+    if cfg!(bite = "a-waker-thread-per-waker") {
+        return queue.due.len() > queue.idle;
+    }
+    !queue.due.is_empty() && queue.idle == 0
+}
+
+/// Starts a waker thread, counted idle from now: it takes a waker as soon as it runs.
+fn start_waker_thread(mut queue: MutexGuard<'_, WakerQueue>) {
+    queue.idle += 1;
+    drop(queue);
+    std::thread::Builder::new()
+        .name("gil-waker".into())
+        .spawn(run_wakers)
+        .expect("gil: could not start a waker thread");
 }
 
 /// A waker thread: runs wakers one at a time, outside the queue's mutex, asleep between.
@@ -515,6 +540,11 @@ fn run_wakers() {
             loop {
                 if let Some(next) = queue.due.pop_front() {
                     queue.idle -= 1;
+                    // Busy from here: if wakers are left and no thread is idle to take them,
+                    // one more, so that this waker, should it block, holds up no other.
+                    if wants_thread(&queue) {
+                        start_waker_thread(queue);
+                    }
                     break next;
                 }
                 queue = WAKERS.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
@@ -554,31 +584,36 @@ fn look_at(since: Instant, interval: Duration) -> Instant {
 impl Timers {
     fn next_deadline(&self) -> Option<Instant> {
         let preempt = self.preempt.iter().map(|p| p.at);
-        preempt.chain(self.wakes.iter().map(|w| w.at)).min()
+        preempt.chain(self.due.first().map(|&(at, _)| at)).min()
     }
 
     /// Fires what is due at `now`. Returns the wakers of the tasks whose time came, taken out,
     /// for the caller to wake once it has released the mutex.
     fn fire(&mut self, now: Instant) -> Vec<Waker> {
         let mut tasks = Vec::new();
-        let mut i = 0;
-        while i < self.wakes.len() {
-            let w = &mut self.wakes[i];
-            if w.at > now {
-                i += 1;
-                continue;
+        while let Some(&(at, id)) = self.due.first() {
+            if at > now {
+                break;
             }
-            match w.whom {
+            self.due.pop_first();
+            let Some(wake) = self.wakes.get_mut(&id) else {
+                continue;
+            };
+            match wake.whom {
                 Whom::Word(word) => {
                     atomic_wait::wake_one(word);
                     // A futex wake is lost if the waiter had checked the time but not yet gone
                     // to sleep (its word did not change), so wake again until the waiter
                     // cancels the ticket, which it does as soon as it sees its deadline passed.
-                    w.at = now + WAKE_RETRY;
-                    i += 1;
+                    wake.at = now + WAKE_RETRY;
+                    self.due.insert((wake.at, id));
                 }
                 Whom::Task(_) => {
-                    if let Whom::Task(waker) = self.wakes.swap_remove(i).whom {
+                    if let Some(Wake {
+                        whom: Whom::Task(waker),
+                        ..
+                    }) = self.wakes.remove(&id)
+                    {
                         tasks.push(waker);
                     }
                 }
@@ -934,5 +969,51 @@ mod tests {
                 assert!(timed.load(SeqCst), "the new holder's slice was not timed");
             });
         }
+    }
+
+    /// The waker threads' names in this process.
+    fn waker_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|name| name.trim_end() == "gil-waker")
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Many wakers handed off at once (a clock that fires many tasks' timers) are run by a few
+    /// threads, not one each: a thread is started only when none is idle to take the next.
+    /// (Fewer than 64 is far above what a few quick wakers need, and far below one per waker.)
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn many_wakers_at_once_start_few_threads() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: std::sync::Arc<Self>) {
+                // A waker that takes a little while (a task scheduled on a busy executor).
+                let until = Instant::now() + Duration::from_micros(20);
+                while Instant::now() < until {}
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        const WAKERS: usize = 5_000;
+        let count = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let before = waker_threads();
+        for _ in 0..WAKERS {
+            super::hand_off(waker.clone(), true);
+        }
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while count.0.load(SeqCst) < WAKERS {
+            assert!(Instant::now() < give_up, "the wakers never all ran");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let started = waker_threads().saturating_sub(before);
+        assert!(
+            started <= 64,
+            "{started} waker threads for {WAKERS} quick wakers"
+        );
     }
 }

@@ -98,7 +98,10 @@ pub fn main() {
         ),
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
-        ("W6", w6::Way::ALL.len()),
+        (
+            "W6",
+            w6::Way::ALL.len() + 2 * plan.w6_grants.0.len() * plan.w6_grants.1,
+        ),
         ("ABUSE", Kind::LOCKS.len()),
         ("LUA", 1),
         ("TIMED", 1),
@@ -560,7 +563,45 @@ pub fn main() {
             rows.push(json!({"way": r.way.key(), "timer_p50_us": r.timer_p50.as_secs_f64() * 1e6, "timer_p99_us": r.timer_p99.as_secs_f64() * 1e6, "timer_p99_ratio": p99_ratio, "ticks": r.ticks, "units_per_second": r.units_per_second, "task_units_per_second": r.task_units_per_second, "units_ratio_to_spawn_blocking": units_ratio}));
         }
         text.push('\n');
-        report["w6"] = json!({"seconds_per_run": t.as_secs_f64(), "tasks": w6::TASKS, "threads": w6::THREADS, "workers": w6::WORKERS, "work_us": w6::WORK.as_secs_f64() * 1e6, "runs": rows});
+        let (counts, rounds) = plan.w6_grants;
+        let _ = writeln!(
+            text,
+            "W6 grants — N tasks queued on a held lock, then released: each is granted the lock and lets it go at once, {} worker threads; time per grant, median of {rounds} rounds (range)",
+            w6::WORKERS
+        );
+        let _ = writeln!(
+            text,
+            "  {:>9} {:>26} {:>26} {:>12}",
+            "N", "gil acquire_async", "tokio Mutex::lock", "gil ÷ tokio"
+        );
+        let mut grant_rows = Vec::new();
+        for &n in counts {
+            let mut times = [Vec::new(), Vec::new()];
+            for _ in 0..rounds {
+                for (i, granter) in w6::Granter::ALL.into_iter().enumerate() {
+                    step(format!("W6 grants: {} × {n}", granter.name()));
+                    times[i].push(w6::grants(granter, n).as_secs_f64() * 1e9);
+                }
+            }
+            let summary = |t: &mut Vec<f64>| {
+                t.sort_by(f64::total_cmp);
+                (t[t.len() / 2], t[0], t[t.len() - 1])
+            };
+            let (gil, tokio_mutex) = (summary(&mut times[0]), summary(&mut times[1]));
+            let shown = |(median, low, high): (f64, f64, f64)| {
+                format!("{median:.0} ns ({low:.0}–{high:.0})")
+            };
+            let _ = writeln!(
+                text,
+                "  {n:>9} {:>26} {:>26} {:>12.2}",
+                shown(gil),
+                shown(tokio_mutex),
+                gil.0 / tokio_mutex.0
+            );
+            grant_rows.push(json!({"waiters": n, "gil_ns": gil.0, "gil_ns_range": [gil.1, gil.2], "tokio_mutex_ns": tokio_mutex.0, "tokio_mutex_ns_range": [tokio_mutex.1, tokio_mutex.2], "ratio": gil.0 / tokio_mutex.0}));
+        }
+        text.push('\n');
+        report["w6"] = json!({"seconds_per_run": t.as_secs_f64(), "tasks": w6::TASKS, "threads": w6::THREADS, "workers": w6::WORKERS, "work_us": w6::WORK.as_secs_f64() * 1e6, "runs": rows, "grants": {"rounds": rounds, "rows": grant_rows}});
     }
 
     if args.wants("ABUSE") {

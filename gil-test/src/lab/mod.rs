@@ -50,6 +50,8 @@ pub struct Plan {
     pub lua_time: Duration,
     /// W6: time per run.
     pub w6_time: Duration,
+    /// W6's grant row: numbers of queued tasks, and rounds of each (gil and tokio in turn).
+    pub w6_grants: (&'static [usize], usize),
 }
 
 impl Plan {
@@ -64,6 +66,7 @@ impl Plan {
         w5_time: Duration::from_millis(300),
         lua_time: Duration::from_millis(500),
         w6_time: Duration::from_secs(1),
+        w6_grants: (&[1_000, 10_000, 100_000], 3),
     };
     /// The full run: W4 at 3 s per run.
     pub const FULL: Plan = Plan {
@@ -76,6 +79,7 @@ impl Plan {
         w5_time: Duration::from_secs(1),
         lua_time: Duration::from_secs(2),
         w6_time: Duration::from_secs(3),
+        w6_grants: (&[1_000, 10_000, 100_000, 1_000_000], 5),
     };
 }
 

@@ -16,6 +16,9 @@
 //! Beside them, a run with the timer task alone (no lock traffic) is the timer's reference.
 //! Reported: the timer's p99 lateness, against the reference; and the lock work done per
 //! second (tasks and threads together), against `spawn_blocking`'s.
+//!
+//! The grant row ([`grants`]) times async grants alone: `N` tasks queued on a held lock, then
+//! released one after another, on a `Gil` and on a `tokio::sync::Mutex`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -210,4 +213,112 @@ pub fn run(way: Way, time: Duration) -> Run {
         units_per_second: tasks + threads,
         task_units_per_second: tasks,
     }
+}
+
+/// Who grants the lock in [`grants`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granter {
+    /// A [`Gil`], the tasks waiting in `acquire_async`.
+    Gil,
+    /// A `tokio::sync::Mutex`, the tasks waiting in `lock`.
+    TokioMutex,
+}
+
+impl Granter {
+    /// Both, gil first.
+    pub const ALL: [Granter; 2] = [Granter::Gil, Granter::TokioMutex];
+
+    /// The row's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Granter::Gil => "gil acquire_async",
+            Granter::TokioMutex => "tokio Mutex::lock",
+        }
+    }
+
+    /// The row's JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Granter::Gil => "gil",
+            Granter::TokioMutex => "tokio_mutex",
+        }
+    }
+}
+
+/// The grant row: `waiters` tasks queue on a held lock, on a runtime of [`WORKERS`] worker
+/// threads; then the holder lets go, and each task in turn is granted the lock, lets it go at
+/// once (which grants the next) and ends. Returns the time from the holder's release to the
+/// last task's end, divided by `waiters`: the cost of one async grant, from a release to the
+/// next. The `Gil`'s switch interval is the longest, so that no slice ends during the run.
+pub fn grants(granter: Granter, waiters: usize) -> Duration {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_time()
+        .build()
+        .expect("a tokio runtime");
+    let queued = Arc::new(AtomicU64::new(0));
+    let left = Arc::new(AtomicU64::new(waiters as u64));
+    let all_done = Arc::new(tokio::sync::Notify::new());
+    let elapsed = runtime.block_on(async {
+        // Counted just before a task's first poll of its lock future, which queues it: once all
+        // are counted and the workers are idle again, all are in line.
+        let wait_all_queued = || async {
+            while queued.load(Relaxed) < waiters as u64 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let end = {
+            let (left, all_done) = (left.clone(), all_done.clone());
+            move || {
+                if left.fetch_sub(1, Relaxed) == 1 {
+                    all_done.notify_one();
+                }
+            }
+        };
+        match granter {
+            Granter::Gil => {
+                // The longest interval: no slice ends during the run, so what is timed is the
+                // grants, not the asks a waiting task makes at a slice's end.
+                let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(
+                    Gil::MAX_SWITCH_INTERVAL,
+                )));
+                let held = gil.acquire();
+                for _ in 0..waiters {
+                    let (queued, end) = (queued.clone(), end.clone());
+                    tokio::spawn(async move {
+                        let taking = gil.acquire_async();
+                        queued.fetch_add(1, Relaxed);
+                        drop(taking.await.expect("open"));
+                        end();
+                    });
+                }
+                wait_all_queued().await;
+                let start = Instant::now();
+                drop(held);
+                all_done.notified().await;
+                start.elapsed()
+            }
+            Granter::TokioMutex => {
+                let mutex = Arc::new(tokio::sync::Mutex::new(()));
+                let held = mutex.clone().lock_owned().await;
+                for _ in 0..waiters {
+                    let (queued, end, mutex) = (queued.clone(), end.clone(), mutex.clone());
+                    tokio::spawn(async move {
+                        let taking = mutex.lock();
+                        queued.fetch_add(1, Relaxed);
+                        drop(taking.await);
+                        end();
+                    });
+                }
+                wait_all_queued().await;
+                let start = Instant::now();
+                drop(held);
+                all_done.notified().await;
+                start.elapsed()
+            }
+        }
+    });
+    runtime.shutdown_background();
+    elapsed / u32::try_from(waiters).expect("fewer than 2^32 waiters")
 }
