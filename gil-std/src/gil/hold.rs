@@ -1,37 +1,561 @@
-//! What a holder does with the lock besides holding it: the checkpoint's slow path, hand-overs
-//! and loans inside it, and the two ends of a blocking region.
+//! The one owner of a thread's hold: the only code that begins, ends, sets aside and resumes
+//! a hold, counts its guards, and refuses what would break it.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::Duration;
 
-use gil_core::{Away, Back, Handover, Loan, Return, Step, WaitPolicy, Waited};
+use gil_core::{Away, Back};
 
-use super::{Gil, GilGuard, LOAN_SPIN, SetAside, Turn, Waiting};
-use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
-use crate::clock::{LOOK_EVERY, nanos_at, now_nanos};
+use super::region::Returning;
+use super::{AcquireError, Gil, GilGuard};
+use crate::bits::{WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_SUSPENDED, WATCH_TIMING};
+use crate::clock::{nanos_at, now_nanos};
+use crate::credit::Borrowed;
 use crate::hooks::Event;
-use crate::interrupt::{Interrupted, take_own};
-use crate::owner::Frame;
-use crate::sync::{Parking, StayAwake};
+use crate::owner::{Doing, Frame};
 use crate::threads::ThreadStats;
 
-/// Marks the branch that calls it as rarely taken, so the checkpoint's fast path (nothing
-/// pending) falls through: without it, the counting for `SLICE_TIMER` is laid out inline and
-/// the fast path jumps over it, which costs W1's checkpoint about twice its time.
-/// (`std::hint::cold_path` does this on newer Rust than our `rust-version`, 1.85.)
-#[cold]
-#[inline(always)]
-fn unlikely() {}
+/// What [`Gil::set_aside_guards`] set aside, for [`Gil::restore_guards`]: the hold's other
+/// guards, counted in a frame on the thread, and whether the hold is marked suspended.
+#[must_use = "guards set aside come back with restore_guards"]
+pub(crate) struct SetAside {
+    frame: Option<Frame>,
+    marked: bool,
+}
 
-/// Counts a checkpoint on `ticks`; returns whether this one looks at the clock (every
-/// `LOOK_EVERY`th).
-#[inline(always)]
-fn count_tick(ticks: &mut u32) -> bool {
-    *ticks = ticks.wrapping_add(1);
-    *ticks % LOOK_EVERY == 0
+/// A hold made by [`Gil::initialiser_hold`]; dropping it ends the hold.
+pub(crate) enum InitialiserHold<'g> {
+    /// On behalf of a hold set aside on this thread: every guard of the lock the initialiser
+    /// joins or drops counts in that hold's frame, so this hold has only its own, and its end
+    /// releases the lock.
+    Resumed {
+        gil: &'g Gil,
+        /// The guard of the hold, never dropped as one: its drop would count out of the frame
+        /// that holds the region's guards aside.
+        _guard: ManuallyDrop<GilGuard<'g>>,
+        resuming: crate::owner::Resuming,
+    },
+    /// No hold was set aside: a plain hold, which its guard ends.
+    Plain { _guard: GilGuard<'g> },
+}
+
+impl SetAside {
+    /// Nothing set aside.
+    pub(crate) const NOTHING: Self = Self {
+        frame: None,
+        marked: false,
+    };
+
+    /// The guards of a hold set aside with its frame `frame`, marked suspended: a region of
+    /// `EnsureGuard::allow_threads`.
+    pub(crate) fn suspended(frame: Option<Frame>) -> Self {
+        Self {
+            frame,
+            marked: true,
+        }
+    }
+
+    /// Whether the guards are in a frame: the thread runs no code of the user's meanwhile.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.frame.is_some()
+    }
+}
+
+impl Drop for InitialiserHold<'_> {
+    fn drop(&mut self) {
+        if let InitialiserHold::Resumed { gil, resuming, .. } = self {
+            // The services see the release while the hold is whole; the thread is quiet
+            // again before it lets go.
+            gil.watch_end();
+            resuming.holding(false);
+            debug_assert_eq!(
+                gil.nested.load(Relaxed),
+                0,
+                "the initialiser's guards are aside"
+            );
+            gil.release_unwatched();
+        }
+    }
 }
 
 impl Gil {
+    /// The calling thread has just taken the lock (back) for a guard that exists already: the
+    /// pending calls wait for its next checkpoint.
+    #[inline]
+    pub(crate) fn begin_hold(&self) {
+        self.owner.set_current();
+        self.watch_begin();
+    }
+
+    /// `begin_hold` without what the watched services do (events, hold timing): for a hold
+    /// whose guards come back first, so that the services see it whole (`watch_begin` next).
+    #[inline]
+    pub(crate) fn begin_hold_quietly(&self) {
+        self.owner.set_current();
+    }
+
+    /// The calling thread has just taken the lock on a loan it asked for, or back from one it
+    /// lent: the owner token stays the lender's throughout the loan (see `holds_here`), so
+    /// that neither side writes it, on the line the loan passes on.
+    #[inline]
+    pub(crate) fn begin_loan_hold(&self) {
+        self.watch_begin();
+    }
+
+    #[inline]
+    pub(crate) fn watch_begin(&self) {
+        let watch = self.watch.load();
+        if watch != 0 {
+            self.watch_hold(watch);
+        }
+    }
+
+    /// Whether the calling thread holds the lock: it owns it and has not lent it, or holds it
+    /// on a loan it asked for (then the owner token stays the lender's, which waits inside a
+    /// checkpoint meanwhile and does not hold: a hook running on the lender must not be told
+    /// it does).
+    #[inline]
+    pub(crate) fn holds_here(&self) -> bool {
+        (self.owner.is_current() && !self.raw.is_lent())
+            || (!cfg!(bite = "loan-holder-unknown")
+                && crate::credit::on_loan(self) == Some(Borrowed::OnBreaker))
+    }
+
+    /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
+    /// that found the lock held again): the hold now ends one guard later. While a hold of this
+    /// lock is set aside on this thread (`SetAside`), the guard counts there: the thread holds
+    /// the lock now only to run an initialiser for that hold (`Blocking::get_or_init`), and
+    /// the guard is that hold's.
+    pub(crate) fn join_hold(&self) {
+        self.refuse_in_hook();
+        if self.watch.has(WATCH_SUSPENDED) && crate::owner::count_set_aside(self, 1) {
+            return;
+        }
+        self.add_guards(1);
+    }
+
+    /// A guard of the calling thread's hold is dropped: the hold ends with its last guard. A
+    /// guard of a hold set aside on this thread counts out of the frame that holds it aside,
+    /// wherever it is dropped (a hook, a thread-local's destructor).
+    #[inline]
+    pub(crate) fn drop_guard(&self) {
+        let watch = self.watch.load();
+        if watch != 0 {
+            return self.drop_guard_watched(watch);
+        }
+        // Relaxed: see `Gil::nested`.
+        let nested = self.nested.load(Relaxed);
+        if nested != 0 && !cfg!(bite = "hold-ends-with-first-guard") {
+            return self.drop_nested(nested);
+        }
+        self.release_unwatched();
+    }
+
+    /// `drop_guard` with services watching.
+    #[cold]
+    fn drop_guard_watched(&self, watch: u32) {
+        if watch & WATCH_SUSPENDED != 0
+            && !cfg!(bite = "set-aside-drops-not-counted")
+            && crate::owner::count_set_aside(self, -1)
+        {
+            return;
+        }
+        // Relaxed: see `Gil::nested`.
+        let nested = self.nested.load(Relaxed);
+        if nested != 0 {
+            return self.drop_nested(nested);
+        }
+        self.release();
+    }
+
+    /// `drop_guard` of a guard that is not the hold's last.
+    #[cold]
+    fn drop_nested(&self, nested: u32) {
+        // Relaxed: see `Gil::nested`.
+        self.nested.store(nested - 1, Relaxed);
+    }
+
+    /// The holder is about to let others hold while its guards live on (a hand-over or a loan
+    /// inside a checkpoint): sets its count of extra guards aside, so that the next holder
+    /// starts from none. If there are any, or the thread has another hold of this lock set
+    /// aside already, the guards go into a `SetAside` frame on the thread until
+    /// [`restore_guards`](Gil::restore_guards), and the hold is marked suspended: the thread
+    /// runs no code of the user's meanwhile (`owner::is_quiet`), any use of one of those guards
+    /// asks whether the thread holds (`refuse_stale`, `refuse_suspended`), and a drop counts
+    /// out of the frame. A write only when there are some.
+    #[inline]
+    pub(crate) fn set_aside_guards(&self) -> SetAside {
+        let nested = self.nested.load(Relaxed);
+        if nested == 0 && !self.watch.has(WATCH_SUSPENDED) {
+            return SetAside::NOTHING;
+        }
+        self.set_aside_slow(nested)
+    }
+
+    #[cold]
+    fn set_aside_slow(&self, nested: u32) -> SetAside {
+        if nested == 0 && !crate::owner::has_set_aside(self) {
+            return SetAside::NOTHING;
+        }
+        // The frame first: it is what may refuse (too many frames), before anything changes.
+        let frame = Frame::set_aside(self, nested);
+        if !cfg!(bite = "guards-not-set-aside") {
+            self.nested.store(0, Relaxed);
+        }
+        self.mark_suspended(true);
+        SetAside {
+            frame: Some(frame),
+            marked: true,
+        }
+    }
+
+    /// For [`Blocking::get_or_init`](crate::Blocking::get_or_init): takes the lock inside a
+    /// region of this thread's, to run an initialiser on behalf of the hold that region set
+    /// aside. The hold's guards set aside on this thread stay where they are and count on (a
+    /// guard joined or dropped by the initialiser counts there, see `join_hold`), and while
+    /// the lock is held the thread runs the user's code again (see `owner::Resuming`). The hold
+    /// ends with the value returned, which releases the lock directly.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_checked`](Gil::acquire_checked).
+    pub(crate) fn initialiser_hold(&self) -> Result<InitialiserHold<'_>, AcquireError> {
+        let Some(mut resuming) = crate::owner::Resuming::begin(self) else {
+            // No hold set aside (a plain guard's region): a hold like any, whose guard ends
+            // it, or, if the initialiser keeps another guard of it, does not.
+            let guard = self.acquire_checked()?;
+            return Ok(InitialiserHold::Plain { _guard: guard });
+        };
+        let guard = ManuallyDrop::new(self.acquire_checked()?);
+        resuming.holding(true);
+        // Reported now: while it waited and took the lock, the thread was quiet.
+        if !cfg!(bite = "an-initialiser-unreported") {
+            self.emit(Event::Got);
+        }
+        Ok(InitialiserHold::Resumed {
+            gil: self,
+            _guard: guard,
+            resuming,
+        })
+    }
+
+    /// The holder holds again after `set_aside_guards`: the guards set aside (less those
+    /// dropped meanwhile) count again, on top of the hold's own (none, unless the thread came
+    /// to hold the lock another way meanwhile), and the hold is no longer suspended.
+    #[inline]
+    pub(crate) fn restore_guards(&self, set_aside: SetAside) {
+        if let Some(frame) = set_aside.frame {
+            let guards = frame.count();
+            drop(frame);
+            if !cfg!(bite = "guards-not-restored") {
+                self.add_guards(guards);
+            }
+        }
+        if set_aside.marked {
+            self.mark_suspended(false);
+        }
+    }
+
+    /// Counts `guards` more guards of the calling thread's hold.
+    pub(crate) fn add_guards(&self, guards: u32) {
+        // Relaxed: read and written only by the holder (see `Gil::nested`).
+        let nested = self.nested.load(Relaxed);
+        let nested = nested
+            .checked_add(guards)
+            .expect("gil: more than u32::MAX guards of one hold");
+        self.nested.store(nested, Relaxed);
+    }
+
+    /// Marks one more hold suspended (or one fewer): while any is, every use of a guard asks
+    /// whether its thread holds the lock (`WATCH_SUSPENDED`). Called by the holder only, before
+    /// it lets go and after it is back, so the lock orders every change.
+    pub(crate) fn mark_suspended(&self, on: bool) {
+        // Relaxed: see `Gil::suspended`; the thread whose guards must be refused reads its own
+        // write.
+        let open = self.suspended.load(Relaxed);
+        let open = if on { open + 1 } else { open - 1 };
+        self.suspended.store(open, Relaxed);
+        if open == u32::from(on) {
+            self.watch.set(WATCH_SUSPENDED, on);
+        }
+    }
+
+    /// A blocking region may open only on a hold with one guard, the one opening it: any other
+    /// guard of this thread (a nested `ensure`, or one of a hold set aside on this thread, which
+    /// an initialiser run on that hold's behalf could reach) could reach what the lock protects
+    /// while other threads hold it.
+    ///
+    /// # Panics
+    ///
+    /// If the hold has other guards.
+    #[inline]
+    pub(crate) fn refuse_region(&self) {
+        if !cfg!(bite = "region-under-nested-guards")
+            && (self.nested.load(Relaxed) != 0
+                || !cfg!(bite = "a-region-ignores-guards-set-aside")
+                    && self.watch.has(WATCH_SUSPENDED)
+                    && crate::owner::set_aside_guards_alive(self))
+        {
+            region_with_guards_panic();
+        }
+    }
+
+    /// What a region, which waits for the lock at its end, checks at its start, before it lets
+    /// the lock go: a refusal at its end would come when another thread may hold the lock, with
+    /// the region's guard unwinding as if this thread did. Refuses a region opened in code that
+    /// a wait of this thread for the same lock runs (a task's waker, woken by this thread's
+    /// hand-over, that polled its future inline), whose end would wait behind that wait, and
+    /// makes sure the end's wait, and `frames` frames besides, will find room.
+    ///
+    /// # Panics
+    ///
+    /// In both cases, with a message that says which.
+    pub(crate) fn refuse_waiting_region(&self, frames: usize) {
+        if crate::owner::is_doing(self, Doing::Wait) {
+            crate::sync::refusal(format_args!(
+                "gil: a blocking region opened in code that a wait of this thread for the same \
+                 Gil runs (a task's waker that polled its future inline?): its end would wait \
+                 behind that wait for ever"
+            ));
+        }
+        crate::owner::make_room(1 + frames);
+    }
+
+    #[cold]
+    fn watch_hold(&self, watch: u32) {
+        if watch & WATCH_TIMING != 0 {
+            // Made by `set_hold_timing`, which set the bit.
+            let counters = &self.services_or_new().counters;
+            counters.held_since.store(now_nanos(), Relaxed);
+        }
+        if watch & WATCH_HOOK != 0 {
+            self.emit_slow(Event::Got);
+        }
+        if watch & WATCH_INTERRUPTS != 0 {
+            crate::interrupt::rearm(self.raw.breaker());
+        }
+    }
+
+    /// The calling thread lets the lock go, once the watched services have seen the hold
+    /// whole (`watch_end`): ends a loan in line it holds (at `now`, if the caller has just read
+    /// the clock, as a blocking region does for its credit, or at the clock's time), and clears
+    /// the owner token. Returns whether it holds the lock on a loan it asked for: then it lets
+    /// go only with `give_back_loan`, which also ends the loan.
+    #[inline]
+    pub(crate) fn end_hold_quietly(&self, now: Option<u64>) -> bool {
+        match crate::credit::on_loan(self) {
+            // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
+            // `begin_loan_hold`).
+            Some(Borrowed::OnBreaker) => return true,
+            Some(Borrowed::InLine) => self.end_loan(now),
+            None => {}
+        }
+        self.owner.clear();
+        false
+    }
+
+    /// The calling thread gives back the loan it asked for, then ends it: reads the clock, pays
+    /// for the time held out of turn, and counts the acquisition. All of that after the
+    /// give-back, off the lender's wait. The loan is charged from the start of the ask to this
+    /// reading, a little more than it held: a clock read on either side of the hold would be
+    /// paid by the lender, at every loan.
+    /// Returns the reading.
+    pub(crate) fn give_back_loan(&self) -> u64 {
+        // SAFETY: the caller holds the lock on a loan it asked for (`end_hold` said so), and
+        // stops using it.
+        unsafe { self.raw.give_back() };
+        self.end_asked_loan()
+    }
+
+    /// The loan this thread asked for ends: reads the clock, pays for the time held out of
+    /// turn, and counts the acquisition (`give_back_loan` without the give-back). Returns the
+    /// reading.
+    pub(crate) fn end_asked_loan(&self) -> u64 {
+        let now = now_nanos();
+        self.end_loan(Some(now));
+        // A loan's wait is not timed: it ends at the grant, and reading the clock there would
+        // hold up the lender (see `Stats::wait_time`).
+        self.count_waited(Duration::ZERO);
+        now
+    }
+
+    /// The part of `end_hold` that the watched services need (hooks, hold timing), alone: for
+    /// a thread about to lend the lock it was asked for, or to give back a loan it asked for,
+    /// whose owner token stays the lender's (see `begin_loan_hold`).
+    #[inline]
+    pub(crate) fn watch_end(&self) {
+        let watch = self.watch.load();
+        if watch != 0 {
+            self.watch_release(watch);
+        }
+    }
+
+    /// Lets the lock go for good: gives a loan back, or unlocks.
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.watch_end();
+        self.release_unwatched();
+    }
+
+    /// `release` once the watched services are done with the hold (or none watch).
+    #[inline]
+    fn release_unwatched(&self) {
+        if self.end_hold_quietly(None) && !cfg!(bite = "loan-released-by-unlock") {
+            self.give_back_loan();
+        } else {
+            // SAFETY: the caller holds the lock, not on a loan it asked for, and stops using
+            // it.
+            unsafe { self.raw.unlock() };
+        }
+    }
+
+    /// The loan this thread holds ends (at `now`, or the clock's time): it pays for the time
+    /// held out of turn.
+    #[cold]
+    fn end_loan(&self, now: Option<u64>) {
+        crate::credit::end_loan(now.unwrap_or_else(now_nanos), self.switch_interval());
+    }
+
+    #[cold]
+    fn watch_release(&self, watch: u32) {
+        if watch & WATCH_SUSPENDED != 0 && !self.holds_here() {
+            suspended_panic();
+        }
+        if watch & WATCH_HOOK != 0 {
+            self.emit_slow(Event::Released);
+        }
+        if watch & WATCH_TIMING != 0 {
+            self.count_hold();
+        }
+    }
+
+    fn count_hold(&self) {
+        // Made by `set_hold_timing`, which timed this hold.
+        let c = &self.services_or_new().counters;
+        let since = c.held_since.load(Relaxed);
+        if since >= c.timing_since.load(Relaxed) {
+            let held = now_nanos().saturating_sub(since);
+            c.hold_nanos.fetch_add(held, Relaxed);
+            ThreadStats::count(|t| t.hold_time += Duration::from_nanos(held));
+        }
+    }
+
+    /// Marks the calling thread as the owner and makes its guard, then runs what a fresh hold
+    /// must (see `owned_watched`). Call right after taking.
+    #[inline]
+    pub(crate) fn owned(&self) -> GilGuard<'_> {
+        let watch = self.watch.load();
+        if watch != 0 {
+            return self.owned_watched(watch);
+        }
+        self.owner.set_current();
+        GilGuard::new(self)
+    }
+
+    /// `owned` with services watching: those of every hold, then the pending calls queued
+    /// while nobody held the lock, run with the hold's guard, so that a call that panics
+    /// unwinds through the guard and the lock is released. Not while unwinding (an acquire in
+    /// a destructor): a call that panicked then would abort the process. Nor on a quiet
+    /// thread (an initialiser taking the lock on behalf of a hold set aside): that runs no code
+    /// of the user's, and the guard's drop would count against the hold set aside instead of
+    /// releasing. The next taking or checkpoint runs them.
+    ///
+    /// # Panics
+    ///
+    /// After letting the lock go again: inside this lock's hook (see `refuse_in_hook`), and on
+    /// a thread that has a hold of this lock set aside with other guards alive (in a region of
+    /// a nested guard), whose joins and drops of guards count in that hold (see
+    /// `set_aside_guards`): the fresh hold's would be taken for its.
+    #[cold]
+    fn owned_watched(&self, watch: u32) -> GilGuard<'_> {
+        if watch & WATCH_HOOK != 0 && crate::owner::is_in_hook(self) {
+            // SAFETY: just taken by this thread (fresh, not a loan), and not used since.
+            unsafe { self.raw.unlock() };
+            in_hook_panic();
+        }
+        if watch & WATCH_SUSPENDED != 0
+            && !cfg!(bite = "a-fresh-hold-while-set-aside")
+            && crate::owner::is_doing(self, Doing::SetAside)
+        {
+            // SAFETY: as above.
+            unsafe { self.raw.unlock() };
+            set_aside_panic();
+        }
+        self.owner.set_current();
+        let guard = GilGuard::new(self);
+        self.watch_hold(watch);
+        if watch & WATCH_CALLS != 0 && !std::thread::panicking() && !crate::owner::is_quiet() {
+            self.run_pending_calls(&guard);
+        }
+        guard
+    }
+
+    /// Refuses to wait for the lock on a thread that holds it (it would wait for itself for
+    /// ever), or inside this lock's event hook (see `refuse_in_hook`).
+    ///
+    /// # Panics
+    ///
+    /// In both cases, with a message that says which.
+    pub(crate) fn refuse_reentry(&self) {
+        self.refuse_in_hook();
+        if self.holds_here() {
+            panic!(
+                "gil: acquire() called on a thread that already holds this Gil, which would wait \
+                 for itself for ever; use Gil::ensure() where code may run with the lock held"
+            );
+        }
+    }
+
+    /// Refuses to take, drop or use a guard of this lock inside its own event hook, at any
+    /// depth (a hook of another lock that this lock's hook runs is inside it too): the hook
+    /// may run half-way through a change of this thread's hold (its guards set aside, its
+    /// release under way, its node queued), and a guard taken, dropped or used there would
+    /// count against the wrong hold. Looks at the calling thread's frames, not at whether a
+    /// hook is installed now: another thread may remove the hook while it runs.
+    ///
+    /// # Panics
+    ///
+    /// Inside a hook of this lock (the panic removes the hook; see `emit_slow`).
+    #[inline]
+    pub(crate) fn refuse_in_hook(&self) {
+        if !cfg!(bite = "hooks-may-take-guards") && crate::owner::is_in_hook(self) {
+            in_hook_panic();
+        }
+    }
+
+    /// Refuses a use of a guard that proves nothing: on a thread whose hold is suspended by a
+    /// region of [`EnsureGuard::allow_threads`], a guard kept outside the region's closure (in
+    /// a thread-local) while the region runs; and any use inside this lock's event hook
+    /// (`refuse_in_hook`). One relaxed load when neither can happen.
+    ///
+    /// # Panics
+    ///
+    /// In both cases, with a message that says which.
+    #[inline]
+    pub(crate) fn refuse_stale(&self) {
+        self.refuse_in_hook();
+        if self.watch.has(WATCH_SUSPENDED) && !self.holds_here() {
+            suspended_panic();
+        }
+    }
+
+    /// For [`GilCell::get`](crate::GilCell::get): while some hold is suspended, a guard proves
+    /// the lock only if its thread holds it. One relaxed load otherwise.
+    ///
+    /// # Panics
+    ///
+    /// If a hold is suspended and this thread does not hold the lock.
+    #[inline]
+    pub(crate) fn refuse_suspended(&self) {
+        if !cfg!(bite = "suspended-guard-trusted")
+            && self.watch.has(WATCH_SUSPENDED)
+            && !self.holds_here()
+        {
+            suspended_panic();
+        }
+    }
+
     /// A blocking region's start, for both forms: lets the lock go and says how, for
     /// `take_back`. The caller holds the lock through a guard it stops using until then.
     ///
@@ -140,119 +664,6 @@ impl Gil {
         away
     }
 
-    /// The checkpoint for a thread that holds the lock (the guards' `checkpoint`): one relaxed
-    /// load and a branch when nothing is pending.
-    ///
-    /// While threads wait in line ([`SLICE_TIMER`] set), the holder times its own slice: every
-    /// [`LOOK_EVERY`]th checkpoint reads the clock, and once the slice is over, asks itself to
-    /// hand over. The other checkpoints add a counter to the load and the branch. `ticks` is
-    /// the guard's count.
-    #[inline]
-    pub(crate) fn checkpoint_held(&self, ticks: &mut u32) -> Result<(), Interrupted> {
-        self.checkpoint_looking(|| count_tick(ticks))
-    }
-
-    /// `checkpoint_held` counting with the hold's count (`Gil::ticks`), for guards that keep
-    /// none of their own ([`EnsureGuard`](super::EnsureGuard)).
-    #[inline]
-    pub(crate) fn checkpoint_counted(&self) -> Result<(), Interrupted> {
-        self.checkpoint_looking(|| self.tick())
-    }
-
-    /// The checkpoint: one relaxed load and a branch when nothing is pending; with only
-    /// `SLICE_TIMER` pending, `look` counts the checkpoint and says whether this one looks at
-    /// the clock.
-    #[inline(always)]
-    fn checkpoint_looking(&self, look: impl FnOnce() -> bool) -> Result<(), Interrupted> {
-        let pending = self.raw.breaker().pending();
-        if pending != 0 {
-            unlikely();
-            if pending == SLICE_TIMER && !look() {
-                return Ok(());
-            }
-            return self.checkpoint_slow(pending);
-        }
-        Ok(())
-    }
-
-    /// Counts a checkpoint on the hold's count; returns whether this one looks at the clock.
-    fn tick(&self) -> bool {
-        // Relaxed: holder-only, as `nested`.
-        let mut ticks = self.ticks.load(Relaxed);
-        let look = count_tick(&mut ticks);
-        self.ticks.store(ticks, Relaxed);
-        look
-    }
-
-    /// Whether the holder's next checkpoint would do something: answer a drop request, lend
-    /// the lock, run pending calls or a runtime bit's handler, report an interrupt — or end
-    /// the slice, which it then asks for itself (every `LOOK_EVERY`th call, while threads wait
-    /// in line, looks at the clock, as a checkpoint does).
-    #[cold]
-    pub(super) fn wants_checkpoint_slow(&self, pending: u32) -> bool {
-        if pending != SLICE_TIMER {
-            return true;
-        }
-        if !self.tick() || !self.slice_wanted() || !self.timer.slice_over() {
-            return false;
-        }
-        self.request_drop();
-        true
-    }
-
-    /// Whether there is somebody to hand the lock to at the end of the slice: a thread in
-    /// line, or the lender of the loan the holder is on. (A waiter is counted in by the clock
-    /// before it queues; until it is queued, a request would find nobody to hand over to.)
-    fn slice_wanted(&self) -> bool {
-        self.raw.has_waiters() || self.raw.loan() == Loan::Lent
-    }
-
-    /// The checkpoint's slow path: `pending` flags are set in the breaker word. `SLICE_TIMER`
-    /// alone means the count says to look at the clock for the end of the slice; with other
-    /// flags, the look waits for a counted checkpoint (no clock read on the way to a loan).
-    ///
-    /// The caller holds the lock.
-    #[cold]
-    pub(crate) fn checkpoint_slow(&self, pending: u32) -> Result<(), Interrupted> {
-        self.refuse_stale();
-        if pending == SLICE_TIMER {
-            // Over, and somebody to hand the lock to.
-            if !self.slice_wanted() || !self.timer.slice_over() {
-                return Ok(());
-            }
-            self.request_drop();
-        }
-        let guard = GilGuard::borrowed(self);
-        if pending & CALLS != 0 {
-            self.run_pending_calls(&guard);
-        }
-        // (Runs the handlers of the runtime bits among `pending`, if any.)
-        self.run_breaker_handlers(&guard, pending);
-        let mut handing = Handing::new(self);
-        // SAFETY: the caller holds the lock.
-        unsafe { self.raw.checkpoint_with(&mut handing) };
-        handing.finish();
-        // Last, so an interrupt that came while this thread waited to get the lock back is
-        // reported now. A bit set for a thread other than this one is cleared here; that thread
-        // sets it again when it takes the lock (see `interrupt.rs`).
-        if self.raw.breaker().take(INTERRUPT) != 0 && take_own() {
-            return Err(Interrupted);
-        }
-        Ok(())
-    }
-
-    /// Hands the lock to the longest waiter, if any, and waits to get it back behind everyone
-    /// in line (a loan asked for goes back to its lender first): the core's `hand_over_with`.
-    /// The caller holds the lock; returns whether another thread held meanwhile.
-    pub(crate) fn hand_over(&self) -> bool {
-        self.refuse_stale();
-        let mut handing = Handing::new(self);
-        // SAFETY: the caller holds the lock.
-        let handed = unsafe { self.raw.hand_over_with(&mut handing) };
-        handing.finish();
-        handed
-    }
-
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
     /// held the lock before and must be able to finish.
     ///
@@ -326,208 +737,53 @@ pub(crate) struct Retaken {
     pub(crate) waited: bool,
 }
 
-/// How a `Gil`'s thread comes back from a blocking region (the core's `take_back_with`): with
-/// the fast return on and credit left, it goes ahead of the line (see `credit.rs`); it asks for
-/// a loan on the breaker with [`Borrowing`], and waits in line with [`Waiting`].
-struct Returning<'g> {
-    gil: &'g Gil,
-    /// When it went ahead (the region's end): a loan is charged from then.
-    asked_at: Option<Instant>,
-    /// Its wait in line ended because the thread holds the lock another way.
-    reentered: bool,
-    /// Whether it may go ahead of the line: the fast return is on, and the thread holds no
-    /// loan of another lock.
-    ahead: bool,
-    /// Reports nothing (see `Gil::take_back`).
-    quiet: bool,
+#[cold]
+#[track_caller]
+fn in_hook_panic() -> ! {
+    panic!(
+        "gil: an event hook took, dropped or used a guard of the Gil it reports on; a hook \
+         must not, since it may run half-way through a hand-over of that lock"
+    );
 }
 
-impl<'g> Return<Parking> for Returning<'g> {
-    type Ask = Borrowing<'g>;
-    type Wait = Waiting<'g>;
-
-    fn ahead(&mut self) -> Option<Borrowing<'g>> {
-        let gil = self.gil;
-        // With the fast return on, one clock read for the region's end and, if this thread
-        // asks for a loan, the ask's start, from which the loan is charged.
-        let at = self.ahead.then(Instant::now)?;
-        // Contending: the waiters, the holder and this thread.
-        let contending = u64::from(gil.timer.waiting()) + 2;
-        let urgent = crate::sync::CREDIT_EVERY_RETURN
-            || crate::credit::leave_region(nanos_at(at), contending, gil.switch_interval());
-        if !urgent {
-            return None;
-        }
-        self.asked_at = Some(at);
-        Some(Borrowing {
-            gil,
-            awake: StayAwake::until(at + LOAN_SPIN),
-            asked: false,
-            quiet: self.quiet,
-        })
-    }
-
-    fn in_line(&mut self, ask: Option<Borrowing<'g>>) -> Waiting<'g> {
-        let turn = if ask.is_some() {
-            Turn::Urgent
-        } else {
-            Turn::InLine
-        };
-        // An ask that stood reported `Event::Wants` already; a quiet thread reports nothing.
-        let announced = self.quiet || ask.is_some_and(|b| b.asked);
-        self.gil.begin_wait(turn, None, announced)
-    }
-
-    fn granted(&mut self, waiting: Waiting<'g>) {
-        self.reentered = waiting.reentered();
-        if self.reentered {
-            let _ = waiting.done(Waited::GaveUp);
-            return;
-        }
-        let back = waiting.done(Waited::Granted);
-        debug_assert!(back.is_ok(), "returning waiters are never closed");
-    }
+#[cold]
+#[track_caller]
+fn set_aside_panic() -> ! {
+    panic!(
+        "gil: this thread took a Gil whose hold it has set aside, with other guards of that \
+         hold alive (in a region of a nested guard): they would count in the new hold; take \
+         the lock after the region instead"
+    );
 }
 
-/// A thread back from a blocking region with credit asks for a loan
-/// ([`RawGil::borrow_with`](gil_core::RawGil::borrow_with)) and waits for it awake, up to
-/// `LOAN_SPIN`; if it is not lent by then, it takes the lock another way.
-struct Borrowing<'g> {
-    gil: &'g Gil,
-    awake: StayAwake,
-    /// Set once the ask stands (it reported `Event::Wants` then).
-    asked: bool,
-    /// Reports nothing (see `Gil::take_back`).
-    quiet: bool,
+/// A wait came to an end because the waiting thread holds the lock another way: code the wait
+/// ran (a task's waker that polled its future inline) took it and kept the guard.
+#[cold]
+#[track_caller]
+pub(crate) fn reentered_panic() -> ! {
+    panic!(
+        "gil: this thread came to hold the Gil while it waited to take it back (a waker that \
+         polled its future inline, and kept the guard?), and waits for itself for ever; drop \
+         such a guard before the wait it interrupts can end"
+    );
 }
 
-impl WaitPolicy<crate::sync::Parking> for Borrowing<'_> {
-    fn queued(&mut self) {
-        self.asked = true;
-        if !self.quiet {
-            self.gil.emit(Event::Wants);
-        }
-    }
-
-    fn spin(&mut self) -> bool {
-        self.awake.round()
-    }
+#[cold]
+#[track_caller]
+fn suspended_panic() -> ! {
+    panic!(
+        "gil: a guard of this Gil was used on a thread that does not hold it: the thread's hold \
+         is suspended by EnsureGuard::allow_threads, and the guard was reached from outside the \
+         region's closure (a thread-local?); it proves nothing until the region ends"
+    );
 }
 
-/// What a `Gil` does around each step of the core's checkpoint that lets others hold
-/// ([`RawGil::checkpoint_with`](gil_core::RawGil::checkpoint_with),
-/// [`hand_over_with`](gil_core::RawGil::hand_over_with)): sets the holder's guards aside and
-/// back, ends and begins its hold (events, hold timing, the owner token, a loan's credit), and
-/// waits with [`Waiting`]; counts a drop request answered, and reports the clock's.
-struct Handing<'g> {
-    gil: &'g Gil,
-    /// The holder's guards beyond the first, set aside while others hold.
-    set_aside: SetAside,
-    /// The step answers a drop request (a yield of one's own accord is not a forced drop).
-    drop_request: bool,
-    /// A wait for the lock back ended because the thread holds it another way: the holder's
-    /// guard joined that hold, and the caller panics (`reentered_panic`) once the core is done.
-    reentered: bool,
-}
-
-impl<'g> Handing<'g> {
-    fn new(gil: &'g Gil) -> Self {
-        Self {
-            gil,
-            set_aside: SetAside::NOTHING,
-            drop_request: false,
-            reentered: false,
-        }
-    }
-
-    /// The caller's last step: a thread that came to hold the lock another way while it
-    /// waited to get it back would otherwise go on with two holds it cannot tell apart.
-    ///
-    /// # Panics
-    ///
-    /// If it did (see `reentered`): the caller's guard is one of that hold's now, and the
-    /// unwinding drops it as such.
-    fn finish(&self) {
-        if self.reentered {
-            super::reentered_panic();
-        }
-    }
-}
-
-impl<'g> Handover<Parking> for Handing<'g> {
-    type Wait = Waiting<'g>;
-
-    fn drop_requested(&mut self) {
-        self.drop_request = true;
-        if self.gil.timer.take_asked() {
-            // The clock thread runs no hook: its request is reported here, by the holder.
-            self.gil.emit(Event::DropRequested);
-        }
-    }
-
-    fn letting_go(&mut self, step: Step) -> Waiting<'g> {
-        let gil = self.gil;
-        let waiting = match step {
-            // In line, the wait begins before queueing: the wake-up of the thread handed the
-            // lock can preempt this one for a while before it waits, and that time counts as
-            // waiting.
-            Step::Yield | Step::GiveBack => {
-                Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, false)
-            }
-            // A lender reads the clock once it has lent instead: the borrower is spinning (no
-            // wake-up), and a read here would hold up the loan.
-            Step::LendAsked | Step::LendInLine => {
-                Waiting::new(gil, Turn::Resume, None, None, false)
-            }
-        };
-        // What the services see of it, while the hold is whole: the release, and the wait that
-        // follows. Then the other guards go aside, and from there until they are back the
-        // thread runs no code of the user's if there are any (see `Gil::set_aside_guards`).
-        gil.watch_end();
-        gil.emit(Event::Wants);
-        self.set_aside = gil.set_aside_guards();
-        match step {
-            Step::Yield | Step::LendInLine => {
-                gil.end_hold_quietly(None);
-            }
-            // The loan ends here, before the give-back: a drop request to a borrower is rare,
-            // and its wait in line follows at once.
-            Step::GiveBack => {
-                gil.end_asked_loan();
-            }
-            Step::LendAsked => {}
-        }
-        waiting
-    }
-
-    fn back(&mut self, step: Step, waiting: Waiting<'g>, handed: bool) {
-        let gil = self.gil;
-        let set_aside = core::mem::replace(&mut self.set_aside, SetAside::NOTHING);
-        if waiting.reentered() {
-            // The thread holds the lock through another guard, taken while it waited: the
-            // holder's guard joins that hold, and so do the guards it set aside.
-            self.reentered = true;
-            gil.join_hold();
-            gil.restore_guards(set_aside);
-            let _ = waiting.done(Waited::GaveUp);
-            return;
-        }
-        // The owner token stayed the lender's (see `Gil::begin_loan_hold`).
-        if step != Step::LendAsked {
-            gil.begin_hold_quietly();
-        }
-        // The guards first (their frame is the innermost of this thread's), so that the
-        // services see the hold whole.
-        gil.restore_guards(set_aside);
-        let back = waiting.done(Waited::Granted);
-        debug_assert!(back.is_ok(), "returning waiters are never closed");
-        gil.watch_begin();
-        if self.drop_request && handed && matches!(step, Step::Yield | Step::GiveBack) {
-            gil.services_or_new()
-                .counters
-                .forced_drops
-                .fetch_add(1, Relaxed);
-            ThreadStats::count(|t| t.forced_drops += 1);
-        }
-    }
+#[cold]
+#[track_caller]
+fn region_with_guards_panic() -> ! {
+    panic!(
+        "gil: a blocking region opened on a hold that has other guards on this thread (nested \
+         ensure() guards), which could reach what the lock protects while other threads hold \
+         it; drop them first, or keep the lock"
+    );
 }
