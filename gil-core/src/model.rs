@@ -16,7 +16,7 @@ use crate::queue::{WaitState, Waiter};
 use crate::raw::RawGil;
 use crate::wait::{WaitPolicy, Waited};
 
-pub use crate::raw::{Cancel, Enqueued};
+pub use crate::raw::{Cancel, Enqueued, Loan};
 
 /// Writes [`Steps`] and its forwarding implementation for `RawGil`.
 macro_rules! steps {
@@ -144,6 +144,12 @@ steps! {
 
     /// Asks for a loan and waits awake for the answer, as `policy` says.
     fn borrow_with(&self, policy: &mut impl WaitPolicy<P>) -> bool;
+
+    /// Where a loan asked for on the breaker stands.
+    fn loan(&self) -> Loan;
+
+    /// Whether the lock is lent on the breaker.
+    fn is_lent(&self) -> bool;
 }
 
 /// The single step of a [`Waiter`]'s own (see the [module](self)).

@@ -1158,8 +1158,8 @@ impl<P: Park> RawGil<P> {
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    /// use gil_core::model::Steps;
-    /// use gil_core::{Loan, RawGil};
+    /// use gil_core::RawGil;
+    /// use gil_core::model::{Loan, Steps};
     ///
     /// let gil: RawGil = RawGil::new();
     /// let done = AtomicBool::new(false);
@@ -1193,7 +1193,7 @@ impl<P: Park> RawGil<P> {
     /// Where this thread's ask ([`ask_loan`](RawGil::ask_loan)) stands. [`Loan::Lent`] makes
     /// the calling thread the holder, on loan, with everything the lender wrote visible to it.
     #[inline]
-    pub fn loan(&self) -> Loan {
+    pub(crate) fn loan(&self) -> Loan {
         if self.breaker.loan_out() {
             return Loan::Lent;
         }
@@ -1231,8 +1231,9 @@ impl<P: Park> RawGil<P> {
     /// Whether the lock is lent now ([`lend_asked`](RawGil::lend_asked)): the borrower holds it
     /// and the lender waits for it. A `false` read by the lender makes everything the borrower
     /// wrote visible to it.
+    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
     #[inline]
-    pub fn is_lent(&self) -> bool {
+    pub(crate) fn is_lent(&self) -> bool {
         self.breaker.loan_out()
     }
 

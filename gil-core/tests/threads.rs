@@ -195,8 +195,8 @@ fn a_lender_sleeps_once_for_its_loan_and_is_woken() {
     GIL.lock().unwrap();
     let borrower = || {
         until("a grant", || GIL.ask_loan());
-        until("a grant", || GIL.loan() != gil_core::Loan::Asked);
-        assert_eq!(GIL.loan(), gil_core::Loan::Lent);
+        until("a grant", || GIL.loan() != gil_core::model::Loan::Asked);
+        assert_eq!(GIL.loan(), gil_core::model::Loan::Lent);
         // Held on loan far longer than a lender takes to go to sleep.
         thread::sleep(std::time::Duration::from_millis(100));
         // SAFETY: this thread holds the lock on the loan it asked for.

@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | 0 | [`WATCH_TIMING`] | `Gil::set_hold_timing` | holds are timed |
 //! | 1 | [`WATCH_HOOK`] | `Gil::set_event_hook` (and a hook that panics, removed) | an event hook is installed |
-//! | 2 | [`WATCH_SUSPENDED`] | the holder opening and ending a region of `EnsureGuard::allow_threads` | some thread's hold is suspended: a guard's use checks that its thread holds |
+//! | 2 | [`WATCH_SET_ASIDE`] | the holder opening and ending a region of `EnsureGuard::allow_threads` | some thread's hold is suspended: a guard's use checks that its thread holds |
 //! | 3 | [`WATCH_CALLS`] | pending calls, with `CALLS` | the next thread to take the lock runs the queued calls |
 //! | 4 | [`WATCH_INTERRUPTS`] | `Gil::interrupt_handle` (never cleared) | a thread taking the lock looks at its interrupt flag |
 
@@ -42,7 +42,7 @@ pub(crate) const WATCH_HOOK: u32 = 1 << 1;
 /// Watch: a hold is suspended by a region of a guard that may have others
 /// ([`EnsureGuard::allow_threads`](crate::EnsureGuard::allow_threads)): every use of a guard
 /// checks that its thread holds the lock.
-pub(crate) const WATCH_SUSPENDED: u32 = 1 << 2;
+pub(crate) const WATCH_SET_ASIDE: u32 = 1 << 2;
 /// Watch: pending calls are queued; the next thread to take the lock runs them.
 pub(crate) const WATCH_CALLS: u32 = 1 << 3;
 /// Watch: interrupt handles exist; a thread taking the lock looks at its interrupt flag.
@@ -90,7 +90,7 @@ const STD_BREAKER: [u32; 3] = [CALLS, INTERRUPT, SLICE_TIMER];
 const WATCH: [u32; 5] = [
     WATCH_TIMING,
     WATCH_HOOK,
-    WATCH_SUSPENDED,
+    WATCH_SET_ASIDE,
     WATCH_CALLS,
     WATCH_INTERRUPTS,
 ];

@@ -72,72 +72,9 @@ impl Credit {
     }
 }
 
-// CREDIT: this thread's credit. LOAN: the loan this thread holds: the lock (its address, plus
-// 1 for a loan it asked for with `RawGil::ask_loan`, which it gives back with
-// `RawGil::give_back`) and when the loan began (nanoseconds on the clock's epoch), or `(0, 0)`.
-// Thread-local, not a flag in the lock: the borrower alone reads and writes it, and a shared
-// word written at each loan's start and end would cross between the two cores of the loan
-// twice more.
+// This thread's credit, kept per thread (see the module's docs).
 thread_locals! {
     static CREDIT: Cell<Credit> = const { Cell::new(Credit::new()) };
-    static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
-}
-
-/// How a thread holds a lock on loan: the one idea of a *loan* (the holder lends the lock out
-/// of turn at its checkpoint, and gets it back as soon as the borrower lets go), asked for in
-/// one of two ways.
-///
-/// A thread back from a blocking region with credit asks **on the breaker** first (gil-core's
-/// `borrow_with`): no queue, one compare-and-swap each way, the fastest return. Only one such
-/// ask can stand at a time; a thread that finds one standing, or whose ask is not answered
-/// while it stays awake, asks **in line** instead: an urgent waiter at the head of the queue,
-/// announced with `Breaker::URGENT`, lent to through the queue (`lend_with`). Both are kept because
-/// each was measured to be needed, with the other left in place (`gil-lab --full`, one run
-/// each, docs/workloads.md): without the ask on the breaker, W3's cpu ratio fell from
-/// 0.83–0.92 to 0.75–0.80; without the ask in line, W3's io ratio at K = 4 fell from
-/// 1.687 / 3.350 to 0.768 / 0.214 (with several threads back at once, all but the one whose ask
-/// stands would wait their turn).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Borrowed {
-    /// Asked for in line (an urgent waiter); let go as any holder does, and the lock goes back
-    /// to the lender at the head of the line.
-    InLine,
-    /// Asked for on the breaker (`RawGil::ask_loan`); let go only with `RawGil::give_back`.
-    OnBreaker,
-}
-
-/// Bit 0 of `LOAN`'s key: the loan was asked for on the breaker (a lock is aligned to more
-/// than 2, so the bit is free in its address).
-const ASKED: usize = 1;
-
-/// This thread begins holding `lock` on loan at `now`.
-pub(crate) fn begin_loan<L>(lock: &L, now: u64, how: Borrowed) {
-    let key =
-        core::ptr::from_ref(lock) as usize | if how == Borrowed::OnBreaker { ASKED } else { 0 };
-    LOAN.with(|l| l.set((key, now)));
-}
-
-/// How this thread holds `lock` on loan, if it does. One thread-local load and a compare:
-/// every release asks.
-#[inline]
-pub(crate) fn on_loan<L>(lock: &L) -> Option<Borrowed> {
-    let held = LOAN.with(|l| l.get().0);
-    (held & !ASKED == core::ptr::from_ref(lock) as usize).then_some(if held & ASKED != 0 {
-        Borrowed::OnBreaker
-    } else {
-        Borrowed::InLine
-    })
-}
-
-/// Whether this thread holds a loan of any lock.
-pub(crate) fn holds_a_loan() -> bool {
-    LOAN.with(|l| l.get().0 != 0)
-}
-
-/// The loan this thread holds ends at `now`: it spends the time held.
-pub(crate) fn end_loan(now: u64, interval: Duration) {
-    let (_, since) = LOAN.with(|l| l.replace((0, 0)));
-    with(|c| c.spend(now.saturating_sub(since), interval));
 }
 
 /// Runs `f` on this thread's credit (nothing while the thread-local is being destroyed).
@@ -150,6 +87,11 @@ fn with<R: Default>(f: impl FnOnce(&mut Credit) -> R) -> R {
             out
         })
         .unwrap_or_default()
+}
+
+/// The thread spends `held` nanoseconds held out of turn (a loan that ended).
+pub(crate) fn spend(held: u64, interval: Duration) {
+    with(|c| c.spend(held, interval));
 }
 
 /// The thread enters a blocking region at `now`.

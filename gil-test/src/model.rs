@@ -10,8 +10,8 @@ use std::cell::Cell;
 use std::collections::VecDeque;
 use std::pin::Pin;
 
-use gil_core::model::{Cancel, Enqueued, Steps};
-use gil_core::{Away, Breaker, Loan, RawGil, SpinPark, TryAcquireError, WaitState, Waiter};
+use gil_core::model::{Cancel, Enqueued, Loan, Steps};
+use gil_core::{Away, Breaker, RawGil, SpinPark, TryAcquireError, WaitState, Waiter};
 
 /// Logical threads.
 pub const THREADS: usize = 4;

@@ -7,7 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use gil_core::Away;
 
-use super::{Gil, SetAside};
+use super::Gil;
+use super::hold::TakeBack;
 use crate::hooks::Event;
 use crate::interrupt::{Interrupted, Region};
 
@@ -333,99 +334,6 @@ impl fmt::Debug for Unlocked<'_> {
     }
 }
 
-/// The closure regions' end: takes the lock back at `end`, or when dropped on unwinding from
-/// the region, so that the guard the region borrows proves a hold in every frame that sees
-/// it again.
-struct TakeBack<'a> {
-    gil: &'a Gil,
-    away: Away,
-    /// For a suspended hold (`Gil::suspend`), what it set aside, for `Gil::resume`.
-    suspended: Option<SetAside>,
-}
-
-impl<'a> TakeBack<'a> {
-    fn let_go(gil: &'a Gil) -> Self {
-        Self {
-            gil,
-            away: gil.let_go(),
-            suspended: None,
-        }
-    }
-
-    fn suspend(gil: &'a Gil) -> Self {
-        let (away, set_aside) = gil.suspend();
-        Self {
-            gil,
-            away,
-            suspended: Some(set_aside),
-        }
-    }
-
-    /// Whether the hold is set aside with other guards: then the thread runs no code of the
-    /// user's until it is whole again, and reports the region's end and its wait after that
-    /// (see `Gil::take_back`).
-    fn quiet(&self) -> bool {
-        self.suspended.as_ref().is_some_and(SetAside::is_quiet)
-    }
-
-    /// The region is over: takes the lock back, and a suspended hold resumes. Returns whether
-    /// the thread came to hold the lock another way (see `Retaken::reentered`).
-    fn finish(&mut self) -> bool {
-        let gil = self.gil;
-        let quiet = self.quiet();
-        if !quiet {
-            gil.emit(Event::BlockingLeft);
-        }
-        if !cfg!(bite = "region-ends-holding") && gil.holds_here() {
-            // A guard of the lock came back from the region (or was leaked in it): it joins
-            // the hold, so that the unwinding through both releases the lock once, after the
-            // last.
-            crate::credit::forget_region();
-            gil.join_hold();
-            self.resume(quiet, false);
-            return true;
-        }
-        let back = gil.take_back(self.away, quiet);
-        self.resume(quiet, back.waited);
-        back.reentered
-    }
-
-    /// A suspended hold resumes; a quiet one then reports what it held back.
-    fn resume(&mut self, quiet: bool, waited: bool) {
-        let gil = self.gil;
-        if let Some(set_aside) = self.suspended.take() {
-            gil.resume(set_aside);
-        }
-        if quiet {
-            gil.emit(Event::BlockingLeft);
-            if waited {
-                gil.emit(Event::Wants);
-            }
-            gil.watch_begin();
-        }
-    }
-
-    /// The region returned: as `finish`, with the panic of a thread that holds the lock
-    /// again.
-    fn end(self) {
-        let mut this = ManuallyDrop::new(self);
-        let held = this.gil.holds_here();
-        if this.finish() {
-            if held {
-                region_ended_held_panic();
-            }
-            super::reentered_panic();
-        }
-    }
-}
-
-impl Drop for TakeBack<'_> {
-    /// Unwinding from the region: as `end`, without a second panic.
-    fn drop(&mut self) {
-        let _ = self.finish();
-    }
-}
-
 #[cold]
 #[track_caller]
 fn relock_held_panic() -> ! {
@@ -433,16 +341,6 @@ fn relock_held_panic() -> ! {
         "gil: relock() on a thread that holds this Gil again (it took the lock during the \
          region and keeps the guard), which would wait for itself for ever; drop that guard \
          before relocking"
-    );
-}
-
-#[cold]
-#[track_caller]
-fn region_ended_held_panic() -> ! {
-    panic!(
-        "gil: a blocking region returned with this thread holding the same Gil again (a guard \
-         taken inside it was returned or leaked), which would wait for itself for ever to take \
-         the lock back; drop guards taken inside a region before it ends"
     );
 }
 

@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use gil_core::{Handover, Loan, Step, Waited};
+use gil_core::{Handover, Step};
+
+use super::hold::{Borrowed, on_loan};
 
 use super::{Gil, GilGuard, SetAside, Turn, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
@@ -25,7 +27,7 @@ fn unlikely() {}
 /// Counts a checkpoint on `ticks`; returns whether this one looks at the clock (every
 /// `LOOK_EVERY`th).
 #[inline(always)]
-fn count_tick(ticks: &mut u32) -> bool {
+pub(super) fn count_tick(ticks: &mut u32) -> bool {
     *ticks = ticks.wrapping_add(1);
     *ticks % LOOK_EVERY == 0
 }
@@ -66,15 +68,6 @@ impl Gil {
         Ok(())
     }
 
-    /// Counts a checkpoint on the hold's count; returns whether this one looks at the clock.
-    fn tick(&self) -> bool {
-        // Relaxed: holder-only, as `nested`.
-        let mut ticks = self.ticks.load(Relaxed);
-        let look = count_tick(&mut ticks);
-        self.ticks.store(ticks, Relaxed);
-        look
-    }
-
     /// Whether the holder's next checkpoint would do something: answer a drop request, lend
     /// the lock, run pending calls or a runtime bit's handler, report an interrupt — or end
     /// the slice, which it then asks for itself (every `LOOK_EVERY`th call, while threads wait
@@ -95,7 +88,7 @@ impl Gil {
     /// line, or the lender of the loan the holder is on. (A waiter is counted in by the clock
     /// before it queues; until it is queued, a request would find nobody to hand over to.)
     fn slice_wanted(&self) -> bool {
-        self.raw.has_waiters() || self.raw.loan() == Loan::Lent
+        self.raw.has_waiters() || on_loan(self) == Some(Borrowed::OnBreaker)
     }
 
     /// The checkpoint's slow path: `pending` flags are set in the breaker word. `SLICE_TIMER`
@@ -211,48 +204,17 @@ impl<'g> Handover<Parking> for Handing<'g> {
                 Waiting::new(gil, Turn::Resume, None, None, false)
             }
         };
-        // What the services see of it, while the hold is whole: the release, and the wait that
-        // follows. Then the other guards go aside, and from there until they are back the
-        // thread runs no code of the user's if there are any (see `Gil::set_aside_guards`).
-        gil.watch_end();
-        gil.emit(Event::Wants);
-        self.set_aside = gil.set_aside_guards();
-        match step {
-            Step::Yield | Step::LendInLine => {
-                gil.end_hold_quietly(None);
-            }
-            // The loan ends here, before the give-back: a drop request to a borrower is rare,
-            // and its wait in line follows at once.
-            Step::GiveBack => {
-                gil.end_asked_loan();
-            }
-            Step::LendAsked => {}
-        }
+        self.set_aside = gil.hand_over_start(step);
         waiting
     }
 
     fn back(&mut self, step: Step, waiting: Waiting<'g>, handed: bool) {
         let gil = self.gil;
         let set_aside = core::mem::replace(&mut self.set_aside, SetAside::NOTHING);
-        if waiting.reentered() {
-            // The thread holds the lock through another guard, taken while it waited: the
-            // holder's guard joins that hold, and so do the guards it set aside.
-            self.reentered = true;
-            gil.join_hold();
-            gil.restore_guards(set_aside);
-            let _ = waiting.done(Waited::GaveUp);
+        self.reentered = gil.hand_over_end(step, set_aside, waiting);
+        if self.reentered {
             return;
         }
-        // The owner token stayed the lender's (see `Gil::begin_loan_hold`).
-        if step != Step::LendAsked {
-            gil.begin_hold_quietly();
-        }
-        // The guards first (their frame is the innermost of this thread's), so that the
-        // services see the hold whole.
-        gil.restore_guards(set_aside);
-        let back = waiting.done(Waited::Granted);
-        debug_assert!(back.is_ok(), "returning waiters are never closed");
-        gil.watch_begin();
         if self.drop_request && handed && matches!(step, Step::Yield | Step::GiveBack) {
             gil.services_or_new()
                 .counters

@@ -1,20 +1,125 @@
 //! The one owner of a thread's hold: the only code that begins, ends, sets aside and resumes
 //! a hold, counts its guards, and refuses what would break it.
 
+use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use gil_core::{Away, Back};
+use crate::sync::AtomicBool;
+use gil_core::{AtomicU32, Away, Back, Step, Waited};
 
 use super::region::Returning;
-use super::{AcquireError, Gil, GilGuard};
-use crate::bits::{WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_SUSPENDED, WATCH_TIMING};
+use super::{AcquireError, Gil, GilGuard, Waiting};
+use crate::bits::{WATCH_CALLS, WATCH_HOOK, WATCH_INTERRUPTS, WATCH_SET_ASIDE, WATCH_TIMING};
 use crate::clock::{nanos_at, now_nanos};
-use crate::credit::Borrowed;
 use crate::hooks::Event;
 use crate::owner::{Doing, Frame};
 use crate::threads::ThreadStats;
+
+// The loan this thread holds: the lock (its address, plus 1 for a loan it asked for on the
+// breaker, which it gives back with `RawGil::give_back`) and when the loan began (nanoseconds
+// on the clock's epoch), or `(0, 0)`. The one record of "this thread borrows": thread-local,
+// not a flag in the lock, because the borrower alone reads and writes it, and a shared word
+// written at each loan's start and end would cross between the two cores of the loan twice
+// more.
+thread_locals! {
+    static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// How a thread holds a lock on loan: the one idea of a *loan* (the holder lends the lock out
+/// of turn at its checkpoint, and gets it back as soon as the borrower lets go), asked for in
+/// one of two ways.
+///
+/// A thread back from a blocking region with credit asks **on the breaker** first (gil-core's
+/// `borrow_with`): no queue, one compare-and-swap each way, the fastest return. Only one such
+/// ask can stand at a time; a thread that finds one standing, or whose ask is not answered
+/// while it stays awake, asks **in line** instead: an urgent waiter at the head of the queue,
+/// announced with `Breaker::URGENT`, lent to through the queue (`lend_with`). Both are kept
+/// because each was measured to be needed with the other in place (docs/design.md, "Fast
+/// return from blocking").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Borrowed {
+    /// Asked for in line (an urgent waiter); let go as any holder does, and the lock goes back
+    /// to the lender at the head of the line.
+    InLine,
+    /// Asked for on the breaker (`RawGil::ask_loan`); let go only with `RawGil::give_back`.
+    OnBreaker,
+}
+
+/// Bit 0 of `LOAN`'s key: the loan was asked for on the breaker (a lock is aligned to more
+/// than 2, so the bit is free in its address).
+const ASKED: usize = 1;
+
+/// This thread begins holding `lock` on loan at `now`.
+pub(super) fn begin_loan<L>(lock: &L, now: u64, how: Borrowed) {
+    let key =
+        core::ptr::from_ref(lock) as usize | if how == Borrowed::OnBreaker { ASKED } else { 0 };
+    LOAN.with(|l| l.set((key, now)));
+}
+
+/// How this thread holds `lock` on loan, if it does. One thread-local load and a compare:
+/// every release asks.
+#[inline]
+pub(super) fn on_loan<L>(lock: &L) -> Option<Borrowed> {
+    let held = LOAN.with(|l| l.get().0);
+    (held & !ASKED == core::ptr::from_ref(lock) as usize).then_some(if held & ASKED != 0 {
+        Borrowed::OnBreaker
+    } else {
+        Borrowed::InLine
+    })
+}
+
+/// Whether this thread holds a loan of any lock.
+pub(super) fn holds_a_loan() -> bool {
+    LOAN.with(|l| l.get().0 != 0)
+}
+
+/// The loan this thread holds ends at `now`: it spends the time held.
+pub(super) fn end_loan(now: u64, interval: Duration) {
+    let (_, since) = LOAN.with(|l| l.replace((0, 0)));
+    crate::credit::spend(now.saturating_sub(since), interval);
+}
+
+/// What a hold keeps in its lock, beside the owner token: read and written only here, and
+/// only by the thread holding the lock (the lock's hand-off orders one holder's accesses before
+/// the next one's), hence Relaxed throughout.
+#[derive(Debug)]
+pub(crate) struct HoldState {
+    /// How many guards the holder has beyond the one its hold began with (nested
+    /// [`Gil::ensure`] guards, or a guard joined to a hold it already had): the hold ends when
+    /// the last of its guards is dropped. Set aside by a holder that lets others hold meanwhile
+    /// (`set_aside_guards`). Read at every release, next to `watch`, on a line that is only
+    /// read while nobody nests.
+    guards: AtomicU32,
+    /// Checkpoints counted towards the holder's look at the clock by the callers that keep no
+    /// count of their own ([`EnsureGuard::checkpoint`](super::EnsureGuard::checkpoint),
+    /// [`Gil::wants_checkpoint`]): per hold, not per guard, so that a guard made anew in every
+    /// callback still times the slice.
+    ticks: AtomicU32,
+    /// How many holds of the lock are set aside with their guards in a frame (a hand-over of a
+    /// nested hold, or a region of [`EnsureGuard::allow_threads`](super::EnsureGuard::allow_threads)):
+    /// their threads' guards outside prove nothing until they are back (`WATCH_SET_ASIDE`).
+    set_aside: AtomicU32,
+    /// The owner has lent the lock on the breaker and waits for it inside its checkpoint: the
+    /// owner token stays its own (neither side writes it, on the line the loan passes on), but
+    /// the holder is the borrower. Set once the lender has announced its release, cleared first
+    /// thing when the loan is back (`hand_over_start`, `hand_over_end`).
+    lending: AtomicBool,
+}
+
+impl HoldState {
+    crate::sync::const_fn! {
+        pub(crate) fn new() -> Self {
+            Self {
+                guards: AtomicU32::new(0),
+                ticks: AtomicU32::new(0),
+                set_aside: AtomicU32::new(0),
+                lending: AtomicBool::new(false),
+            }
+        }
+    }
+}
 
 /// What [`Gil::set_aside_guards`] set aside, for [`Gil::restore_guards`]: the hold's other
 /// guards, counted in a frame on the thread, and whether the hold is marked suspended.
@@ -70,7 +175,7 @@ impl Drop for InitialiserHold<'_> {
             gil.watch_end();
             resuming.holding(false);
             debug_assert_eq!(
-                gil.nested.load(Relaxed),
+                gil.hold.guards.load(Relaxed),
                 0,
                 "the initialiser's guards are aside"
             );
@@ -80,6 +185,15 @@ impl Drop for InitialiserHold<'_> {
 }
 
 impl Gil {
+    /// Counts a checkpoint on the hold's count; returns whether this one looks at the clock.
+    pub(super) fn tick(&self) -> bool {
+        // Relaxed: holder-only (see `HoldState`).
+        let mut ticks = self.hold.ticks.load(Relaxed);
+        let look = super::handover::count_tick(&mut ticks);
+        self.hold.ticks.store(ticks, Relaxed);
+        look
+    }
+
     /// The calling thread has just taken the lock (back) for a guard that exists already: the
     /// pending calls wait for its next checkpoint.
     #[inline]
@@ -111,15 +225,68 @@ impl Gil {
         }
     }
 
+    /// A hand-over's start (the core's `Handover::letting_go`), once the wait's policy is
+    /// made: what the services see of it while the hold is whole (the release, and the wait
+    /// that follows), then the other guards go aside (from there until they are back, the
+    /// thread runs no code of the user's if there are any, see `set_aside_guards`), then the
+    /// hold ends as `step` lets it go. Returns what was set aside, for `hand_over_end`.
+    pub(super) fn hand_over_start(&self, step: Step) -> SetAside {
+        self.watch_end();
+        self.emit(Event::Wants);
+        let set_aside = self.set_aside_guards();
+        match step {
+            Step::Yield | Step::LendInLine => {
+                self.end_hold_quietly(None);
+            }
+            // The loan ends here, before the give-back: a drop request to a borrower is rare,
+            // and its wait in line follows at once.
+            Step::GiveBack => {
+                self.end_asked_loan();
+            }
+            Step::LendAsked => self.hold.lending.store(true, Relaxed),
+        }
+        set_aside
+    }
+
+    /// A hand-over's end (the core's `Handover::back`): the hold begins again (the owner token,
+    /// unless the step was a loan on the breaker, whose lender kept it), its guards come back
+    /// (their frame is the innermost of this thread's), the wait is done, and then the
+    /// services see the hold, whole. Returns whether the wait ended because the thread holds
+    /// the lock another way: then the holder's guard, and those it set aside, join that hold,
+    /// and the caller panics (`reentered_panic`) once the core is done.
+    pub(super) fn hand_over_end(
+        &self,
+        step: Step,
+        set_aside: SetAside,
+        waiting: Waiting<'_>,
+    ) -> bool {
+        if step == Step::LendAsked {
+            self.hold.lending.store(false, Relaxed);
+        }
+        if waiting.reentered() {
+            self.join_hold();
+            self.restore_guards(set_aside);
+            let _ = waiting.done(Waited::GaveUp);
+            return true;
+        }
+        if step != Step::LendAsked {
+            self.begin_hold_quietly();
+        }
+        self.restore_guards(set_aside);
+        let back = waiting.done(Waited::Granted);
+        debug_assert!(back.is_ok(), "returning waiters are never closed");
+        self.watch_begin();
+        false
+    }
+
     /// Whether the calling thread holds the lock: it owns it and has not lent it, or holds it
     /// on a loan it asked for (then the owner token stays the lender's, which waits inside a
     /// checkpoint meanwhile and does not hold: a hook running on the lender must not be told
     /// it does).
     #[inline]
     pub(crate) fn holds_here(&self) -> bool {
-        (self.owner.is_current() && !self.raw.is_lent())
-            || (!cfg!(bite = "loan-holder-unknown")
-                && crate::credit::on_loan(self) == Some(Borrowed::OnBreaker))
+        (self.owner.is_current() && !self.hold.lending.load(Relaxed))
+            || (!cfg!(bite = "loan-holder-unknown") && on_loan(self) == Some(Borrowed::OnBreaker))
     }
 
     /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
@@ -129,7 +296,7 @@ impl Gil {
     /// the guard is that hold's.
     pub(crate) fn join_hold(&self) {
         self.refuse_in_hook();
-        if self.watch.has(WATCH_SUSPENDED) && crate::owner::count_set_aside(self, 1) {
+        if self.watch.has(WATCH_SET_ASIDE) && crate::owner::count_set_aside(self, 1) {
             return;
         }
         self.add_guards(1);
@@ -145,7 +312,7 @@ impl Gil {
             return self.drop_guard_watched(watch);
         }
         // Relaxed: see `Gil::nested`.
-        let nested = self.nested.load(Relaxed);
+        let nested = self.hold.guards.load(Relaxed);
         if nested != 0 && !cfg!(bite = "hold-ends-with-first-guard") {
             return self.drop_nested(nested);
         }
@@ -155,14 +322,14 @@ impl Gil {
     /// `drop_guard` with services watching.
     #[cold]
     fn drop_guard_watched(&self, watch: u32) {
-        if watch & WATCH_SUSPENDED != 0
+        if watch & WATCH_SET_ASIDE != 0
             && !cfg!(bite = "set-aside-drops-not-counted")
             && crate::owner::count_set_aside(self, -1)
         {
             return;
         }
         // Relaxed: see `Gil::nested`.
-        let nested = self.nested.load(Relaxed);
+        let nested = self.hold.guards.load(Relaxed);
         if nested != 0 {
             return self.drop_nested(nested);
         }
@@ -173,7 +340,7 @@ impl Gil {
     #[cold]
     fn drop_nested(&self, nested: u32) {
         // Relaxed: see `Gil::nested`.
-        self.nested.store(nested - 1, Relaxed);
+        self.hold.guards.store(nested - 1, Relaxed);
     }
 
     /// The holder is about to let others hold while its guards live on (a hand-over or a loan
@@ -186,8 +353,8 @@ impl Gil {
     /// out of the frame. A write only when there are some.
     #[inline]
     pub(crate) fn set_aside_guards(&self) -> SetAside {
-        let nested = self.nested.load(Relaxed);
-        if nested == 0 && !self.watch.has(WATCH_SUSPENDED) {
+        let nested = self.hold.guards.load(Relaxed);
+        if nested == 0 && !self.watch.has(WATCH_SET_ASIDE) {
             return SetAside::NOTHING;
         }
         self.set_aside_slow(nested)
@@ -201,7 +368,7 @@ impl Gil {
         // The frame first: it is what may refuse (too many frames), before anything changes.
         let frame = Frame::set_aside(self, nested);
         if !cfg!(bite = "guards-not-set-aside") {
-            self.nested.store(0, Relaxed);
+            self.hold.guards.store(0, Relaxed);
         }
         self.mark_suspended(true);
         SetAside {
@@ -260,24 +427,24 @@ impl Gil {
     /// Counts `guards` more guards of the calling thread's hold.
     pub(crate) fn add_guards(&self, guards: u32) {
         // Relaxed: read and written only by the holder (see `Gil::nested`).
-        let nested = self.nested.load(Relaxed);
+        let nested = self.hold.guards.load(Relaxed);
         let nested = nested
             .checked_add(guards)
             .expect("gil: more than u32::MAX guards of one hold");
-        self.nested.store(nested, Relaxed);
+        self.hold.guards.store(nested, Relaxed);
     }
 
     /// Marks one more hold suspended (or one fewer): while any is, every use of a guard asks
-    /// whether its thread holds the lock (`WATCH_SUSPENDED`). Called by the holder only, before
+    /// whether its thread holds the lock (`WATCH_SET_ASIDE`). Called by the holder only, before
     /// it lets go and after it is back, so the lock orders every change.
     pub(crate) fn mark_suspended(&self, on: bool) {
         // Relaxed: see `Gil::suspended`; the thread whose guards must be refused reads its own
         // write.
-        let open = self.suspended.load(Relaxed);
+        let open = self.hold.set_aside.load(Relaxed);
         let open = if on { open + 1 } else { open - 1 };
-        self.suspended.store(open, Relaxed);
+        self.hold.set_aside.store(open, Relaxed);
         if open == u32::from(on) {
-            self.watch.set(WATCH_SUSPENDED, on);
+            self.watch.set(WATCH_SET_ASIDE, on);
         }
     }
 
@@ -292,9 +459,9 @@ impl Gil {
     #[inline]
     pub(crate) fn refuse_region(&self) {
         if !cfg!(bite = "region-under-nested-guards")
-            && (self.nested.load(Relaxed) != 0
+            && (self.hold.guards.load(Relaxed) != 0
                 || !cfg!(bite = "a-region-ignores-guards-set-aside")
-                    && self.watch.has(WATCH_SUSPENDED)
+                    && self.watch.has(WATCH_SET_ASIDE)
                     && crate::owner::set_aside_guards_alive(self))
         {
             region_with_guards_panic();
@@ -344,7 +511,7 @@ impl Gil {
     /// go only with `give_back_loan`, which also ends the loan.
     #[inline]
     pub(crate) fn end_hold_quietly(&self, now: Option<u64>) -> bool {
-        match crate::credit::on_loan(self) {
+        match on_loan(self) {
             // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
             // `begin_loan_hold`).
             Some(Borrowed::OnBreaker) => return true,
@@ -414,12 +581,12 @@ impl Gil {
     /// held out of turn.
     #[cold]
     fn end_loan(&self, now: Option<u64>) {
-        crate::credit::end_loan(now.unwrap_or_else(now_nanos), self.switch_interval());
+        end_loan(now.unwrap_or_else(now_nanos), self.switch_interval());
     }
 
     #[cold]
     fn watch_release(&self, watch: u32) {
-        if watch & WATCH_SUSPENDED != 0 && !self.holds_here() {
+        if watch & WATCH_SET_ASIDE != 0 && !self.holds_here() {
             suspended_panic();
         }
         if watch & WATCH_HOOK != 0 {
@@ -474,7 +641,7 @@ impl Gil {
             unsafe { self.raw.unlock() };
             in_hook_panic();
         }
-        if watch & WATCH_SUSPENDED != 0
+        if watch & WATCH_SET_ASIDE != 0
             && !cfg!(bite = "a-fresh-hold-while-set-aside")
             && crate::owner::is_doing(self, Doing::SetAside)
         {
@@ -535,7 +702,7 @@ impl Gil {
     #[inline]
     pub(crate) fn refuse_stale(&self) {
         self.refuse_in_hook();
-        if self.watch.has(WATCH_SUSPENDED) && !self.holds_here() {
+        if self.watch.has(WATCH_SET_ASIDE) && !self.holds_here() {
             suspended_panic();
         }
     }
@@ -549,7 +716,7 @@ impl Gil {
     #[inline]
     pub(crate) fn refuse_suspended(&self) {
         if !cfg!(bite = "suspended-guard-trusted")
-            && self.watch.has(WATCH_SUSPENDED)
+            && self.watch.has(WATCH_SET_ASIDE)
             && !self.holds_here()
         {
             suspended_panic();
@@ -603,8 +770,8 @@ impl Gil {
         }
         self.announce_let_go();
         // Relaxed: see `Gil::nested`.
-        let guards = self.nested.load(Relaxed);
-        self.nested.store(0, Relaxed);
+        let guards = self.hold.guards.load(Relaxed);
+        self.hold.guards.store(0, Relaxed);
         self.mark_suspended(true);
         // Cannot refuse: `refuse_waiting_region` made room, and the hooks that ran since have
         // ended their frames.
@@ -642,8 +809,7 @@ impl Gil {
         // lazily: with threads waiting, the head is offered the lock and woken, and a region
         // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
-        let asked = crate::credit::on_loan(self) == Some(crate::credit::Borrowed::OnBreaker);
-        debug_assert_eq!(asked, self.raw.is_lent(), "the loan this thread holds");
+        let asked = on_loan(self) == Some(Borrowed::OnBreaker);
         let now = if asked {
             None
         } else {
@@ -676,8 +842,7 @@ impl Gil {
         // A thread that holds a loan of another lock comes back in line: the record of the
         // loan it holds is one per thread.
         let ahead = self.fast_return.load(Relaxed)
-            && (cfg!(bite = "a-second-loan-overwrites-the-first")
-                || !crate::credit::holds_a_loan());
+            && (cfg!(bite = "a-second-loan-overwrites-the-first") || !holds_a_loan());
         let mut returning = Returning {
             gil: self,
             asked_at: None,
@@ -704,11 +869,11 @@ impl Gil {
             }
             Back::Borrowed => {
                 // Held out of turn from the ask on, paid for with credit (see
-                // `credit::begin_loan` and `Gil::give_back_loan`): no clock read while the
+                // `begin_loan` and `Gil::give_back_loan`): no clock read while the
                 // lender waits.
                 let asked_at = returning.asked_at.expect("a loan is asked for with a time");
-                let how = crate::credit::Borrowed::OnBreaker;
-                crate::credit::begin_loan(self, nanos_at(asked_at), how);
+                let how = Borrowed::OnBreaker;
+                begin_loan(self, nanos_at(asked_at), how);
                 if !quiet {
                     self.begin_loan_hold();
                 }
@@ -723,6 +888,99 @@ impl Gil {
             reentered: returning.reentered,
             waited: matches!(back, Back::Borrowed | Back::Granted),
         }
+    }
+}
+
+/// The closure regions' end: takes the lock back at `end`, or when dropped on unwinding from
+/// the region, so that the guard the region borrows proves a hold in every frame that sees
+/// it again.
+pub(super) struct TakeBack<'a> {
+    gil: &'a Gil,
+    away: Away,
+    /// For a suspended hold (`Gil::suspend`), what it set aside, for `Gil::resume`.
+    suspended: Option<SetAside>,
+}
+
+impl<'a> TakeBack<'a> {
+    pub(super) fn let_go(gil: &'a Gil) -> Self {
+        Self {
+            gil,
+            away: gil.let_go(),
+            suspended: None,
+        }
+    }
+
+    pub(super) fn suspend(gil: &'a Gil) -> Self {
+        let (away, set_aside) = gil.suspend();
+        Self {
+            gil,
+            away,
+            suspended: Some(set_aside),
+        }
+    }
+
+    /// Whether the hold is set aside with other guards: then the thread runs no code of the
+    /// user's until it is whole again, and reports the region's end and its wait after that
+    /// (see `Gil::take_back`).
+    fn quiet(&self) -> bool {
+        self.suspended.as_ref().is_some_and(SetAside::is_quiet)
+    }
+
+    /// The region is over: takes the lock back, and a suspended hold resumes. Returns whether
+    /// the thread came to hold the lock another way (see `Retaken::reentered`).
+    fn finish(&mut self) -> bool {
+        let gil = self.gil;
+        let quiet = self.quiet();
+        if !quiet {
+            gil.emit(Event::BlockingLeft);
+        }
+        if !cfg!(bite = "region-ends-holding") && gil.holds_here() {
+            // A guard of the lock came back from the region (or was leaked in it): it joins
+            // the hold, so that the unwinding through both releases the lock once, after the
+            // last.
+            crate::credit::forget_region();
+            gil.join_hold();
+            self.resume(quiet, false);
+            return true;
+        }
+        let back = gil.take_back(self.away, quiet);
+        self.resume(quiet, back.waited);
+        back.reentered
+    }
+
+    /// A suspended hold resumes; a quiet one then reports what it held back.
+    fn resume(&mut self, quiet: bool, waited: bool) {
+        let gil = self.gil;
+        if let Some(set_aside) = self.suspended.take() {
+            gil.resume(set_aside);
+        }
+        if quiet {
+            gil.emit(Event::BlockingLeft);
+            if waited {
+                gil.emit(Event::Wants);
+            }
+            gil.watch_begin();
+        }
+    }
+
+    /// The region returned: as `finish`, with the panic of a thread that holds the lock
+    /// again.
+    pub(super) fn end(self) {
+        let mut this = ManuallyDrop::new(self);
+        let held = this.gil.holds_here();
+        if this.finish() {
+            if held {
+                region_ended_held_panic();
+            }
+            super::reentered_panic();
+        }
+    }
+}
+
+impl Drop for TakeBack<'_> {
+    /// Unwinding from the region: as `end`, without a second panic.
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }
 
@@ -785,5 +1043,15 @@ fn region_with_guards_panic() -> ! {
         "gil: a blocking region opened on a hold that has other guards on this thread (nested \
          ensure() guards), which could reach what the lock protects while other threads hold \
          it; drop them first, or keep the lock"
+    );
+}
+
+#[cold]
+#[track_caller]
+fn region_ended_held_panic() -> ! {
+    panic!(
+        "gil: a blocking region returned with this thread holding the same Gil again (a guard \
+         taken inside it was returned or leaked), which would wait for itself for ever to take \
+         the lock back; drop guards taken inside a region before it ends"
     );
 }

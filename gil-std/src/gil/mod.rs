@@ -30,9 +30,12 @@ use gil_core::{RawGil, TryAcquireError, Waited};
 
 pub use future::{AcquireFuture, RelockFuture, UnlockedAsync};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
-pub(crate) use hold::{SetAside, reentered_panic};
+pub(crate) use hold::{HoldState, SetAside, reentered_panic};
 pub use runtime::{BreakerHandler, EventHook, PendingCall, PendingCalls, ThreadRegistration};
-pub(crate) use waiting::{Deadline, LOAN_SPIN, Turn, Waiting};
+pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
+not_modelled! {
+    pub(crate) use waiting::Deadline;
+}
 
 use crate::bits::{WATCH_TIMING, Watch};
 use crate::clock::{Timer, now_nanos};
@@ -81,22 +84,9 @@ pub struct Gil {
     /// What the hold paths must do besides taking and releasing (`bits::WATCH_*`). One relaxed
     /// load on each hold and release when nothing is watched.
     pub(crate) watch: Watch,
-    /// How many guards the holder has beyond the one its hold began with (nested
-    /// [`Gil::ensure`] guards, or a guard joined to a hold it already had): the hold ends when
-    /// the last of its guards is dropped. Read and written only by the thread holding the lock
-    /// (the lock's handoff orders one holder's accesses before the next one's), and set aside
-    /// by a holder that lets others hold meanwhile (`set_aside_guards`). Read at every
-    /// release, next to `watch`, on a line that is only read while nobody nests.
-    pub(crate) nested: gil_core::AtomicU32,
-    /// Checkpoints counted towards the holder's look at the clock by the callers that keep no
-    /// count of their own ([`EnsureGuard::checkpoint`], [`Gil::wants_checkpoint`]): per hold,
-    /// not per guard, so that a guard made anew in every callback still times the slice.
-    /// Holder-only, as `nested`.
-    pub(crate) ticks: gil_core::AtomicU32,
-    /// How many holds are suspended by a region of [`EnsureGuard::allow_threads`]: their
-    /// threads' guards outside the region prove nothing until it ends (`WATCH_SUSPENDED`).
-    /// Changed only by the holder, at the region's two ends, so the lock orders the changes.
-    pub(crate) suspended: gil_core::AtomicU32,
+    /// The holder's counts: its extra guards, its checkpoints, and the holds set aside.
+    /// Written only by `hold`, and only by the thread holding the lock.
+    pub(crate) hold: HoldState,
     /// Whether threads with credit come back from blocking regions urgently
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
@@ -236,9 +226,7 @@ impl Gil {
                 _apart: Apart,
                 timer: Timer::new(nanos),
                 watch: Watch::new(),
-                nested: gil_core::AtomicU32::new(0),
-                ticks: gil_core::AtomicU32::new(0),
-                suspended: gil_core::AtomicU32::new(0),
+                hold: HoldState::new(),
                 fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
                 services: LazyBox::new(),
             }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 
+use super::hold::{Borrowed, begin_loan};
 use super::{AcquireError, Gil};
 use crate::clock::{TaskTimer, clock, nanos_at};
-use crate::credit::Borrowed;
 use crate::hooks::Event;
 use crate::owner::{Doing, Frame};
 use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
@@ -185,8 +185,8 @@ impl<'a> Waiting<'a> {
                 }
                 Turn::Urgent => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
-                    // Kept by this thread alone (see `credit::begin_loan`).
-                    crate::credit::begin_loan(gil, nanos_at(now), Borrowed::InLine);
+                    // Kept by this thread alone (see `hold::begin_loan`).
+                    begin_loan(gil, nanos_at(now), Borrowed::InLine);
                 }
                 // The loan came back: the slice goes on where it was.
                 Turn::Resume => {}
