@@ -54,6 +54,6 @@ mod wait;
 pub use breaker::Breaker;
 pub use park::{Park, SpinPark, mark_asleep};
 pub use queue::{WaitState, Waiter};
-pub use raw::{Away, Closed, RawGil, TryAcquireError};
+pub use raw::{Absence, Closed, RawGil, TryLockError};
 pub use sync::AtomicU32;
 pub use wait::{Back, Handover, PollPolicy, Return, Step, WaitPolicy, Waited};

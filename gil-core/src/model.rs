@@ -84,10 +84,10 @@ steps! {
     /// # Safety
     ///
     /// The calling thread owns the lock and stops using it until it has taken it back.
-    [unsafe] fn unlock_away(&self) -> crate::raw::Away;
+    [unsafe] fn unlock_away(&self) -> crate::raw::Absence;
 
     /// Takes back a lock left with `unlock_away`, unless it was claimed meanwhile.
-    fn reclaim(&self, away: crate::raw::Away) -> bool;
+    fn reclaim(&self, away: crate::raw::Absence) -> bool;
 
     /// Takes the lock offered to a queued waiter, or puts it back in line.
     ///
@@ -104,7 +104,7 @@ steps! {
     /// it is queued and stays pinned until it is seen granted.
     [unsafe] fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool;
 
-    /// The owner lends the lock to the urgent head waiter and waits at the head of the line.
+    /// The owner lends the lock to the line borrower at the head and waits at the head of the line.
     ///
     /// # Safety
     ///

@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 
 use spin::relax::RelaxStrategy;
 
-use crate::queue::{ASLEEP, WAITING};
+use crate::queue::{ASLEEP, AWAKE};
 use crate::sync::{AtomicU32, Ordering::Relaxed};
 
 /// A waiting strategy: how a thread queued on a [`RawGil`](crate::RawGil) sleeps until it is
@@ -12,7 +12,7 @@ use crate::sync::{AtomicU32, Ordering::Relaxed};
 ///
 /// The core decides *who* owns the lock; a `Park` decides only how to wait for that decision.
 /// Each queued [`Waiter`](crate::Waiter) has a state word, which holds
-/// [`Waiter::PARKED`](crate::Waiter::PARKED) while the waiter is queued and awake. A strategy
+/// [`Waiter::AWAKE`](crate::Waiter::AWAKE) while the waiter is queued and awake. A strategy
 /// that sleeps first says so: it changes the word to [`Waiter::ASLEEP`](crate::Waiter::ASLEEP)
 /// with a compare-exchange, and sleeps only while the word holds that. The core changes the word
 /// ("granted", "offered", "closed") with a swap, and calls [`unpark`](Park::unpark), with the
@@ -41,9 +41,9 @@ pub trait Park {
     /// (its node alive), just before its state word changes.
     fn unparker(parker: &Self::Parker, word: &AtomicU32) -> Self::Unparker;
 
-    /// Waits while `word` holds [`Waiter::PARKED`](crate::Waiter::PARKED) or
+    /// Waits while `word` holds [`Waiter::AWAKE`](crate::Waiter::AWAKE) or
     /// [`Waiter::ASLEEP`](crate::Waiter::ASLEEP). Before sleeping (anything that needs
-    /// [`unpark`](Park::unpark) to end), move the word from `PARKED` to `ASLEEP` with a
+    /// [`unpark`](Park::unpark) to end), move the word from `AWAKE` to `ASLEEP` with a
     /// compare-exchange, and sleep only if it succeeded or the word already was `ASLEEP`. May
     /// return early or spuriously: the core rechecks the word and parks again.
     fn park(parker: &Self::Parker, word: &AtomicU32);
@@ -80,7 +80,7 @@ pub trait Park {
 /// ```
 /// use gil_core::{AtomicU32, Waiter, mark_asleep};
 ///
-/// let word = AtomicU32::new(Waiter::<gil_core::SpinPark>::PARKED);
+/// let word = AtomicU32::new(Waiter::<gil_core::SpinPark>::AWAKE);
 /// assert!(mark_asleep(&word));
 /// assert!(mark_asleep(&word), "still asleep");
 /// ```
@@ -89,7 +89,7 @@ pub fn mark_asleep(word: &AtomicU32) -> bool {
     // Relaxed: only a mark. The core's swap of the word is ordered before or after it, and
     // tells the core whether to wake; the waiter rereads the word with Acquire.
     matches!(
-        word.compare_exchange(WAITING, ASLEEP, Relaxed, Relaxed),
+        word.compare_exchange(AWAKE, ASLEEP, Relaxed, Relaxed),
         Ok(_) | Err(ASLEEP)
     )
 }

@@ -17,13 +17,13 @@ use crate::sync::{
 };
 
 // The states of a waiter's word. Only a thread holding the queue lock changes it, except the
-// waiter itself: while it is not queued, and from WAITING to ASLEEP (a compare-exchange, so
+// waiter itself: while it is not queued, and from AWAKE to ASLEEP (a compare-exchange, so
 // every change by a queue-lock holder is a swap that sees whether the waiter sleeps).
 /// Not in the queue: new, cancelled, or its grant already consumed.
 pub(crate) const IDLE: u32 = 0;
 /// In the queue, not yet granted, and awake (spinning, say): handing it something needs no
 /// wake-up.
-pub(crate) const WAITING: u32 = 1;
+pub(crate) const AWAKE: u32 = 1;
 /// Taken off the queue and made the owner of the lock.
 pub(crate) const GRANTED: u32 = 2;
 /// Taken off the queue by `close`; the waiter does not own the lock.
@@ -32,7 +32,7 @@ pub(crate) const CLOSED: u32 = 3;
 /// ([`RawGil::unlock_away`](crate::RawGil::unlock_away)): still queued, and free to take the
 /// lock with [`RawGil::claim`](crate::RawGil::claim) unless the owner comes back first.
 pub(crate) const OFFERED: u32 = 4;
-/// As `WAITING`, but the waiter said that it sleeps (see [`Park`]): whoever hands it
+/// As `AWAKE`, but the waiter said that it sleeps (see [`Park`]): whoever hands it
 /// something must wake it.
 pub(crate) const ASLEEP: u32 = 5;
 
@@ -49,10 +49,10 @@ pub(crate) const ASLEEP: u32 = 5;
 /// for it — after a yield or a blocking region. [`RawGil::close`](crate::RawGil::close) fails
 /// fresh waiters but lets returning ones through, so a holder can always finish its work.
 ///
-/// An *urgent* waiter ([`Waiter::urgent`]) is a returning one that
-/// [`enqueue`](crate::RawGil::enqueue) puts ahead of every waiter that is not urgent (behind
-/// the urgent ones already in line), and that a holder can [`lend`](crate::RawGil::lend) the
-/// lock to. Who may queue urgently, and how often, is the caller's policy: each urgent waiter
+/// A *line borrower* ([`Waiter::line_borrower`]) is a returning one that
+/// [`enqueue`](crate::RawGil::enqueue) puts ahead of every waiter that is not a line borrower (behind
+/// the line borrowers already in line), and that a holder can [`lend`](crate::RawGil::lend) the
+/// lock to. Who may queue as a line borrower, and how often, is the caller's policy: each line borrower
 /// bypasses the FIFO order of everyone behind it.
 ///
 /// Aligned to a cache line: the thread that hands the lock on writes the node's links and its
@@ -62,7 +62,7 @@ pub(crate) const ASLEEP: u32 = 5;
 pub struct Waiter<P: Park> {
     state: AtomicU32,
     returning: bool,
-    urgent: bool,
+    line_borrower: bool,
     links: UnsafeCell<Links<P>>,
     parker: P::Parker,
     _pinned: PhantomPinned,
@@ -110,9 +110,9 @@ impl<P: Park> Waiter<P> {
         Self::with_kind(true, false)
     }
 
-    /// A returning node that goes ahead of every waiter that is not urgent (see the type's
+    /// A returning node that goes ahead of every waiter that is not a line borrower (see the type's
     /// documentation). Never failed by `close`.
-    pub fn urgent() -> Self {
+    pub fn line_borrower() -> Self {
         Self::with_kind(true, true)
     }
 
@@ -129,15 +129,15 @@ impl<P: Park> Waiter<P> {
         Self::with_parts(true, false, parker)
     }
 
-    fn with_kind(returning: bool, urgent: bool) -> Self {
-        Self::with_parts(returning, urgent, P::parker())
+    fn with_kind(returning: bool, line_borrower: bool) -> Self {
+        Self::with_parts(returning, line_borrower, P::parker())
     }
 
-    fn with_parts(returning: bool, urgent: bool, parker: P::Parker) -> Self {
+    fn with_parts(returning: bool, line_borrower: bool, parker: P::Parker) -> Self {
         Self {
             state: AtomicU32::new(IDLE),
             returning,
-            urgent,
+            line_borrower,
             links: UnsafeCell::new(Links::unlinked()),
             parker,
             _pinned: PhantomPinned,
@@ -149,9 +149,9 @@ impl<P: Park> Waiter<P> {
         self.returning
     }
 
-    /// Whether this node is urgent (see [`Waiter::urgent`]).
-    pub fn is_urgent(&self) -> bool {
-        self.urgent
+    /// Whether this node is a line borrower (see [`Waiter::line_borrower`]).
+    pub fn is_line_borrower(&self) -> bool {
+        self.line_borrower
     }
 
     /// Where this waiter stands. A `Granted` result makes the calling thread the owner, with
@@ -162,7 +162,7 @@ impl<P: Park> Waiter<P> {
         // owner made after all its writes under the lock.
         match self.state.load(Acquire) {
             IDLE => WaitState::Idle,
-            WAITING | ASLEEP => WaitState::Waiting,
+            AWAKE | ASLEEP => WaitState::Waiting,
             GRANTED => WaitState::Granted,
             OFFERED => WaitState::Offered,
             _ => WaitState::Closed,
@@ -176,17 +176,17 @@ impl<P: Park> Waiter<P> {
     }
 
     /// The state word a waiter sleeps on, for adapters that wait in their own way; it holds
-    /// [`Waiter::PARKED`] or [`Waiter::ASLEEP`] while the waiter is queued and nothing has been
+    /// [`Waiter::AWAKE`] or [`Waiter::ASLEEP`] while the waiter is queued and nothing has been
     /// handed to it.
     pub fn word(&self) -> &AtomicU32 {
         &self.state
     }
 
     /// The value of [`Waiter::word`] while the waiter is queued, not yet granted, and awake.
-    pub const PARKED: u32 = WAITING;
+    pub const AWAKE: u32 = AWAKE;
 
     /// The value of [`Waiter::word`] while the waiter is queued, not yet granted, and asleep:
-    /// a [`Park`] strategy sets it (a compare-exchange from [`Waiter::PARKED`]) before it
+    /// a [`Park`] strategy sets it (a compare-exchange from [`Waiter::AWAKE`]) before it
     /// sleeps, and the core wakes only waiters it finds `ASLEEP`.
     pub const ASLEEP: u32 = ASLEEP;
 
@@ -249,7 +249,7 @@ impl<P: Park> fmt::Debug for Waiter<P> {
         f.debug_struct("Waiter")
             .field("state", &self.state())
             .field("returning", &self.returning)
-            .field("urgent", &self.urgent)
+            .field("line_borrower", &self.line_borrower)
             .finish_non_exhaustive()
     }
 }
@@ -258,7 +258,7 @@ impl<P: Park> Drop for Waiter<P> {
     fn drop(&mut self) {
         // A node freed while queued leaves a dangling pointer in the lock: catch the bug in tests.
         debug_assert!(
-            !matches!(self.state.load(Acquire), WAITING | ASLEEP),
+            !matches!(self.state.load(Acquire), AWAKE | ASLEEP),
             "gil-core: a Waiter was dropped while still queued"
         );
     }
@@ -268,7 +268,7 @@ impl<P: Park> Drop for Waiter<P> {
 ///
 /// 1. the lender ([`push_lender`](Queue::push_lender)), at most one, waiting for its loan to come
 ///    back;
-/// 2. the urgent waiters ([`push_urgent`](Queue::push_urgent)), first come first served;
+/// 2. the line borrowers ([`push_line_borrower`](Queue::push_line_borrower)), first come first served;
 /// 3. everybody else ([`push_back`](Queue::push_back)), first come first served.
 ///
 /// The head is the first waiter of the first part that has one.
@@ -285,7 +285,7 @@ impl<P: Park> Drop for Waiter<P> {
 pub(crate) struct Queue<P: Park> {
     /// The lender, or null. Its node's links stay null.
     lender: *const Waiter<P>,
-    urgent: List<P>,
+    borrowers: List<P>,
     rest: List<P>,
 }
 
@@ -299,13 +299,13 @@ impl<P: Park> Queue<P> {
     pub(crate) const fn new() -> Self {
         Self {
             lender: ptr::null(),
-            urgent: List::new(),
+            borrowers: List::new(),
             rest: List::new(),
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.lender.is_null() && self.urgent.is_empty() && self.rest.is_empty()
+        self.lender.is_null() && self.borrowers.is_empty() && self.rest.is_empty()
     }
 
     /// Appends `w` at the tail of the line.
@@ -335,27 +335,27 @@ impl<P: Park> Queue<P> {
         !self.lender.is_null()
     }
 
-    /// Puts `w` behind the urgent waiters and ahead of everyone else but the lender.
+    /// Puts `w` behind the line borrowers and ahead of everyone else but the lender.
     ///
     /// # Safety
     ///
     /// As for [`push_back`](Queue::push_back).
-    pub(crate) unsafe fn push_urgent(&mut self, w: *const Waiter<P>) {
+    pub(crate) unsafe fn push_line_borrower(&mut self, w: *const Waiter<P>) {
         // SAFETY: forwarded contract.
-        unsafe { self.urgent.push_back(w) }
+        unsafe { self.borrowers.push_back(w) }
     }
 
     /// The head, if any.
     pub(crate) fn head(&self) -> Option<*const Waiter<P>> {
-        [self.lender, self.urgent.head, self.rest.head]
+        [self.lender, self.borrowers.head, self.rest.head]
             .into_iter()
             .find(|w| !w.is_null())
     }
 
-    /// Whether the head is an urgent waiter (one queued by
-    /// [`push_urgent`](Queue::push_urgent)). Looks at no node.
-    pub(crate) fn head_is_urgent(&self) -> bool {
-        self.lender.is_null() && !self.urgent.is_empty()
+    /// Whether the head is a line borrower (one queued by
+    /// [`push_line_borrower`](Queue::push_line_borrower)). Looks at no node.
+    pub(crate) fn head_is_line_borrower(&self) -> bool {
+        self.lender.is_null() && !self.borrowers.is_empty()
     }
 
     /// Takes the head off the queue.
@@ -385,7 +385,7 @@ impl<P: Park> Queue<P> {
         }
         // SAFETY: the queue lock is held (caller's contract).
         unsafe {
-            self.urgent
+            self.borrowers
                 .find(&mut pred)
                 .or_else(|| self.rest.find(&mut pred))
         }
@@ -402,10 +402,10 @@ impl<P: Park> Queue<P> {
             return;
         }
         // Which list `w` is in matters only at an end of one: a node between two others is
-        // unlinked from either list alike. So `w` is compared with the urgent list's ends, not
-        // looked for (an urgent node may also sit in `rest`, queued there by a yield).
-        let list = if w == self.urgent.head || w == self.urgent.tail {
-            &mut self.urgent
+        // unlinked from either list alike. So `w` is compared with the line borrowers' list's ends, not
+        // looked for (a borrowing node may also sit in `rest`, queued there by a yield).
+        let list = if w == self.borrowers.head || w == self.borrowers.tail {
+            &mut self.borrowers
         } else {
             &mut self.rest
         };

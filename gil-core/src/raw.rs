@@ -12,7 +12,7 @@ use core::task::Poll;
 use crate::breaker::Breaker;
 use crate::park::{Park, SpinPark, mark_asleep};
 use crate::queue::{
-    ASLEEP, CLOSED, GRANTED, IDLE, OFFERED, Queue, WAITING, WaitState, Waiter, Wakeup,
+    ASLEEP, AWAKE, CLOSED, GRANTED, IDLE, OFFERED, Queue, WaitState, Waiter, Wakeup,
 };
 use crate::sync::{
     AtomicU32,
@@ -39,7 +39,7 @@ const AWAY: u32 = 1 << 4;
 /// the lock back (every grant takes the lender first), each under the queue lock and before the
 /// grant is told, so that the owner, who reads it, sees it as its grant left it. Implies
 /// `LOCKED` and `QUEUED`.
-const LENT: u32 = 1 << 5;
+const LINE_LOAN: u32 = 1 << 5;
 
 /// A fair, FIFO, handoff lock with drop requests: the core of a global interpreter lock.
 ///
@@ -113,9 +113,9 @@ impl core::fmt::Display for Closed {
 
 impl core::error::Error for Closed {}
 
-/// Why [`RawGil::try_acquire`] did not take the lock.
+/// Why [`RawGil::try_lock`] did not take the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TryAcquireError {
+pub enum TryLockError {
     /// Another thread owns it, or threads are queued for it.
     WouldBlock,
     /// The lock is closed.
@@ -137,7 +137,7 @@ pub enum Enqueued {
 /// What [`RawGil::unlock_away`] did, for [`RawGil::reclaim`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "an owner that went away must reclaim or relock the lock"]
-pub struct Away {
+pub struct Absence {
     /// `Some(n)` if the lock was offered to the head waiter, as absence number `n`; `None` if it
     /// was released (nobody waited).
     offered: Option<u32>,
@@ -184,24 +184,24 @@ impl<P: Park> RawGil<P> {
     /// Takes the lock if it is free and nobody waits for it. Never waits for another owner
     /// (it may spin for the few instructions another thread spends editing the queue).
     #[inline]
-    pub fn try_acquire(&self) -> Result<(), TryAcquireError> {
+    pub fn try_lock(&self) -> Result<(), TryLockError> {
         // Acquire pairs with the Release in `unlock` (fast CAS) or `unlock_queue`: the previous
         // owner's writes become ours.
         match self.state.compare_exchange(0, LOCKED, Acquire, Relaxed) {
             Ok(_) => Ok(()),
-            Err(state) => self.try_acquire_slow(state),
+            Err(state) => self.try_lock_slow(state),
         }
     }
 
     #[cold]
-    fn try_acquire_slow(&self, mut state: u32) -> Result<(), TryAcquireError> {
+    fn try_lock_slow(&self, mut state: u32) -> Result<(), TryLockError> {
         let mut spin = SpinWait::new();
         loop {
             if state & SHUT != 0 {
-                return Err(TryAcquireError::Closed);
+                return Err(TryLockError::Closed);
             }
             if state & (LOCKED | QUEUED) != 0 {
-                return Err(TryAcquireError::WouldBlock);
+                return Err(TryLockError::WouldBlock);
             }
             // Only QUEUE_LOCKED is set: an enqueue, cancel or close is deciding the outcome.
             spin.spin();
@@ -220,10 +220,10 @@ impl<P: Park> RawGil<P> {
     /// [`Closed`] if the lock is or becomes closed before this thread gets it.
     #[inline]
     pub fn lock(&self) -> Result<(), Closed> {
-        match self.try_acquire() {
+        match self.try_lock() {
             Ok(()) => Ok(()),
-            Err(TryAcquireError::Closed) => Err(Closed),
-            Err(TryAcquireError::WouldBlock) => self.lock_slow(Waiter::new()),
+            Err(TryLockError::Closed) => Err(Closed),
+            Err(TryLockError::WouldBlock) => self.lock_slow(Waiter::new()),
         }
     }
 
@@ -233,7 +233,7 @@ impl<P: Park> RawGil<P> {
     #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
     #[inline]
     pub(crate) fn relock(&self) {
-        if self.try_acquire().is_err() {
+        if self.try_lock().is_err() {
             let relocked = self.lock_slow(Waiter::returning());
             debug_assert!(relocked.is_ok(), "returning waiters are never closed");
         }
@@ -273,7 +273,7 @@ impl<P: Park> RawGil<P> {
     }
 
     /// [`lock_with`](RawGil::lock_with) with the caller's `waiter`: one the caller made
-    /// returning or urgent, or whose parker it set. Returns only once `waiter` is out of line.
+    /// returning or a line borrower, or whose parker it set. Returns only once `waiter` is out of line.
     ///
     /// # Safety
     ///
@@ -304,7 +304,7 @@ impl<P: Park> RawGil<P> {
     /// The calling thread owns the lock, and stops using what it protects.
     #[inline]
     pub unsafe fn unlock(&self) {
-        // Release pairs with the Acquire of the next owner's CAS in `try_acquire` or of
+        // Release pairs with the Acquire of the next owner's CAS in `try_lock` or of
         // `lock_queue`. Fails whenever anything but LOCKED is set: waiters, an editor, close.
         if self
             .state
@@ -339,7 +339,7 @@ impl<P: Park> RawGil<P> {
             Some((unparker, now_empty)) => {
                 // LOCKED stays set: it now belongs to the head waiter. A lender is the head
                 // whenever there is one, so no loan is out any more.
-                let state = state & !LENT;
+                let state = state & !LINE_LOAN;
                 self.unlock_queue(if now_empty { state & !QUEUED } else { state });
                 wake::<P>(Some(unparker));
             }
@@ -371,19 +371,19 @@ impl<P: Park> RawGil<P> {
             return Enqueued::Acquired;
         }
         // The queue lock (held) orders this store before anything a granter does with the node.
-        waiter.word().store(WAITING, Relaxed);
+        waiter.word().store(AWAKE, Relaxed);
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
         self.queue.with_mut(|q| unsafe {
-            if waiter.is_urgent() {
+            if waiter.is_line_borrower() {
                 let old_head = (*q).head();
-                (*q).push_urgent(&*waiter);
+                (*q).push_line_borrower(&*waiter);
                 if state & AWAY != 0 && (*q).head() == Some(&*waiter as *const _) {
                     // It went ahead of the offered head (AWAY: the head was the one offered):
                     // the offer is its now. It is running (this is its thread), so it claims at
                     // once; the old head waits on.
                     if let Some(old) = old_head {
                         debug_assert_eq!((*old).word().load(Relaxed), OFFERED);
-                        (*old).word().store(WAITING, Relaxed);
+                        (*old).word().store(AWAKE, Relaxed);
                     }
                     waiter.word().store(OFFERED, Relaxed);
                 }
@@ -392,11 +392,11 @@ impl<P: Park> RawGil<P> {
             }
         });
         self.unlock_queue(state | QUEUED);
-        if waiter.is_urgent() {
+        if waiter.is_line_borrower() {
             // Asks the holder to lend at its next checkpoint, once in line. Release (in `set`)
             // pairs with the Acquire of the holder's `take`, which thus sees this node queued.
-            if !cfg!(bite = "urgent-never-raised") {
-                self.breaker.set(Breaker::URGENT);
+            if !cfg!(bite = "line-loan-never-asked") {
+                self.breaker.set(Breaker::LINE_LOAN_ASKED);
             }
         }
         Enqueued::Queued
@@ -414,7 +414,7 @@ impl<P: Park> RawGil<P> {
         // Relaxed: every change of a queued waiter's word happens under the queue lock, whose
         // Acquire in `lock_queue` orders it (and the granting owner's writes) before us.
         let (outcome, state) = match waiter.word().load(Relaxed) {
-            WAITING | ASLEEP => {
+            AWAKE | ASLEEP => {
                 // SAFETY: queue lock held; the waiter is in this queue.
                 let (lender, now_empty) = self.queue.with_mut(|q| unsafe {
                     let lender = (*q).head_is_lender() && (*q).head() == Some(&*waiter as *const _);
@@ -425,7 +425,7 @@ impl<P: Park> RawGil<P> {
                 // A lender that leaves the line ends its loan: the owner holds the lock as its
                 // own. (Only through the raw API: the composites' lenders never give up. An
                 // owner that looks meanwhile may still see the loan, and lends nothing then.)
-                let state = if lender { state & !LENT } else { state };
+                let state = if lender { state & !LINE_LOAN } else { state };
                 (
                     Cancel::Removed,
                     if now_empty { state & !QUEUED } else { state },
@@ -612,7 +612,7 @@ impl<P: Park> RawGil<P> {
     /// running so costs the owner nothing of its turn, and a region that lasts hands the lock
     /// on as `unlock` would, one wake-up later at most.
     ///
-    /// While the owner is away, nobody but the head waiter (or an urgent waiter that queues
+    /// While the owner is away, nobody but the head waiter (or a line borrower that queues
     /// ahead of it) can take the lock: the FIFO order holds.
     ///
     /// An owner holding a loan ([`lend`](RawGil::lend)) whose lender waits at the head gives the
@@ -639,14 +639,14 @@ impl<P: Park> RawGil<P> {
     /// assert!(gil.is_locked());
     /// # unsafe { gil.unlock() };
     /// ```
-    pub(crate) unsafe fn unlock_away(&self) -> Away {
+    pub(crate) unsafe fn unlock_away(&self) -> Absence {
         // Release pairs with the next owner's Acquire, as in `unlock`.
         if self
             .state
             .compare_exchange(LOCKED, 0, Release, Relaxed)
             .is_ok()
         {
-            return Away { offered: None };
+            return Absence { offered: None };
         }
         let state = self.lock_queue();
         debug_assert!(
@@ -664,7 +664,7 @@ impl<P: Park> RawGil<P> {
         let Some(head) = head.filter(|_| !lender) else {
             // SAFETY: the queue lock is held and we own the lock (caller's contract).
             unsafe { self.release_to_head(state) };
-            return Away { offered: None };
+            return Absence { offered: None };
         };
         // SAFETY: `head` is queued, hence alive while we hold the queue lock.
         // Relaxed: the head acts on it only through `claim`, under the queue lock, whose Acquire
@@ -675,7 +675,7 @@ impl<P: Park> RawGil<P> {
         self.absences.store(absence, Relaxed);
         self.unlock_queue(state | AWAY);
         wake::<P>(Some(unparker));
-        Away {
+        Absence {
             offered: Some(absence),
         }
     }
@@ -689,11 +689,11 @@ impl<P: Park> RawGil<P> {
     ///
     /// The calling thread owns the lock (on a loan or not), and stops using what it protects
     /// until it has it back.
-    pub unsafe fn let_go(&self) -> Away {
+    pub unsafe fn let_go(&self) -> Absence {
         if !cfg!(bite = "let-go-unlocks-a-loan") && self.breaker.loan_out() {
             // SAFETY: we hold the lock on a loan asked for (it is out, and we own it).
             unsafe { self.give_back() };
-            return Away { offered: None };
+            return Absence { offered: None };
         }
         // SAFETY: we own the lock, not on a loan asked for (caller's contract).
         unsafe { self.unlock_away() }
@@ -705,8 +705,8 @@ impl<P: Park> RawGil<P> {
     /// 2. Otherwise `ret` says whether the thread may go ahead of the line
     ///    ([`Return::ahead`]); then, if the lock is free, it takes it ([`Back::Took`]).
     /// 3. Going ahead, it asks for a loan on the breaker ([`borrow_with`](RawGil::borrow_with),
-    ///    [`Back::Borrowed`]).
-    /// 4. Otherwise it waits in line, as an urgent waiter if it goes ahead, else behind
+    ///    [`Back::BreakerLoan`]).
+    /// 4. Otherwise it waits in line, as a line borrower if it goes ahead, else behind
     ///    everybody ([`Back::Granted`]).
     ///
     /// Succeeds after [`close`](RawGil::close) too: the thread's waiters are returning ones.
@@ -716,7 +716,7 @@ impl<P: Park> RawGil<P> {
     /// The calling thread let the lock go with [`let_go`](RawGil::let_go) or
     /// [`unlock_away`](RawGil::unlock_away), `away` is what that returned, and the thread has
     /// not taken the lock since.
-    pub unsafe fn take_back_with<R: Return<P>>(&self, away: Away, ret: &mut R) -> Back {
+    pub unsafe fn take_back_with<R: Return<P>>(&self, away: Absence, ret: &mut R) -> Back {
         if self.reclaim(away) {
             return Back::Reclaimed;
         }
@@ -724,16 +724,16 @@ impl<P: Park> RawGil<P> {
         let mut ask = abort_on_unwind(|| ret.ahead());
         // A look before the compare-and-swap: a failed one would still take the lock's line
         // from the holder, whose next checkpoint reads it.
-        if !self.is_locked() && self.try_acquire().is_ok() {
+        if !self.is_locked() && self.try_lock().is_ok() {
             return Back::Took;
         }
         if let Some(ask) = ask.as_mut() {
             if self.borrow_with(ask) {
-                return Back::Borrowed;
+                return Back::BreakerLoan;
             }
         }
         let node = pin!(if ask.is_some() {
-            Waiter::<P>::urgent()
+            Waiter::<P>::line_borrower()
         } else {
             Waiter::returning()
         });
@@ -757,7 +757,7 @@ impl<P: Park> RawGil<P> {
     ///
     /// Absences are numbered modulo 2³²: a reclaim could mistake another owner's absence for
     /// its own only after four billion others.
-    pub(crate) fn reclaim(&self, away: Away) -> bool {
+    pub(crate) fn reclaim(&self, away: Absence) -> bool {
         let Some(absence) = away.offered else {
             return false;
         };
@@ -766,7 +766,7 @@ impl<P: Park> RawGil<P> {
             return false;
         }
         let state = self.lock_queue();
-        // Away, and still the absence we started: every offer numbers a new one, so an AWAY
+        // Absence, and still the absence we started: every offer numbers a new one, so an AWAY
         // left by a later owner is not ours (the count of handoffs cannot tell: `close` can
         // free the lock with nobody left to offer it to, and a returning thread can then take
         // it and go away in turn without any handoff). Relaxed: under the queue lock.
@@ -779,7 +779,7 @@ impl<P: Park> RawGil<P> {
             if let Some(head) = (*q).head() {
                 debug_assert_eq!((*head).word().load(Relaxed), OFFERED);
                 // It goes back to waiting; if it is awake and claiming, its claim finds this.
-                (*head).word().store(WAITING, Relaxed);
+                (*head).word().store(AWAKE, Relaxed);
             }
         });
         self.unlock_queue(state & !AWAY);
@@ -851,10 +851,10 @@ impl<P: Park> RawGil<P> {
         unsafe { self.step_aside(waiter, false) }
     }
 
-    /// If the head waiter is urgent ([`Waiter::urgent`]), hands it the lock and puts `waiter` at
-    /// the head of the line: the owner *lends* the lock and gets it back as soon as the urgent
+    /// If the head waiter is a line borrower ([`Waiter::line_borrower`]), hands it the lock and puts `waiter` at
+    /// the head of the line: the owner *lends* the lock and gets it back as soon as the borrowing
     /// thread lets go, ahead of everyone else. Returns whether it lent; then wait on `waiter` as
-    /// after [`requeue`](RawGil::requeue). With no urgent head, does nothing and returns `false`.
+    /// after [`requeue`](RawGil::requeue). With no line borrower at the head, does nothing and returns `false`.
     ///
     /// # Safety
     ///
@@ -870,7 +870,7 @@ impl<P: Park> RawGil<P> {
     /// std::thread::scope(|s| {
     ///     s.spawn(|| {
     ///         // Back from a blocking region, and allowed to go first.
-    ///         let node = pin!(Waiter::urgent());
+    ///         let node = pin!(Waiter::line_borrower());
     ///         // SAFETY: the node is pinned here and waited for below; this thread does not own
     ///         // the lock.
     ///         assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
@@ -897,7 +897,7 @@ impl<P: Park> RawGil<P> {
 
     /// The body of [`requeue`](RawGil::requeue) (`lend` false: hand to the head, whatever it
     /// is, and queue `waiter` at the tail) and [`lend`](RawGil::lend) (`lend` true: only to an
-    /// urgent head, and queue `waiter` at the head).
+    /// line borrower at the head, and queue `waiter` at the head).
     ///
     /// # Safety
     ///
@@ -909,23 +909,27 @@ impl<P: Park> RawGil<P> {
             return false;
         }
         let state = self.lock_queue();
-        // SAFETY: the queue lock is held.
-        if lend && !self.queue.with_mut(|q| unsafe { (*q).head_is_urgent() }) {
+        let borrower_at_head = || {
+            // SAFETY: the queue lock is held.
+            self.queue
+                .with_mut(|q| unsafe { (*q).head_is_line_borrower() })
+        };
+        if lend && !borrower_at_head() {
             self.unlock_queue(state);
             return false;
         }
         if lend {
-            // A loan is out from the grant on (the urgent head is there to take it): set before
+            // A loan is out from the grant on (the line borrower at the head is there to take it): set before
             // the grant, so that its Release orders this before the borrower's look
             // (`checkpoint_with`).
-            self.state.fetch_or(LENT, Relaxed);
+            self.state.fetch_or(LINE_LOAN, Relaxed);
         }
         // SAFETY: we hold the queue lock and (caller's contract) own the lock.
         let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
             self.unlock_queue(state);
             return false;
         };
-        waiter.word().store(WAITING, Relaxed);
+        waiter.word().store(AWAKE, Relaxed);
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
         self.queue.with_mut(|q| unsafe {
             if lend {
@@ -936,8 +940,8 @@ impl<P: Park> RawGil<P> {
         });
         // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line. A lender
         // that was the head has its lock back (no loan is out), and a new one lent it (a loan is).
-        let lent = if lend { LENT } else { 0 };
-        self.unlock_queue((state & !LENT) | QUEUED | lent);
+        let lent = if lend { LINE_LOAN } else { 0 };
+        self.unlock_queue((state & !LINE_LOAN) | QUEUED | lent);
         wake::<P>(Some(unparker));
         true
     }
@@ -1034,7 +1038,7 @@ impl<P: Park> RawGil<P> {
     /// Hands the lock on and waits to get it back behind everybody in line, as a checkpoint
     /// answers a drop request: on a loan asked for on the breaker, gives the loan back and
     /// waits in line ([`Step::GiveBack`]); otherwise, if anybody waits, yields
-    /// ([`Step::Yield`]). Returns whether another thread held meanwhile; `false` when nobody
+    /// ([`Step::HandOver`]). Returns whether another thread held meanwhile; `false` when nobody
     /// waited (then `handover` saw nothing, or a `Yield` that nobody took). Either way the
     /// caller owns the lock on return.
     ///
@@ -1058,12 +1062,12 @@ impl<P: Park> RawGil<P> {
         if !self.has_waiters() {
             return false;
         }
-        let mut wait = handover.letting_go(Step::Yield);
+        let mut wait = handover.letting_go(Step::HandOver);
         let node = pin!(Waiter::returning());
         // SAFETY: we own the lock (caller's contract); the node is returning, pinned here and
         // not queued.
         let handed = unsafe { self.yield_with(node.as_ref(), &mut wait) };
-        handover.back(Step::Yield, wait, handed);
+        handover.back(Step::HandOver, wait, handed);
         handed
     }
 
@@ -1074,10 +1078,10 @@ impl<P: Park> RawGil<P> {
     /// 1. A **drop request** is taken (and reported, [`Handover::drop_requested`]). A holder on
     ///    a loan leaves it set for its lender's slice. On a loan asked for on the breaker, the
     ///    holder gives the loan back and waits in line ([`Step::GiveBack`]); otherwise, if
-    ///    anybody waits, it yields ([`Step::Yield`]).
+    ///    anybody waits, it yields ([`Step::HandOver`]).
     /// 2. Unless it handed the lock over just now, or is itself on a loan (a loan does not lend
-    ///    on), the holder lends: a **loan asked for on the breaker** ([`Step::LendAsked`]), else
-    ///    to an **urgent waiter in line** ([`Breaker::URGENT`], [`Step::LendInLine`]).
+    ///    on), the holder lends: a **loan asked for on the breaker** ([`Step::LendOnBreaker`]), else
+    ///    to an **line borrower in line** ([`Breaker::LINE_LOAN_ASKED`], [`Step::LendInLine`]).
     ///
     /// Returns once the caller owns the lock again, with the breaker flags left for it to act
     /// on, as [`checkpoint`](RawGil::checkpoint) does. The waits are `handover`'s policies;
@@ -1091,12 +1095,17 @@ impl<P: Park> RawGil<P> {
     pub unsafe fn checkpoint_with<H: Handover<P>>(&self, handover: &mut H) -> u32 {
         let pending = self.breaker.pending();
         // Which loan the caller holds, if any. The loan bits are read with Acquire (the
-        // lender's writes); `LENT` is the caller's own hold's, ordered by its grant.
+        // lender's writes); `LINE_LOAN` is the caller's own hold's, ordered by its grant.
         let on_breaker = self.breaker.loan_out();
-        let borrowing =
-            on_breaker || (!cfg!(bite = "loan-lends-on") && self.state.load(Relaxed) & LENT != 0);
-        // A borrower leaves `URGENT` for its lender.
-        let asks = Breaker::DROP_REQUEST | if borrowing { 0 } else { Breaker::URGENT };
+        let borrowing = on_breaker
+            || (!cfg!(bite = "loan-lends-on") && self.state.load(Relaxed) & LINE_LOAN != 0);
+        // A borrower leaves `LINE_LOAN_ASKED` for its lender.
+        let asks = Breaker::DROP_REQUEST
+            | if borrowing {
+                0
+            } else {
+                Breaker::LINE_LOAN_ASKED
+            };
         // Not a write to the breaker's line when there is nothing to take (a loan asked for:
         // the asker is reading that line).
         let taken = if pending & asks != 0 {
@@ -1118,26 +1127,27 @@ impl<P: Park> RawGil<P> {
             handed = unsafe { self.hand_over_with(handover) };
         }
         // Back from a hand-over at the end of the line, the holder lends nothing: a loan asked
-        // for meanwhile is lent at the next checkpoint, and an urgent waiter was ahead of it in
+        // for meanwhile is lent at the next checkpoint, and a line borrower was ahead of it in
         // line.
         if !handed && !borrowing {
             let mut lent = false;
             if pending & Breaker::LOAN_ASKED != 0 {
-                let mut wait = handover.letting_go(Step::LendAsked);
+                let mut wait = handover.letting_go(Step::LendOnBreaker);
                 // SAFETY: we own the lock, not on loan (`borrowing` is false).
                 lent = unsafe { self.lend_asked_with(&mut wait) };
-                handover.back(Step::LendAsked, wait, lent);
+                handover.back(Step::LendOnBreaker, wait, lent);
             }
-            let lends = !lent && taken & Breaker::URGENT != 0 && self.has_waiters();
+            let lends = !lent && taken & Breaker::LINE_LOAN_ASKED != 0 && self.has_waiters();
             if lends && !cfg!(bite = "checkpoint-never-lends-in-line") {
                 let mut wait = handover.letting_go(Step::LendInLine);
                 let node = pin!(Waiter::returning());
-                // SAFETY: as for the yield above; `lend_with` lends only to an urgent head.
+                // SAFETY: as for the yield above; `lend_with` lends only to a borrowing head.
                 let lent = unsafe { self.lend_with(node.as_ref(), &mut wait) };
                 handover.back(Step::LendInLine, wait, lent);
             }
         }
-        self.breaker.pending() & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::URGENT)
+        self.breaker.pending()
+            & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::LINE_LOAN_ASKED)
     }
 
     /// Asks the holder to *lend* this thread the lock at its next checkpoint: the fast way back
@@ -1154,7 +1164,7 @@ impl<P: Park> RawGil<P> {
     /// checkpoint grants it with one compare-and-swap on the breaker word and waits there for
     /// it back; the borrower gives it back with one atomic AND. Nobody queues. Every loan
     /// bypasses the line: who may ask, and how often, is the caller's policy (gil-std's
-    /// credit), as for [`Waiter::urgent`].
+    /// credit), as for [`Waiter::line_borrower`].
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -1347,7 +1357,7 @@ impl<P: Park> RawGil<P> {
     }
 
     /// Closes the lock: every fresh waiter is taken out of line and told [`WaitState::Closed`],
-    /// and every later [`lock`](RawGil::lock) or [`try_acquire`](RawGil::try_acquire) fails.
+    /// and every later [`lock`](RawGil::lock) or [`try_lock`](RawGil::try_lock) fails.
     /// The owner, if any, goes on normally; threads coming back to the lock (yields,
     /// [`relock`](RawGil::relock)) still get it in turn. Idempotent.
     pub fn close(&self) {
@@ -1443,7 +1453,7 @@ impl<P: Park> RawGil<P> {
         // in the memory model. We swap instead because loom 0.7 lets a plain store slip between
         // the read and the write of another thread's `fetch_or` (tokio-rs/loom#254), which
         // would have the checker explore executions no machine can produce. Slow path only.
-        // Release pairs with the Acquire in `lock_queue`, `try_acquire` and `unlock`'s successor.
+        // Release pairs with the Acquire in `lock_queue`, `try_lock` and `unlock`'s successor.
         self.state.swap(state & !QUEUE_LOCKED, Release);
     }
 
@@ -1462,7 +1472,7 @@ impl<P: Park> RawGil<P> {
                 // The loan is over. Cleared before the grant, whose Release orders it before
                 // the lender's look (`checkpoint_with`); the caller's `unlock_queue` publishes
                 // the word without it too.
-                self.state.fetch_and(!LENT, Relaxed);
+                self.state.fetch_and(!LINE_LOAN, Relaxed);
             }
             // Only ever written under the queue lock: no read-modify-write needed.
             self.switches

@@ -141,15 +141,15 @@ pub enum Waited {
 pub enum Step {
     /// A drop request: the holder hands the lock to the longest waiter and waits in line
     /// behind everybody.
-    Yield,
+    HandOver,
     /// A drop request to a thread that holds the lock on a loan it asked for
     /// ([`borrow_with`](crate::RawGil::borrow_with)): it gives the loan back, and waits in line
     /// behind everybody. The request stays set, for the lender's slice.
     GiveBack,
     /// A loan asked for on the breaker ([`ask_loan`](crate::RawGil::ask_loan)): the holder
     /// lends the lock and waits for it back.
-    LendAsked,
-    /// An urgent waiter in line ([`Breaker::URGENT`](crate::Breaker::URGENT)): the holder lends
+    LendOnBreaker,
+    /// A line borrower in line ([`Breaker::LINE_LOAN_ASKED`](crate::Breaker::LINE_LOAN_ASKED)): the holder lends
     /// it the lock and waits for it back at the head of the line.
     LendInLine,
 }
@@ -174,7 +174,7 @@ pub enum Step {
 ///     type Wait = ();
 ///     fn letting_go(&mut self, _: Step) {}
 ///     fn back(&mut self, step: Step, _: (), handed: bool) {
-///         self.0 += u32::from(handed && step == Step::Yield);
+///         self.0 += u32::from(handed && step == Step::HandOver);
 ///     }
 /// }
 ///
@@ -228,7 +228,7 @@ pub enum Back {
     Took,
     /// It holds the lock on a loan it asked for on the breaker: it lets go only with
     /// [`give_back`](crate::RawGil::give_back) (or a composite that gives it back).
-    Borrowed,
+    BreakerLoan,
     /// It waited in line (ahead of the ordinary waiters, if it went ahead) and was granted.
     Granted,
 }
@@ -246,11 +246,11 @@ pub trait Return<P: Park> {
 
     /// The thread could not reclaim the lock. `Some`: it may go ahead of the line (it asks for
     /// a loan on the breaker with this policy, and if the ask is refused or not answered,
-    /// waits as an urgent waiter); `None`: it waits its turn. Called before the thread looks
+    /// waits as a line borrower); `None`: it waits its turn. Called before the thread looks
     /// whether the lock is free.
     fn ahead(&mut self) -> Option<Self::Ask>;
 
-    /// The thread waits in line (urgent if it went ahead, after its unanswered `ask`): the
+    /// The thread waits in line (as a line borrower if it went ahead, after its unanswered `ask`): the
     /// policy it waits with. A returning wait: it gives up only as
     /// [`WaitPolicy::give_up`] allows.
     fn in_line(&mut self, ask: Option<Self::Ask>) -> Self::Wait;

@@ -258,7 +258,7 @@ fn cancel_racing_with_grant() {
             !gil.is_locked() && !gil.has_waiters(),
             "the lock was lost (got_it={got_it})"
         );
-        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(gil.try_lock(), Ok(()));
         assert_eq!(data.bump(), if got_it { 3 } else { 2 });
     });
 }
@@ -296,30 +296,30 @@ fn close_while_waiting() {
     });
 }
 
-/// `try_acquire` on a free lock never fails spuriously, even while another thread holds the
+/// `try_lock` on a free lock never fails spuriously, even while another thread holds the
 /// queue lock (here `close`, which edits the queue of a free lock): it waits out the edit and
 /// reports what it finds, `Ok` or `Closed`, never `WouldBlock`.
 #[test]
-fn try_acquire_on_a_free_lock_never_spuriously_fails() {
+fn try_lock_on_a_free_lock_never_spuriously_fails() {
     model(4, || {
         let gil = Arc::new(Gil::new());
         let closer = {
             let gil = gil.clone();
             thread::spawn(move || gil.close())
         };
-        match gil.try_acquire() {
+        match gil.try_lock() {
             // SAFETY: the main thread owns the lock.
             Ok(()) => unsafe { gil.unlock() },
-            Err(e) => assert_eq!(e, gil_core::TryAcquireError::Closed, "nobody else holds it"),
+            Err(e) => assert_eq!(e, gil_core::TryLockError::Closed, "nobody else holds it"),
         }
         closer.join().unwrap();
     });
 }
 
-/// A lend: with a fresh waiter queued first and an urgent one arriving later, the urgent waiter
+/// A lend: with a fresh waiter queued first and a borrowing one arriving later, the line borrower
 /// goes ahead of it, the lender gets the lock back next, and the fresh waiter comes last.
 #[test]
-fn lend_goes_to_the_urgent_waiter_and_comes_back_first() {
+fn lend_goes_to_the_line_borrower_and_comes_back_first() {
     lend_and_come_back(false);
 }
 
@@ -336,7 +336,7 @@ fn lend_and_come_back(away: bool) {
         let gil = Arc::new(Gil::new());
         let tickets = Arc::new(AtomicUsize::new(0));
         let fresh_queued = Arc::new(AtomicBool::new(false));
-        let urgent_queued = Arc::new(AtomicBool::new(false));
+        let borrower_queued = Arc::new(AtomicBool::new(false));
         gil.lock().unwrap();
 
         let fresh = {
@@ -356,12 +356,12 @@ fn lend_and_come_back(away: bool) {
                 unsafe { gil.unlock() };
             })
         };
-        let urgent = {
+        let borrower = {
             let (gil, tickets) = (gil.clone(), tickets.clone());
-            let (fresh_queued, queued) = (fresh_queued.clone(), urgent_queued.clone());
+            let (fresh_queued, queued) = (fresh_queued.clone(), borrower_queued.clone());
             thread::spawn(move || {
                 wait_for(&fresh_queued);
-                let node = pin!(Node::urgent());
+                let node = pin!(Node::line_borrower());
                 // SAFETY: the node is pinned on this frame and waited for before it returns.
                 assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
                 queued.store(true, Release);
@@ -369,7 +369,7 @@ fn lend_and_come_back(away: bool) {
                 assert_eq!(
                     tickets.fetch_add(1, Relaxed),
                     0,
-                    "the urgent waiter was not first"
+                    "the line borrower was not first"
                 );
                 if away {
                     // SAFETY: this thread owns the lock, and does not use it again.
@@ -381,10 +381,13 @@ fn lend_and_come_back(away: bool) {
                 }
             })
         };
-        wait_for(&urgent_queued);
+        wait_for(&borrower_queued);
         let back = pin!(Node::returning());
         // SAFETY: the main thread owns the lock; `back` is pinned and waited for below.
-        assert!(unsafe { gil.lend(back.as_ref()) }, "the head was urgent");
+        assert!(
+            unsafe { gil.lend(back.as_ref()) },
+            "the head was a line borrower"
+        );
         assert_eq!(back.as_ref().wait(), WaitState::Granted);
         assert_eq!(
             tickets.fetch_add(1, Relaxed),
@@ -394,27 +397,27 @@ fn lend_and_come_back(away: bool) {
         // SAFETY: the lock came back to the main thread.
         unsafe { gil.unlock() };
         fresh.join().unwrap();
-        urgent.join().unwrap();
+        borrower.join().unwrap();
         assert_eq!(tickets.load(Relaxed), 3);
     });
 }
 
-/// A loan in line through the checkpoints alone: an urgent waiter queues (the core raises
-/// `URGENT` as it does), the holder's checkpoint lends it the lock and waits at the head of
+/// A loan in line through the checkpoints alone: a line borrower queues (the core raises
+/// `LINE_LOAN_ASKED` as it does), the holder's checkpoint lends it the lock and waits at the head of
 /// the line; the borrower, asked to drop, leaves the request for its lender and yields to it;
 /// the lender, back, answers the request by handing the lock to the borrower. Each critical
 /// section runs once, in that order, and nobody is stranded.
 #[test]
-fn a_checkpoint_lends_to_an_urgent_waiter_and_gets_it_back_first() {
+fn a_checkpoint_lends_to_a_line_borrower_and_gets_it_back_first() {
     model(4, || {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());
         let queued = Arc::new(AtomicBool::new(false));
         gil.lock().unwrap();
-        let urgent = {
+        let borrower = {
             let (gil, data, queued) = (gil.clone(), data.clone(), queued.clone());
             thread::spawn(move || {
-                let node = pin!(Node::urgent());
+                let node = pin!(Node::line_borrower());
                 let mut says = SaysQueued(&queued);
                 // SAFETY: the node is pinned on this frame and `lock_with` returns only once it
                 // is out of line; this thread does not own the lock.
@@ -451,13 +454,13 @@ fn a_checkpoint_lends_to_an_urgent_waiter_and_gets_it_back_first() {
         );
         // SAFETY: the main thread owns the lock.
         unsafe { gil.unlock() };
-        urgent.join().unwrap();
+        borrower.join().unwrap();
     });
 }
 
 /// The region composites: a thread lets the lock go for a blocking region (`let_go`) while
 /// another waits for it, and takes it back (`take_back_with`) going ahead of the line: it
-/// reclaims the lock, or borrows it from the holder's checkpoint, or waits as an urgent waiter,
+/// reclaims the lock, or borrows it from the holder's checkpoint, or waits as a line borrower,
 /// or takes it free. Every way, one thread at a time and every critical section once; and a
 /// second region, on a loan, gives the loan back (`let_go`) instead of letting the lock go.
 #[test]
@@ -492,7 +495,7 @@ fn a_region_lets_go_and_takes_the_lock_back() {
         // SAFETY: let go just above.
         let back = unsafe { gil.take_back_with(away, &mut ahead) };
         data.bump();
-        if back == Back::Borrowed {
+        if back == Back::BreakerLoan {
             // On the loan: the next region gives it back, and the lock is taken in line.
             // SAFETY: this thread holds the lock on a loan, and stops using it.
             let away = unsafe { gil.let_go() };
@@ -841,7 +844,7 @@ fn a_wait_that_gives_up_never_loses_a_grant() {
             !gil.is_locked() && !gil.has_waiters(),
             "the lock was lost (got_it={got_it})"
         );
-        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(gil.try_lock(), Ok(()));
         assert_eq!(data.bump(), if got_it { 3 } else { 2 });
     });
 }
@@ -933,7 +936,7 @@ fn a_polled_waiter_is_woken_by_its_grant() {
         // SAFETY: the main thread owns the lock.
         unsafe { gil.unlock() };
         poller.join().unwrap();
-        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(gil.try_lock(), Ok(()));
         assert_eq!(data.bump(), 3);
     });
 }
@@ -978,7 +981,7 @@ fn a_cancelled_poll_never_loses_a_grant() {
             !gil.is_locked() && !gil.has_waiters(),
             "the lock was lost (got_it={got_it})"
         );
-        assert_eq!(gil.try_acquire(), Ok(()));
+        assert_eq!(gil.try_lock(), Ok(()));
         assert_eq!(data.bump(), if got_it { 3 } else { 2 });
     });
 }

@@ -5,7 +5,7 @@
 use std::pin::pin;
 
 use gil_core::model::{Cancel, Enqueued, Steps};
-use gil_core::{Breaker, RawGil, SpinPark, TryAcquireError, WaitPolicy, WaitState, Waiter};
+use gil_core::{Breaker, RawGil, SpinPark, TryLockError, WaitPolicy, WaitState, Waiter};
 
 type Node = Waiter<gil_core::SpinPark>;
 
@@ -15,11 +15,11 @@ fn uncontended_lock_unlock() {
     assert!(!gil.is_locked());
     gil.lock().unwrap();
     assert!(gil.is_locked());
-    assert_eq!(gil.try_acquire(), Err(TryAcquireError::WouldBlock));
+    assert_eq!(gil.try_lock(), Err(TryLockError::WouldBlock));
     // SAFETY: we own it.
     unsafe { gil.unlock() };
     assert!(!gil.is_locked());
-    assert_eq!(gil.try_acquire(), Ok(()));
+    assert_eq!(gil.try_lock(), Ok(()));
     // SAFETY: we own it.
     unsafe { gil.unlock() };
     assert_eq!(gil.switches(), 0, "no handoff happened");
@@ -56,11 +56,7 @@ fn handoff_is_fifo_and_nobody_barges() {
             gil.is_locked(),
             "the lock passes directly, never free in between"
         );
-        assert_eq!(
-            gil.try_acquire(),
-            Err(TryAcquireError::WouldBlock),
-            "no barging"
-        );
+        assert_eq!(gil.try_lock(), Err(TryLockError::WouldBlock), "no barging");
         assert_eq!(gil.switches(), i as u32 + 1);
     }
     assert!(!gil.has_waiters());
@@ -237,7 +233,7 @@ fn close_fails_fresh_waiters_and_lets_returning_ones_through() {
         gil.unlock();
     }
     assert!(!gil.is_locked());
-    assert_eq!(gil.try_acquire(), Err(TryAcquireError::Closed));
+    assert_eq!(gil.try_lock(), Err(TryLockError::Closed));
     assert_eq!(gil.lock(), Err(gil_core::Closed));
     let late = pin!(Node::new());
     // SAFETY: pinned here; a closed enqueue does not queue it.
@@ -345,16 +341,13 @@ fn an_away_owner_offers_the_head_and_can_come_back_first() {
     let away = unsafe { gil.unlock_away() };
     assert_eq!(a.state(), WaitState::Offered);
     assert_eq!(b.state(), WaitState::Waiting, "only the head is offered");
-    assert!(
-        gil.is_locked() && gil.try_acquire().is_err(),
-        "nobody barges"
-    );
+    assert!(gil.is_locked() && gil.try_lock().is_err(), "nobody barges");
     assert!(gil.reclaim(away), "back before the claim");
     assert_eq!(a.state(), WaitState::Waiting, "the offer is withdrawn");
     // SAFETY: a's thread (this one, as a logical thread) saw an offer earlier.
     assert_eq!(unsafe { gil.claim(a.as_ref()) }, WaitState::Waiting);
 
-    // Away again; this time the head claims, and the owner must queue.
+    // Absence again; this time the head claims, and the owner must queue.
     // SAFETY: we own it.
     let away = unsafe { gil.unlock_away() };
     // SAFETY: a is queued and offered.
@@ -382,7 +375,7 @@ fn an_away_owner_offers_the_head_and_can_come_back_first() {
 fn a_loan_comes_back_to_the_lender_at_the_borrowers_region() {
     let gil: RawGil = RawGil::new();
     gil.lock().unwrap();
-    let (borrower, fresh) = (pin!(Node::urgent()), pin!(Node::new()));
+    let (borrower, fresh) = (pin!(Node::line_borrower()), pin!(Node::new()));
     // SAFETY: pinned on this frame; both end granted before it returns.
     unsafe {
         assert_eq!(gil.enqueue(fresh.as_ref()), Enqueued::Queued);
@@ -417,7 +410,7 @@ fn a_loan_comes_back_to_the_lender_at_the_borrowers_region() {
 fn a_lender_is_forgotten_once_its_loan_is_over() {
     let gil: RawGil = RawGil::new();
     gil.lock().unwrap();
-    let (borrower, other) = (pin!(Node::urgent()), pin!(Node::new()));
+    let (borrower, other) = (pin!(Node::line_borrower()), pin!(Node::new()));
     // SAFETY: pinned on this frame; granted before it returns.
     assert_eq!(unsafe { gil.enqueue(borrower.as_ref()) }, Enqueued::Queued);
     let lender = pin!(Node::returning());
@@ -451,13 +444,13 @@ fn a_lender_is_forgotten_once_its_loan_is_over() {
     assert!(!gil.is_locked());
 }
 
-/// A waiter offered the lock that cancels (its deadline passed) owns it; an urgent waiter that
+/// A waiter offered the lock that cancels (its deadline passed) owns it; a line borrower that
 /// queues ahead of the offered head takes the offer over.
 #[test]
-fn an_offer_goes_to_a_cancelling_head_or_an_urgent_newcomer() {
+fn an_offer_goes_to_a_cancelling_head_or_a_borrowing_newcomer() {
     let gil: RawGil = RawGil::new();
     gil.lock().unwrap();
-    let (a, u) = (pin!(Node::new()), pin!(Node::urgent()));
+    let (a, u) = (pin!(Node::new()), pin!(Node::line_borrower()));
     // SAFETY: pinned on this frame; settled before it returns.
     assert_eq!(unsafe { gil.enqueue(a.as_ref()) }, Enqueued::Queued);
     // SAFETY: we own it.
@@ -467,7 +460,7 @@ fn an_offer_goes_to_a_cancelling_head_or_an_urgent_newcomer() {
     assert_eq!(
         u.state(),
         WaitState::Offered,
-        "the urgent newcomer leads now"
+        "the borrowing newcomer leads now"
     );
     assert_eq!(a.state(), WaitState::Waiting);
     // SAFETY: u is queued; cancelling an offered waiter hands it the lock.

@@ -2,8 +2,8 @@
 //!
 //! A thread earns credit while it is blocked, at its fair share of that time (the time divided
 //! by the threads contending for the lock, itself included), and spends it while it holds the
-//! lock out of turn. A thread with credit left comes back *urgently*: it queues ahead of the
-//! ordinary waiters and raises `Breaker::URGENT` (gil-core does, as it queues); the holder's next checkpoint lends it the lock and
+//! lock out of turn. A thread with credit left comes back *as a line borrower*: it queues ahead of the
+//! ordinary waiters and raises `Breaker::LINE_LOAN_ASKED` (gil-core does, as it queues); the holder's next checkpoint lends it the lock and
 //! gets it back as soon as it blocks again. A thread that blocks briefly and computes long (the
 //! abuse case) spends more than it earns and comes back in FIFO order. See docs/design.md,
 //! "Fast return from blocking".
@@ -50,7 +50,7 @@ impl Credit {
     }
 
     /// Earns the share of the time blocked since `enter_region`, up to the cap; returns whether
-    /// the balance is positive (come back urgently).
+    /// the balance is positive (come back as a line borrower).
     pub(crate) fn leave_region(&mut self, now: u64, contending: u64, interval: Duration) -> bool {
         let blocked = now.saturating_sub(core::mem::replace(&mut self.since, 0));
         let earned = blocked / contending.max(1);
@@ -106,7 +106,7 @@ pub(crate) fn forget_region() {
 
 /// The thread leaves its blocking region at `now`, with `contending` threads (itself included)
 /// wanting the lock: earns its share of the time blocked, up to the cap. Returns whether it has
-/// credit to come back urgently.
+/// credit to come back as a line borrower.
 pub(crate) fn leave_region(now: u64, contending: u64, interval: Duration) -> bool {
     with(|c| c.leave_region(now, contending, interval))
 }
@@ -119,7 +119,7 @@ mod tests {
     use crate::Gil;
 
     /// One blocking region in a thread's life, and the loan after it if the thread came back
-    /// urgently.
+    /// as a line borrower.
     #[derive(Clone, Debug)]
     struct Region {
         /// Time blocked, in thousandths of the interval (up to four intervals).
@@ -224,7 +224,7 @@ mod tests {
             for r in &regions {
                 credit.enter_region(now);
                 now += r.blocked * unit;
-                let urgent = if r.taken {
+                let borrowing = if r.taken {
                     credit.leave_region(now, r.contending, interval)
                 } else {
                     credit.forget_region();
@@ -232,7 +232,7 @@ mod tests {
                 };
                 prop_assert!(credit.balance <= cap, "over the cap: {credit:?}");
                 shares.push(if r.taken { r.blocked * unit / r.contending } else { 0 });
-                if urgent {
+                if borrowing {
                     credit.spend(r.loan * unit, interval);
                     now += r.loan * unit;
                     held.push(r.loan * unit);

@@ -95,7 +95,7 @@ unsafe impl lock_api::RawMutex for RawGilMutex {
 
     #[inline]
     fn lock(&self) -> GuardNoSend {
-        match self.raw.try_acquire() {
+        match self.raw.try_lock() {
             Ok(()) => self.owned(),
             Err(_) => self.lock_slow(None).expect("waits with no deadline"),
         }
@@ -103,7 +103,7 @@ unsafe impl lock_api::RawMutex for RawGilMutex {
 
     #[inline]
     fn try_lock(&self) -> Option<GuardNoSend> {
-        self.raw.try_acquire().ok().map(|()| self.owned())
+        self.raw.try_lock().ok().map(|()| self.owned())
     }
 
     #[inline]
@@ -144,7 +144,7 @@ unsafe impl lock_api::RawMutexTimed for RawGilMutex {
     type Instant = Instant;
 
     fn try_lock_for(&self, timeout: Duration) -> Option<GuardNoSend> {
-        match self.raw.try_acquire() {
+        match self.raw.try_lock() {
             Ok(()) => Some(self.owned()),
             // A timeout too long to represent is no timeout.
             Err(_) => self.lock_slow(Instant::now().checked_add(timeout)),
@@ -152,7 +152,7 @@ unsafe impl lock_api::RawMutexTimed for RawGilMutex {
     }
 
     fn try_lock_until(&self, deadline: Instant) -> Option<GuardNoSend> {
-        match self.raw.try_acquire() {
+        match self.raw.try_lock() {
             Ok(()) => Some(self.owned()),
             Err(_) => self.lock_slow(Some(deadline)),
         }

@@ -205,7 +205,7 @@ fn a_loan_that_does_not_end_ends_with_the_lenders_slice() {
 }
 
 /// As above, with the loan granted through the queue: the holder does not checkpoint until the
-/// thread back from its region has given up asking (after `LOAN_SPIN`) and queued urgently.
+/// thread back from its region has given up asking (after `LOAN_SPIN`) and queued as a line borrower.
 #[test]
 fn a_queued_loan_that_does_not_end_ends_with_the_lenders_slice() {
     never_ending_loan(false);

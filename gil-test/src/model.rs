@@ -11,14 +11,14 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use gil_core::model::{Cancel, Enqueued, Loan, Steps};
-use gil_core::{Away, Breaker, RawGil, SpinPark, TryAcquireError, WaitState, Waiter};
+use gil_core::{Absence, Breaker, RawGil, SpinPark, TryLockError, WaitState, Waiter};
 
 /// Logical threads.
 pub const THREADS: usize = 4;
 /// A runtime flag the model sets and takes.
 pub const FLAG: u32 = Breaker::runtime_bit(0);
 /// The breaker flags a checkpoint acts on itself, not returned to its caller.
-const CHECKPOINT_BITS: u32 = Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::URGENT;
+const CHECKPOINT_BITS: u32 = Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::LINE_LOAN_ASKED;
 
 /// Which of its nodes a logical thread is queued on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +27,8 @@ pub enum NodeKind {
     Fresh,
     /// `Waiter::returning()`: back from a yield, a region, or a lend.
     Returning,
-    /// `Waiter::urgent()`: back from a region, ahead of the non-urgent waiters.
-    Urgent,
+    /// `Waiter::line_borrower()`: back from a region, ahead of the non-line borrowers.
+    LineBorrower,
 }
 
 impl NodeKind {
@@ -60,7 +60,7 @@ pub enum Status {
     /// Released the lock for a blocking region; must come back with a returning waiter.
     InRegion,
     /// Let the lock go lazily for a blocking region (`unlock_away`); must try `reclaim` first.
-    Away,
+    Absence,
     /// Back from a region, asked for a loan (`ask_loan`), not yet answered.
     Asking,
     /// Lent the lock it asked for; the thread has not looked yet.
@@ -103,7 +103,7 @@ pub struct Model {
 /// One operation, by a logical thread where it takes one.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// `try_acquire`.
+    /// `try_lock`.
     TryAcquire(usize),
     /// `enqueue` of the thread's fresh node.
     Enqueue(usize),
@@ -132,14 +132,14 @@ pub enum Op {
     EnterRegion(usize),
     /// The thread comes back from its region: `enqueue` of its returning node.
     LeaveRegion(usize),
-    /// The thread comes back from its region urgently: `enqueue` of its urgent node.
-    LeaveRegionUrgent(usize),
+    /// The thread comes back from its region as a line borrower: `enqueue` of its line borrower's node.
+    LeaveRegionBorrowing(usize),
     /// `lend` of the holder's returning node.
     Lend(usize),
     /// The holder lets go lazily for a blocking region: `unlock_away`.
     EnterRegionAway(usize),
     /// The thread back from its lazy region tries `reclaim`; if that fails it is in its region
-    /// as after `EnterRegion`, and comes back with `LeaveRegion` or `LeaveRegionUrgent`.
+    /// as after `EnterRegion`, and comes back with `LeaveRegion` or `LeaveRegionBorrowing`.
     Reclaim(usize),
     /// `claim` by a waiting thread (one that saw itself offered, or any other: a claim of a
     /// waiter that is not offered changes nothing).
@@ -190,9 +190,13 @@ impl Model {
         true
     }
 
-    /// `t` holds: if the head is urgent, hand it the lock and queue `t` at the head.
+    /// `t` holds: if the head is a line borrower, hand it the lock and queue `t` at the head.
     fn lend_from(&mut self, t: usize) -> bool {
-        if self.queue.front().is_none_or(|w| w.1 != NodeKind::Urgent) {
+        if self
+            .queue
+            .front()
+            .is_none_or(|w| w.1 != NodeKind::LineBorrower)
+        {
             return false;
         }
         self.hand_on();
@@ -230,27 +234,27 @@ impl Model {
         self.away_owner = None;
     }
 
-    /// `t` comes back from a region on `node`: takes the lock if free, else queues (an urgent
-    /// node behind the lender and the urgent ones at the head, any other at the tail). An
-    /// urgent node that becomes the head while the owner is away takes the offer over.
+    /// `t` comes back from a region on `node`: takes the lock if free, else queues (a borrowing
+    /// node behind the lender and the line borrowers at the head, any other at the tail). An
+    /// line borrower's node that becomes the head while the owner is away takes the offer over.
     fn come_back(&mut self, t: usize, node: NodeKind) {
         if !self.locked() {
             self.holder = Some(t);
             self.threads[t] = Status::Holding;
             return;
         }
-        if node == NodeKind::Urgent {
+        if node == NodeKind::LineBorrower {
             let at = self
                 .queue
                 .iter()
-                .position(|w| w.1 != NodeKind::Urgent && !self.lenders[w.0])
+                .position(|w| w.1 != NodeKind::LineBorrower && !self.lenders[w.0])
                 .unwrap_or(self.queue.len());
             self.queue.insert(at, (t, node));
             if at == 0 && self.offered.is_some() {
                 self.offered = Some(t);
             }
             // Once in line, it asks the holder to lend.
-            self.breaker |= Breaker::URGENT;
+            self.breaker |= Breaker::LINE_LOAN_ASKED;
         } else {
             self.queue.push_back((t, node));
         }
@@ -299,8 +303,8 @@ impl Model {
             | Op::EnterRegionAway(t)
             | Op::Lend(t) => m.threads[t] == Holding,
             Op::Checkpoint(t) => matches!(m.threads[t], Holding | Borrowing),
-            Op::Reclaim(t) => m.threads[t] == Away,
-            Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) | Op::AskLoan(t) => {
+            Op::Reclaim(t) => m.threads[t] == Absence,
+            Op::LeaveRegion(t) | Op::LeaveRegionBorrowing(t) | Op::AskLoan(t) => {
                 m.threads[t] == InRegion
             }
             Op::PollLoan(t) | Op::Withdraw(t) => matches!(m.threads[t], Asking | Lent),
@@ -375,10 +379,11 @@ impl Model {
                 }
             }
             Op::Checkpoint(t) => {
-                // On a loan in line, the holder leaves `URGENT` and any drop request for its
+                // On a loan in line, the holder leaves `LINE_LOAN_ASKED` and any drop request for its
                 // lender, and lends nothing.
                 let in_line = m.borrows_in_line(t);
-                let asks = Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::URGENT };
+                let asks =
+                    Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::LINE_LOAN_ASKED };
                 let taken = m.breaker & asks;
                 m.breaker &= !asks;
                 if taken & Breaker::DROP_REQUEST != 0 {
@@ -396,8 +401,8 @@ impl Model {
                         m.threads[t] = Status::Lending;
                         m.holder = Some(asker);
                         m.threads[asker] = Status::Lent;
-                    } else if taken & Breaker::URGENT != 0 {
-                        // Lends to an urgent head, if there is one, and waits at the head.
+                    } else if taken & Breaker::LINE_LOAN_ASKED != 0 {
+                        // Lends to a borrowing head, if there is one, and waits at the head.
                         m.lend_from(t);
                     }
                 }
@@ -430,12 +435,12 @@ impl Model {
                 m.hand_on();
             }
             Op::LeaveRegion(t) => m.come_back(t, NodeKind::Returning),
-            Op::LeaveRegionUrgent(t) => m.come_back(t, NodeKind::Urgent),
+            Op::LeaveRegionBorrowing(t) => m.come_back(t, NodeKind::LineBorrower),
             Op::Lend(t) => {
                 m.lend_from(t);
             }
             Op::EnterRegionAway(t) => {
-                m.threads[t] = Status::Away;
+                m.threads[t] = Status::Absence;
                 m.holder = None;
                 if m.queue.front().is_some_and(|&(head, _)| m.lenders[head]) {
                     // The loan ends: the lock goes straight back to the lender.
@@ -485,16 +490,16 @@ impl Model {
 /// A waiter node of the real lock.
 type Node = Waiter<SpinPark>;
 
-/// The real lock and, per logical thread, a fresh, a returning and an urgent waiter node; and
+/// The real lock and, per logical thread, a fresh, a returning and a line borrower node; and
 /// the model as it was before the step being applied (the test harness passes only the state
 /// after).
 pub struct Real {
     gil: Box<RawGil>,
     fresh: Vec<Pin<Box<Node>>>,
     back: Vec<Pin<Box<Node>>>,
-    urgent: Vec<Pin<Box<Node>>>,
+    borrowers: Vec<Pin<Box<Node>>>,
     /// Each thread's token from its last `unlock_away`.
-    away: Vec<Cell<Option<Away>>>,
+    away: Vec<Cell<Option<Absence>>>,
     before: Model,
 }
 
@@ -505,7 +510,9 @@ impl Real {
             gil: Box::new(RawGil::new()),
             fresh: (0..THREADS).map(|_| Box::pin(Node::new())).collect(),
             back: (0..THREADS).map(|_| Box::pin(Node::returning())).collect(),
-            urgent: (0..THREADS).map(|_| Box::pin(Node::urgent())).collect(),
+            borrowers: (0..THREADS)
+                .map(|_| Box::pin(Node::line_borrower()))
+                .collect(),
             away: vec![Cell::new(None); THREADS],
             before: Model::initial(),
         }
@@ -515,7 +522,7 @@ impl Real {
         match kind {
             NodeKind::Fresh => self.fresh[t].as_ref(),
             NodeKind::Returning => self.back[t].as_ref(),
-            NodeKind::Urgent => self.urgent[t].as_ref(),
+            NodeKind::LineBorrower => self.borrowers[t].as_ref(),
         }
     }
 
@@ -534,11 +541,11 @@ impl Real {
         // pinned for the life of `real` and are never dropped while queued (see `teardown`).
         match op {
             Op::TryAcquire(t) => {
-                let got = gil.try_acquire();
+                let got = gil.try_lock();
                 match after.threads[t] {
                     Status::Holding => assert_eq!(got, Ok(())),
-                    _ if after.closed => assert_eq!(got, Err(TryAcquireError::Closed)),
-                    _ => assert_eq!(got, Err(TryAcquireError::WouldBlock)),
+                    _ if after.closed => assert_eq!(got, Err(TryLockError::Closed)),
+                    _ => assert_eq!(got, Err(TryLockError::WouldBlock)),
                 }
             }
             Op::Enqueue(t) => {
@@ -601,14 +608,15 @@ impl Real {
             Op::Checkpoint(t) => {
                 let pending = gil.breaker().pending();
                 let in_line = before.borrows_in_line(t);
-                let asks = Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::URGENT };
-                let urgent_head = before
+                let asks =
+                    Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::LINE_LOAN_ASKED };
+                let borrower_at_head = before
                     .queue
                     .front()
-                    .is_some_and(|w| w.1 == NodeKind::Urgent);
+                    .is_some_and(|w| w.1 == NodeKind::LineBorrower);
                 let lends = !in_line
                     && (pending & Breaker::LOAN_ASKED != 0
-                        || pending & Breaker::URGENT != 0 && urgent_head);
+                        || pending & Breaker::LINE_LOAN_ASKED != 0 && borrower_at_head);
                 if pending & Breaker::DROP_REQUEST != 0 && gil.has_waiters() {
                     // The real checkpoint would wait for the lock to come back, which one OS
                     // thread cannot: drive its steps instead.
@@ -643,10 +651,10 @@ impl Real {
                 gil.breaker().take(FLAG);
             }
             Op::Close => gil.close(),
-            Op::LeaveRegion(t) | Op::LeaveRegionUrgent(t) => {
+            Op::LeaveRegion(t) | Op::LeaveRegionBorrowing(t) => {
                 let kind = match op {
                     Op::LeaveRegion(_) => NodeKind::Returning,
-                    _ => NodeKind::Urgent,
+                    _ => NodeKind::LineBorrower,
                 };
                 // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                 let got = unsafe { gil.enqueue(real.node(t, kind)) };
@@ -729,7 +737,7 @@ impl Real {
         assert_eq!(gil.is_lent(), m.lender.is_some(), "lent, model {m:?}");
         for t in 0..THREADS {
             let on = |kind: NodeKind| real.node(t, kind).state();
-            let all = [NodeKind::Fresh, NodeKind::Returning, NodeKind::Urgent];
+            let all = [NodeKind::Fresh, NodeKind::Returning, NodeKind::LineBorrower];
             match m.threads[t] {
                 Status::Queued { node } => {
                     let want = if m.offered == Some(t) {
@@ -828,7 +836,7 @@ pub fn decode(bytes: &[u8]) -> Vec<Op> {
                 3 => Op::Poll(t),
                 4 => Op::Cancel(t),
                 5 => Op::Release(t),
-                6 => Op::LeaveRegionUrgent(t),
+                6 => Op::LeaveRegionBorrowing(t),
                 7 => Op::Yield(t),
                 8 => Op::Checkpoint(t),
                 9 => Op::RequestDrop,

@@ -26,8 +26,8 @@ enum Step {
     Work(u8),
     /// Acquire, run a blocking region around a short sleep, release.
     Region,
-    /// Acquire and yield to whoever waits.
-    Yield,
+    /// Acquire and hand over to whoever waits.
+    HandOver,
     /// `try_acquire_for` with a limit of `n` × 10 µs.
     Timed(u8),
     /// Ask the holder for a drop, without the lock.
@@ -51,7 +51,7 @@ fn decode(bytes: &[u8]) -> (Duration, Vec<Vec<Step>>) {
         plan.push(match b & 7 {
             0 | 1 => Step::Work(n),
             2 => Step::Region,
-            3 => Step::Yield,
+            3 => Step::HandOver,
             4 => Step::Timed(n),
             5 => Step::RequestDrop,
             6 => Step::Interval(n),
@@ -119,7 +119,7 @@ pub fn run(bytes: &[u8]) -> u64 {
                                 g.allow_threads(|| thread::sleep(Duration::from_micros(20)));
                                 hold(&g);
                             }
-                            Step::Yield => {
+                            Step::HandOver => {
                                 let mut g = gil.acquire();
                                 hold(&g);
                                 g.yield_now();

@@ -37,7 +37,7 @@ impl ReferenceStateMachine for Reference {
             1 => Just(Op::Close),
             2 => t.clone().prop_map(Op::EnterRegion),
             2 => t.clone().prop_map(Op::LeaveRegion),
-            2 => t.clone().prop_map(Op::LeaveRegionUrgent),
+            2 => t.clone().prop_map(Op::LeaveRegionBorrowing),
             2 => t.clone().prop_map(Op::Lend),
             2 => t.clone().prop_map(Op::EnterRegionAway),
             3 => t.clone().prop_map(Op::Reclaim),
@@ -124,12 +124,12 @@ fn a_reclaim_after_close_matches_the_model() {
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
 
-/// An urgent waiter that comes back during a loan queues behind the lender: the loan comes
-/// back first, and the borrower cannot lend on (thread 0 lends to 1; 2 comes back urgently;
+/// A line borrower that comes back during a loan queues behind the lender: the loan comes
+/// back first, and the borrower cannot lend on (thread 0 lends to 1; 2 comes back as a line borrower;
 /// 1's lend finds the lender at the head and does nothing; 1 goes away and the lock goes back
-/// to 0, not on offer to 2). Bite `urgent-over-lender`.
+/// to 0, not on offer to 2). Bite `line-borrower-over-lender`.
 #[test]
-fn an_urgent_waiter_queues_behind_the_lender() {
+fn a_line_borrower_queues_behind_the_lender() {
     use Op::*;
     let ops = [
         Enqueue(1),
@@ -137,10 +137,10 @@ fn an_urgent_waiter_queues_behind_the_lender() {
         Enqueue(2),
         EnterRegion(2),
         Enqueue(0),
-        LeaveRegionUrgent(1),
+        LeaveRegionBorrowing(1),
         Lend(0),
         Poll(1),
-        LeaveRegionUrgent(2),
+        LeaveRegionBorrowing(2),
         Lend(1),
         EnterRegionAway(1),
         Poll(0),
@@ -182,7 +182,7 @@ fn a_loan_asked_for_matches_the_model() {
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
 
-/// A lender keeps its place at the head of the line: 0 lends to urgent 1 while fresh 2 waits,
+/// A lender keeps its place at the head of the line: 0 lends to line borrower 1 while fresh 2 waits,
 /// and when 1 lets go the lock goes back to 0, not to 2. Bite `lend-lender-at-tail@model`.
 #[test]
 fn a_lender_comes_back_before_the_waiters_behind() {
@@ -192,7 +192,7 @@ fn a_lender_comes_back_before_the_waiters_behind() {
         EnterRegion(1),
         Enqueue(0),
         Enqueue(2),
-        LeaveRegionUrgent(1),
+        LeaveRegionBorrowing(1),
         Lend(0),
         Poll(1),
         Release(1),
@@ -203,11 +203,11 @@ fn a_lender_comes_back_before_the_waiters_behind() {
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
 
-/// An urgent waiter that queues ahead of the head offered the lock by an away owner takes the
-/// offer over: 0 goes away offering the lock to fresh 1, urgent 2 comes back ahead of 1 and
-/// claims. Bite `urgent-ignores-offer`.
+/// A line borrower that queues ahead of the head offered the lock by an away owner takes the
+/// offer over: 0 goes away offering the lock to fresh 1, line borrower 2 comes back ahead of 1 and
+/// claims. Bite `line-borrower-ignores-offer`.
 #[test]
-fn an_urgent_waiter_takes_the_offer_over() {
+fn a_line_borrower_takes_the_offer_over() {
     use Op::*;
     let ops = [
         Enqueue(2),
@@ -215,7 +215,7 @@ fn an_urgent_waiter_takes_the_offer_over() {
         Enqueue(0),
         Enqueue(1),
         EnterRegionAway(0),
-        LeaveRegionUrgent(2),
+        LeaveRegionBorrowing(2),
         Claim(2),
         Release(2),
         Reclaim(0),
@@ -223,8 +223,8 @@ fn an_urgent_waiter_takes_the_offer_over() {
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
 
-/// A loan does not lend on, and a checkpoint lends in line to an urgent waiter: 1 comes back
-/// urgently and 0's checkpoint lends it the lock; 2 asks for a loan on the breaker while 1
+/// A loan does not lend on, and a checkpoint lends in line to a line borrower: 1 comes back
+/// as a line borrower and 0's checkpoint lends it the lock; 2 asks for a loan on the breaker while 1
 /// holds, and 1's checkpoint does not lend (a loan in line lends nothing); once 1 lets go, 0 has
 /// the lock back and its checkpoint lends to 2. Bite `loan-lends-on@model`.
 #[test]
@@ -236,7 +236,7 @@ fn a_loan_in_line_lends_nothing_on() {
         Enqueue(2),
         EnterRegion(2),
         Enqueue(0),
-        LeaveRegionUrgent(1),
+        LeaveRegionBorrowing(1),
         Checkpoint(0),
         Poll(1),
         AskLoan(2),

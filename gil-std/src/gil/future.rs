@@ -236,7 +236,7 @@ impl<'a> Future for AcquireFuture<'a> {
         gil.refuse_reentry();
         let waiting = match &mut this.stage {
             Stage::Start => {
-                if gil.raw.try_acquire().is_ok() {
+                if gil.raw.try_lock().is_ok() {
                     this.stage = Stage::Done;
                     return Poll::Ready(Ok(gil.owned()));
                 }

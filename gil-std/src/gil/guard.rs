@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use gil_core::Away;
+use gil_core::Absence;
 
 use super::Gil;
 use super::hold::TakeBack;
@@ -278,7 +278,7 @@ impl fmt::Debug for GilGuard<'_> {
 pub struct Unlocked<'a> {
     gil: &'a Gil,
     /// How the lock was let go, for `take_back`.
-    away: Away,
+    away: Absence,
     /// The guard's, kept for the guard `relock` makes.
     ticks: u32,
     _not_send_or_sync: PhantomData<*const ()>,

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use gil_core::{Handover, Step};
 
-use super::hold::{Borrowed, on_loan};
+use super::hold::{Loan, on_loan};
 
-use super::{Gil, GilGuard, SetAside, Turn, Waiting};
+use super::{Gil, GilGuard, SetAside, WaitFor, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
 use crate::clock::LOOK_EVERY;
 use crate::hooks::Event;
@@ -88,7 +88,7 @@ impl Gil {
     /// line, or the lender of the loan the holder is on. (A waiter is counted in by the clock
     /// before it queues; until it is queued, a request would find nobody to hand over to.)
     fn slice_wanted(&self) -> bool {
-        self.raw.has_waiters() || on_loan(self) == Some(Borrowed::OnBreaker)
+        self.raw.has_waiters() || on_loan(self) == Some(Loan::Breaker)
     }
 
     /// The checkpoint's slow path: `pending` flags are set in the breaker word. `SLICE_TIMER`
@@ -195,13 +195,13 @@ impl<'g> Handover<Parking> for Handing<'g> {
             // In line, the wait begins before queueing: the wake-up of the thread handed the
             // lock can preempt this one for a while before it waits, and that time counts as
             // waiting.
-            Step::Yield | Step::GiveBack => {
-                Waiting::new(gil, Turn::InLine, Some(Instant::now()), None, false)
+            Step::HandOver | Step::GiveBack => {
+                Waiting::new(gil, WaitFor::Turn, Some(Instant::now()), None, false)
             }
             // A lender reads the clock once it has lent instead: the borrower is spinning (no
             // wake-up), and a read here would hold up the loan.
-            Step::LendAsked | Step::LendInLine => {
-                Waiting::new(gil, Turn::Resume, None, None, false)
+            Step::LendOnBreaker | Step::LendInLine => {
+                Waiting::new(gil, WaitFor::LoanBack, None, None, false)
             }
         };
         self.set_aside = gil.hand_over_start(step);
@@ -215,7 +215,7 @@ impl<'g> Handover<Parking> for Handing<'g> {
         if self.reentered {
             return;
         }
-        if self.drop_request && handed && matches!(step, Step::Yield | Step::GiveBack) {
+        if self.drop_request && handed && matches!(step, Step::HandOver | Step::GiveBack) {
             gil.services_or_new()
                 .counters
                 .forced_drops

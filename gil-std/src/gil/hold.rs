@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::sync::AtomicBool;
-use gil_core::{AtomicU32, Away, Back, Step, Waited};
+use gil_core::{Absence, AtomicU32, Back, Step, Waited};
 
 use super::region::Returning;
 use super::{AcquireError, Gil, GilGuard, Waiting};
@@ -34,17 +34,17 @@ thread_locals! {
 /// A thread back from a blocking region with credit asks **on the breaker** first (gil-core's
 /// `borrow_with`): no queue, one compare-and-swap each way, the fastest return. Only one such
 /// ask can stand at a time; a thread that finds one standing, or whose ask is not answered
-/// while it stays awake, asks **in line** instead: an urgent waiter at the head of the queue,
-/// announced with `Breaker::URGENT`, lent to through the queue (`lend_with`). Both are kept
+/// while it stays awake, asks **in line** instead: a line borrower at the head of the queue,
+/// announced with `Breaker::LINE_LOAN_ASKED`, lent to through the queue (`lend_with`). Both are kept
 /// because each was measured to be needed with the other in place (docs/design.md, "Fast
 /// return from blocking").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Borrowed {
-    /// Asked for in line (an urgent waiter); let go as any holder does, and the lock goes back
+pub(super) enum Loan {
+    /// Asked for in line (a line borrower); let go as any holder does, and the lock goes back
     /// to the lender at the head of the line.
-    InLine,
+    Line,
     /// Asked for on the breaker (`RawGil::ask_loan`); let go only with `RawGil::give_back`.
-    OnBreaker,
+    Breaker,
 }
 
 /// Bit 0 of `LOAN`'s key: the loan was asked for on the breaker (a lock is aligned to more
@@ -52,21 +52,20 @@ pub(super) enum Borrowed {
 const ASKED: usize = 1;
 
 /// This thread begins holding `lock` on loan at `now`.
-pub(super) fn begin_loan<L>(lock: &L, now: u64, how: Borrowed) {
-    let key =
-        core::ptr::from_ref(lock) as usize | if how == Borrowed::OnBreaker { ASKED } else { 0 };
+pub(super) fn begin_loan<L>(lock: &L, now: u64, how: Loan) {
+    let key = core::ptr::from_ref(lock) as usize | if how == Loan::Breaker { ASKED } else { 0 };
     LOAN.with(|l| l.set((key, now)));
 }
 
 /// How this thread holds `lock` on loan, if it does. One thread-local load and a compare:
 /// every release asks.
 #[inline]
-pub(super) fn on_loan<L>(lock: &L) -> Option<Borrowed> {
+pub(super) fn on_loan<L>(lock: &L) -> Option<Loan> {
     let held = LOAN.with(|l| l.get().0);
     (held & !ASKED == core::ptr::from_ref(lock) as usize).then_some(if held & ASKED != 0 {
-        Borrowed::OnBreaker
+        Loan::Breaker
     } else {
-        Borrowed::InLine
+        Loan::Line
     })
 }
 
@@ -235,7 +234,7 @@ impl Gil {
         self.emit(Event::Wants);
         let set_aside = self.set_aside_guards();
         match step {
-            Step::Yield | Step::LendInLine => {
+            Step::HandOver | Step::LendInLine => {
                 self.end_hold_quietly(None);
             }
             // The loan ends here, before the give-back: a drop request to a borrower is rare,
@@ -243,7 +242,7 @@ impl Gil {
             Step::GiveBack => {
                 self.end_asked_loan();
             }
-            Step::LendAsked => self.hold.lending.store(true, Relaxed),
+            Step::LendOnBreaker => self.hold.lending.store(true, Relaxed),
         }
         set_aside
     }
@@ -260,7 +259,7 @@ impl Gil {
         set_aside: SetAside,
         waiting: Waiting<'_>,
     ) -> bool {
-        if step == Step::LendAsked {
+        if step == Step::LendOnBreaker {
             self.hold.lending.store(false, Relaxed);
         }
         if waiting.reentered() {
@@ -269,7 +268,7 @@ impl Gil {
             let _ = waiting.done(Waited::GaveUp);
             return true;
         }
-        if step != Step::LendAsked {
+        if step != Step::LendOnBreaker {
             self.begin_hold_quietly();
         }
         self.restore_guards(set_aside);
@@ -286,7 +285,7 @@ impl Gil {
     #[inline]
     pub(crate) fn holds_here(&self) -> bool {
         (self.owner.is_current() && !self.hold.lending.load(Relaxed))
-            || (!cfg!(bite = "loan-holder-unknown") && on_loan(self) == Some(Borrowed::OnBreaker))
+            || (!cfg!(bite = "loan-holder-unknown") && on_loan(self) == Some(Loan::Breaker))
     }
 
     /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
@@ -514,8 +513,8 @@ impl Gil {
         match on_loan(self) {
             // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
             // `begin_loan_hold`).
-            Some(Borrowed::OnBreaker) => return true,
-            Some(Borrowed::InLine) => self.end_loan(now),
+            Some(Loan::Breaker) => return true,
+            Some(Loan::Line) => self.end_loan(now),
             None => {}
         }
         self.owner.clear();
@@ -729,7 +728,7 @@ impl Gil {
     /// # Panics
     ///
     /// As `refuse_let_go`.
-    pub(super) fn let_go(&self) -> Away {
+    pub(super) fn let_go(&self) -> Absence {
         self.refuse_let_go();
         self.let_go_now()
     }
@@ -762,7 +761,7 @@ impl Gil {
     /// Inside this lock's hook, or with a guard that proves nothing (`refuse_stale`).
     ///
     /// [`resume`]: Gil::resume
-    pub(super) fn suspend(&self) -> (Away, SetAside) {
+    pub(super) fn suspend(&self) -> (Absence, SetAside) {
         self.refuse_stale();
         // Room for the frame that sets the guards aside, and for an initialiser's wait.
         if !cfg!(bite = "a-suspension-refuses-after-setting-aside") {
@@ -788,7 +787,7 @@ impl Gil {
     }
 
     /// `let_go` once the checks are made.
-    pub(super) fn let_go_now(&self) -> Away {
+    pub(super) fn let_go_now(&self) -> Absence {
         self.announce_let_go();
         self.let_go_quietly()
     }
@@ -801,7 +800,7 @@ impl Gil {
     }
 
     /// `let_go_now` once `announce_let_go` is done.
-    fn let_go_quietly(&self) -> Away {
+    fn let_go_quietly(&self) -> Absence {
         // One clock read for the region's start and the end of a loan this thread holds.
         let fast = self.fast_return.load(Relaxed);
         // A loan asked for goes back to its lender at once; the clock is read after, for the
@@ -809,7 +808,7 @@ impl Gil {
         // lazily: with threads waiting, the head is offered the lock and woken, and a region
         // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
-        let asked = on_loan(self) == Some(Borrowed::OnBreaker);
+        let asked = on_loan(self) == Some(Loan::Breaker);
         let now = if asked {
             None
         } else {
@@ -833,11 +832,11 @@ impl Gil {
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
     /// held the lock before and must be able to finish.
     ///
-    /// A thread with credit comes back urgently (see `credit.rs`); otherwise in line. A
+    /// A thread with credit comes back as a line borrower (see `credit.rs`); otherwise in line. A
     /// `quiet` one (its hold set aside with other guards, see `set_aside_guards`) reports
     /// nothing while it takes the lock back, neither `Wants` nor `Got`: the caller reports
     /// them once the hold is whole again (`Retaken::waited`, `watch_begin`).
-    pub(crate) fn take_back(&self, away: Away, quiet: bool) -> Retaken {
+    pub(crate) fn take_back(&self, away: Absence, quiet: bool) -> Retaken {
         self.refuse_in_hook();
         // A thread that holds a loan of another lock comes back in line: the record of the
         // loan it holds is one per thread.
@@ -867,12 +866,12 @@ impl Gil {
                 crate::credit::forget_region();
                 begin(self);
             }
-            Back::Borrowed => {
+            Back::BreakerLoan => {
                 // Held out of turn from the ask on, paid for with credit (see
                 // `begin_loan` and `Gil::give_back_loan`): no clock read while the
                 // lender waits.
                 let asked_at = returning.asked_at.expect("a loan is asked for with a time");
-                let how = Borrowed::OnBreaker;
+                let how = Loan::Breaker;
                 begin_loan(self, nanos_at(asked_at), how);
                 if !quiet {
                     self.begin_loan_hold();
@@ -886,7 +885,7 @@ impl Gil {
         }
         Retaken {
             reentered: returning.reentered,
-            waited: matches!(back, Back::Borrowed | Back::Granted),
+            waited: matches!(back, Back::BreakerLoan | Back::Granted),
         }
     }
 }
@@ -896,7 +895,7 @@ impl Gil {
 /// it again.
 pub(super) struct TakeBack<'a> {
     gil: &'a Gil,
-    away: Away,
+    away: Absence,
     /// For a suspended hold (`Gil::suspend`), what it set aside, for `Gil::resume`.
     suspended: Option<SetAside>,
 }

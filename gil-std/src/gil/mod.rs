@@ -26,13 +26,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use gil_core::{RawGil, TryAcquireError, Waited};
+use gil_core::{RawGil, TryLockError, Waited};
 
 pub use future::{AcquireFuture, RelockFuture, UnlockedAsync};
 pub use guard::{EnsureGuard, GilGuard, Holds, Unlocked};
 pub(crate) use hold::{HoldState, SetAside, reentered_panic};
 pub use runtime::{BreakerHandler, EventHook, PendingCall, PendingCalls, ThreadRegistration};
-pub(crate) use waiting::{LOAN_SPIN, Turn, Waiting};
+pub(crate) use waiting::{LOAN_SPIN, WaitFor, Waiting};
 not_modelled! {
     pub(crate) use waiting::Deadline;
 }
@@ -87,7 +87,7 @@ pub struct Gil {
     /// The holder's counts: its extra guards, its checkpoints, and the holds set aside.
     /// Written only by `hold`, and only by the thread holding the lock.
     pub(crate) hold: HoldState,
-    /// Whether threads with credit come back from blocking regions urgently
+    /// Whether threads with credit come back from blocking regions as a line borrower
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
     /// Hooks, pending calls, breaker handlers, the deadlock table and the counters: made on
@@ -334,7 +334,7 @@ impl Gil {
     /// to `timeout`, when there is one). A closed lock fails in `enqueue`, on the slow path.
     #[inline]
     fn acquire_within(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
-        if self.raw.try_acquire().is_ok() {
+        if self.raw.try_lock().is_ok() {
             return Ok(self.owned());
         }
         self.acquire_slow(timeout)
@@ -344,7 +344,7 @@ impl Gil {
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
         // A timeout too long to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut waiting = self.begin_wait(Turn::InLine, deadline, false);
+        let mut waiting = self.begin_wait(WaitFor::Turn, deadline, false);
         // This thread does not hold the lock (`begin_wait` checked).
         let waited = self.raw.lock_with(&mut waiting);
         if waiting.reentered() {
@@ -390,7 +390,7 @@ impl Gil {
     /// timed from now.
     pub(crate) fn begin_wait(
         &self,
-        turn: Turn,
+        turn: WaitFor,
         deadline: Option<Instant>,
         announced: bool,
     ) -> Waiting<'_> {
@@ -416,9 +416,9 @@ impl Gil {
     /// ```
     #[inline]
     pub fn try_acquire(&self) -> Option<GilGuard<'_>> {
-        match self.raw.try_acquire() {
+        match self.raw.try_lock() {
             Ok(()) => Some(self.owned()),
-            Err(TryAcquireError::WouldBlock | TryAcquireError::Closed) => None,
+            Err(TryLockError::WouldBlock | TryLockError::Closed) => None,
         }
     }
 

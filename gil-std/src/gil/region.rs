@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use gil_core::{Return, WaitPolicy, Waited};
 
-use super::{Gil, LOAN_SPIN, Turn, Waiting};
+use super::{Gil, LOAN_SPIN, WaitFor, Waiting};
 use crate::clock::nanos_at;
 use crate::hooks::Event;
 use crate::sync::{Parking, StayAwake};
@@ -37,9 +37,9 @@ impl<'g> Return<Parking> for Returning<'g> {
         let at = self.ahead.then(Instant::now)?;
         // Contending: the waiters, the holder and this thread.
         let contending = u64::from(gil.timer.waiting()) + 2;
-        let urgent = crate::sync::CREDIT_EVERY_RETURN
+        let borrowing = crate::sync::CREDIT_EVERY_RETURN
             || crate::credit::leave_region(nanos_at(at), contending, gil.switch_interval());
-        if !urgent {
+        if !borrowing {
             return None;
         }
         self.asked_at = Some(at);
@@ -53,9 +53,9 @@ impl<'g> Return<Parking> for Returning<'g> {
 
     fn in_line(&mut self, ask: Option<Borrowing<'g>>) -> Waiting<'g> {
         let turn = if ask.is_some() {
-            Turn::Urgent
+            WaitFor::LineLoan
         } else {
-            Turn::InLine
+            WaitFor::Turn
         };
         // An ask that stood reported `Event::Wants` already; a quiet thread reports nothing.
         let announced = self.quiet || ask.is_some_and(|b| b.asked);

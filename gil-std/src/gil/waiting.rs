@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 
-use super::hold::{Borrowed, begin_loan};
+use super::hold::{Loan, begin_loan};
 use super::{AcquireError, Gil};
 use crate::clock::{TaskTimer, clock, nanos_at};
 use crate::hooks::Event;
@@ -15,16 +15,16 @@ use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
 
 /// How a queued thread came to wait, which decides what its grant means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Turn {
-    /// In line: a grant starts a new slice.
-    InLine,
-    /// Urgent: a grant is a loan, held out of turn and paid for with credit.
-    Urgent,
-    /// A lender waiting for its loan to come back: a grant resumes its slice.
-    Resume,
+pub(crate) enum WaitFor {
+    /// Its turn in line: a grant starts a new slice.
+    Turn,
+    /// A line loan: a grant is a loan, held out of turn and paid for with credit.
+    LineLoan,
+    /// A lender's loan back: a grant resumes its slice.
+    LoanBack,
 }
 
-/// How long the two sides of a loan spin before they sleep: the urgent thread for the holder's
+/// How long the two sides of a loan spin before they sleep: the borrowing thread for the holder's
 /// next checkpoint, the lender for the loan to come back (usually at the borrower's next
 /// blocking call, microseconds later). A futex wake costs tens of microseconds here.
 pub(crate) const LOAN_SPIN: Duration = Duration::from_micros(50);
@@ -53,7 +53,7 @@ fn give_way(node: Pin<&Node>) {
 /// the wait counted when it ends ([`done`](Waiting::done)).
 pub(crate) struct Waiting<'a> {
     gil: &'a Gil,
-    turn: Turn,
+    turn: WaitFor,
     /// When the wait began: read before queueing (in line, and by a borrower), or once the
     /// lock is lent (a lender, whose clock read would otherwise hold up the loan).
     start: Option<Instant>,
@@ -89,7 +89,7 @@ impl<'a> Waiting<'a> {
     /// anything.
     pub(crate) fn new(
         gil: &'a Gil,
-        turn: Turn,
+        turn: WaitFor,
         start: Option<Instant>,
         deadline: Option<Instant>,
         announce: bool,
@@ -99,8 +99,8 @@ impl<'a> Waiting<'a> {
         }
         // Not a lender's: nothing it runs can take the lock (see `give_up`), and its wait is on
         // the loan's critical path. First: it is what may refuse (too many frames).
-        let frame = (turn != Turn::Resume).then(|| Frame::enter(gil, Doing::Wait));
-        let timed = turn == Turn::InLine && !cfg!(bite = "armed-after-handoff");
+        let frame = (turn != WaitFor::LoanBack).then(|| Frame::enter(gil, Doing::Wait));
+        let timed = turn == WaitFor::Turn && !cfg!(bite = "armed-after-handoff");
         if timed {
             clock().arm(&gil.raw, &gil.timer, start.unwrap_or_else(Instant::now));
         }
@@ -126,7 +126,7 @@ impl<'a> Waiting<'a> {
     pub(crate) fn task(gil: &'a Gil) -> Self {
         Self {
             gil,
-            turn: Turn::InLine,
+            turn: WaitFor::Turn,
             start: Some(Instant::now()),
             deadline: None,
             timed: false,
@@ -167,7 +167,7 @@ impl<'a> Waiting<'a> {
             return outcome;
         }
         // A lender is timed once it stops staying awake, to sleep (see `spin`).
-        if self.turn == Turn::Resume && !self.timed {
+        if self.turn == WaitFor::LoanBack && !self.timed {
             return outcome;
         }
         // One clock read for the count and the slice or loan that begins.
@@ -175,7 +175,7 @@ impl<'a> Waiting<'a> {
         gil.count_wait(self.start.unwrap_or(now), now);
         if outcome.is_ok() {
             match self.turn {
-                Turn::InLine => {
+                WaitFor::Turn => {
                     // This thread was handed the lock in its turn: a new slice. A drop request
                     // still pending was meant for the previous holder, and the switch answered it.
                     gil.timer.begin_slice(nanos_at(now));
@@ -183,13 +183,13 @@ impl<'a> Waiting<'a> {
                         gil.timer.forget_asked();
                     }
                 }
-                Turn::Urgent => {
+                WaitFor::LineLoan => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
                     // Kept by this thread alone (see `hold::begin_loan`).
-                    begin_loan(gil, nanos_at(now), Borrowed::InLine);
+                    begin_loan(gil, nanos_at(now), Loan::Line);
                 }
                 // The loan came back: the slice goes on where it was.
-                Turn::Resume => {}
+                WaitFor::LoanBack => {}
             }
         }
         outcome
@@ -222,8 +222,8 @@ fn waiting_already_panic() -> ! {
 impl WaitPolicy<Parking> for Waiting<'_> {
     fn queued(&mut self) {
         self.queued = true;
-        // (An urgent waiter's ask, `Breaker::URGENT`, is raised by the core as it queues.)
-        if self.turn == Turn::Resume {
+        // (A line borrower's ask, `Breaker::LINE_LOAN_ASKED`, is raised by the core as it queues.)
+        if self.turn == WaitFor::LoanBack {
             // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
             // is back, when this thread's own work waits on it.
             self.gil.services_or_new().counters.count_lend();
@@ -236,7 +236,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
         }
     }
 
-    /// The two sides of a loan (`Urgent`, `Resume`) expect it to end within microseconds:
+    /// The two sides of a loan (`LineLoan`, `LoanBack`) expect it to end within microseconds:
     /// they stay awake up to `LOAN_SPIN`, and only then does the clock preempt whoever holds,
     /// as for any waiter, so that a loan that does not end soon ends at the lender's slice.
     /// Arming wakes the clock thread, which on two busy CPUs costs more than the loan itself.
@@ -265,7 +265,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
     /// wait would never end. A lender waiting for its loan back is not asked: every grant goes
     /// to the lender first, so nothing it runs can take the lock.
     fn give_up(&mut self) -> bool {
-        if self.turn != Turn::Resume
+        if self.turn != WaitFor::LoanBack
             && !cfg!(bite = "a-wait-ignores-reentry")
             && self.gil.holds_here()
         {
@@ -276,7 +276,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
     }
 
     fn offered(&mut self, node: Pin<&Node>) {
-        if self.turn == Turn::InLine {
+        if self.turn == WaitFor::Turn {
             give_way(node);
         }
     }

@@ -38,7 +38,7 @@ pub(crate) const SPINS: u32 = 64;
 #[derive(Debug)]
 pub struct FutexPark;
 
-const PARKED: u32 = Waiter::<FutexPark>::PARKED;
+const AWAKE: u32 = Waiter::<FutexPark>::AWAKE;
 const ASLEEP: u32 = Waiter::<FutexPark>::ASLEEP;
 
 /// The step before a futex sleep: spin [`SPINS`] rounds while nothing needs to wake us, then
@@ -53,7 +53,7 @@ fn ready_to_sleep(word: &AtomicU32) -> bool {
         return true;
     }
     for _ in 0..SPINS {
-        if word.load(Relaxed) != PARKED {
+        if word.load(Relaxed) != AWAKE {
             return false;
         }
         core::hint::spin_loop();
@@ -83,7 +83,7 @@ pub(crate) fn park_until(word: &AtomicU32, deadline: Instant) {
         // The last stretch: spin while nothing is handed over, up to the deadline. Relaxed:
         // only a hint to stop; the core rereads the word with Acquire.
         let mut awake = crate::sync::StayAwake::until(deadline);
-        while matches!(word.load(Relaxed), PARKED | ASLEEP) && awake.round() {}
+        while matches!(word.load(Relaxed), AWAKE | ASLEEP) && awake.round() {}
         return;
     };
     if ready_to_sleep(word) {

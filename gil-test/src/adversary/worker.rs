@@ -27,7 +27,7 @@ pub(crate) enum Item {
     Guard(GilGuard<'static>),
     Ensure(EnsureGuard<'static>),
     Unlocked(Unlocked<'static>),
-    Away(UnlockedAsync<'static>),
+    Absence(UnlockedAsync<'static>),
     /// The shared mutex, locked: kept only to be dropped, which unlocks it.
     Mutex(#[allow(dead_code)] MutexGuard<'static, ()>),
 }
@@ -40,7 +40,7 @@ impl Item {
             Item::Ensure(e) if e.is_nested() => "a nested EnsureGuard",
             Item::Ensure(_) => "an acquiring EnsureGuard",
             Item::Unlocked(_) => "an Unlocked",
-            Item::Away(_) => "an UnlockedAsync",
+            Item::Absence(_) => "an UnlockedAsync",
             Item::Mutex(_) => "a MutexGuard",
         }
     }
@@ -242,9 +242,9 @@ impl Worker {
                 })
                 .is_some_and(holds),
             Op::RelockAsync(n) => self
-                .nth(n, |i| matches!(i, Item::Away(_)))
+                .nth(n, |i| matches!(i, Item::Absence(_)))
                 .and_then(|i| match &self.items[i] {
-                    Item::Away(a) => self.world.lock_of(a.gil()),
+                    Item::Absence(a) => self.world.lock_of(a.gil()),
                     _ => None,
                 })
                 .is_some_and(holds),
@@ -489,12 +489,12 @@ impl Worker {
                         unreachable!("the topmost guard")
                     };
                     let token = g.unlock_for_await();
-                    self.items.insert(i, Item::Away(token));
+                    self.items.insert(i, Item::Absence(token));
                 }
             }
             Op::RelockAsync(n) => {
-                if let Some(i) = self.nth(n, |i| matches!(i, Item::Away(_))) {
-                    let Item::Away(token) = self.items.remove(i) else {
+                if let Some(i) = self.nth(n, |i| matches!(i, Item::Absence(_))) {
+                    let Item::Absence(token) = self.items.remove(i) else {
                         unreachable!("a token")
                     };
                     let l = world
