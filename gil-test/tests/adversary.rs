@@ -154,7 +154,9 @@ fn miri_cases() {
 /// first (`ADVERSARY_SHRINK=0` not to). `ADVERSARY_NO_AUDIT=1` leaves mutual exclusion to the
 /// shadow owners and counters alone; `ADVERSARY_NO_SLOT=1` leaves out the steps that drop a
 /// lock and put another in its place (a lock that leaves the clock a dangling pointer spoils
-/// every run after it); `ADVERSARY_LIMIT_SECS` sets the hang limit (default 20).
+/// every run after it); `ADVERSARY_FAVOUR=K` makes every fourth step one of kind `K` (see
+/// `adversary::kind`; 35 is the `GilMutex`'s); `ADVERSARY_LIMIT_SECS` sets the hang limit
+/// (default 20).
 #[test]
 #[ignore = "a long hunt; run by hand"]
 fn hunt() {
@@ -167,14 +169,17 @@ fn hunt() {
         limit: std::time::Duration::from_secs(setting("ADVERSARY_LIMIT_SECS", 20)),
     };
     let no_slot = setting("ADVERSARY_NO_SLOT", 0) != 0;
+    let favour = u8::try_from(setting("ADVERSARY_FAVOUR", 64)).unwrap_or(64);
     let mut first = None;
     for case in 0..cases {
         let mut bytes = adversary::generate(seed << 32 | case, steps, None);
-        if no_slot {
-            for step in bytes[HEADER..].chunks_mut(STEP) {
-                if adversary::kind(step[1]) == adversary::SLOT {
-                    step[1] = 0;
-                }
+        for (i, step) in bytes[HEADER..].chunks_mut(STEP).enumerate() {
+            if no_slot && adversary::kind(step[1]) == adversary::SLOT {
+                step[1] = 0;
+            }
+            let favoured = (0..=u8::MAX).find(|&b| adversary::kind(b) == favour);
+            if let Some(byte) = favoured.filter(|_| i % 4 == 0) {
+                step[1] = byte;
             }
         }
         if let Err(failure) = adversary::run_with(&bytes, options) {

@@ -209,6 +209,30 @@ impl Helper {
     }
 }
 
+/// A step on the shared `GilMutex`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MutexStep {
+    /// `lock`, keeping the guard (a later `Drop` step unlocks it).
+    Lock,
+    /// `try_lock_for` some milliseconds, keeping the guard it gives.
+    TryLockFor(u8),
+    /// `MutexGuard::bump` on the topmost guard of the mutex.
+    Bump,
+    /// Touches the mutex's counter through its topmost guard.
+    Touch,
+}
+
+impl MutexStep {
+    fn of(byte: u8) -> MutexStep {
+        match byte % 4 {
+            0 => MutexStep::Lock,
+            1 => MutexStep::TryLockFor(byte / 4 % 4),
+            2 => MutexStep::Bump,
+            _ => MutexStep::Touch,
+        }
+    }
+}
+
 /// How the slot's first lock ends its waiter's future.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotWaiter {
@@ -353,6 +377,8 @@ pub enum Op {
     Interrupt(Lock, u8),
     /// A lock's life in a slot (see [`SlotPlan`]).
     Slot(SlotPlan),
+    /// A step on the shared `GilMutex`.
+    Mutex(MutexStep),
     /// `EnsureGuard::into_guard` of an item: an acquiring `ensure` guard becomes the
     /// `GilGuard` it owns; a nested one is handed back and stays.
     #[cfg(not(gil_old_api))]
@@ -424,10 +450,12 @@ impl Op {
             34 => Op::ReplaceInEnsure(b, l),
             #[cfg(gil_old_api)]
             35 => Op::SwapInEnsure(a, b),
-            // The new API's `into_guard` in the old API's first kind, and a plain touch in its
+            // The new API's `into_guard` in the old API's first kind, and the `GilMutex` in its
             // second, so that every input decodes to a program either way.
             #[cfg(not(gil_old_api))]
             34 => Op::IntoGuard(a),
+            #[cfg(not(gil_old_api))]
+            35 => Op::Mutex(MutexStep::of(b)),
             _ => Op::Touch(l),
         }
     }

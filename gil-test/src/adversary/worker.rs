@@ -18,7 +18,7 @@ use gil_std::{Blocking, EnsureGuard, GilGuard, Unlocked, UnlockedAsync};
 use super::Options;
 use super::callbacks::{self, BIT, Site, message, panic_allowed, planned_panic};
 use super::local::{self, Kept};
-use super::program::{Action, Helper, INTERVALS, Lock, Op};
+use super::program::{Action, Helper, INTERVALS, Lock, MutexStep, Op};
 use super::tasks::{Polled, Task, TaskFuture, block_on};
 use super::world::{Oracle, Res, World};
 
@@ -30,6 +30,9 @@ pub(crate) enum Item {
     Absence(UnlockedAsync<'static>),
     /// The shared mutex, locked: kept only to be dropped, which unlocks it.
     Mutex(#[allow(dead_code)] MutexGuard<'static, ()>),
+    /// The shared `GilMutex`, locked.
+    #[cfg(not(gil_old_api))]
+    GilMutex(lock_api::MutexGuard<'static, gil_std::RawGilMutex, u64>),
 }
 
 impl Item {
@@ -42,14 +45,18 @@ impl Item {
             Item::Unlocked(_) => "an Unlocked",
             Item::Absence(_) => "an UnlockedAsync",
             Item::Mutex(_) => "a MutexGuard",
+            #[cfg(not(gil_old_api))]
+            Item::GilMutex(_) => "a GilMutex guard",
         }
     }
 }
 
-/// How many guards of each lock a worker has, and whether it holds the shared mutex.
+/// How many guards of each lock a worker has, and whether it holds the shared mutex and the
+/// `GilMutex`.
 struct Beliefs {
     guards: [u32; 2],
     mutex: bool,
+    gil_mutex: bool,
 }
 
 /// A worker thread's state.
@@ -61,6 +68,8 @@ pub(crate) struct Worker {
     items: Vec<Item>,
     /// A guard of the lock was leaked on this thread: its hold may never end.
     leaked: [bool; 2],
+    /// A guard of the `GilMutex` was leaked on this thread: it stays this thread's.
+    leaked_gil_mutex: bool,
     /// Whether this worker is the shadow owner of each lock, between steps.
     claimed: [bool; 2],
 }
@@ -82,6 +91,7 @@ impl Worker {
             options,
             items: Vec::new(),
             leaked: [false; 2],
+            leaked_gil_mutex: false,
             claimed: [false; 2],
         }
     }
@@ -189,12 +199,17 @@ impl Worker {
         let mut b = Beliefs {
             guards: [0; 2],
             mutex: false,
+            gil_mutex: false,
         };
         for item in &mut self.items {
             for lock in Self::proofs_of(world, item) {
                 b.guards[lock.index()] += 1;
             }
             b.mutex |= matches!(item, Item::Mutex(_));
+            #[cfg(not(gil_old_api))]
+            {
+                b.gil_mutex |= matches!(item, Item::GilMutex(_));
+            }
         }
         for (lock, _) in local::kept_locks(|g| world.lock_of(g)) {
             b.guards[lock.index()] += 1;
@@ -212,7 +227,11 @@ impl Worker {
             .into_iter()
             .filter(|&l| self.holds(b, l))
             .fold(0, |m, l| m | Res::from(l).bit());
-        locks | if b.mutex { Res::Mutex.bit() } else { 0 }
+        let mutexes = [(b.mutex, Res::Mutex), (b.gil_mutex, Res::GilMutex)]
+            .into_iter()
+            .filter(|&(held, _)| held)
+            .fold(0, |m, (_, r)| m | r.bit());
+        locks | mutexes
     }
 
     /// Whether `op`, from the state `b`, is a misuse the lock documents a panic for.
@@ -222,6 +241,10 @@ impl Worker {
         let nested = |l: Lock| b.guards[l.index()] > 1 || self.leaked[l.index()];
         let closed = |l: Lock| self.world.closed[l.index()].load(SeqCst);
         match op {
+            // Locking a `GilMutex` it holds panics instead of waiting for itself.
+            Op::Mutex(MutexStep::Lock | MutexStep::TryLockFor(_)) => {
+                b.gil_mutex || self.leaked_gil_mutex
+            }
             Op::Acquire(l) | Op::Replace(_, l) => holds(l) || closed(l),
             Op::AcquireChecked(l) | Op::TryAcquireFor(l, _) | Op::BlockOn(l) | Op::Spawn(l, _) => {
                 holds(l)
@@ -324,6 +347,39 @@ impl Worker {
         self.top(|i| matches!(i, Item::Guard(g) if self.world.lock_of(g.gil()) == Some(lock)))
     }
 
+    /// A step on the shared `GilMutex`.
+    #[cfg(not(gil_old_api))]
+    fn mutex_step(&mut self, step: MutexStep) {
+        let world = self.world;
+        let top = self.top(|i| matches!(i, Item::GilMutex(_)));
+        match step {
+            MutexStep::Lock => {
+                self.waits(Res::GilMutex);
+                self.items.push(Item::GilMutex(world.gil_mutex.lock()));
+            }
+            MutexStep::TryLockFor(ms) => {
+                self.waits(Res::GilMutex);
+                let limit = Duration::from_millis(u64::from(ms));
+                if let Some(g) = world.gil_mutex.try_lock_for(limit) {
+                    self.items.push(Item::GilMutex(g));
+                }
+            }
+            MutexStep::Bump => {
+                if let Some(i) = top {
+                    self.waits(Res::GilMutex);
+                    if let Item::GilMutex(g) = &mut self.items[i] {
+                        lock_api::MutexGuard::bump(g);
+                    }
+                }
+            }
+            MutexStep::Touch => {
+                if let Some(Item::GilMutex(g)) = top.map(|i| &mut self.items[i]) {
+                    world.touch_mutex(g, self.id);
+                }
+            }
+        }
+    }
+
     fn top_proof(&self, lock: Lock) -> Option<usize> {
         self.top(|i| match i {
             Item::Guard(g) => self.world.lock_of(g.gil()) == Some(lock),
@@ -376,6 +432,11 @@ impl Worker {
         if matches!(item, Item::Mutex(_)) {
             self.world.leak(Res::Mutex);
         }
+        #[cfg(not(gil_old_api))]
+        if matches!(item, Item::GilMutex(_)) {
+            self.leaked_gil_mutex = true;
+            self.world.leak(Res::GilMutex);
+        }
         item
     }
 
@@ -383,6 +444,10 @@ impl Worker {
         let world = self.world;
         let me = self.id;
         match op {
+            #[cfg(not(gil_old_api))]
+            Op::Mutex(step) => self.mutex_step(step),
+            #[cfg(gil_old_api)]
+            Op::Mutex(_) => {}
             Op::Touch(l) => {
                 if let Some(i) = self.top_proof(l) {
                     match &self.items[i] {

@@ -57,6 +57,8 @@ pub(crate) enum Res {
     A = 0,
     B = 1,
     Mutex = 2,
+    /// The shared `GilMutex`.
+    GilMutex = 3,
 }
 
 impl Res {
@@ -90,6 +92,16 @@ pub(crate) struct World {
     shadow: [AtomicUsize; 2],
     /// The mutex the `Blocking` helpers lock.
     pub(crate) mutex: Mutex<()>,
+    /// The shared `GilMutex` and its counter: a plain `u64`, so that two holders at once
+    /// lose increments.
+    #[cfg(not(gil_old_api))]
+    pub(crate) gil_mutex: gil_std::GilMutex<u64>,
+    /// Increments made to the `GilMutex`'s counter.
+    #[cfg(not(gil_old_api))]
+    gil_mutex_made: AtomicU64,
+    /// Who is in a critical section of the `GilMutex`, or [`NOBODY`].
+    #[cfg(not(gil_old_api))]
+    gil_mutex_shadow: AtomicUsize,
     /// The cell `Blocking::get_or_init` fills.
     pub(crate) once: OnceLock<u64>,
     pub(crate) tasks: Mutex<Vec<Arc<Task>>>,
@@ -126,6 +138,12 @@ impl World {
             made: [AtomicU64::new(0), AtomicU64::new(0)],
             shadow: [AtomicUsize::new(NOBODY), AtomicUsize::new(NOBODY)],
             mutex: Mutex::new(()),
+            #[cfg(not(gil_old_api))]
+            gil_mutex: gil_std::GilMutex::new(0),
+            #[cfg(not(gil_old_api))]
+            gil_mutex_made: AtomicU64::new(0),
+            #[cfg(not(gil_old_api))]
+            gil_mutex_shadow: AtomicUsize::new(NOBODY),
             once: OnceLock::new(),
             tasks: Mutex::new(Vec::new()),
             findings: Mutex::new(Vec::new()),
@@ -189,6 +207,48 @@ impl World {
         self.made[i].fetch_add(1, SeqCst);
         if mine {
             self.unclaim(lock, me);
+        }
+    }
+
+    /// The `GilMutex`'s critical section: through its guard's `counter`, with `me` as the
+    /// shadow owner, as [`touch`](World::touch) for a lock.
+    #[cfg(not(gil_old_api))]
+    pub(crate) fn touch_mutex(&self, counter: &mut u64, me: usize) {
+        let mine = match self
+            .gil_mutex_shadow
+            .compare_exchange(NOBODY, me, SeqCst, SeqCst)
+        {
+            Ok(_) => true,
+            Err(owner) if owner == me => false,
+            Err(owner) => {
+                self.record(
+                    Oracle::TwoHolders,
+                    format!(
+                        "{} entered a critical section of the GilMutex while {} was in one",
+                        local::who(me),
+                        local::who(owner)
+                    ),
+                );
+                false
+            }
+        };
+        let made = self.gil_mutex_made.load(SeqCst);
+        if *counter != made {
+            self.record(
+                Oracle::LostUpdate,
+                format!(
+                    "{} read {} behind the GilMutex after {made} increments",
+                    local::who(me),
+                    *counter
+                ),
+            );
+        }
+        *counter += 1;
+        self.gil_mutex_made.fetch_add(1, SeqCst);
+        if mine {
+            let _ = self
+                .gil_mutex_shadow
+                .compare_exchange(me, NOBODY, SeqCst, SeqCst);
         }
     }
 
@@ -290,18 +350,18 @@ impl World {
                 return true;
             }
             waited |= w;
-            for from in 0..3 {
-                for to in 0..3 {
+            for from in 0..RESOURCES {
+                for to in 0..RESOURCES {
                     if from != to && h & (1 << from) != 0 && w & (1 << to) != 0 {
-                        edges |= 1 << (3 * from + to);
+                        edges |= 1 << (RESOURCES * from + to);
                     }
                 }
             }
         }
         let reach = reach(edges);
         let leaks = self.leaks.load(SeqCst);
-        (0..3).any(|r| reach[r] & (1 << r) != 0)
-            || (0..3).any(|r| waited & (1 << r) != 0 && (reach[r] | 1 << r) & leaks != 0)
+        (0..RESOURCES).any(|r| reach[r] & (1 << r) != 0)
+            || (0..RESOURCES).any(|r| waited & (1 << r) != 0 && (reach[r] | 1 << r) & leaks != 0)
     }
 
     /// Leaks guards a thread could not drop before its end (see `local::drain_kept`): their
@@ -321,19 +381,23 @@ impl World {
     }
 }
 
-/// For each of three resources, the mask of those reachable from it along the edges (bit
-/// `3 * from + to`).
-fn reach(edges: u16) -> [u8; 3] {
-    let mut reach = [0u8; 3];
+/// How many resources a thread may hold and wait for (the `Res` variants).
+const RESOURCES: usize = 4;
+
+/// For each resource, the mask of those reachable from it along the edges (bit
+/// `RESOURCES * from + to`).
+fn reach(edges: u16) -> [u8; RESOURCES] {
+    let mut reach = [0u8; RESOURCES];
     for (from, row) in reach.iter_mut().enumerate() {
-        for to in 0..3 {
-            if edges & (1 << (3 * from + to)) != 0 {
+        for to in 0..RESOURCES {
+            if edges & (1 << (RESOURCES * from + to)) != 0 {
                 *row |= 1 << to;
             }
         }
     }
-    // Three resources: two rounds of composition reach every path.
-    for _ in 0..2 {
+    // Every path is at most RESOURCES - 1 edges long: that many rounds of composition less
+    // one reach them all.
+    for _ in 0..RESOURCES - 1 {
         let before = reach;
         for row in reach.iter_mut() {
             for (mid, &next) in before.iter().enumerate() {
@@ -348,21 +412,23 @@ fn reach(edges: u16) -> [u8; 3] {
 
 #[cfg(test)]
 mod tests {
-    use super::reach;
+    use super::{RESOURCES, reach};
 
     fn cyclic(edges: u16) -> bool {
         let reach = reach(edges);
-        (0..3).any(|r| reach[r] & (1 << r) != 0)
+        (0..RESOURCES).any(|r| reach[r] & (1 << r) != 0)
     }
 
     #[test]
-    fn cycles_among_three_resources() {
-        let edge = |from: u16, to: u16| 1 << (3 * from + to);
+    fn cycles_among_the_resources() {
+        let edge = |from: usize, to: usize| 1u16 << (RESOURCES * from + to);
         assert!(!cyclic(0));
         assert!(!cyclic(edge(0, 1)));
         assert!(cyclic(edge(0, 1) | edge(1, 0)));
         assert!(!cyclic(edge(0, 1) | edge(1, 2)));
         assert!(cyclic(edge(0, 1) | edge(1, 2) | edge(2, 0)));
         assert_eq!(reach(edge(0, 1) | edge(1, 2))[0], 0b110);
+        assert!(cyclic(edge(0, 3) | edge(3, 2) | edge(2, 1) | edge(1, 0)));
+        assert!(!cyclic(edge(0, 3) | edge(3, 2) | edge(2, 1)));
     }
 }
