@@ -278,3 +278,31 @@ fn a_lock_dropped_under_a_leaked_waiting_future_is_never_listed() {
     // Time for the clock to look at its list.
     thread::sleep(Duration::from_millis(20));
 }
+
+/// A future polled again after it gave its guard panics as such, even while its guard is kept
+/// (the thread then holds the lock, which a poll would otherwise refuse as re-entry).
+#[test]
+fn a_future_polled_after_it_completed_says_so() {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    let gil = gil_std::Gil::new();
+    let waker = std::task::Waker::from(std::sync::Arc::new(Noop));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = Box::pin(gil.acquire_async());
+    let std::task::Poll::Ready(Ok(guard)) = future.as_mut().poll(&mut cx) else {
+        panic!("a free lock is taken at the first poll");
+    };
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = future.as_mut().poll(&mut cx);
+    }));
+    let payload = again.expect_err("a second poll panics");
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert_eq!(message, "gil: an AcquireFuture polled after it completed");
+    drop(guard);
+}

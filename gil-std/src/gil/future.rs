@@ -233,6 +233,9 @@ impl<'a> Future for AcquireFuture<'a> {
         // SAFETY: `this.node` lives in the pinned future and is never moved (see above).
         let node = unsafe { Pin::new_unchecked(&this.node) };
         let gil = this.gil;
+        if matches!(this.stage, Stage::Done) {
+            panic!("gil: an AcquireFuture polled after it completed");
+        }
         gil.refuse_reentry();
         let waiting = match &mut this.stage {
             Stage::Start => {
@@ -248,7 +251,7 @@ impl<'a> Future for AcquireFuture<'a> {
                 waiting
             }
             Stage::Queued(waiting) => waiting,
-            Stage::Done => panic!("gil: an AcquireFuture polled after it completed"),
+            Stage::Done => unreachable!("checked above"),
         };
         let mut task = Task { waiting, cx };
         // SAFETY: the node is pinned in this future, polled only on this lock, and not polled

@@ -45,7 +45,7 @@ impl Gil {
         self.checkpoint_looking(|| count_tick(ticks))
     }
 
-    /// `checkpoint_held` counting with the hold's count (`Gil::ticks`), for guards that keep
+    /// `checkpoint_held` counting with the hold's count (`HoldState`), for guards that keep
     /// none of their own ([`EnsureGuard`](super::EnsureGuard)).
     #[inline]
     pub(crate) fn checkpoint_counted(&self) -> Result<(), Interrupted> {

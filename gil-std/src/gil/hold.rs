@@ -310,7 +310,7 @@ impl Gil {
         if watch != 0 {
             return self.drop_guard_watched(watch);
         }
-        // Relaxed: see `Gil::nested`.
+        // Relaxed: see `HoldState`.
         let nested = self.hold.guards.load(Relaxed);
         if nested != 0 && !cfg!(bite = "hold-ends-with-first-guard") {
             return self.drop_nested(nested);
@@ -327,7 +327,7 @@ impl Gil {
         {
             return;
         }
-        // Relaxed: see `Gil::nested`.
+        // Relaxed: see `HoldState`.
         let nested = self.hold.guards.load(Relaxed);
         if nested != 0 {
             return self.drop_nested(nested);
@@ -338,7 +338,7 @@ impl Gil {
     /// `drop_guard` of a guard that is not the hold's last.
     #[cold]
     fn drop_nested(&self, nested: u32) {
-        // Relaxed: see `Gil::nested`.
+        // Relaxed: see `HoldState`.
         self.hold.guards.store(nested - 1, Relaxed);
     }
 
@@ -425,7 +425,7 @@ impl Gil {
 
     /// Counts `guards` more guards of the calling thread's hold.
     pub(crate) fn add_guards(&self, guards: u32) {
-        // Relaxed: read and written only by the holder (see `Gil::nested`).
+        // Relaxed: read and written only by the holder (see `HoldState`).
         let nested = self.hold.guards.load(Relaxed);
         let nested = nested
             .checked_add(guards)
@@ -437,7 +437,7 @@ impl Gil {
     /// whether its thread holds the lock (`WATCH_SET_ASIDE`). Called by the holder only, before
     /// it lets go and after it is back, so the lock orders every change.
     pub(crate) fn mark_suspended(&self, on: bool) {
-        // Relaxed: see `Gil::suspended`; the thread whose guards must be refused reads its own
+        // Relaxed: see `HoldState`; the thread whose guards must be refused reads its own
         // write.
         let open = self.hold.set_aside.load(Relaxed);
         let open = if on { open + 1 } else { open - 1 };
@@ -768,7 +768,7 @@ impl Gil {
             self.refuse_waiting_region(2);
         }
         self.announce_let_go();
-        // Relaxed: see `Gil::nested`.
+        // Relaxed: see `HoldState`.
         let guards = self.hold.guards.load(Relaxed);
         self.hold.guards.store(0, Relaxed);
         self.mark_suspended(true);
