@@ -409,7 +409,7 @@ mod sealed {
     impl Region for EnsureGuard<'_> {
         fn region<R>(&mut self, f: impl FnOnce(&Gil) -> R + Send) -> R {
             let gil = self.gil();
-            self.suspended(|| f(gil))
+            self.in_region_set_aside(|| f(gil))
         }
     }
 }

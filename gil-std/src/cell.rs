@@ -98,7 +98,7 @@ impl<T: ?Sized> fmt::Debug for GilCell<'_, T> {
 }
 
 /// What `GilCell::get` and `GilBound::get` check of the guard they are given: that it holds
-/// `gil` (not another lock), and proves it now (`Gil::refuse_suspended`).
+/// `gil` (not another lock), and proves it now (`Gil::refuse_set_aside`).
 ///
 /// # Panics
 ///
@@ -108,7 +108,7 @@ pub(crate) fn refuse_foreign(gil: &Gil, guard: &impl Holds, cell: &str) {
     if !std::ptr::eq(guard.held(), gil) {
         foreign_guard_panic(cell);
     }
-    gil.refuse_suspended();
+    gil.refuse_set_aside();
 }
 
 #[cold]

@@ -527,14 +527,14 @@ impl<'a> EnsureGuard<'a> {
     /// unsafe { inner.allow_threads(|| count.set(1)) };
     /// ```
     pub unsafe fn allow_threads<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
-        self.suspended(f)
+        self.in_region_set_aside(f)
     }
 
     /// The region of [`allow_threads`](EnsureGuard::allow_threads), for the `Blocking`
     /// helpers, whose closures touch only the lock, condition variable or channel they wait
     /// on: the hold is suspended while `f` runs, and resumes after it.
-    pub(crate) fn suspended<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
-        let region = TakeBack::suspend(self.gil());
+    pub(crate) fn in_region_set_aside<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
+        let region = TakeBack::set_aside(self.gil());
         // A refusal of the lock's own raised in the region, while the hold is set aside, comes
         // without its panic hook (`sync::refusal`): raised again once the hold is whole.
         let result = catch_unwind(AssertUnwindSafe(f));

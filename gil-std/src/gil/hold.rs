@@ -153,7 +153,7 @@ impl SetAside {
 
     /// The guards of a hold set aside with its frame `frame`, marked suspended: a region of
     /// `EnsureGuard::allow_threads`.
-    pub(crate) fn suspended(frame: Option<Frame>) -> Self {
+    pub(crate) fn for_region(frame: Option<Frame>) -> Self {
         Self {
             frame,
             marked: true,
@@ -348,7 +348,7 @@ impl Gil {
     /// aside already, the guards go into a `SetAside` frame on the thread until
     /// [`restore_guards`](Gil::restore_guards), and the hold is marked suspended: the thread
     /// runs no code of the user's meanwhile (`owner::is_quiet`), any use of one of those guards
-    /// asks whether the thread holds (`refuse_stale`, `refuse_suspended`), and a drop counts
+    /// asks whether the thread holds (`refuse_stale`, `refuse_set_aside`), and a drop counts
     /// out of the frame. A write only when there are some.
     #[inline]
     pub(crate) fn set_aside_guards(&self) -> SetAside {
@@ -369,7 +369,7 @@ impl Gil {
         if !cfg!(bite = "guards-not-set-aside") {
             self.hold.guards.store(0, Relaxed);
         }
-        self.mark_suspended(true);
+        self.mark_set_aside(true);
         SetAside {
             frame: Some(frame),
             marked: true,
@@ -419,7 +419,7 @@ impl Gil {
             }
         }
         if set_aside.marked {
-            self.mark_suspended(false);
+            self.mark_set_aside(false);
         }
     }
 
@@ -436,7 +436,7 @@ impl Gil {
     /// Marks one more hold suspended (or one fewer): while any is, every use of a guard asks
     /// whether its thread holds the lock (`WATCH_SET_ASIDE`). Called by the holder only, before
     /// it lets go and after it is back, so the lock orders every change.
-    pub(crate) fn mark_suspended(&self, on: bool) {
+    pub(crate) fn mark_set_aside(&self, on: bool) {
         // Relaxed: see `HoldState`; the thread whose guards must be refused reads its own
         // write.
         let open = self.hold.set_aside.load(Relaxed);
@@ -586,7 +586,7 @@ impl Gil {
     #[cold]
     fn watch_release(&self, watch: u32) {
         if watch & WATCH_SET_ASIDE != 0 && !self.holds_here() {
-            suspended_panic();
+            stale_guard_panic();
         }
         if watch & WATCH_HOOK != 0 {
             self.emit_slow(Event::Released);
@@ -702,7 +702,7 @@ impl Gil {
     pub(crate) fn refuse_stale(&self) {
         self.refuse_in_hook();
         if self.watch.has(WATCH_SET_ASIDE) && !self.holds_here() {
-            suspended_panic();
+            stale_guard_panic();
         }
     }
 
@@ -713,12 +713,12 @@ impl Gil {
     ///
     /// If a hold is suspended and this thread does not hold the lock.
     #[inline]
-    pub(crate) fn refuse_suspended(&self) {
+    pub(crate) fn refuse_set_aside(&self) {
         if !cfg!(bite = "suspended-guard-trusted")
             && self.watch.has(WATCH_SET_ASIDE)
             && !self.holds_here()
         {
-            suspended_panic();
+            stale_guard_panic();
         }
     }
 
@@ -753,7 +753,7 @@ impl Gil {
     /// region and the release while the hold is whole, then sets those guards aside in a
     /// `SetAside` frame (as a hand-over does, see `set_aside_guards`) and marks the hold
     /// suspended, so that any of them used before [`resume`] panics (`refuse_stale`,
-    /// `refuse_suspended`) instead of proving a hold that is gone, then lets go as `let_go`
+    /// `refuse_set_aside`) instead of proving a hold that is gone, then lets go as `let_go`
     /// does. Returns how, and what was set aside, for `resume`.
     ///
     /// # Panics
@@ -761,7 +761,7 @@ impl Gil {
     /// Inside this lock's hook, or with a guard that proves nothing (`refuse_stale`).
     ///
     /// [`resume`]: Gil::resume
-    pub(super) fn suspend(&self) -> (Absence, SetAside) {
+    pub(super) fn let_go_set_aside(&self) -> (Absence, SetAside) {
         self.refuse_stale();
         // Room for the frame that sets the guards aside, and for an initialiser's wait.
         if !cfg!(bite = "a-suspension-refuses-after-setting-aside") {
@@ -771,15 +771,15 @@ impl Gil {
         // Relaxed: see `HoldState`.
         let guards = self.hold.guards.load(Relaxed);
         self.hold.guards.store(0, Relaxed);
-        self.mark_suspended(true);
+        self.mark_set_aside(true);
         // Cannot refuse: `refuse_waiting_region` made room, and the hooks that ran since have
         // ended their frames.
         let quiet = guards != 0 || crate::owner::has_set_aside(self);
         let frame = quiet.then(|| Frame::set_aside(self, guards));
-        (self.let_go_quietly(), SetAside::suspended(frame))
+        (self.let_go_quietly(), SetAside::for_region(frame))
     }
 
-    /// The end of a `suspend`ed region, once the lock is taken back: the guards set aside
+    /// The end of a `let_go_set_aside`ed region, once the lock is taken back: the guards set aside
     /// count again (on top of any a region that returned holding joined), and the hold is no
     /// longer suspended.
     pub(super) fn resume(&self, set_aside: SetAside) {
@@ -896,8 +896,8 @@ impl Gil {
 pub(super) struct TakeBack<'a> {
     gil: &'a Gil,
     away: Absence,
-    /// For a suspended hold (`Gil::suspend`), what it set aside, for `Gil::resume`.
-    suspended: Option<SetAside>,
+    /// For a suspended hold (`Gil::let_go_set_aside`), what it set aside, for `Gil::resume`.
+    set_aside: Option<SetAside>,
 }
 
 impl<'a> TakeBack<'a> {
@@ -905,16 +905,16 @@ impl<'a> TakeBack<'a> {
         Self {
             gil,
             away: gil.let_go(),
-            suspended: None,
+            set_aside: None,
         }
     }
 
-    pub(super) fn suspend(gil: &'a Gil) -> Self {
-        let (away, set_aside) = gil.suspend();
+    pub(super) fn set_aside(gil: &'a Gil) -> Self {
+        let (away, set_aside) = gil.let_go_set_aside();
         Self {
             gil,
             away,
-            suspended: Some(set_aside),
+            set_aside: Some(set_aside),
         }
     }
 
@@ -922,7 +922,7 @@ impl<'a> TakeBack<'a> {
     /// user's until it is whole again, and reports the region's end and its wait after that
     /// (see `Gil::take_back`).
     fn quiet(&self) -> bool {
-        self.suspended.as_ref().is_some_and(SetAside::is_quiet)
+        self.set_aside.as_ref().is_some_and(SetAside::is_quiet)
     }
 
     /// The region is over: takes the lock back, and a suspended hold resumes. Returns whether
@@ -950,7 +950,7 @@ impl<'a> TakeBack<'a> {
     /// A suspended hold resumes; a quiet one then reports what it held back.
     fn resume(&mut self, quiet: bool, waited: bool) {
         let gil = self.gil;
-        if let Some(set_aside) = self.suspended.take() {
+        if let Some(set_aside) = self.set_aside.take() {
             gil.resume(set_aside);
         }
         if quiet {
@@ -1027,7 +1027,7 @@ pub(crate) fn reentered_panic() -> ! {
 
 #[cold]
 #[track_caller]
-fn suspended_panic() -> ! {
+fn stale_guard_panic() -> ! {
     panic!(
         "gil: a guard of this Gil was used on a thread that does not hold it: the thread's hold \
          is suspended by EnsureGuard::allow_threads, and the guard was reached from outside the \
