@@ -805,48 +805,57 @@ impl WaitPolicy<LoomPark> for TwoLooks<'_> {
 #[test]
 fn a_wait_that_gives_up_never_loses_a_grant() {
     model(4, || {
-        let gil = Arc::new(Gil::new());
-        let data = Arc::new(Protected::new());
-        gil.lock().unwrap();
-        let waiter = {
-            let (gil, data) = (gil.clone(), data.clone());
-            thread::spawn(move || {
-                let asked = AtomicBool::new(false);
-                let node = pin!(Node::new());
-                // SAFETY: the node is pinned on this frame, and `lock_with` returns only once
-                // it is out of line; this thread does not own the lock.
-                let waited = unsafe {
-                    gil.lock_with_waiter(
-                        node.as_ref(),
-                        &mut TwoLooks {
-                            asked: &asked,
-                            looks: 0,
-                        },
-                    )
-                };
-                match waited {
-                    Waited::Granted => {
-                        data.bump();
-                        // SAFETY: granted, so this thread owns the lock.
-                        unsafe { gil.unlock() };
-                        true
-                    }
-                    Waited::GaveUp => false,
-                    Waited::Closed => unreachable!("nobody closes"),
-                }
-            })
-        };
-        data.bump();
-        // SAFETY: the main thread owns the lock.
-        unsafe { gil.unlock() };
-        let got_it = waiter.join().unwrap();
-        assert!(
-            !gil.is_locked() && !gil.has_waiters(),
-            "the lock was lost (got_it={got_it})"
-        );
-        assert_eq!(gil.try_lock(), Ok(()));
-        assert_eq!(data.bump(), if got_it { 3 } else { 2 });
+        a_give_up_racing_the_release(|gil: &Gil| {
+            let asked = AtomicBool::new(false);
+            let node = pin!(Node::new());
+            // SAFETY: the node is pinned on this frame, and `lock_with_waiter` returns only
+            // once it is out of line; this thread does not own the lock.
+            unsafe {
+                gil.lock_with_waiter(
+                    node.as_ref(),
+                    &mut TwoLooks {
+                        asked: &asked,
+                        looks: 0,
+                    },
+                )
+            }
+        })
     });
+}
+
+/// The owner lets go while another thread waits with `wait`, which may give up: afterwards
+/// either the waiter was granted the lock (and ran its section, and let go), or it gave up and
+/// the lock is free. Never both, never neither.
+fn a_give_up_racing_the_release<P: Park + 'static>(wait: fn(&RawGil<P>) -> Waited)
+where
+    P::Parker: Send,
+{
+    let gil = Arc::new(RawGil::<P>::new());
+    let data = Arc::new(Protected::new());
+    gil.lock().unwrap();
+    let waiter = {
+        let (gil, data) = (gil.clone(), data.clone());
+        thread::spawn(move || match wait(&gil) {
+            Waited::Granted => {
+                data.bump();
+                // SAFETY: granted, so this thread owns the lock.
+                unsafe { gil.unlock() };
+                true
+            }
+            Waited::GaveUp => false,
+            Waited::Closed => unreachable!("nobody closes"),
+        })
+    };
+    data.bump();
+    // SAFETY: the main thread owns the lock.
+    unsafe { gil.unlock() };
+    let got_it = waiter.join().unwrap();
+    assert!(
+        !gil.is_locked() && !gil.has_waiters(),
+        "the lock was lost (got_it={got_it})"
+    );
+    assert_eq!(gil.try_lock(), Ok(()));
+    assert_eq!(data.bump(), if got_it { 3 } else { 2 });
 }
 
 /// Lets go of a lock held on loan (the lock is lent) or owned.
@@ -946,42 +955,16 @@ fn a_polled_waiter_is_woken_by_its_grant() {
 #[test]
 fn a_cancelled_poll_never_loses_a_grant() {
     model(4, || {
-        let gil = Arc::new(RawGil::<TaskPark>::new());
-        let data = Arc::new(Protected::new());
-        gil.lock().unwrap();
-        let poller = {
-            let (gil, data) = (gil.clone(), data.clone());
-            thread::spawn(move || {
-                let node = pin!(Waiter::<TaskPark>::new());
-                // SAFETY: as in `a_polled_waiter_is_woken_by_its_grant`; the node is cancelled
-                // before the frame ends, unless its one poll returned `Ready`.
-                let waited = unsafe {
-                    match gil.poll_lock(node.as_ref(), &mut Registers) {
-                        Poll::Ready(waited) => waited,
-                        Poll::Pending => gil.cancel_poll(node.as_ref()),
-                    }
-                };
-                match waited {
-                    Waited::Granted => {
-                        data.bump();
-                        // SAFETY: granted, so this thread owns the lock.
-                        unsafe { gil.unlock() };
-                        true
-                    }
-                    Waited::GaveUp => false,
-                    Waited::Closed => unreachable!("nobody closes"),
+        a_give_up_racing_the_release(|gil: &RawGil<TaskPark>| {
+            let node = pin!(Waiter::<TaskPark>::new());
+            // SAFETY: as in `a_polled_waiter_is_woken_by_its_grant`; the node is cancelled
+            // before the frame ends, unless its one poll returned `Ready`.
+            unsafe {
+                match gil.poll_lock(node.as_ref(), &mut Registers) {
+                    Poll::Ready(waited) => waited,
+                    Poll::Pending => gil.cancel_poll(node.as_ref()),
                 }
-            })
-        };
-        data.bump();
-        // SAFETY: the main thread owns the lock.
-        unsafe { gil.unlock() };
-        let got_it = poller.join().unwrap();
-        assert!(
-            !gil.is_locked() && !gil.has_waiters(),
-            "the lock was lost (got_it={got_it})"
-        );
-        assert_eq!(gil.try_lock(), Ok(()));
-        assert_eq!(data.bump(), if got_it { 3 } else { 2 });
+            }
+        })
     });
 }

@@ -214,24 +214,11 @@ impl World {
     /// shadow owner, as [`touch`](World::touch) for a lock.
     #[cfg(not(gil_old_api))]
     pub(crate) fn touch_mutex(&self, counter: &mut u64, me: usize) {
-        let mine = match self
-            .gil_mutex_shadow
-            .compare_exchange(NOBODY, me, SeqCst, SeqCst)
-        {
-            Ok(_) => true,
-            Err(owner) if owner == me => false,
-            Err(owner) => {
-                self.record(
-                    Oracle::TwoHolders,
-                    format!(
-                        "{} entered a critical section of the GilMutex while {} was in one",
-                        local::who(me),
-                        local::who(owner)
-                    ),
-                );
-                false
-            }
-        };
+        let mine = self.claim_shadow(
+            &self.gil_mutex_shadow,
+            me,
+            "a critical section of the GilMutex",
+        );
         let made = self.gil_mutex_made.load(SeqCst);
         if *counter != made {
             self.record(
@@ -246,23 +233,31 @@ impl World {
         *counter += 1;
         self.gil_mutex_made.fetch_add(1, SeqCst);
         if mine {
-            let _ = self
-                .gil_mutex_shadow
-                .compare_exchange(me, NOBODY, SeqCst, SeqCst);
+            Self::unclaim_shadow(&self.gil_mutex_shadow, me);
         }
     }
 
     /// Makes `me` the shadow owner of `lock`. Returns whether this call did (false: it
     /// already was, or another thread is, which is recorded).
     pub(crate) fn claim(&self, lock: Lock, me: usize, what: &str) -> bool {
-        match self.shadow[lock.index()].compare_exchange(NOBODY, me, SeqCst, SeqCst) {
+        self.claim_shadow(
+            &self.shadow[lock.index()],
+            me,
+            &format!("{what} of lock {lock:?}"),
+        )
+    }
+
+    /// Makes `me` the owner in `shadow`, entering `what`: whether this call did (false: it
+    /// already was, or another thread is, which is recorded).
+    fn claim_shadow(&self, shadow: &AtomicUsize, me: usize, what: &str) -> bool {
+        match shadow.compare_exchange(NOBODY, me, SeqCst, SeqCst) {
             Ok(_) => true,
             Err(owner) if owner == me => false,
             Err(owner) => {
                 self.record(
                     Oracle::TwoHolders,
                     format!(
-                        "{} entered {what} of lock {lock:?} while {} was in one",
+                        "{} entered {what} while {} was in one",
                         local::who(me),
                         local::who(owner)
                     ),
@@ -274,7 +269,12 @@ impl World {
 
     /// Ends `me`'s shadow ownership of `lock`.
     pub(crate) fn unclaim(&self, lock: Lock, me: usize) {
-        let _ = self.shadow[lock.index()].compare_exchange(me, NOBODY, SeqCst, SeqCst);
+        Self::unclaim_shadow(&self.shadow[lock.index()], me);
+    }
+
+    /// Ends `me`'s ownership in `shadow`.
+    fn unclaim_shadow(shadow: &AtomicUsize, me: usize) {
+        let _ = shadow.compare_exchange(me, NOBODY, SeqCst, SeqCst);
     }
 
     /// The counter behind `lock` against the increments made, read through `proof`. `None`

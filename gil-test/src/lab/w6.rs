@@ -260,14 +260,6 @@ pub fn grants(granter: Granter, waiters: usize) -> Duration {
     let left = Arc::new(AtomicU64::new(waiters as u64));
     let all_done = Arc::new(tokio::sync::Notify::new());
     let elapsed = runtime.block_on(async {
-        // Counted just before a task's first poll of its lock future, which queues it: once all
-        // are counted and the workers are idle again, all are in line.
-        let wait_all_queued = || async {
-            while queued.load(Relaxed) < waiters as u64 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
         let end = {
             let (left, all_done) = (left.clone(), all_done.clone());
             move || {
@@ -293,11 +285,7 @@ pub fn grants(granter: Granter, waiters: usize) -> Duration {
                         end();
                     });
                 }
-                wait_all_queued().await;
-                let start = Instant::now();
-                drop(held);
-                all_done.notified().await;
-                start.elapsed()
+                released(held, &queued, waiters, &all_done).await
             }
             Granter::TokioMutex => {
                 let mutex = Arc::new(tokio::sync::Mutex::new(()));
@@ -311,14 +299,30 @@ pub fn grants(granter: Granter, waiters: usize) -> Duration {
                         end();
                     });
                 }
-                wait_all_queued().await;
-                let start = Instant::now();
-                drop(held);
-                all_done.notified().await;
-                start.elapsed()
+                released(held, &queued, waiters, &all_done).await
             }
         }
     });
     runtime.shutdown_background();
     elapsed / u32::try_from(waiters).expect("fewer than 2^32 waiters")
+}
+
+/// Waits until all `waiters` tasks are in line, then lets the lock go (drops `held`) and
+/// returns the time until the last task ends (`all_done`). A task is counted (`queued`) just
+/// before its first poll of its lock future, which queues it: once all are counted and the
+/// workers are idle again, all are in line.
+async fn released<H>(
+    held: H,
+    queued: &AtomicU64,
+    waiters: usize,
+    all_done: &tokio::sync::Notify,
+) -> Duration {
+    while queued.load(Relaxed) < waiters as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let start = Instant::now();
+    drop(held);
+    all_done.notified().await;
+    start.elapsed()
 }
