@@ -23,21 +23,23 @@
 //!   checks the time itself and cancels. Waking needs only the word's address, which may dangle
 //!   (`atomic_wait::wake_one` allows it), so nothing here depends on the waiter still being
 //!   there.
-//! - **Task** — one per future waiting in line ([`Gil::acquire_async`](crate::Gil::acquire_async)):
-//!   at its time, wake the task, whose poll looks at its lock itself (`Waiting::look`). The
-//!   clock keeps the task's waker, which it owns, and nothing of the lock: a future can be
-//!   leaked while it waits, and its lock then moved or dropped, so only the future's own polls,
-//!   which borrow the lock while they run, may act on it. The waker is woken, and dropped,
-//!   outside the clock's mutex.
+//! - **Watch** — one per lock with futures waiting in line
+//!   ([`Gil::acquire_async`](crate::Gil::acquire_async)): at its time, wake one of the tasks,
+//!   whose poll looks at its lock itself (`Waiting::look`). The clock keeps the lock's
+//!   [`TaskWatch`], which lives apart from the lock, and nothing of the lock itself: a future
+//!   can be leaked while it waits, and its lock then moved or dropped, so only the futures' own
+//!   polls, which borrow the lock while they run, may act on it. A waker thread takes the
+//!   waker out of the watch and wakes it, outside the clock's mutex.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, fence};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use gil_core::Breaker;
+use slab::Slab;
 
 use crate::bits::SLICE_TIMER;
 use crate::sync::{CLOCK, Raw};
@@ -240,8 +242,8 @@ enum Whom {
     /// A thread sleeping on this futex word. Only ever passed to `wake_one`, never
     /// dereferenced.
     Word(*const core::sync::atomic::AtomicU32),
-    /// A task, woken once.
-    Task(Waker),
+    /// A lock's waiting tasks: one of them is woken, to look at the lock.
+    Watch(Arc<TaskWatch>),
 }
 
 // SAFETY: the raw pointers are only used under the mutex: `raw` and `timer` are dereferenced
@@ -314,12 +316,15 @@ impl Clock {
         let mut timers = self.lock();
         loop {
             let now = Instant::now();
-            let tasks = timers.fire(now);
-            if !tasks.is_empty() {
+            let watches = timers.fire(now);
+            if !watches.is_empty() {
                 // A task's waker is the executor's code, which the clock thread runs none of:
-                // the waker thread wakes them, once this mutex is released.
+                // a waker thread takes one out of each watch and wakes it, once this mutex is
+                // released.
                 drop(timers);
-                tasks.into_iter().for_each(|waker| hand_off(waker, true));
+                for (watch, ticket) in watches {
+                    hand_off_job(Job::Watch(watch, ticket));
+                }
                 timers = self.lock();
                 continue;
             }
@@ -428,14 +433,10 @@ impl Clock {
         self.add_wake(at, Whom::Word(word))
     }
 
-    /// Wakes the task of `waker` once, at `at`. Returns a ticket for
-    /// [`cancel_wake`](Clock::cancel_wake). Where the clock does not run (the facade's
-    /// `CLOCK`), nothing is kept, and the ticket cancels nothing.
-    pub(crate) fn wake_task_at(&self, at: Instant, waker: &Waker) -> u64 {
-        if !CLOCK {
-            return u64::MAX;
-        }
-        self.add_wake(at, Whom::Task(waker.clone()))
+    /// Wakes one of the tasks of `watch` at `at`. Returns a ticket for
+    /// [`cancel_wake`](Clock::cancel_wake).
+    fn wake_watch_at(&self, at: Instant, watch: Arc<TaskWatch>) -> u64 {
+        self.add_wake(at, Whom::Watch(watch))
     }
 
     fn add_wake(&self, at: Instant, whom: Whom) -> u64 {
@@ -453,8 +454,7 @@ impl Clock {
     }
 
     /// Drops a wake that is no longer needed (the waiter is done). A wake that already fired
-    /// is gone: nothing to do. A task's waker is dropped after the mutex is released, and a
-    /// panic in its drop goes no further (see `run_waker`).
+    /// is gone: nothing to do. What it kept is dropped after the mutex is released.
     pub(crate) fn cancel_wake(&self, id: u64) {
         let cancelled = {
             let mut timers = self.lock();
@@ -464,18 +464,12 @@ impl Clock {
             }
             wake
         };
-        if let Some(Wake {
-            whom: Whom::Task(waker),
-            ..
-        }) = cancelled
-        {
-            run_waker(waker, false);
-        }
+        drop(cancelled);
     }
 }
 
-/// The threads that run tasks' wakers for the lock: the wakers of tasks whose timers the
-/// clock fires, and those handed over by a thread that runs no code of the user's at the moment
+/// The threads that run tasks' wakers for the lock: the wakers of tasks whose watch's look
+/// the clock fires, and those handed over by a thread that runs no code of the user's at the moment
 /// (`owner::is_quiet`). Apart from the clock, so that a waker holds up no timer; and as many as
 /// are busy at once, plus one while wakers are due, so that a waker that blocks (one that
 /// polls its task inline and waits for a lock) holds up no other: a task's grant could be queued behind it,
@@ -487,8 +481,8 @@ struct Wakers {
 }
 
 struct WakerQueue {
-    /// Wakers to run (`true`: wake; `false`: only drop), in the order they came.
-    due: std::collections::VecDeque<(Waker, bool)>,
+    /// What to run, in the order it came.
+    due: std::collections::VecDeque<Job>,
     /// Threads asleep for want of a waker to run.
     idle: usize,
 }
@@ -501,11 +495,29 @@ static WAKERS: Wakers = Wakers {
     ready: Condvar::new(),
 };
 
-/// Wakes `waker` (or, `wake` false, only drops it) on a waker thread, soon; starts one if
-/// none is idle to take it.
+/// A waker thread's job.
+enum Job {
+    /// Wake this waker.
+    Wake(Waker),
+    /// Only drop it.
+    Drop(Waker),
+    /// Wake a task of this watch: the clock's wake-up of this ticket is due.
+    Watch(Arc<TaskWatch>, u64),
+}
+
+/// Wakes `waker` (or, `wake` false, only drops it) on a waker thread, soon.
 pub(crate) fn hand_off(waker: Waker, wake: bool) {
+    hand_off_job(if wake {
+        Job::Wake(waker)
+    } else {
+        Job::Drop(waker)
+    });
+}
+
+/// Has a waker thread run `job`, soon; starts one if none is idle to take it.
+fn hand_off_job(job: Job) {
     let mut queue = WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner());
-    queue.due.push_back((waker, wake));
+    queue.due.push_back(job);
     if wants_thread(&queue) {
         start_waker_thread(queue);
     } else {
@@ -535,7 +547,7 @@ fn start_waker_thread(mut queue: MutexGuard<'_, WakerQueue>) {
 /// A waker thread: runs wakers one at a time, outside the queue's mutex, asleep between.
 fn run_wakers() {
     loop {
-        let (waker, wake) = {
+        let job = {
             let mut queue = WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 if let Some(next) = queue.due.pop_front() {
@@ -550,7 +562,23 @@ fn run_wakers() {
                 queue = WAKERS.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
         };
-        run_waker(waker, wake);
+        match job {
+            Job::Wake(waker) => run_waker(waker, true),
+            Job::Drop(waker) => run_waker(waker, false),
+            Job::Watch(watch, ticket) => {
+                if let Some(waker) = watch.due(ticket) {
+                    run_waker(waker, true);
+                }
+                // The last reference, if the lock is gone (a future leaked while it waited):
+                // the wakers it keeps are the executor's code.
+                let dropped = crate::sync::caught(|| drop(watch));
+                if dropped.is_err() {
+                    crate::sync::report(format_args!(
+                        "gil: a task's waker panicked; the lock goes on without it"
+                    ));
+                }
+            }
+        }
         WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner()).idle += 1;
     }
 }
@@ -587,10 +615,10 @@ impl Timers {
         preempt.chain(self.due.first().map(|&(at, _)| at)).min()
     }
 
-    /// Fires what is due at `now`. Returns the wakers of the tasks whose time came, taken out,
-    /// for the caller to wake once it has released the mutex.
-    fn fire(&mut self, now: Instant) -> Vec<Waker> {
-        let mut tasks = Vec::new();
+    /// Fires what is due at `now`. Returns the task watches whose time came, taken out with
+    /// their tickets, for the caller to hand to a waker thread once it has released the mutex.
+    fn fire(&mut self, now: Instant) -> Vec<(Arc<TaskWatch>, u64)> {
+        let mut watches = Vec::new();
         while let Some(&(at, id)) = self.due.first() {
             if at > now {
                 break;
@@ -608,13 +636,13 @@ impl Timers {
                     wake.at = now + WAKE_RETRY;
                     self.due.insert((wake.at, id));
                 }
-                Whom::Task(_) => {
+                Whom::Watch(_) => {
                     if let Some(Wake {
-                        whom: Whom::Task(waker),
+                        whom: Whom::Watch(watch),
                         ..
                     }) = self.wakes.remove(&id)
                     {
-                        tasks.push(waker);
+                        watches.push((watch, id));
                     }
                 }
             }
@@ -638,34 +666,118 @@ impl Timers {
             }
             true
         });
-        tasks
+        watches
     }
 }
 
-/// A future's own preemption timer, while it waits in line (see `Whom::Task`): its polls
-/// look at the lock as the clock looks at a listed one, and ask the clock to wake the task
-/// at its next look.
+/// The preemption timer of a lock's waiting tasks: their wakers, and when one of them should
+/// look at the lock next. One per lock, made with its services, and apart from the lock (an
+/// `Arc`, which the clock shares while a look is due): a future can be leaked while it waits,
+/// and its lock then moved or dropped, so the clock keeps nothing of the lock, and only a
+/// task's own poll, which borrows the lock while it runs, acts on it (`TaskTimer::look`).
+///
+/// One timer for all of a lock's tasks, not one per task: a look is by the rule the clock goes
+/// by for threads (somebody waited a whole interval with nobody handed the lock), which one
+/// waiting task can apply for all of them. Joining and leaving cost a task one lock of this
+/// mutex each, and the clock is told only when the look's time changes.
 #[derive(Debug, Default)]
-pub(crate) struct TaskTimer {
-    /// When to look next, and the slices begun when it was set.
+pub(crate) struct TaskWatch {
+    watched: Mutex<Watched>,
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    /// The wakers of the tasks in line, by the key each keeps (`TaskTimer::key`); `None` once
+    /// the clock's wake-up took it, until the task's next poll puts it back.
+    wakers: Slab<Option<Waker>>,
+    /// When a task should look next, and the slices begun when that was set.
     next: Option<(Instant, u32)>,
-    /// The clock's wake-up at `next`.
+    /// The clock's wake-up at `next`, if one is set.
     ticket: Option<u64>,
 }
 
+impl TaskWatch {
+    fn lock(&self) -> MutexGuard<'_, Watched> {
+        // Nothing that can panic runs under this mutex; recover from poison all the same.
+        self.watched
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The clock's wake-up `ticket` is due: takes a waiting task's waker out, to be woken (its
+    /// poll looks at the lock, puts its waker back and sets the next look). `None` if no
+    /// task's waker is in (all taken by earlier wake-ups, their polls still to come).
+    fn due(&self, ticket: u64) -> Option<Waker> {
+        let mut watched = self.lock();
+        if watched.ticket == Some(ticket) {
+            watched.ticket = None;
+        }
+        if cfg!(bite = "a-task-watch-wakes-nobody") {
+            return None;
+        }
+        watched
+            .wakers
+            .iter_mut()
+            .find_map(|(_, waker)| waker.take())
+    }
+}
+
+/// A waiting task's place in its lock's [`TaskWatch`].
+#[derive(Debug, Default)]
+pub(crate) struct TaskTimer {
+    key: Option<usize>,
+}
+
 impl TaskTimer {
-    /// A poll of the waiting task, with the lock borrowed: if a whole switch interval has
-    /// passed since the task queued at `queued` (or since the last switch) with nobody handed
-    /// the lock, asks the holder to hand over. Then has the clock wake the task at the next
-    /// look.
-    pub(crate) fn look(&mut self, raw: &Raw, timer: &Timer, queued: Instant, waker: &Waker) {
+    /// A poll of the waiting task, with the lock borrowed: puts the task's waker in the lock's
+    /// watch (once, and again after the clock took it or the waker changed). Then, unless the
+    /// clock is to wake a task at the next look already: if a whole switch interval has passed since the task queued at `queued`
+    /// (or since the last switch) with nobody handed the lock, asks the holder to hand over;
+    /// and has the clock wake a task at the next look.
+    pub(crate) fn look(
+        &mut self,
+        raw: &Raw,
+        timer: &Timer,
+        watch: &Arc<TaskWatch>,
+        queued: Instant,
+        waker: &Waker,
+    ) {
         if !CLOCK {
             return;
         }
+        let mut watched = watch.lock();
+        let stale = match self.key {
+            None => true,
+            Some(key) => !watched.wakers[key]
+                .as_ref()
+                .is_some_and(|w| w.will_wake(waker)),
+        };
+        if stale {
+            // The clone is the executor's code: not under the mutex.
+            drop(watched);
+            let clone = waker.clone();
+            watched = watch.lock();
+            let old = match self.key {
+                None => {
+                    self.key = Some(watched.wakers.insert(Some(clone)));
+                    None
+                }
+                Some(key) => watched.wakers[key].replace(clone),
+            };
+            if let Some(old) = old {
+                drop(watched);
+                run_waker(old, false);
+                watched = watch.lock();
+            }
+        }
+        if watched.next.is_some() && watched.ticket.is_some() {
+            // The clock wakes a task at the next look: nothing to do before then.
+            return;
+        }
         let now = Instant::now();
-        let interval = timer.interval();
         let slices = timer.slices();
-        let next = match self.next {
+        let interval = timer.interval();
+        let next = match watched.next {
             None => queued.max(timer.last_switch()) + interval,
             Some((at, _)) if at > now => at,
             Some((_, seen)) if seen == slices && raw.has_waiters() && !timer.quiet() => {
@@ -674,15 +786,38 @@ impl TaskTimer {
             }
             Some(_) => look_at(timer.last_switch(), interval).max(now + interval / 8),
         };
-        self.next = Some((next, slices));
-        self.cancel();
-        self.ticket = Some(clock().wake_task_at(next, waker));
+        watched.next = Some((next, slices));
+        let old = watched.ticket.take();
+        // The clock's mutex is taken under this one, never the other way round.
+        let clock = clock();
+        if let Some(old) = old {
+            clock.cancel_wake(old);
+        }
+        watched.ticket = Some(clock.wake_watch_at(next, watch.clone()));
     }
 
-    /// The task is done waiting: its wake-up is dropped.
-    pub(crate) fn cancel(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
+    /// The task is done waiting: its waker leaves the watch, and with the last task the
+    /// clock's wake-up.
+    pub(crate) fn cancel(&mut self, watch: &TaskWatch) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let (waker, ticket) = {
+            let mut watched = watch.lock();
+            let waker = watched.wakers.remove(key);
+            let ticket = if watched.wakers.is_empty() {
+                watched.next = None;
+                watched.ticket.take()
+            } else {
+                None
+            };
+            (waker, ticket)
+        };
+        if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
+        }
+        if let Some(waker) = waker {
+            run_waker(waker, false);
         }
     }
 }

@@ -2,10 +2,12 @@
 //! use (`Gil::services_or_new`), so that a lock whose runtime uses none of them carries a
 //! pointer to nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::runtime::{BreakerHandler, EventHook, PendingCall};
 use crate::calls::Calls;
+use crate::clock::TaskWatch;
 use crate::deadlock::Waits;
 use crate::handlers::Handlers;
 use crate::hooks::Hook;
@@ -19,7 +21,9 @@ use crate::hooks::Hook;
 /// - `waits`: [`Gil::set_deadlock_detection`](crate::Gil::set_deadlock_detection) and
 ///   [`Gil::register_thread`](crate::Gil::register_thread);
 /// - `counters`: the first count (a wait that was contended, a loan, a forced drop) and
-///   [`Gil::set_hold_timing`](crate::Gil::set_hold_timing).
+///   [`Gil::set_hold_timing`](crate::Gil::set_hold_timing);
+/// - `tasks`: the first future that waits in line
+///   ([`Gil::acquire_async`](crate::Gil::acquire_async)).
 ///
 /// Never made on the clock thread, nor by the core: only by the calls above, on their own
 /// thread.
@@ -29,6 +33,7 @@ pub(crate) struct Services {
     pub(crate) handlers: Handlers<BreakerHandler>,
     pub(crate) waits: Waits,
     pub(crate) counters: Counters,
+    pub(crate) tasks: Arc<TaskWatch>,
 }
 
 impl Services {
@@ -39,6 +44,7 @@ impl Services {
             handlers: Handlers::new(),
             waits: Waits::new(),
             counters: Counters::new(),
+            tasks: Arc::default(),
         }
     }
 }

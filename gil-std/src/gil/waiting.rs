@@ -143,7 +143,9 @@ impl<'a> Waiting<'a> {
     /// wait (see `TaskTimer`), and has the clock wake it at its next look.
     pub(crate) fn look(&mut self, cx: &Context<'_>) {
         if let (Some(task), Some(start)) = (self.task.as_mut(), self.start) {
-            task.look(&self.gil.raw, &self.gil.timer, start, cx.waker());
+            let gil = self.gil;
+            let watch = &gil.services_or_new().tasks;
+            task.look(&gil.raw, &gil.timer, watch, start, cx.waker());
         }
     }
 
@@ -201,8 +203,8 @@ impl Drop for Waiting<'_> {
     /// and its wake-ups are cancelled.
     fn drop(&mut self) {
         drop(self.deadline.take());
-        if let Some(task) = self.task.as_mut() {
-            task.cancel();
+        if let (Some(task), Some(services)) = (self.task.as_mut(), self.gil.services()) {
+            task.cancel(&services.tasks);
         }
         if core::mem::take(&mut self.timed) && !cfg!(bite = "clock-keeps-dropped-lock") {
             clock().leave(&self.gil.raw, &self.gil.timer);
