@@ -45,7 +45,7 @@ use crate::sync::{
 ///     // Holds the Gil, then wants LOG: with `LOG.lock()` this could deadlock.
 ///     s.spawn(|| {
 ///         let mut g = GIL.acquire();
-///         g.lock(&LOG).unwrap().push(2);
+///         g.lock_mutex(&LOG).unwrap().push(2);
 ///     });
 /// });
 /// assert_eq!(LOG.lock().unwrap().len(), 2);
@@ -56,7 +56,10 @@ pub trait Blocking: Holds + sealed::Region {
     /// # Errors
     ///
     /// As [`Mutex::lock`]: the mutex was poisoned (the guard is in the error).
-    fn lock<'m, T: ?Sized + Send>(&mut self, mutex: &'m Mutex<T>) -> LockResult<MutexGuard<'m, T>> {
+    fn lock_mutex<'m, T: ?Sized + Send>(
+        &mut self,
+        mutex: &'m Mutex<T>,
+    ) -> LockResult<MutexGuard<'m, T>> {
         try_then_wait(
             self,
             Wait::Mutex(Wait::at(mutex)),
@@ -65,12 +68,12 @@ pub trait Blocking: Holds + sealed::Region {
         )
     }
 
-    /// Locks `rwlock` for reading, as [`lock`](Blocking::lock) does a mutex.
+    /// Locks `rwlock` for reading, as [`lock`](Blocking::lock_mutex) does a mutex.
     ///
     /// # Errors
     ///
     /// As [`RwLock::read`]: the lock was poisoned.
-    fn read<'l, T: ?Sized + Send + Sync>(
+    fn read_rwlock<'l, T: ?Sized + Send + Sync>(
         &mut self,
         rwlock: &'l RwLock<T>,
     ) -> LockResult<RwLockReadGuard<'l, T>> {
@@ -78,12 +81,12 @@ pub trait Blocking: Holds + sealed::Region {
         try_then_wait(self, wait, || rwlock.try_read(), || rwlock.read())
     }
 
-    /// Locks `rwlock` for writing, as [`lock`](Blocking::lock) does a mutex.
+    /// Locks `rwlock` for writing, as [`lock`](Blocking::lock_mutex) does a mutex.
     ///
     /// # Errors
     ///
     /// As [`RwLock::write`]: the lock was poisoned.
-    fn write<'l, T: ?Sized + Send + Sync>(
+    fn write_rwlock<'l, T: ?Sized + Send + Sync>(
         &mut self,
         rwlock: &'l RwLock<T>,
     ) -> LockResult<RwLockWriteGuard<'l, T>> {
@@ -96,12 +99,12 @@ pub trait Blocking: Holds + sealed::Region {
     /// spuriously), then it takes the mutex back, then the `Gil`.
     ///
     /// Waiting always blocks, so the `Gil` is always let go; to look at a condition first,
-    /// use [`wait_while`](Blocking::wait_while).
+    /// use [`wait_while`](Blocking::wait_condvar_while).
     ///
     /// # Errors
     ///
     /// As [`Condvar::wait`]: the mutex was poisoned.
-    fn wait<'m, T: Send>(
+    fn wait_condvar<'m, T: Send>(
         &mut self,
         condvar: &Condvar,
         guard: MutexGuard<'m, T>,
@@ -124,7 +127,7 @@ pub trait Blocking: Holds + sealed::Region {
 
     /// Waits on `condvar` while `condition` holds, as [`Condvar::wait_while`] does: if it does
     /// not hold to begin with, returns at once and keeps the `Gil`; otherwise waits as
-    /// [`wait`](Blocking::wait) does, the `Gil` let go, until a look finds it no longer holds.
+    /// [`wait`](Blocking::wait_condvar) does, the `Gil` let go, until a look finds it no longer holds.
     /// `condition` runs with `guard`'s mutex and the `Gil` held, at the start and after each
     /// wake-up.
     ///
@@ -139,14 +142,14 @@ pub trait Blocking: Holds + sealed::Region {
     /// std::thread::scope(|s| {
     ///     s.spawn(|| {
     ///         let mut g = GIL.acquire();
-    ///         let ready = g.lock(&READY).unwrap();
-    ///         let ready = g.wait_while(&CHANGED, ready, |ready| !*ready).unwrap();
+    ///         let ready = g.lock_mutex(&READY).unwrap();
+    ///         let ready = g.wait_condvar_while(&CHANGED, ready, |ready| !*ready).unwrap();
     ///         assert!(*ready);
     ///     });
     ///     // Needs the Gil to say it is ready: a plain `CHANGED.wait` above would keep it.
     ///     s.spawn(|| {
     ///         let mut g = GIL.acquire();
-    ///         *g.lock(&READY).unwrap() = true;
+    ///         *g.lock_mutex(&READY).unwrap() = true;
     ///         CHANGED.notify_all();
     ///     });
     /// });
@@ -155,14 +158,14 @@ pub trait Blocking: Holds + sealed::Region {
     /// # Errors
     ///
     /// As [`Condvar::wait_while`]: the mutex was poisoned.
-    fn wait_while<'m, T: Send>(
+    fn wait_condvar_while<'m, T: Send>(
         &mut self,
         condvar: &Condvar,
         mut guard: MutexGuard<'m, T>,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<MutexGuard<'m, T>> {
         while condition(&mut *guard) {
-            guard = self.wait(condvar, guard)?;
+            guard = self.wait_condvar(condvar, guard)?;
         }
         Ok(guard)
     }
@@ -188,13 +191,13 @@ pub trait Blocking: Holds + sealed::Region {
     ///     let _g = GIL.acquire();
     ///     send.send(42).unwrap();
     /// });
-    /// assert_eq!(g.recv(&mut receive), Ok(42));
+    /// assert_eq!(g.recv_channel(&mut receive), Ok(42));
     /// ```
     ///
     /// # Errors
     ///
     /// As [`Receiver::recv`]: every sender is gone and the channel is empty.
-    fn recv<T: Send>(&mut self, receiver: &mut Receiver<T>) -> Result<T, RecvError> {
+    fn recv_channel<T: Send>(&mut self, receiver: &mut Receiver<T>) -> Result<T, RecvError> {
         match receiver.try_recv() {
             Ok(message) => Ok(message),
             Err(TryRecvError::Disconnected) => Err(RecvError),

@@ -123,7 +123,7 @@ impl<'g, T: ?Sized> GilBound<'g, T> {
     /// # Panics
     ///
     /// As [`GilCell::get`](crate::GilCell::get): with a guard of another `Gil`, or one that
-    /// proves nothing while its thread's hold is suspended.
+    /// proves nothing while its thread's hold is set aside.
     #[inline]
     pub fn get<'a>(&'a self, guard: &'a impl Holds) -> &'a T {
         crate::cell::refuse_foreign(self.gil, guard, "GilBound");

@@ -968,7 +968,7 @@ mod tests {
             spawn_waiter(s, &gil, &waiter_in);
             wait_until_timed(&gil);
             let before = crate::ThreadStats::current();
-            assert!(g.yield_now(), "the waiter was queued");
+            assert!(g.hand_over(), "the waiter was queued");
             assert!(waiter_in.load(SeqCst));
             assert_eq!((crate::ThreadStats::current() - before).forced_drops, 0);
         });
@@ -1075,7 +1075,7 @@ mod tests {
             let mut g = gil.acquire();
             s.spawn(|| drop(gil.acquire()));
             wait_until_timed(gil);
-            assert!(g.yield_now(), "the waiter was queued");
+            assert!(g.hand_over(), "the waiter was queued");
         });
         gil.set_event_hook(None);
         assert_eq!(
@@ -1100,7 +1100,7 @@ mod tests {
                     timed.store(gil.raw.breaker().pending() & SLICE_TIMER != 0, SeqCst);
                 });
                 wait_until_timed(&gil);
-                assert!(g.yield_now(), "the waiter was queued");
+                assert!(g.hand_over(), "the waiter was queued");
                 assert!(timed.load(SeqCst), "the new holder's slice was not timed");
             });
         }

@@ -28,15 +28,15 @@ const STILL: u32 = 10;
 /// What a thread waits for in a helper: the kind of wait and the address of what it waits on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Wait {
-    /// `Blocking::lock`.
+    /// `Blocking::lock_mutex`.
     Mutex(usize),
-    /// `Blocking::read`.
+    /// `Blocking::read_rwlock`.
     Read(usize),
-    /// `Blocking::write`.
+    /// `Blocking::write_rwlock`.
     Write(usize),
-    /// `Blocking::wait` or `wait_while`.
+    /// `Blocking::wait_condvar` or `wait_condvar_while`.
     Condvar(usize),
-    /// `Blocking::recv`.
+    /// `Blocking::recv_channel`.
     Channel(usize),
 }
 
@@ -50,14 +50,20 @@ impl Wait {
 impl Wait {
     fn describe(self) -> String {
         match self {
-            Wait::Mutex(at) => format!("waits for the Mutex at {at:#x} (Blocking::lock)"),
-            Wait::Read(at) => format!("waits to read the RwLock at {at:#x} (Blocking::read)"),
-            Wait::Write(at) => format!("waits to write the RwLock at {at:#x} (Blocking::write)"),
+            Wait::Mutex(at) => format!("waits for the Mutex at {at:#x} (Blocking::lock_mutex)"),
+            Wait::Read(at) => {
+                format!("waits to read the RwLock at {at:#x} (Blocking::read_rwlock)")
+            }
+            Wait::Write(at) => {
+                format!("waits to write the RwLock at {at:#x} (Blocking::write_rwlock)")
+            }
             Wait::Condvar(at) => {
-                format!("waits on the Condvar at {at:#x} (Blocking::wait) for a notification")
+                format!(
+                    "waits on the Condvar at {at:#x} (Blocking::wait_condvar) for a notification"
+                )
             }
             Wait::Channel(at) => format!(
-                "waits for a message on the channel whose receiver is at {at:#x} (Blocking::recv)"
+                "waits for a message on the channel whose receiver is at {at:#x} (Blocking::recv_channel)"
             ),
         }
     }

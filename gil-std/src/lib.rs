@@ -6,7 +6,7 @@
 //!   [`ensure`](Gil::ensure) (reentrant), [`acquire_async`](Gil::acquire_async) (a future in
 //!   the same line), [`close`](Gil::close), [`stats`](Gil::stats).
 //! - [`GilGuard`] — proof of holding it: [`checkpoint`](GilGuard::checkpoint),
-//!   [`yield_now`](GilGuard::yield_now), [`allow_threads`](GilGuard::allow_threads),
+//!   [`hand_over`](GilGuard::hand_over), [`allow_threads`](GilGuard::allow_threads),
 //!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`], and for an `.await`
 //!   [`unlock_for_await`](GilGuard::unlock_for_await) / [`UnlockedAsync::relock_async`].
 //! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for

@@ -53,11 +53,11 @@ fn inversion(helper: bool, within: Duration, other: Other) -> bool {
         wait_mutex_held.recv().unwrap();
         wait_until("A waits for the Gil", || gil.has_waiters());
         match (other, helper) {
-            (Other::Mutex, true) => *g.lock(mutex).unwrap() += 1,
+            (Other::Mutex, true) => *g.lock_mutex(mutex).unwrap() += 1,
             (Other::Mutex, false) => *mutex.lock().unwrap() += 1,
-            (Other::RwLockWrite, true) => *g.write(rwlock).unwrap() += 1,
+            (Other::RwLockWrite, true) => *g.write_rwlock(rwlock).unwrap() += 1,
             (Other::RwLockWrite, false) => *rwlock.write().unwrap() += 1,
-            (Other::RwLockRead, true) => assert_eq!(*g.read(rwlock).unwrap(), 1),
+            (Other::RwLockRead, true) => assert_eq!(*g.read_rwlock(rwlock).unwrap(), 1),
             (Other::RwLockRead, false) => assert_eq!(*rwlock.read().unwrap(), 1),
         }
         drop(g);
@@ -102,10 +102,10 @@ fn the_helper_takes_a_free_mutex_without_letting_go() {
     let gil = Gil::new();
     let mutex = Mutex::new(0);
     let mut g = gil.acquire();
-    *g.lock(&mutex).unwrap() += 1;
+    *g.lock_mutex(&mutex).unwrap() += 1;
     assert!(gil.is_held_by_current_thread());
     let mut e = gil.ensure();
-    *e.lock(&mutex).unwrap() += 1;
+    *e.lock_mutex(&mutex).unwrap() += 1;
     drop(e);
     assert_eq!(*mutex.lock().unwrap(), 2);
 }
@@ -135,12 +135,13 @@ fn condvar_wait(helper: bool, within: Duration) -> bool {
         let mut g = gil.acquire();
         let setter = thread::spawn(move || {
             let mut g = gil.acquire();
-            *g.lock(ready).unwrap() = true;
+            *g.lock_mutex(ready).unwrap() = true;
             changed.notify_all();
         });
         let flag = ready.lock().unwrap();
         let flag = if helper {
-            g.wait_while(changed, flag, |ready| !*ready).unwrap()
+            g.wait_condvar_while(changed, flag, |ready| !*ready)
+                .unwrap()
         } else {
             changed.wait_while(flag, |ready| !*ready).unwrap()
         };
@@ -156,7 +157,7 @@ fn a_plain_condvar_wait_under_the_gil_deadlocks_and_the_helper_does_not() {
     assert!(condvar_wait(true, Duration::from_secs(60)));
 }
 
-/// `Blocking::wait`, the one without a condition, lets the `Gil` go too: notified by a thread
+/// `Blocking::wait_condvar`, the one without a condition, lets the `Gil` go too: notified by a thread
 /// that needs it, it returns.
 #[test]
 fn the_plain_wait_helper_lets_the_gil_go() {
@@ -167,12 +168,12 @@ fn the_plain_wait_helper_lets_the_gil_go() {
         let mut g = gil.acquire();
         let setter = thread::spawn(move || {
             let mut g = gil.acquire();
-            *g.lock(ready).unwrap() = true;
+            *g.lock_mutex(ready).unwrap() = true;
             changed.notify_all();
         });
         let mut flag = ready.lock().unwrap();
         while !*flag {
-            flag = g.wait(changed, flag).unwrap();
+            flag = g.wait_condvar(changed, flag).unwrap();
         }
         drop((flag, g));
         setter.join().unwrap();
@@ -191,7 +192,7 @@ fn channel_receive(helper: bool, within: Duration) -> bool {
             send.send(7).unwrap();
         });
         let message = if helper {
-            g.recv(&mut receive)
+            g.recv_channel(&mut receive)
         } else {
             receive.recv()
         };
@@ -216,7 +217,7 @@ fn once_init(helper: bool, within: Duration) -> bool {
         let (asking, mut wait_asking) = mpsc::channel::<()>();
         let init = move || {
             // Lets the Gil go until the other thread holds it and is about to ask.
-            gil.ensure().recv(&mut wait_asking).unwrap();
+            gil.ensure().recv_channel(&mut wait_asking).unwrap();
             5
         };
         let mut g = gil.acquire();
@@ -265,12 +266,12 @@ fn ready_values_are_taken_without_letting_the_gil_go() {
     send.send(1).unwrap();
     {
         let mut g = GIL.acquire();
-        let flag = g.lock(&mutex).unwrap();
-        drop(g.wait_while(&changed, flag, |set| *set).unwrap());
-        assert_eq!(g.recv(&mut receive), Ok(1));
+        let flag = g.lock_mutex(&mutex).unwrap();
+        drop(g.wait_condvar_while(&changed, flag, |set| *set).unwrap());
+        assert_eq!(g.recv_channel(&mut receive), Ok(1));
         drop(send);
         assert!(
-            g.recv(&mut receive).is_err(),
+            g.recv_channel(&mut receive).is_err(),
             "a hung-up channel is an error at once"
         );
         assert_eq!(
@@ -281,7 +282,7 @@ fn ready_values_are_taken_without_letting_the_gil_go() {
         assert_eq!(REGIONS.swap(0, SeqCst), 1);
         assert_eq!(*g.get_or_init(&cell, || 3), 2);
         let mut e = GIL.ensure();
-        drop(e.lock(&mutex).unwrap());
+        drop(e.lock_mutex(&mutex).unwrap());
         assert_eq!(*e.get_or_init(&cell, || 4), 2);
     }
     GIL.set_event_hook(None);

@@ -59,7 +59,7 @@ fn two_threads_waiting_for_each_others_message_are_reported() {
     let spawn = |name: &'static str, mut receive: mpsc::Receiver<u32>, send: mpsc::Sender<u32>| {
         within(name, move || {
             let _registered = gil.register_thread();
-            let got = gil.acquire().recv(&mut receive);
+            let got = gil.acquire().recv_channel(&mut receive);
             drop(send);
             got
         })
@@ -95,17 +95,17 @@ fn a_mutex_held_across_a_wait_is_reported_with_both_waits() {
     let a = within("holder", move || {
         let _registered = gil.register_thread();
         let mut g = gil.acquire();
-        let _m = g.lock(mutex).unwrap();
+        let _m = g.lock_mutex(mutex).unwrap();
         locked.send(()).unwrap();
-        let flag = g.lock(other).unwrap();
-        drop(g.wait_while(changed, flag, |set| !*set));
+        let flag = g.lock_mutex(other).unwrap();
+        drop(g.wait_condvar_while(changed, flag, |set| !*set));
     });
     wait_locked.recv().unwrap();
     // B wants the mutex.
     let b = within("wanter", move || {
         let _registered = gil.register_thread();
         let mut g = gil.acquire();
-        *g.lock(mutex).unwrap() += 1;
+        *g.lock_mutex(mutex).unwrap() += 1;
     });
     let (a, b) = (a(), b());
     // Either may report first. If the holder does, its unwinding unlocks the mutex and the
@@ -144,14 +144,14 @@ fn waits_that_others_will_end_are_not_reported() {
     });
     let waiter = thread::spawn(move || {
         let _registered = gil.register_thread();
-        gil.acquire().recv(&mut receive)
+        gil.acquire().recv_channel(&mut receive)
     });
     assert_eq!(waiter.join().unwrap(), Ok(1));
     sender.join().unwrap();
 
     // Alone and unregistered: nobody to report to, the message comes from outside.
     let (send, mut receive) = mpsc::channel::<u32>();
-    let waiter = thread::spawn(move || gil.acquire().recv(&mut receive));
+    let waiter = thread::spawn(move || gil.acquire().recv_channel(&mut receive));
     thread::sleep(Duration::from_millis(300));
     send.send(2).unwrap();
     assert_eq!(waiter.join().unwrap(), Ok(2));
@@ -167,12 +167,12 @@ fn detection_is_off_by_default() {
     let done_b = done.clone();
     thread::spawn(move || {
         let _registered = gil.register_thread();
-        let _ = gil.acquire().recv(&mut for_a);
+        let _ = gil.acquire().recv_channel(&mut for_a);
         drop((to_b, done));
     });
     thread::spawn(move || {
         let _registered = gil.register_thread();
-        let _ = gil.acquire().recv(&mut for_b);
+        let _ = gil.acquire().recv_channel(&mut for_b);
         drop((to_a, done_b));
     });
     assert_eq!(

@@ -44,7 +44,7 @@ fn a_thread_back_from_blocking_borrows_the_lock_from_a_busy_holder() {
         holder.join().unwrap();
     });
     // (Counted by the lender once its loan is out, so read it after the lender is done.)
-    assert_eq!(gil.stats().lends, 1);
+    assert_eq!(gil.stats().loans, 1);
 }
 
 /// With the fast return off, the same thread comes back in line: the busy holder's checkpoints
@@ -63,7 +63,7 @@ fn with_the_fast_return_off_a_thread_back_from_blocking_waits_its_turn() {
                 gil.has_waiters() || back.load(SeqCst)
             });
             assert!(!back.load(SeqCst), "lent with the fast return off");
-            assert!(h.yield_now(), "the other thread waits in line");
+            assert!(h.hand_over(), "the other thread waits in line");
         });
         wait_until("the holder queued", || gil.has_waiters());
         earn_credit(&gil, &mut g);
@@ -71,7 +71,7 @@ fn with_the_fast_return_off_a_thread_back_from_blocking_waits_its_turn() {
         drop(g);
         holder.join().unwrap();
     });
-    assert_eq!(gil.stats().lends, 0);
+    assert_eq!(gil.stats().loans, 0);
 }
 
 /// A lender whose loan outlasts its stay awake sleeps for it, and that wait counts as one of
@@ -104,7 +104,7 @@ fn a_lender_that_sleeps_for_its_loan_counts_the_wait() {
             "the lender's wait was not counted"
         );
     });
-    assert_eq!(gil.stats().lends, 1);
+    assert_eq!(gil.stats().loans, 1);
 }
 
 /// A lender sleeps while its loan is out (after it stays awake `LOAN_SPIN`): over a 300 ms
@@ -191,7 +191,7 @@ fn a_thread_in_debt_comes_back_in_line() {
     });
     // The first return was a loan (the holder never lets go before the second return, so
     // without a loan this thread would have waited an hour); the second was not.
-    assert_eq!(gil.stats().lends, 1, "lent again to a thread in debt");
+    assert_eq!(gil.stats().loans, 1, "lent again to a thread in debt");
 }
 
 /// A borrower that never blocks again does not keep the lock: once the lender's slice is over,
@@ -240,5 +240,5 @@ fn never_ending_loan(asked: bool) {
         drop(g);
         lender.join().unwrap();
     });
-    assert_eq!(gil.stats().lends, 1);
+    assert_eq!(gil.stats().loans, 1);
 }

@@ -39,7 +39,7 @@ fn mutual_exclusion_under_stress() {
                             g.allow_threads(thread::yield_now);
                         }
                         2 => {
-                            g.yield_now();
+                            g.hand_over();
                         }
                         _ => {}
                     }

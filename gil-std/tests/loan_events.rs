@@ -53,5 +53,5 @@ fn a_loan_is_reported_as_a_wait_and_a_hold() {
         holder.join().unwrap();
     });
     gil.set_event_hook(None);
-    assert_eq!(gil.stats().lends, 1);
+    assert_eq!(gil.stats().loans, 1);
 }

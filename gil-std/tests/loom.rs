@@ -46,7 +46,7 @@ fn blocking_region_round_trip() {
     });
 }
 
-/// The lock-order inversion between the `Gil` and a mutex, resolved by `Blocking::lock`: one
+/// The lock-order inversion between the `Gil` and a mutex, resolved by `Blocking::lock_mutex`: one
 /// thread takes the mutex and then waits for the `Gil`; the other holds the `Gil` and then
 /// locks the mutex through the helper, which lets the `Gil` go while it waits for the mutex,
 /// and takes the `Gil` back after (or takes the mutex at once, if it was let go by then).
@@ -78,7 +78,7 @@ fn a_helper_lets_the_gil_go_for_a_mutex_and_takes_it_back() {
         while !taken.load(Acquire) {
             thread::yield_now();
         }
-        *g.lock(&mutex).unwrap() += 1;
+        *g.lock_mutex(&mutex).unwrap() += 1;
         data.bump();
         drop(g);
         other.join().unwrap();
@@ -87,7 +87,7 @@ fn a_helper_lets_the_gil_go_for_a_mutex_and_takes_it_back() {
     });
 }
 
-/// A condition variable waited on under the `Gil` (`Blocking::wait_while`) while the only
+/// A condition variable waited on under the `Gil` (`Blocking::wait_condvar_while`) while the only
 /// thread that can set the condition needs the `Gil` first: the wait lets the `Gil` go, the
 /// notification is not lost whichever comes first, and the waiter holds the `Gil` again after.
 ///
@@ -111,8 +111,10 @@ fn a_condvar_wait_lets_the_gil_go_and_takes_it_back() {
         };
         let mut g = gil.acquire();
         data.bump();
-        let flag = g.lock(&ready.0).unwrap();
-        let flag = g.wait_while(&ready.1, flag, |ready| !*ready).unwrap();
+        let flag = g.lock_mutex(&ready.0).unwrap();
+        let flag = g
+            .wait_condvar_while(&ready.1, flag, |ready| !*ready)
+            .unwrap();
         assert!(*flag);
         drop(flag);
         assert!(gil.is_held_by_current_thread());
@@ -236,7 +238,7 @@ fn a_dropped_future_strands_nobody() {
 /// guard of the same hold lives, and takes it back: one thread at a time, every section once,
 /// and the hold goes on with both guards after, ending with the outer one.
 #[test]
-fn a_nested_region_suspends_the_hold_and_resumes_it() {
+fn a_nested_region_sets_the_hold_aside_and_resumes_it() {
     model(4, || {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());

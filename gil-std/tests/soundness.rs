@@ -342,7 +342,7 @@ fn a_hook_cannot_take_the_lock_it_reports_on() {
         let waiter = thread::spawn(move || drop(gil.acquire()));
         wait_until("the waiter to queue", || gil.has_waiters());
         ARMED.with(|a| a.set(true));
-        assert!(guard.yield_now());
+        assert!(guard.hand_over());
         ARMED.with(|a| a.set(false));
         drop(guard);
         waiter.join().unwrap();
@@ -458,7 +458,7 @@ fn a_hook_may_drop_a_guard_of_its_hold_which_then_ends_with_its_last() {
         });
         wait_until("the other thread to queue", || GIL.has_waiters());
         ARMED.with(|a| a.set(true));
-        assert!(guard.yield_now());
+        assert!(guard.hand_over());
         ARMED.with(|a| a.set(false));
         // Back only once the other thread's hold is over.
         assert_eq!(COUNT.get(&guard).get(), 1, "the other hold ran whole");
@@ -1024,7 +1024,7 @@ fn a_waker_whose_panic_cannot_be_dropped_aborts_inside_the_hand_over() {
             let gil = leaked_gil();
             let mut g = gil.acquire();
             queue_a_future(gil, waker_with(|| std::panic::panic_any(DropPanics)));
-            let yielded = catch_unwind(AssertUnwindSafe(|| g.yield_now()));
+            let yielded = catch_unwind(AssertUnwindSafe(|| g.hand_over()));
             // Not reached: the process aborted in the hand-over.
             std::process::exit(if yielded.is_ok() { 3 } else { 4 });
         },
@@ -1053,7 +1053,7 @@ fn a_hook_panic_reported_to_a_closed_stderr_stays_in_the_hook() {
         let mut g = gil.acquire();
         let other = thread::spawn(move || drop(gil.acquire()));
         wait_until("the other thread to queue", || gil.has_waiters());
-        let yielded = catch_unwind(AssertUnwindSafe(|| g.yield_now()));
+        let yielded = catch_unwind(AssertUnwindSafe(|| g.hand_over()));
         let held = gil.is_held_by_current_thread();
         drop(g);
         other.join().unwrap();
@@ -1114,7 +1114,7 @@ fn a_hook_drops_a_guard_of_its_hold_after_another_thread_removed_it() {
         let other = thread::spawn(|| drop(GIL.acquire()));
         wait_until("the other thread to queue", || GIL.has_waiters());
         ARMED.with(|a| a.set(true));
-        assert!(guard.yield_now(), "handed over");
+        assert!(guard.hand_over(), "handed over");
         ARMED.with(|a| a.set(false));
         assert!(GIL.is_held_by_current_thread(), "back holding");
         other.join().unwrap();
@@ -1155,7 +1155,7 @@ mod reachable {
 #[test]
 fn no_code_of_the_users_runs_on_a_thread_whose_hold_is_elsewhere_with_guards_it_can_reach() {
     // A nested guard leaked gives a `'static` reference into a cell; the hold it belongs to is
-    // then handed over (a yield under that guard), or suspended (a `Blocking` helper on an
+    // then handed over (a yield under that guard), or set aside (a `Blocking` helper on an
     // `EnsureGuard`). A hook or a waker run on the thread meanwhile could use the reference
     // while another thread holds the lock: none may run then.
     static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
@@ -1189,7 +1189,7 @@ fn no_code_of_the_users_runs_on_a_thread_whose_hold_is_elsewhere_with_guards_it_
             .join()
             .unwrap();
         }
-        assert!(g.yield_now(), "handed over to the future");
+        assert!(g.hand_over(), "handed over to the future");
         assert!(task.got.load(SeqCst), "the future was handed the lock");
         // A thread in line, offered the lock while the region lasts.
         let other = thread::spawn(|| drop(GIL.acquire()));
@@ -1200,7 +1200,7 @@ fn no_code_of_the_users_runs_on_a_thread_whose_hold_is_elsewhere_with_guards_it_
             e.sleep(Duration::from_millis(1));
         }
         // Its turn, if it did not take the offer.
-        g.yield_now();
+        g.hand_over();
         other.join().unwrap();
         reachable::DATA.with(|d| d.set(None));
         // The leaked guard keeps the hold: leaked with it.
@@ -1230,7 +1230,7 @@ fn a_waker_that_polls_inline_then_hands_over_its_guard_is_refused() {
                     self.0.poll();
                     inline_waker::KEPT.with(|k| {
                         if let Some(g) = k.borrow_mut().last_mut() {
-                            g.yield_now();
+                            g.hand_over();
                         }
                     });
                 }
@@ -1254,7 +1254,7 @@ fn a_waker_that_polls_inline_then_hands_over_its_guard_is_refused() {
                 .join()
                 .unwrap();
             }
-            let _ = g.yield_now();
+            let _ = g.hand_over();
         },
     );
     if let Some((success, stderr)) = ended {
@@ -1440,7 +1440,7 @@ fn a_thread_on_loan_of_one_lock_keeps_it_while_it_comes_back_to_another() {
             while !done.load(SeqCst) {
                 h.checkpoint().unwrap(); // lends here
                 if gil.has_waiters() {
-                    h.yield_now(); // a thread in line gets its turn
+                    h.hand_over(); // a thread in line gets its turn
                 }
             }
             assert!(gil.is_held_by_current_thread(), "the lender holds again");
@@ -1469,9 +1469,9 @@ fn a_thread_on_loan_of_one_lock_keeps_it_while_it_comes_back_to_another() {
 }
 
 #[test]
-fn an_initialiser_may_drop_a_guard_of_the_suspended_hold() {
+fn an_initialiser_may_drop_a_guard_of_the_hold_set_aside() {
     // `get_or_init` on a nested guard runs its initialiser holding the lock again, while the
-    // hold it suspended has a guard kept in a thread-local; dropping that guard there is
+    // hold it set aside has a guard kept in a thread-local; dropping that guard there is
     // counted against that hold, and nothing is released twice.
     static GIL: Gil = Gil::new();
     static CELL: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
@@ -1722,7 +1722,7 @@ fn a_waker_that_opens_a_region_inside_its_threads_hand_over_is_refused_before_it
         }
         let other = thread::spawn(move || drop(gil.acquire()));
         wait_until("the other thread to queue", || gil.has_waiters());
-        assert!(g.yield_now(), "handed over");
+        assert!(g.hand_over(), "handed over");
         let held = gil.is_held_by_current_thread();
         drop(g);
         other.join().unwrap();
@@ -1735,7 +1735,7 @@ fn a_waker_that_opens_a_region_inside_its_threads_hand_over_is_refused_before_it
 
 #[test]
 fn an_initialiser_cannot_open_a_region_for_the_hold_its_region_set_aside() {
-    // Inside get_or_init's initialiser, the outer guard of the suspended hold, kept in a
+    // Inside get_or_init's initialiser, the outer guard of the hold set aside, kept in a
     // thread-local, would open a region while a nested guard of that hold lives.
     use gil_std::Blocking;
     static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
@@ -1907,12 +1907,12 @@ fn a_waker_that_waits_for_a_lock_holds_up_no_other_tasks_wake() {
 
 #[test]
 #[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
-fn the_panic_hook_of_a_refusal_in_a_suspended_region_runs_holding() {
+fn the_panic_hook_of_a_refusal_while_the_hold_is_set_aside_runs_holding() {
     // A refusal of the lock's own, raised in a region of a nested guard (here: the lock was
     // closed before an initialiser could run), panics once the hold is whole again: the
     // process's panic hook, the user's code, runs on a thread that holds the lock.
     let ended = in_child_process(
-        "the_panic_hook_of_a_refusal_in_a_suspended_region_runs_holding",
+        "the_panic_hook_of_a_refusal_while_the_hold_is_set_aside_runs_holding",
         || {
             use gil_std::Blocking;
             static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);

@@ -122,7 +122,7 @@ pub fn run(bytes: &[u8]) -> u64 {
                             Step::HandOver => {
                                 let mut g = gil.acquire();
                                 hold(&g);
-                                g.yield_now();
+                                g.hand_over();
                                 hold(&g);
                             }
                             Step::Timed(n) => {

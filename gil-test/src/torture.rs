@@ -171,7 +171,7 @@ impl Run {
             4 => {
                 if let Some(mut g) = self.take(rng) {
                     self.hold(&g);
-                    g.yield_now();
+                    g.hand_over();
                     self.hold(&g);
                 }
             }

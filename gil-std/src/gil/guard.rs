@@ -92,7 +92,7 @@ impl<'a> GilGuard<'a> {
     /// let gil = Gil::new();
     /// let other_ran = AtomicBool::new(false);
     /// let mut guard = gil.acquire();
-    /// assert!(!guard.yield_now(), "nobody waits");
+    /// assert!(!guard.hand_over(), "nobody waits");
     /// std::thread::scope(|s| {
     ///     s.spawn(|| {
     ///         let _g = gil.acquire();
@@ -101,11 +101,11 @@ impl<'a> GilGuard<'a> {
     ///     while !gil.has_waiters() {
     ///         std::thread::yield_now();
     ///     }
-    ///     assert!(guard.yield_now());
+    ///     assert!(guard.hand_over());
     ///     assert!(other_ran.load(Ordering::Relaxed), "it ran before we got the lock back");
     /// });
     /// ```
-    pub fn yield_now(&mut self) -> bool {
+    pub fn hand_over(&mut self) -> bool {
         self.gil.hand_over()
     }
 
@@ -443,7 +443,7 @@ impl<'a> EnsureGuard<'a> {
     }
 
     /// As [`GilGuard::checkpoint`]. In a nested guard, the thread may hand the lock on while
-    /// outer frames are suspended; they see the lock held again when they resume.
+    /// outer frames are set aside; they see the lock held again when they resume.
     ///
     /// While threads wait in line, the checkpoints are counted towards the look at the clock
     /// per hold, not per guard: a guard made anew in every callback times the slice as a
@@ -532,7 +532,7 @@ impl<'a> EnsureGuard<'a> {
 
     /// The region of [`allow_threads`](EnsureGuard::allow_threads), for the `Blocking`
     /// helpers, whose closures touch only the lock, condition variable or channel they wait
-    /// on: the hold is suspended while `f` runs, and resumes after it.
+    /// on: the hold is set aside while `f` runs, and resumes after it.
     pub(crate) fn in_region_set_aside<R>(&mut self, f: impl FnOnce() -> R + Send) -> R {
         let region = TakeBack::set_aside(self.gil());
         // A refusal of the lock's own raised in the region, while the hold is set aside, comes

@@ -121,7 +121,7 @@ impl HoldState {
 }
 
 /// What [`Gil::set_aside_guards`] set aside, for [`Gil::restore_guards`]: the hold's other
-/// guards, counted in a frame on the thread, and whether the hold is marked suspended.
+/// guards, counted in a frame on the thread, and whether the hold is marked set aside.
 #[must_use = "guards set aside come back with restore_guards"]
 pub(crate) struct SetAside {
     frame: Option<Frame>,
@@ -151,7 +151,7 @@ impl SetAside {
         marked: false,
     };
 
-    /// The guards of a hold set aside with its frame `frame`, marked suspended: a region of
+    /// The guards of a hold set aside with its frame `frame`, marked set aside: a region of
     /// `EnsureGuard::allow_threads`.
     pub(crate) fn for_region(frame: Option<Frame>) -> Self {
         Self {
@@ -346,7 +346,7 @@ impl Gil {
     /// inside a checkpoint): sets its count of extra guards aside, so that the next holder
     /// starts from none. If there are any, or the thread has another hold of this lock set
     /// aside already, the guards go into a `SetAside` frame on the thread until
-    /// [`restore_guards`](Gil::restore_guards), and the hold is marked suspended: the thread
+    /// [`restore_guards`](Gil::restore_guards), and the hold is marked set aside: the thread
     /// runs no code of the user's meanwhile (`owner::is_quiet`), any use of one of those guards
     /// asks whether the thread holds (`refuse_stale`, `refuse_set_aside`), and a drop counts
     /// out of the frame. A write only when there are some.
@@ -408,7 +408,7 @@ impl Gil {
 
     /// The holder holds again after `set_aside_guards`: the guards set aside (less those
     /// dropped meanwhile) count again, on top of the hold's own (none, unless the thread came
-    /// to hold the lock another way meanwhile), and the hold is no longer suspended.
+    /// to hold the lock another way meanwhile), and the hold is no longer set aside.
     #[inline]
     pub(crate) fn restore_guards(&self, set_aside: SetAside) {
         if let Some(frame) = set_aside.frame {
@@ -433,7 +433,7 @@ impl Gil {
         self.hold.guards.store(nested, Relaxed);
     }
 
-    /// Marks one more hold suspended (or one fewer): while any is, every use of a guard asks
+    /// Marks one more hold set aside (or one fewer): while any is, every use of a guard asks
     /// whether its thread holds the lock (`WATCH_SET_ASIDE`). Called by the holder only, before
     /// it lets go and after it is back, so the lock orders every change.
     pub(crate) fn mark_set_aside(&self, on: bool) {
@@ -690,7 +690,7 @@ impl Gil {
         }
     }
 
-    /// Refuses a use of a guard that proves nothing: on a thread whose hold is suspended by a
+    /// Refuses a use of a guard that proves nothing: on a thread whose hold is set aside by a
     /// region of [`EnsureGuard::allow_threads`], a guard kept outside the region's closure (in
     /// a thread-local) while the region runs; and any use inside this lock's event hook
     /// (`refuse_in_hook`). One relaxed load when neither can happen.
@@ -706,15 +706,15 @@ impl Gil {
         }
     }
 
-    /// For [`GilCell::get`](crate::GilCell::get): while some hold is suspended, a guard proves
+    /// For [`GilCell::get`](crate::GilCell::get): while some hold is set aside, a guard proves
     /// the lock only if its thread holds it. One relaxed load otherwise.
     ///
     /// # Panics
     ///
-    /// If a hold is suspended and this thread does not hold the lock.
+    /// If a hold is set aside and this thread does not hold the lock.
     #[inline]
     pub(crate) fn refuse_set_aside(&self) {
-        if !cfg!(bite = "suspended-guard-trusted")
+        if !cfg!(bite = "set-aside-guard-trusted")
             && self.watch.has(WATCH_SET_ASIDE)
             && !self.holds_here()
         {
@@ -752,7 +752,7 @@ impl Gil {
     /// of [`EnsureGuard::allow_threads`](super::EnsureGuard::allow_threads)): reports the
     /// region and the release while the hold is whole, then sets those guards aside in a
     /// `SetAside` frame (as a hand-over does, see `set_aside_guards`) and marks the hold
-    /// suspended, so that any of them used before [`resume`] panics (`refuse_stale`,
+    /// set aside, so that any of them used before [`resume`] panics (`refuse_stale`,
     /// `refuse_set_aside`) instead of proving a hold that is gone, then lets go as `let_go`
     /// does. Returns how, and what was set aside, for `resume`.
     ///
@@ -781,7 +781,7 @@ impl Gil {
 
     /// The end of a `let_go_set_aside`ed region, once the lock is taken back: the guards set aside
     /// count again (on top of any a region that returned holding joined), and the hold is no
-    /// longer suspended.
+    /// longer set aside.
     pub(super) fn resume(&self, set_aside: SetAside) {
         self.restore_guards(set_aside);
     }
@@ -896,7 +896,7 @@ impl Gil {
 pub(super) struct TakeBack<'a> {
     gil: &'a Gil,
     away: Absence,
-    /// For a suspended hold (`Gil::let_go_set_aside`), what it set aside, for `Gil::resume`.
+    /// For a hold set aside (`Gil::let_go_set_aside`), what it set aside, for `Gil::resume`.
     set_aside: Option<SetAside>,
 }
 
@@ -925,7 +925,7 @@ impl<'a> TakeBack<'a> {
         self.set_aside.as_ref().is_some_and(SetAside::is_quiet)
     }
 
-    /// The region is over: takes the lock back, and a suspended hold resumes. Returns whether
+    /// The region is over: takes the lock back, and a hold set aside resumes. Returns whether
     /// the thread came to hold the lock another way (see `Retaken::reentered`).
     fn finish(&mut self) -> bool {
         let gil = self.gil;
@@ -947,7 +947,7 @@ impl<'a> TakeBack<'a> {
         back.reentered
     }
 
-    /// A suspended hold resumes; a quiet one then reports what it held back.
+    /// A hold set aside resumes; a quiet one then reports what it held back.
     fn resume(&mut self, quiet: bool, waited: bool) {
         let gil = self.gil;
         if let Some(set_aside) = self.set_aside.take() {
@@ -1030,7 +1030,7 @@ pub(crate) fn reentered_panic() -> ! {
 fn stale_guard_panic() -> ! {
     panic!(
         "gil: a guard of this Gil was used on a thread that does not hold it: the thread's hold \
-         is suspended by EnsureGuard::allow_threads, and the guard was reached from outside the \
+         is set aside by EnsureGuard::allow_threads, and the guard was reached from outside the \
          region's closure (a thread-local?); it proves nothing until the region ends"
     );
 }

@@ -127,10 +127,10 @@ pub struct Stats {
     /// once per slice; while a request is still unanswered it does not ask again.
     pub clock_requests: u64,
     /// Loans: checkpoints that lent the lock to a thread back from a blocking region with
-    /// credit (see [`GilGuard::allow_threads`]), and got it back.
-    pub lends: u64,
+    /// credit (see [`GilGuard::allow_threads`]), counted as each loan is made.
+    pub loans: u64,
     /// Acquisitions (including takings-back after a yield or a blocking region) that waited.
-    /// A lender getting its loan back is one only if it had to sleep for it (see `lends`).
+    /// A lender getting its loan back is one only if it had to sleep for it (see `loans`).
     pub contended: u64,
     /// Total time those acquisitions waited. Not timed: the waits of loans a thread back from
     /// a blocking region asked for (they end at the holder's next checkpoint, within
@@ -598,7 +598,7 @@ impl Gil {
             switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
             clock_requests: self.timer.requests(),
-            lends: c.sum(|s| &s.lends),
+            loans: c.sum(|s| &s.loans),
             contended: c.sum(|s| &s.contended),
             wait_time: Duration::from_nanos(c.sum(|s| &s.wait_nanos)),
             hold_time: Duration::from_nanos(c.hold_nanos.load(Relaxed)),
@@ -643,7 +643,7 @@ impl Gil {
     /// let gil = gil_std::Gil::new(); // fast return on
     /// let mut guard = gil.acquire();
     /// guard.allow_threads(|| ()); // nobody else waits: taken straight back
-    /// assert_eq!(gil.stats().lends, 0);
+    /// assert_eq!(gil.stats().loans, 0);
     /// ```
     pub fn set_fast_return(&self, on: bool) {
         self.fast_return.store(on, Relaxed);

@@ -308,13 +308,13 @@ impl Gil {
     /// let (to_b, mut for_b) = mpsc::channel::<u32>();
     /// let a = std::thread::spawn(move || {
     ///     let _registered = GIL.register_thread();
-    ///     let got = GIL.acquire().recv(&mut for_a);
+    ///     let got = GIL.acquire().recv_channel(&mut for_a);
     ///     drop(to_b);
     ///     got
     /// });
     /// let b = std::thread::spawn(move || {
     ///     let _registered = GIL.register_thread();
-    ///     let got = GIL.acquire().recv(&mut for_b);
+    ///     let got = GIL.acquire().recv_channel(&mut for_b);
     ///     drop(to_a);
     ///     got
     /// });

@@ -74,7 +74,7 @@ const STRIPES: usize = 8;
 #[derive(Debug)]
 #[repr(align(128))]
 pub(crate) struct Stripe {
-    pub(crate) lends: AtomicU64,
+    pub(crate) loans: AtomicU64,
     pub(crate) contended: AtomicU64,
     pub(crate) wait_nanos: AtomicU64,
 }
@@ -85,7 +85,7 @@ impl Counters {
             forced_drops: AtomicU64::new(0),
             stripes: [const {
                 Stripe {
-                    lends: AtomicU64::new(0),
+                    loans: AtomicU64::new(0),
                     contended: AtomicU64::new(0),
                     wait_nanos: AtomicU64::new(0),
                 }
@@ -104,8 +104,8 @@ impl Counters {
     }
 
     /// Counts a loan (by the lender, once it has the lock back).
-    pub(crate) fn count_lend(&self) {
-        self.stripe().lends.fetch_add(1, Relaxed);
+    pub(crate) fn count_loan(&self) {
+        self.stripe().loans.fetch_add(1, Relaxed);
     }
 
     /// Counts an acquisition that waited `nanos`.

@@ -228,7 +228,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
         if self.turn == WaitFor::LoanBack {
             // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
             // is back, when this thread's own work waits on it.
-            self.gil.services_or_new().counters.count_lend();
+            self.gil.services_or_new().counters.count_loan();
         }
         if self.announce {
             self.gil.emit(Event::Wants);

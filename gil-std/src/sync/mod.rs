@@ -164,7 +164,7 @@ pub(crate) fn caught(f: impl FnOnce()) -> Result<(), ()> {
 /// user's at the moment (`owner::is_quiet`, its hold set aside with other guards), the panic
 /// hook, which is the user's code, must not run: the panic unwinds without it (a
 /// [`Refusal`]), and the region that set the hold aside raises it again, hook and all, once
-/// the hold is whole (`EnsureGuard::suspended`).
+/// the hold is whole (`EnsureGuard::allow_threads`).
 #[track_caller]
 pub(crate) fn refusal(message: std::fmt::Arguments<'_>) -> ! {
     if crate::owner::is_quiet() {

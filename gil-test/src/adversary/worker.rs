@@ -501,7 +501,7 @@ impl Worker {
                 if let Some(i) = self.top_guard(l) {
                     self.waits(l.into());
                     if let Item::Guard(g) = &mut self.items[i] {
-                        g.yield_now();
+                        g.hand_over();
                     }
                 }
             }
@@ -721,8 +721,8 @@ impl Worker {
                 world.waits(self.id, let_go, Res::Mutex);
                 world.waits(self.id, let_go | Res::Mutex.bit(), lock.into());
                 let locked = match &mut self.items[i] {
-                    Item::Guard(g) => g.lock(&world.mutex),
-                    Item::Ensure(e) => e.lock(&world.mutex),
+                    Item::Guard(g) => g.lock_mutex(&world.mutex),
+                    Item::Ensure(e) => e.lock_mutex(&world.mutex),
                     _ => unreachable!("a proof is a guard"),
                 };
                 let m = locked.unwrap_or_else(PoisonError::into_inner);

@@ -187,7 +187,7 @@ impl World {
     ///
     /// # Panics
     ///
-    /// Where `GilCell::get` does (a guard of another lock, a suspended hold).
+    /// Where `GilCell::get` does (a guard of another lock, a hold set aside).
     pub(crate) fn touch(&self, lock: Lock, proof: &impl Holds, me: usize) {
         let i = lock.index();
         let counter = self.cells[i].get(proof);
