@@ -144,7 +144,7 @@ impl Park for FutexPark {
     }
 
     #[inline]
-    fn unpark(unparker: super::Wake) {
+    fn unpark(mut unparker: super::Wake) {
         if !unparker.wake_task() {
             atomic_wait::wake_one(unparker.word);
         }

@@ -36,13 +36,42 @@ use loom::future::AtomicWaker;
 /// What a waiter node of a `Gil` carries for its waker ([`Parking`]'s per-waiter data): for a
 /// thread, nothing (a futex waiter sleeps on the node's own word; loom's, its loom thread);
 /// for a future waiting in line ([`Gil::acquire_async`](crate::Gil::acquire_async)), the slot
-/// its task's waker goes in. The slot is shared (an `Arc`): the granting thread keeps it to
-/// wake the task after the node may be gone, and so wakes the waker the task registered last.
+/// its task's waker goes in ([`TaskSlot`]), in the node itself.
 #[derive(Debug)]
 pub struct ParkSlot {
-    task: Option<Arc<AtomicWaker>>,
+    task: Option<TaskSlot>,
     #[cfg(loom)]
     thread: Option<loom::thread::Thread>,
+}
+
+/// A future's waker slot. The task registers its waker at each poll that waits; whoever wakes
+/// the waiter takes out the waker registered last, after the waiter's word changed, so a
+/// registration between the change and the wake is not missed. That wake comes after the
+/// queue lock is released, when the future may have seen its grant: the node must outlive it,
+/// and `wakes` counts the wakes under way, which the node's drop waits out.
+#[derive(Debug)]
+struct TaskSlot {
+    waker: AtomicWaker,
+    /// [`Wake`]s made from this slot that have not yet taken the waker out (or been dropped).
+    /// Raised under the queue lock while the waiter is queued, before its word changes.
+    wakes: gil_core::AtomicU32,
+}
+
+impl Drop for ParkSlot {
+    /// Waits out the wakes under way, which read the slot: each is past the queue lock, a few
+    /// steps from done, and runs none of the executor's code before it lets the slot go.
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            // Acquire pairs with the Release decrement in `Wake::done`: the wake's last read of
+            // the slot happens before the node is gone.
+            while task.wakes.load(core::sync::atomic::Ordering::Acquire) != 0 {
+                #[cfg(loom)]
+                loom::thread::yield_now();
+                #[cfg(not(loom))]
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 impl ParkSlot {
@@ -59,7 +88,10 @@ impl ParkSlot {
     /// A future's, with an empty waker slot.
     pub(crate) fn task() -> Self {
         Self {
-            task: Some(Arc::new(AtomicWaker::new())),
+            task: Some(TaskSlot {
+                waker: AtomicWaker::new(),
+                wakes: gil_core::AtomicU32::new(0),
+            }),
             #[cfg(loom)]
             thread: None,
         }
@@ -69,16 +101,24 @@ impl ParkSlot {
     pub(crate) fn register(&self, waker: &core::task::Waker) {
         if let Some(task) = &self.task {
             #[cfg(not(loom))]
-            task.register(waker);
+            task.waker.register(waker);
             #[cfg(loom)]
-            task.register_by_ref(waker);
+            task.waker.register_by_ref(waker);
         }
     }
 
-    /// The task's slot, for its unparker.
+    /// The task's slot, for its unparker, counted as a wake under way. Called under the queue
+    /// lock, while the waiter is queued, before its word changes.
     #[inline]
-    fn task_slot(&self) -> Option<Arc<AtomicWaker>> {
-        self.task.clone()
+    fn task_slot(&self) -> Option<*const TaskSlot> {
+        self.task.as_ref().map(|task| {
+            // Relaxed: the word's change that follows (a Release store, or an OFFERED that the
+            // waiter acts on only under the queue lock) publishes it to the waiter, whose node's
+            // drop comes after it saw that change.
+            task.wakes
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            core::ptr::from_ref(task)
+        })
     }
 }
 
@@ -90,43 +130,62 @@ pub struct Wake {
     word: *const gil_core::AtomicU32,
     #[cfg(loom)]
     thread: Option<loom::thread::Thread>,
-    task: Option<Arc<AtomicWaker>>,
+    /// The waiter's slot, while the wake is under way (counted in its `wakes`).
+    task: Option<*const TaskSlot>,
 }
 
 impl Wake {
     /// Wakes the task, if the waiter is one; returns whether it was.
     #[inline]
-    fn wake_task(&self) -> bool {
-        match &self.task {
-            Some(task) => {
-                if CLOCK && crate::owner::is_quiet() {
-                    // This thread runs no code of the user's now (see `owner::is_quiet`): the
-                    // clock thread wakes the task.
-                    if let Some(waker) = take_waker(task) {
-                        crate::clock::hand_off(waker, true);
-                    }
-                } else {
-                    no_unwind(|| task.wake());
-                }
-                true
-            }
-            None => false,
+    fn wake_task(&mut self) -> bool {
+        let Some(task) = self.task.take() else {
+            return false;
+        };
+        // SAFETY: counted in `wakes` under the queue lock while the waiter was queued, and
+        // counted out only here: the node is alive (`ParkSlot::drop` waits).
+        let Some(waker) = (unsafe { let_go(task) }) else {
+            return true;
+        };
+        if CLOCK && crate::owner::is_quiet() {
+            // This thread runs no code of the user's now (see `owner::is_quiet`): a waker
+            // thread wakes the task.
+            crate::clock::hand_off(waker, true);
+        } else {
+            no_unwind(|| waker.wake());
         }
+        true
     }
 }
 
+/// Takes the waker registered last out of `task` (if any), then counts this wake out of its
+/// `wakes`: from there the node may be gone, and `task` is not read again.
+///
+/// # Safety
+///
+/// `task` was counted in its `wakes` (`ParkSlot::task_slot`) and not yet counted out.
+unsafe fn let_go(task: *const TaskSlot) -> Option<core::task::Waker> {
+    if cfg!(bite = "a-wake-lets-the-slot-go-first") {
+        // SAFETY: none: the fault point's use after a possible free.
+        unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
+        return take_waker(unsafe { &(*task).waker });
+    }
+    // SAFETY: counted in and not yet out, so the node is alive (caller's contract).
+    let waker = take_waker(unsafe { &(*task).waker });
+    // Release pairs with the Acquire in `ParkSlot::drop`: the take above is done before the
+    // node may go. The last access to the node.
+    // SAFETY: as above.
+    unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
+    waker
+}
+
 impl Drop for Wake {
-    /// The last reference to a task's slot drops the task's waker: the executor's code, which
-    /// must not unwind through the core (see [`no_unwind`]).
+    /// A wake not made (the waiter was awake, and sees the change itself) lets the slot go.
+    /// The waker stays in the slot, to be dropped with the node, by the future.
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            if CLOCK && crate::owner::is_quiet() {
-                // The waker's drop is the executor's code too: the clock thread runs it.
-                if let Some(waker) = take_waker(&task) {
-                    crate::clock::hand_off(waker, false);
-                }
-            }
-            no_unwind(move || drop(task));
+            // SAFETY: counted in and not yet out (`wake_task` takes `task` before it counts
+            // out).
+            unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
         }
     }
 }
@@ -440,7 +499,7 @@ impl Park for LoomPark {
             loom::thread::park();
         }
     }
-    fn unpark(unparker: Wake) {
+    fn unpark(mut unparker: Wake) {
         if !unparker.wake_task() {
             if let Some(thread) = &unparker.thread {
                 thread.unpark();
