@@ -165,8 +165,9 @@ impl Wake {
 /// `task` was counted in its `wakes` (`ParkSlot::task_slot`) and not yet counted out.
 unsafe fn let_go(task: *const TaskSlot) -> Option<core::task::Waker> {
     if cfg!(bite = "a-wake-lets-the-slot-go-first") {
-        // SAFETY: none: the fault point's use after a possible free.
+        // SAFETY: counted in and not yet out (caller's contract).
         unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
+        // SAFETY: none: the fault point reads the slot after it let it go.
         return take_waker(unsafe { &(*task).waker });
     }
     // SAFETY: counted in and not yet out, so the node is alive (caller's contract).
