@@ -384,10 +384,8 @@ fn lend_and_come_back(away: bool) {
         wait_for(&borrower_queued);
         let back = pin!(Node::returning());
         // SAFETY: the main thread owns the lock; `back` is pinned and waited for below.
-        assert!(
-            unsafe { gil.lend(back.as_ref()) },
-            "the head was a line borrower"
-        );
+        let lent = unsafe { gil.lend(back.as_ref()) };
+        assert!(lent, "the head was a line borrower");
         assert_eq!(back.as_ref().wait(), WaitState::Granted);
         assert_eq!(
             tickets.fetch_add(1, Relaxed),

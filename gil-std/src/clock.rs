@@ -34,7 +34,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, fence};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ use gil_core::Breaker;
 use slab::Slab;
 
 use crate::bits::SLICE_TIMER;
-use crate::sync::{CLOCK, Raw};
+use crate::sync::{CLOCK, Condvar, Mutex, MutexGuard, Raw, now, timing};
 
 /// A lock's preemption timer: its switch interval, when its slice began, and how many of its
 /// threads wait timed. One per `Gil`, next to its `Raw`; the clock reads both while it lists
@@ -219,9 +219,10 @@ struct Preempt {
 
 /// While [`SLICE_TIMER`] is set, the holder reads the clock at every `LOOK_EVERY`th
 /// checkpoint, so its slice ends within that many checkpoints of its deadline. A clock read
-/// costs about two units of the lab's typical work (tens of nanoseconds): read at every
-/// checkpoint it would cost more than the work, at every 256th it costs about 1 %.
-pub(crate) const LOOK_EVERY: u32 = 256;
+/// costs more than a checkpoint does by far, and the lab's typical work between checkpoints
+/// is a few clock reads long (docs/benchmarks.md): reading at every checkpoint would cost
+/// more than the work itself. Under loom, at every checkpoint: a model makes a few.
+pub(crate) const LOOK_EVERY: u32 = if cfg!(loom) { 1 } else { 256 };
 
 /// How long after a deadline's wake-up the clock wakes the waiter again, in case the first was
 /// lost; see `Timers::fire`.
@@ -252,14 +253,14 @@ enum Whom {
 unsafe impl Send for Timers {}
 
 /// The instant all `Gil` timestamps count from.
-fn epoch() -> Instant {
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
 /// Now, as nanoseconds since [`epoch`]: what `Gil` stores in an `AtomicU64`.
 pub(crate) fn now_nanos() -> u64 {
-    nanos_at(Instant::now())
+    nanos_at(now())
 }
 
 /// Nanoseconds since [`epoch`], plus one: 0 is left free to mean "never".
@@ -272,12 +273,24 @@ fn instant_at(nanos: u64) -> Instant {
     epoch() + Duration::from_nanos(nanos.saturating_sub(1))
 }
 
+#[cfg(not(loom))]
 static CLOCK_THREAD: OnceLock<Clock> = OnceLock::new();
+
+// Under loom, one clock per execution (its mutex is loom's), and no thread: a model looks with
+// `model_time::clock_look`.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref MODEL_CLOCK: Clock = Clock::new();
+}
 
 /// Whether the clock lists `timer`'s lock (for a debug check when a `Gil` is dropped).
 /// Compares addresses only: a listed lock is not read here.
 pub(crate) fn is_listed(timer: &Timer) -> bool {
-    CLOCK_THREAD.get().is_some_and(|clock| {
+    #[cfg(not(loom))]
+    let clock = CLOCK_THREAD.get();
+    #[cfg(loom)]
+    let clock = timing().then(clock);
+    clock.is_some_and(|clock| {
         let timers = clock.lock();
         timers.preempt.iter().any(|p| std::ptr::eq(p.timer, timer))
     })
@@ -285,6 +298,9 @@ pub(crate) fn is_listed(timer: &Timer) -> bool {
 
 /// The process's clock, started on first use.
 pub(crate) fn clock() -> &'static Clock {
+    #[cfg(loom)]
+    return &MODEL_CLOCK;
+    #[cfg(not(loom))]
     CLOCK_THREAD.get_or_init(|| {
         if CLOCK {
             std::thread::Builder::new()
@@ -292,6 +308,12 @@ pub(crate) fn clock() -> &'static Clock {
                 .spawn(|| clock().run())
                 .expect("gil: could not start the clock thread");
         }
+        Clock::new()
+    })
+}
+
+impl Clock {
+    fn new() -> Self {
         Clock {
             timers: Mutex::new(Timers {
                 preempt: Vec::new(),
@@ -301,10 +323,17 @@ pub(crate) fn clock() -> &'static Clock {
             }),
             changed: Condvar::new(),
         }
-    })
-}
+    }
 
-impl Clock {
+    /// One look at what is due now, by the calling thread: a loom model's stand-in for the
+    /// clock thread's wake-up (`model_time::clock_look`). Tasks' watches are not kept under
+    /// loom, so none is due.
+    #[cfg(loom)]
+    pub(crate) fn look_now(&self) {
+        let watches = self.lock().fire(now());
+        debug_assert!(watches.is_empty(), "no task watch under loom");
+    }
+
     fn lock(&self) -> MutexGuard<'_, Timers> {
         // Nothing that can panic runs under this mutex; recover from poison all the same.
         self.timers
@@ -312,10 +341,11 @@ impl Clock {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     fn run(&self) -> ! {
         let mut timers = self.lock();
         loop {
-            let now = Instant::now();
+            let now = now();
             let watches = timers.fire(now);
             if !watches.is_empty() {
                 // A task's waker is the executor's code, which the clock thread runs none of:
@@ -345,7 +375,7 @@ impl Clock {
         // Relaxed: the count decides only who takes the mutex; the decision itself is made
         // under the mutex, which orders every thread's count change before the next holder's
         // look (see `sync_listing`).
-        if CLOCK && timer.waiting.fetch_add(1, Relaxed) == 0 {
+        if timing() && timer.waiting.fetch_add(1, Relaxed) == 0 {
             self.sync_listing(raw, timer, queued);
         }
     }
@@ -354,8 +384,8 @@ impl Clock {
     /// still borrows the lock: counts it out, and unlists the lock if it was the last.
     pub(crate) fn leave(&self, raw: &Raw, timer: &Timer) {
         // Relaxed: as in `arm`.
-        if CLOCK && timer.waiting.fetch_sub(1, Relaxed) == 1 {
-            self.sync_listing(raw, timer, Instant::now());
+        if timing() && timer.waiting.fetch_sub(1, Relaxed) == 1 {
+            self.sync_listing(raw, timer, now());
         }
     }
 
@@ -420,8 +450,7 @@ impl Clock {
                 .last_switch
                 .load(Relaxed)
                 .max(timer.listed_since.load(Relaxed));
-            p.at =
-                p.at.min(look_at(instant_at(since), interval).max(Instant::now()));
+            p.at = p.at.min(look_at(instant_at(since), interval).max(now()));
             self.changed.notify_one();
         }
     }
@@ -476,8 +505,8 @@ impl Clock {
 /// and the waker wait for that very grant. Each thread, once started, lives as long as the
 /// process, asleep while there is nothing to wake.
 struct Wakers {
-    queue: Mutex<WakerQueue>,
-    ready: Condvar,
+    queue: std::sync::Mutex<WakerQueue>,
+    ready: std::sync::Condvar,
 }
 
 struct WakerQueue {
@@ -488,11 +517,11 @@ struct WakerQueue {
 }
 
 static WAKERS: Wakers = Wakers {
-    queue: Mutex::new(WakerQueue {
+    queue: std::sync::Mutex::new(WakerQueue {
         due: std::collections::VecDeque::new(),
         idle: 0,
     }),
-    ready: Condvar::new(),
+    ready: std::sync::Condvar::new(),
 };
 
 /// A waker thread's job.
@@ -535,7 +564,7 @@ fn wants_thread(queue: &WakerQueue) -> bool {
 }
 
 /// Starts a waker thread, counted idle from now: it takes a waker as soon as it runs.
-fn start_waker_thread(mut queue: MutexGuard<'_, WakerQueue>) {
+fn start_waker_thread(mut queue: std::sync::MutexGuard<'_, WakerQueue>) {
     queue.idle += 1;
     drop(queue);
     std::thread::Builder::new()
@@ -655,7 +684,11 @@ impl Timers {
             let (raw, timer) = unsafe { (&*p.raw, &*p.timer) };
             let slices = timer.slices.load(Relaxed);
             let interval = timer.interval();
-            if slices == p.slices && raw.has_waiters() && !timer.quiet() {
+            if slices == p.slices
+                && raw.has_waiters()
+                && !timer.quiet()
+                && !cfg!(bite = "the-clock-never-asks")
+            {
                 // Somebody has waited a whole interval and nobody was handed the lock.
                 timer.backstop(raw);
                 p.at = now + interval.max(REASK_AFTER);
@@ -682,7 +715,7 @@ impl Timers {
 /// mutex each, and the clock is told only when the look's time changes.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWatch {
-    watched: Mutex<Watched>,
+    watched: std::sync::Mutex<Watched>,
 }
 
 #[derive(Debug, Default)]
@@ -697,7 +730,7 @@ struct Watched {
 }
 
 impl TaskWatch {
-    fn lock(&self) -> MutexGuard<'_, Watched> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
         // Nothing that can panic runs under this mutex; recover from poison all the same.
         self.watched
             .lock()
@@ -774,7 +807,7 @@ impl TaskTimer {
             // The clock wakes a task at the next look: nothing to do before then.
             return;
         }
-        let now = Instant::now();
+        let now = now();
         let slices = timer.slices();
         let interval = timer.interval();
         let next = match watched.next {
@@ -797,24 +830,31 @@ impl TaskTimer {
     }
 
     /// The task is done waiting: its waker leaves the watch, and with the last task the
-    /// clock's wake-up.
+    /// clock's wake-up. If a look is due (the clock took a task's waker for it, and nobody has
+    /// set the next), this task may be the one woken for it, leaving without looking (handed
+    /// the lock, or dropped): another task is woken in its place, on a waker thread, so that
+    /// the look is not lost while tasks wait.
     pub(crate) fn cancel(&mut self, watch: &TaskWatch) {
         let Some(key) = self.key.take() else {
             return;
         };
-        let (waker, ticket) = {
+        let (waker, ticket, look) = {
             let mut watched = watch.lock();
             let waker = watched.wakers.remove(key);
-            let ticket = if watched.wakers.is_empty() {
+            let (mut ticket, mut look) = (None, None);
+            if watched.wakers.is_empty() {
                 watched.next = None;
-                watched.ticket.take()
-            } else {
-                None
-            };
-            (waker, ticket)
+                ticket = watched.ticket.take();
+            } else if watched.ticket.is_none() && !cfg!(bite = "a-look-left-with-its-task") {
+                look = watched.wakers.iter_mut().find_map(|(_, w)| w.take());
+            }
+            (waker, ticket, look)
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
+        }
+        if let Some(look) = look {
+            hand_off(look, true);
         }
         if let Some(waker) = waker {
             run_waker(waker, false);
@@ -822,7 +862,7 @@ impl TaskTimer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     use std::thread;

@@ -90,4 +90,6 @@ pub use handlers::NotARuntimeBit;
 pub use hooks::Event;
 pub use interrupt::{InterruptHandle, Interrupted};
 pub use sync::FutexPark;
+#[cfg(loom)]
+pub use sync::model_time;
 pub use threads::ThreadStats;

@@ -233,6 +233,111 @@ fn a_waiting_future_makes_a_busy_holder_hand_over() {
     assert!(gil.stats().forced_drops >= 1);
 }
 
+/// A holder thread that never lets go of its own accord, only checkpoints, until `done`.
+fn busy_holder(gil: &'static Gil, done: &'static AtomicUsize) -> thread::JoinHandle<()> {
+    let (held, wait_held) = std::sync::mpsc::channel();
+    let holder = thread::spawn(move || {
+        let mut g = gil.acquire();
+        held.send(()).unwrap();
+        while done.load(SeqCst) == 0 {
+            g.checkpoint().unwrap();
+        }
+    });
+    wait_held.recv().unwrap();
+    holder
+}
+
+/// Polls `future` each time its waker is woken, until it is ready or twenty seconds (twenty
+/// thousand switch intervals here) have passed; returns whether it got the lock.
+fn poll_when_woken(future: &mut Pin<Box<AcquireFuture<'_>>>, woken: &Count, waker: &Waker) -> bool {
+    let give_up = std::time::Instant::now() + Duration::from_secs(20);
+    let mut seen = 0;
+    while std::time::Instant::now() < give_up {
+        let wakes = woken.0.load(SeqCst);
+        if wakes != seen {
+            seen = wakes;
+            if let Poll::Ready(got) = future.as_mut().poll(&mut Context::from_waker(waker)) {
+                drop(got.unwrap());
+                return true;
+            }
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    false
+}
+
+/// The lock's clock wakes one waiting task to look at the holder's slice. That task leaves
+/// without looking (here dropped, as a `select!` whose other branch won would): another task
+/// looks in its place, and the busy holder still hands over.
+#[test]
+fn a_task_woken_to_look_that_leaves_passes_the_look_on() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
+        1,
+    ))));
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(gil, done);
+    let (woken_a, waker_a) = counting();
+    let (woken_b, waker_b) = counting();
+    let a = queued(gil, &waker_a);
+    let mut b = queued(gil, &waker_b);
+    wait_until("the clock to wake the first task", || {
+        woken_a.0.load(SeqCst) > 0
+    });
+    drop(a);
+    let got = poll_when_woken(&mut b, &woken_b, &waker_b);
+    done.store(1, SeqCst);
+    holder.join().unwrap();
+    assert!(
+        got,
+        "the second task was never woken to look, nor handed the lock"
+    );
+}
+
+/// As above, but the task woken to look is handed the lock the ordinary way meanwhile, and
+/// then holds and checkpoints: the task behind it still gets the lock.
+#[test]
+fn a_task_woken_to_look_and_handed_the_lock_passes_the_look_on() {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
+        1,
+    ))));
+    let release: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(gil, release);
+    let (woken_a, waker_a) = counting();
+    let (woken_b, waker_b) = counting();
+    let mut a = queued(gil, &waker_a);
+    let mut b = queued(gil, &waker_b);
+    wait_until("the clock to wake the first task", || {
+        woken_a.0.load(SeqCst) > 0
+    });
+    // The holder lets go: the first task is handed the lock (or was already, at a checkpoint
+    // that the second task's first poll asked for, and the holder waits in line behind).
+    release.store(1, SeqCst);
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let (held, wait_held) = std::sync::mpsc::channel();
+    let a_holds = thread::spawn(move || {
+        let got = loop {
+            if let Poll::Ready(got) = a.as_mut().poll(&mut Context::from_waker(&waker_a)) {
+                break got;
+            }
+            thread::sleep(Duration::from_micros(100));
+        };
+        let mut g = got.unwrap();
+        held.send(()).unwrap();
+        while done.load(SeqCst) == 0 {
+            g.checkpoint().unwrap();
+        }
+    });
+    wait_held.recv().unwrap();
+    let got = poll_when_woken(&mut b, &woken_b, &waker_b);
+    done.store(1, SeqCst);
+    a_holds.join().unwrap();
+    holder.join().unwrap();
+    assert!(
+        got,
+        "the second task was never woken to look, nor handed the lock"
+    );
+}
+
 /// Many tasks on two workers, each taking the lock in turn: every task's work is done once,
 /// one at a time.
 #[test]

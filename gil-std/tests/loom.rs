@@ -3,8 +3,10 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p gil-std --test loom --profile loom`
 //! (`scripts/test` does). Bounds and the bug each model catches: `docs/verification.md`.
 //!
-//! The clock thread is off under loom, so timed preemption is not modelled here; timeouts are,
-//! with deadlines that have already passed.
+//! Time is the model's (`gil_std::model_time`): it stands still unless a model moves it, and
+//! there is no clock thread; a model that starts the clock looks with it itself. So the
+//! policies that read the time run as they ship, at moments the model chooses: the fast
+//! return's credit, the holder's own look at the end of its slice, the clock's drop request.
 #![cfg(loom)]
 
 #[path = "../../gil-core/tests/support/mod.rs"]
@@ -13,7 +15,7 @@ mod support;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use gil_std::{AcquireError, Blocking, Gil, GilGuard, Interrupted, PendingCallError};
+use gil_std::{AcquireError, Blocking, Gil, GilGuard, Interrupted, PendingCallError, model_time};
 use loom::sync::atomic::{
     AtomicBool, AtomicUsize,
     Ordering::{Acquire, Relaxed, Release},
@@ -273,13 +275,25 @@ fn a_nested_region_sets_the_hold_aside_and_resumes_it() {
 /// holder's checkpoint lends it and waits (asleep, in the model) for it back; or the region is
 /// reclaimed, or the holder checkpoints before the ask and the thread waits in line. Every
 /// way, one thread at a time, every critical section once, and the lender is woken; a second
-/// region on the loan gives it back (else the lender would wait for it for ever).
+/// region on the loan gives it back (else the lender would wait for it for ever). The fast
+/// return as it ships: the region's time, moved forward by the model, earns the credit.
 #[test]
 fn a_thread_back_from_a_region_borrows_the_lock() {
-    model(4, || {
+    a_thread_back_from_a_region(Duration::from_millis(1));
+}
+
+/// As above, but the region takes no time: no credit is earned, so the thread comes back in
+/// line and nothing is lent, as the fast return's rule says.
+#[test]
+fn a_thread_back_without_credit_borrows_nothing() {
+    a_thread_back_from_a_region(Duration::ZERO);
+}
+
+fn a_thread_back_from_a_region(blocked: Duration) {
+    // Executions in which the lock was lent: across executions, so std's atomic.
+    static LENT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    model(4, move || {
         let gil = Arc::new(Gil::new());
-        // Off by default under loom; on, every return from a region is credited.
-        gil.set_fast_return(true);
         let data = Arc::new(Protected::new());
         let holds = Arc::new(AtomicBool::new(false));
         let borrower = {
@@ -288,7 +302,7 @@ fn a_thread_back_from_a_region_borrows_the_lock() {
                 let mut g = gil.acquire();
                 holds.store(true, Release);
                 data.bump();
-                g.allow_threads(|| ());
+                g.allow_threads(|| model_time::advance(blocked));
                 // Reclaimed, lent, or granted in line: held, as far as the API can tell too
                 // (on a loan asked for, the owner token stays the lender's).
                 assert!(
@@ -315,6 +329,74 @@ fn a_thread_back_from_a_region_borrows_the_lock() {
         drop(g);
         borrower.join().unwrap();
         assert_eq!(data.bump(), 5, "every critical section ran once");
+        if blocked.is_zero() {
+            assert_eq!(gil.stats().loans, 0, "lent without credit");
+        }
+        if gil.stats().loans > 0 {
+            LENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    if !blocked.is_zero() {
+        let lent = LENT.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(lent > 0, "no execution lent: the region earned no credit");
+    }
+}
+
+/// The clock as it ships, at the model's time: a waiter lists the lock as it queues; once it
+/// has waited a whole switch interval with nobody handed the lock, the clock's look (a thread
+/// of the model's, in place of the clock thread) asks the holder to drop, and the holder's
+/// next checkpoint hands over. The lock is no longer listed once the waiter is done (a `Gil`
+/// dropped while listed fails a debug check).
+#[test]
+fn the_clock_asks_the_holder_to_hand_over_after_a_whole_interval() {
+    a_waiter_waits_a_whole_interval(true);
+}
+
+/// As above, but with no look of the clock's: the holder's own look at its slice, at its
+/// checkpoint, finds the interval over and hands over.
+#[test]
+fn the_holder_ends_its_own_slice_after_a_whole_interval() {
+    a_waiter_waits_a_whole_interval(false);
+}
+
+fn a_waiter_waits_a_whole_interval(clock_looks: bool) {
+    model(3, move || {
+        model_time::start_clock();
+        let gil = Arc::new(Gil::new());
+        let data = Arc::new(Protected::new());
+        let mut g = gil.acquire();
+        let waiter = {
+            let (gil, data) = (gil.clone(), data.clone());
+            thread::spawn(move || {
+                let _g = gil.acquire();
+                assert_eq!(data.bump(), 2, "the waiter came second");
+            })
+        };
+        data.bump();
+        // Listed (the look takes the clock's mutex, which orders the listing's `SLICE_TIMER`
+        // before this thread's checkpoint) and queued.
+        while !(model_time::lists(&gil) && gil.has_waiters()) {
+            thread::yield_now();
+        }
+        // A whole interval passes, and the clock looks, while the waiter goes to sleep.
+        let interval = gil.switch_interval();
+        let clock = thread::spawn(move || {
+            model_time::advance(interval * 2);
+            if clock_looks {
+                model_time::clock_look();
+            }
+        });
+        clock.join().unwrap();
+        g.checkpoint().unwrap();
+        assert_eq!(data.bump(), 3, "the holder did not hand over");
+        drop(g);
+        waiter.join().unwrap();
+        let asked = gil.stats().clock_requests;
+        assert_eq!(
+            asked,
+            u64::from(clock_looks),
+            "drop requests of the clock's"
+        );
     });
 }
 

@@ -2,7 +2,6 @@
 //! bookkeeping is `hold`'s.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
 
 use gil_core::{Handover, Step};
 
@@ -27,6 +26,7 @@ fn unlikely() {}
 /// Counts a checkpoint on `ticks`; returns whether this one looks at the clock (every
 /// `LOOK_EVERY`th).
 #[inline(always)]
+#[cfg_attr(loom, allow(clippy::modulo_one))] // every checkpoint looks under loom
 pub(super) fn count_tick(ticks: &mut u32) -> bool {
     *ticks = ticks.wrapping_add(1);
     *ticks % LOOK_EVERY == 0
@@ -101,7 +101,10 @@ impl Gil {
         self.refuse_stale();
         if pending == SLICE_TIMER {
             // Over, and somebody to hand the lock to.
-            if !self.slice_wanted() || !self.timer.slice_over() {
+            if !self.slice_wanted()
+                || !self.timer.slice_over()
+                || cfg!(bite = "the-holder-never-ends-its-slice")
+            {
                 return Ok(());
             }
             self.request_drop();
@@ -196,7 +199,7 @@ impl<'g> Handover<Parking> for Handing<'g> {
             // lock can preempt this one for a while before it waits, and that time counts as
             // waiting.
             Step::HandOver | Step::GiveBack => {
-                Waiting::new(gil, WaitFor::Turn, Some(Instant::now()), None, false)
+                Waiting::new(gil, WaitFor::Turn, Some(crate::sync::now()), None, false)
             }
             // A lender reads the clock once it has lent instead: the borrower is spinning (no
             // wake-up), and a read here would hold up the loan.

@@ -227,7 +227,7 @@ impl Gil {
                 timer: Timer::new(nanos),
                 watch: Watch::new(),
                 hold: HoldState::new(),
-                fast_return: AtomicBool::new(crate::sync::FAST_RETURN),
+                fast_return: AtomicBool::new(true),
                 services: LazyBox::new(),
             }
         }
@@ -343,7 +343,7 @@ impl Gil {
     #[cold]
     fn acquire_slow(&self, timeout: Option<Duration>) -> Result<GilGuard<'_>, AcquireError> {
         // A timeout too long to represent is no timeout.
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(|t| crate::sync::now().checked_add(t));
         let mut waiting = self.begin_wait(WaitFor::Turn, deadline, false);
         // This thread does not hold the lock (`begin_wait` checked).
         let waited = self.raw.lock_with(&mut waiting);
@@ -398,7 +398,7 @@ impl Gil {
         if !announced {
             self.emit(Event::Wants);
         }
-        Waiting::new(self, turn, Some(Instant::now()), deadline, false)
+        Waiting::new(self, turn, Some(crate::sync::now()), deadline, false)
     }
 
     /// Takes the lock if it is free and nobody is waiting for it; never waits.

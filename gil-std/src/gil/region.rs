@@ -34,11 +34,11 @@ impl<'g> Return<Parking> for Returning<'g> {
         let gil = self.gil;
         // With the fast return on, one clock read for the region's end and, if this thread
         // asks for a loan, the ask's start, from which the loan is charged.
-        let at = self.ahead.then(Instant::now)?;
+        let at = self.ahead.then(crate::sync::now)?;
         // Contending: the waiters, the holder and this thread.
         let contending = u64::from(gil.timer.waiting()) + 2;
-        let borrowing = crate::sync::CREDIT_EVERY_RETURN
-            || crate::credit::leave_region(nanos_at(at), contending, gil.switch_interval());
+        let borrowing =
+            crate::credit::leave_region(nanos_at(at), contending, gil.switch_interval());
         if !borrowing {
             return None;
         }

@@ -102,7 +102,7 @@ impl<'a> Waiting<'a> {
         let frame = (turn != WaitFor::LoanBack).then(|| Frame::enter(gil, Doing::Wait));
         let timed = turn == WaitFor::Turn && !cfg!(bite = "armed-after-handoff");
         if timed {
-            clock().arm(&gil.raw, &gil.timer, start.unwrap_or_else(Instant::now));
+            clock().arm(&gil.raw, &gil.timer, start.unwrap_or_else(crate::sync::now));
         }
         Self {
             gil,
@@ -124,12 +124,17 @@ impl<'a> Waiting<'a> {
     /// nothing may act on the lock on its behalf except the future's own polls (see
     /// `TaskTimer`).
     pub(crate) fn task(gil: &'a Gil) -> Self {
+        let start = crate::sync::now();
+        let timed = cfg!(bite = "a-future-lists-its-lock");
+        if timed {
+            clock().arm(&gil.raw, &gil.timer, start);
+        }
         Self {
             gil,
             turn: WaitFor::Turn,
-            start: Some(Instant::now()),
+            start: Some(start),
             deadline: None,
-            timed: false,
+            timed,
             awake: None,
             announce: true,
             queued: false,
@@ -173,7 +178,7 @@ impl<'a> Waiting<'a> {
             return outcome;
         }
         // One clock read for the count and the slice or loan that begins.
-        let now = Instant::now();
+        let now = crate::sync::now();
         gil.count_wait(self.start.unwrap_or(now), now);
         if outcome.is_ok() {
             match self.turn {
@@ -234,7 +239,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
             self.gil.emit(Event::Wants);
         }
         if self.start.is_none() {
-            self.start = Some(Instant::now());
+            self.start = Some(crate::sync::now());
         }
     }
 
@@ -248,7 +253,7 @@ impl WaitPolicy<Parking> for Waiting<'_> {
         }
         // Counted from the start of the wait, read before queueing or at the lend: no clock
         // read of its own on the way to a loan.
-        let start = *self.start.get_or_insert_with(Instant::now);
+        let start = *self.start.get_or_insert_with(crate::sync::now);
         let awake = self
             .awake
             .get_or_insert_with(|| StayAwake::until(start + LOAN_SPIN));
@@ -307,7 +312,7 @@ impl Deadline {
 
     /// Whether the deadline has passed.
     pub(crate) fn passed(&self) -> bool {
-        Instant::now() >= self.at
+        crate::sync::now() >= self.at
     }
 
     /// Sleeps while `node` is queued, but not past the deadline. Returns on a grant, a close,

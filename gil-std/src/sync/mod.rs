@@ -397,15 +397,6 @@ impl StayAwake {
     }
 }
 
-/// Whether a new `Gil` has the fast return on: yes, except under loom, where a model that
-/// wants it switches it on (`Gil::set_fast_return`). The loan itself is modelled in gil-core.
-pub(crate) const FAST_RETURN: bool = !cfg!(loom);
-
-/// Whether every thread back from a blocking region has credit: under loom, whose executions
-/// must not depend on the real clock the credit rule reads (the rule's arithmetic has a
-/// property test of its own); never otherwise.
-pub(crate) const CREDIT_EVERY_RETURN: bool = cfg!(loom);
-
 /// Whether the atomics are the hardware's, laid out as they ship (loom's stand-ins are larger).
 pub(crate) const REAL_ATOMICS: bool = !cfg!(loom);
 
@@ -413,9 +404,101 @@ pub(crate) const REAL_ATOMICS: bool = !cfg!(loom);
 /// under loom, which has no time (its models find deadlocks themselves).
 pub(crate) const POLLED_WAITS: bool = !cfg!(loom);
 
-/// Whether the clock thread (timed preemption, timeout wake-ups) runs. Without it the
-/// clock's entry points count and list nothing.
+/// Whether the clock thread (timed preemption, timeout wake-ups) and the waker threads run:
+/// not under loom, where only loom's threads may touch loom's atomics. A model looks with the
+/// clock itself ([`model_time::clock_look`]).
 pub(crate) const CLOCK: bool = !cfg!(loom);
+
+/// Whether waits are counted and locks listed for the clock's looks: always, but under loom
+/// only once a model started its clock ([`model_time::start_clock`]), so that the other
+/// models explore no listing.
+#[inline]
+pub(crate) fn timing() -> bool {
+    #[cfg(not(loom))]
+    return true;
+    #[cfg(loom)]
+    model_time::MODEL
+        .clock_on
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Now: the real clock's, or under loom the model's, which stands still until the model moves
+/// it ([`model_time::advance`]), so that an execution does not depend on the real time it
+/// takes.
+#[inline]
+pub(crate) fn now() -> std::time::Instant {
+    #[cfg(not(loom))]
+    return std::time::Instant::now();
+    #[cfg(loom)]
+    model_time::now()
+}
+
+/// Time in a loom model, in place of the real clock (`--cfg loom` only): a model moves it
+/// forward and has the clock look at the locks it lists, so that the policies that read the
+/// time (the fast return's credit, the end of a slice, the clock's drop requests) run as they
+/// ship, at the moments the model chooses. Each execution starts at the same instant, with
+/// the clock stopped.
+///
+/// ```ignore
+/// loom::model(|| {
+///     gil_std::model_time::start_clock();
+///     // ... a waiter queues: the clock lists the lock ...
+///     gil_std::model_time::advance(gil.switch_interval() * 2);
+///     gil_std::model_time::clock_look(); // the holder is asked to hand over
+/// });
+/// ```
+#[cfg(loom)]
+pub mod model_time {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::time::{Duration, Instant};
+
+    /// One execution's time: std's atomics, since only the model's own calls change them and
+    /// loom runs one thread at a time.
+    pub(super) struct Model {
+        nanos: AtomicU64,
+        pub(super) clock_on: AtomicBool,
+    }
+
+    loom::lazy_static! {
+        pub(super) static ref MODEL: Model = Model {
+            nanos: AtomicU64::new(0),
+            clock_on: AtomicBool::new(false),
+        };
+    }
+
+    /// The model's now: the clock's epoch, plus the time the model moved it forward.
+    pub(crate) fn now() -> Instant {
+        crate::clock::epoch() + Duration::from_nanos(MODEL.nanos.load(Relaxed))
+    }
+
+    /// Moves the model's time forward by `by`.
+    pub fn advance(by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        MODEL.nanos.fetch_add(by, Relaxed);
+    }
+
+    /// From now on in this execution, waits are counted and locks listed for the clock, as
+    /// they are outside loom: a thread that queues lists its lock, and the holder times its
+    /// slice at its checkpoints.
+    pub fn start_clock() {
+        MODEL.clock_on.store(true, Relaxed);
+    }
+
+    /// Whether the clock lists `gil`: a thread waits for it in line, counted in. Takes the
+    /// clock's mutex, as the listing did, so what the listing set (the holder's
+    /// `SLICE_TIMER`) is seen by the caller's thread from here.
+    pub fn lists(gil: &crate::Gil) -> bool {
+        crate::clock::is_listed(&gil.timer)
+    }
+
+    /// One look of the clock at the locks it lists, at the model's now: the clock thread's
+    /// work, done by the calling thread (there is no clock thread under loom). A lock whose
+    /// waiter has waited a whole switch interval with nobody handed the lock gets a drop
+    /// request.
+    pub fn clock_look() {
+        crate::clock::clock().look_now();
+    }
+}
 
 /// Whether a waiter with a deadline sleeps with a timeout of its own (a futex wait with a
 /// timeout, on Linux; a plain park under loom, whose deadlines have passed before the wait
