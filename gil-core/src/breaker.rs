@@ -23,7 +23,7 @@ use crate::sync::{
 /// | [`RUNTIME_BITS`](Breaker::RUNTIME_BITS) | the runtime | signals, GC requests, whatever it claims |
 ///
 /// The loan bits ([`LOAN_ASKED`](Breaker::LOAN_ASKED) and the two after it) belong to the loan
-/// protocol of [`RawGil::ask_loan`](crate::RawGil::ask_loan): [`set`](Breaker::set) and
+/// protocol of `RawGil::ask_loan`: [`set`](Breaker::set) and
 /// [`take`](Breaker::take) leave them alone, so that no stray flag can make a holder lend to
 /// nobody, or make an asker think it was lent the lock.
 ///
@@ -44,7 +44,7 @@ impl Breaker {
     /// Hand the lock to the longest waiter at the next checkpoint.
     pub const DROP_REQUEST: u32 = 1 << 0;
     /// A thread asks the holder to lend it the lock at the next checkpoint
-    /// ([`RawGil::ask_loan`](crate::RawGil::ask_loan)). Set and cleared only by the loan
+    /// (`RawGil::ask_loan`). Set and cleared only by the loan
     /// protocol.
     pub const LOAN_ASKED: u32 = 1 << 1;
     /// The lock is lent: the borrower holds it and the lender waits for it back. Not pending.
@@ -54,7 +54,7 @@ impl Breaker {
     /// The loan protocol's bits, which `set` and `take` leave alone.
     const LOAN_BITS: u32 = Self::LOAN_ASKED | Self::LOAN_OUT | Self::LENDER_ASLEEP;
     /// A line borrower ([`Waiter::line_borrower`](crate::Waiter::line_borrower)) is queued: lend it the lock
-    /// at the next checkpoint. Set by [`RawGil::enqueue`](crate::RawGil::enqueue) once the
+    /// at the next checkpoint. Set by `RawGil::enqueue` once the
     /// line borrower is in line; taken by the checkpoint that lends.
     pub const LINE_LOAN_ASKED: u32 = 1 << 4;
     /// Bits 5–7, reserved for `gil-std` (pending calls, interrupts and the like).

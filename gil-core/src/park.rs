@@ -52,7 +52,7 @@ pub trait Park {
     fn unpark(unparker: Self::Unparker);
 
     /// Waits while `word` holds `value`: a lender waiting for its loan to come back
-    /// ([`RawGil::wait_loan_back`](crate::RawGil::wait_loan_back)), on the lock's breaker
+    /// (`RawGil::wait_loan_back`), on the lock's breaker
     /// word. May return early or spuriously; the core rereads the word. The default spins one
     /// relax step, for strategies that never sleep.
     #[inline]

@@ -40,9 +40,9 @@ pub(crate) const ASLEEP: u32 = 5;
 ///
 /// The waiting thread owns the node (typically on its stack, pinned with [`core::pin::pin!`]) and
 /// must keep it alive and in place while it is queued: from an enqueue that returned
-/// [`Enqueued::Queued`](crate::Enqueued::Queued) (or a [`RawGil::requeue`](crate::RawGil::requeue)
+/// `Enqueued::Queued` (or a `RawGil::requeue`
 /// that returned `true`) until [`state`](Waiter::state) reports it granted or closed, or
-/// [`RawGil::cancel`](crate::RawGil::cancel) took it out. Those are the contracts of the unsafe
+/// `RawGil::cancel` took it out. Those are the contracts of the unsafe
 /// methods of [`RawGil`](crate::RawGil) that take a waiter.
 ///
 /// A *returning* waiter ([`Waiter::returning`]) is a thread that held the lock and is coming back
@@ -50,8 +50,8 @@ pub(crate) const ASLEEP: u32 = 5;
 /// fresh waiters but lets returning ones through, so a holder can always finish its work.
 ///
 /// A *line borrower* ([`Waiter::line_borrower`]) is a returning one that
-/// [`enqueue`](crate::RawGil::enqueue) puts ahead of every waiter that is not a line borrower (behind
-/// the line borrowers already in line), and that a holder can [`lend`](crate::RawGil::lend) the
+/// `enqueue` puts ahead of every waiter that is not a line borrower (behind
+/// the line borrowers already in line), and that a holder can `lend` the
 /// lock to. Who may queue as a line borrower, and how often, is the caller's policy: each line borrower
 /// bypasses the FIFO order of everyone behind it.
 ///
@@ -85,8 +85,8 @@ pub enum WaitState {
     /// Removed by [`RawGil::close`](crate::RawGil::close): the waiting thread does not own it.
     Closed,
     /// Still queued, at the head, and the owner is away in a blocking region
-    /// ([`RawGil::unlock_away`](crate::RawGil::unlock_away)): take the lock with
-    /// [`RawGil::claim`](crate::RawGil::claim), which fails if the owner came back first.
+    /// (`RawGil::unlock_away`): take the lock with
+    /// `RawGil::claim`, which fails if the owner came back first.
     Offered,
 }
 
@@ -118,7 +118,7 @@ impl<P: Park> Waiter<P> {
 
     /// A node for a first-time waiter with per-waiter data of the caller's making, for a
     /// strategy whose waiters are not all threads (a future's waker, say): `P::parker()` makes
-    /// the data of a thread that waits in [`Waiter::wait`].
+    /// the data of a thread that waits in `Waiter::wait`.
     pub fn with_parker(parker: P::Parker) -> Self {
         Self::with_parts(false, false, parker)
     }
@@ -170,7 +170,7 @@ impl<P: Park> Waiter<P> {
     }
 
     /// The strategy's per-waiter data, for adapters that wait in their own way (with a timeout,
-    /// say) instead of through [`Waiter::wait`].
+    /// say) instead of through `Waiter::wait`.
     pub fn parker(&self) -> &P::Parker {
         &self.parker
     }

@@ -122,19 +122,19 @@ pub enum TryLockError {
     Closed,
 }
 
-/// What [`RawGil::enqueue`] did with a waiter.
+/// What `RawGil::enqueue` did with a waiter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a queued waiter must be waited for or cancelled"]
 pub enum Enqueued {
     /// The lock was free: the caller owns it now and the waiter was not queued.
     Acquired,
-    /// The waiter is queued; wait for it ([`Waiter::wait`]) or [`cancel`](RawGil::cancel) it.
+    /// The waiter is queued; wait for it (`Waiter::wait`) or `cancel` it.
     Queued,
     /// The lock is closed and the waiter is fresh: it was not queued.
     Closed,
 }
 
-/// What [`RawGil::unlock_away`] did, for [`RawGil::reclaim`].
+/// What `RawGil::unlock_away` did, for `RawGil::reclaim`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "an owner that went away must reclaim or relock the lock"]
 pub struct Absence {
@@ -143,7 +143,7 @@ pub struct Absence {
     offered: Option<u32>,
 }
 
-/// Where an ask for a loan stands: see [`RawGil::ask_loan`].
+/// Where an ask for a loan stands: see `RawGil::ask_loan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Loan {
     /// Asked; the lock is held and its holder may still lend it.
@@ -151,11 +151,11 @@ pub enum Loan {
     /// Lent: the asking thread holds the lock on loan.
     Lent,
     /// The lock was released, or its owner is away in a blocking region: nobody may be left
-    /// to answer. Withdraw the ask ([`RawGil::withdraw_loan`]) and take the lock another way.
+    /// to answer. Withdraw the ask (`RawGil::withdraw_loan`) and take the lock another way.
     Unheld,
 }
 
-/// What [`RawGil::cancel`] found.
+/// What `RawGil::cancel` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "a cancel may find the lock granted, and then the caller owns it"]
 pub enum Cancel {
@@ -682,7 +682,7 @@ impl<P: Park> RawGil<P> {
 
     /// A blocking region's start: a loan asked for on the breaker goes back to its lender
     /// ([`give_back`](RawGil::give_back)); otherwise the lock goes lazily
-    /// ([`unlock_away`](RawGil::unlock_away)). Returns what
+    /// (`unlock_away`). Returns what
     /// [`take_back_with`](RawGil::take_back_with) needs at the region's end.
     ///
     /// # Safety
@@ -701,10 +701,10 @@ impl<P: Park> RawGil<P> {
 
     /// A blocking region's end: takes the lock back, in the first of these ways that works.
     ///
-    /// 1. [`reclaim`](RawGil::reclaim) it, if nobody took the offer ([`Back::Reclaimed`]).
+    /// 1. `reclaim` it, if nobody took the offer ([`Back::Reclaimed`]).
     /// 2. Otherwise `ret` says whether the thread may go ahead of the line
     ///    ([`Return::ahead`]); then, if the lock is free, it takes it ([`Back::Took`]).
-    /// 3. Going ahead, it asks for a loan on the breaker ([`borrow_with`](RawGil::borrow_with),
+    /// 3. Going ahead, it asks for a loan on the breaker (`borrow_with`,
     ///    [`Back::BreakerLoan`]).
     /// 4. Otherwise it waits in line, as a line borrower if it goes ahead, else behind
     ///    everybody ([`Back::Granted`]).
@@ -714,7 +714,7 @@ impl<P: Park> RawGil<P> {
     /// # Safety
     ///
     /// The calling thread let the lock go with [`let_go`](RawGil::let_go) or
-    /// [`unlock_away`](RawGil::unlock_away), `away` is what that returned, and the thread has
+    /// `unlock_away`, `away` is what that returned, and the thread has
     /// not taken the lock since.
     pub unsafe fn take_back_with<R: Return<P>>(&self, away: Absence, ret: &mut R) -> Back {
         if self.reclaim(away) {
@@ -1331,8 +1331,8 @@ impl<P: Park> RawGil<P> {
     ///
     /// # Safety
     ///
-    /// The calling thread holds the lock on loan ([`loan`](RawGil::loan) said
-    /// [`Loan::Lent`], or [`withdraw_loan`](RawGil::withdraw_loan) returned `false`), and stops
+    /// The calling thread holds the lock on loan (`loan` said
+    /// `Loan::Lent`, or `withdraw_loan` returned `false`), and stops
     /// using what it protects. While on loan it lets go only this way (or through a composite
     /// that gives the loan back: `checkpoint`, `hand_over_with`, `yield_now`): not with
     /// `unlock`, `unlock_away`, `requeue` or `lend`.
@@ -1359,7 +1359,7 @@ impl<P: Park> RawGil<P> {
     /// Closes the lock: every fresh waiter is taken out of line and told [`WaitState::Closed`],
     /// and every later [`lock`](RawGil::lock) or [`try_lock`](RawGil::try_lock) fails.
     /// The owner, if any, goes on normally; threads coming back to the lock (yields,
-    /// [`relock`](RawGil::relock)) still get it in turn. Idempotent.
+    /// `relock`) still get it in turn. Idempotent.
     pub fn close(&self) {
         let mut state = self.lock_queue() | SHUT;
         loop {

@@ -9,7 +9,7 @@ use crate::queue::Waiter;
 
 /// What a waiting thread does between its looks, for the waiting composites of
 /// [`RawGil`](crate::RawGil): [`lock_with`](crate::RawGil::lock_with),
-/// [`borrow_with`](crate::RawGil::borrow_with), and the steps of
+/// `borrow_with`, and the steps of
 /// [`checkpoint_with`](crate::RawGil::checkpoint_with) and
 /// [`take_back_with`](crate::RawGil::take_back_with) that wait (a yield, a loan and its
 /// return).
@@ -143,10 +143,10 @@ pub enum Step {
     /// behind everybody.
     HandOver,
     /// A drop request to a thread that holds the lock on a loan it asked for
-    /// ([`borrow_with`](crate::RawGil::borrow_with)): it gives the loan back, and waits in line
+    /// (`borrow_with`): it gives the loan back, and waits in line
     /// behind everybody. The request stays set, for the lender's slice.
     GiveBack,
-    /// A loan asked for on the breaker ([`ask_loan`](crate::RawGil::ask_loan)): the holder
+    /// A loan asked for on the breaker (`ask_loan`): the holder
     /// lends the lock and waits for it back.
     LendOnBreaker,
     /// A line borrower in line ([`Breaker::LINE_LOAN_ASKED`](crate::Breaker::LINE_LOAN_ASKED)): the holder lends
@@ -239,7 +239,7 @@ pub enum Back {
 /// [`Handover`], a `Return` only chooses and keeps its books.
 pub trait Return<P: Park> {
     /// How the thread waits for an answer to its ask for a loan (awake: nobody would wake
-    /// it; see [`borrow_with`](crate::RawGil::borrow_with)).
+    /// it; see `borrow_with`).
     type Ask: WaitPolicy<P>;
     /// How it waits in line.
     type Wait: WaitPolicy<P>;

@@ -19,7 +19,7 @@
 //! |---|---|---|---|
 //! | 0 | [`WATCH_TIMING`] | `Gil::set_hold_timing` | holds are timed |
 //! | 1 | [`WATCH_HOOK`] | `Gil::set_event_hook` (and a hook that panics, removed) | an event hook is installed |
-//! | 2 | [`WATCH_SET_ASIDE`] | the holder opening and ending a region of `EnsureGuard::allow_threads` | some thread's hold is set aside: a guard's use checks that its thread holds |
+//! | 2 | [`WATCH_SET_ASIDE`] | `Gil::mark_set_aside`: the first hold set aside and the last one back (a hand-over or loan under extra guards, a region of `EnsureGuard::allow_threads`) | some thread's hold is set aside: a guard's use checks that its thread holds |
 //! | 3 | [`WATCH_CALLS`] | pending calls, with `CALLS` | the next thread to take the lock runs the queued calls |
 //! | 4 | [`WATCH_INTERRUPTS`] | `Gil::interrupt_handle` (never cleared) | a thread taking the lock looks at its interrupt flag |
 
@@ -39,9 +39,10 @@ pub(crate) const SLICE_TIMER: u32 = 1 << 7;
 pub(crate) const WATCH_TIMING: u32 = 1 << 0;
 /// Watch: an event hook is installed ([`Gil::set_event_hook`](crate::Gil::set_event_hook)).
 pub(crate) const WATCH_HOOK: u32 = 1 << 1;
-/// Watch: a hold is set aside by a region of a guard that may have others
-/// ([`EnsureGuard::allow_threads`](crate::EnsureGuard::allow_threads)): every use of a guard
-/// checks that its thread holds the lock.
+/// Watch: some hold is set aside with its extra guards (`Gil::mark_set_aside`): by a hand-over
+/// or a loan inside a checkpoint under extra guards, or by a region of a guard that may have
+/// others ([`EnsureGuard::allow_threads`](crate::EnsureGuard::allow_threads)). Every use of a
+/// guard checks that its thread holds the lock.
 pub(crate) const WATCH_SET_ASIDE: u32 = 1 << 2;
 /// Watch: pending calls are queued; the next thread to take the lock runs them.
 pub(crate) const WATCH_CALLS: u32 = 1 << 3;

@@ -219,9 +219,9 @@ struct Preempt {
 
 /// While [`SLICE_TIMER`] is set, the holder reads the clock at every `LOOK_EVERY`th
 /// checkpoint, so its slice ends within that many checkpoints of its deadline. A clock read
-/// costs more than a checkpoint does by far, and the lab's typical work between checkpoints
-/// is a few clock reads long (docs/benchmarks.md): reading at every checkpoint would cost
-/// more than the work itself. Under loom, at every checkpoint: a model makes a few.
+/// costs far more than a checkpoint, about as much as the lab's typical work between two
+/// (docs/benchmarks.md, "The constants"): read at every checkpoint it would cost more than the
+/// work. Under loom, at every checkpoint: a model makes a few.
 pub(crate) const LOOK_EVERY: u32 = if cfg!(loom) { 1 } else { 256 };
 
 /// How long after a deadline's wake-up the clock wakes the waiter again, in case the first was
@@ -907,8 +907,7 @@ mod tests {
     }
 
     /// A waiter with a deadline sleeps with a timeout of its own: it does not wait for the
-    /// clock thread's wake-up, which comes late by that thread's own wake-up (the timed
-    /// acquire returned some 150 µs after its deadline at the median that way).
+    /// clock thread's wake-up, which comes late by that thread's own wake-up.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_timed_waiter_wakes_itself() {

@@ -17,7 +17,8 @@ use crate::threads::ThreadStats;
 
 /// Marks the branch that calls it as rarely taken, so the checkpoint's fast path (nothing
 /// pending) falls through: without it, the counting for `SLICE_TIMER` is laid out inline and
-/// the fast path jumps over it, which costs W1's checkpoint about twice its time.
+/// the fast path jumps over it, which makes W1's checkpoint markedly slower (docs/benchmarks.md,
+/// "The constants").
 /// (`std::hint::cold_path` does this on newer Rust than our `rust-version`, 1.85.)
 #[cold]
 #[inline(always)]

@@ -103,7 +103,7 @@ impl Counters {
         &self.stripes[MINE.with(|s| *s)]
     }
 
-    /// Counts a loan (by the lender, once it has the lock back).
+    /// Counts a loan, as it is made (by the lender, as it waits for the loan back).
     pub(crate) fn count_loan(&self) {
         self.stripe().loans.fetch_add(1, Relaxed);
     }

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use gil_core::{AtomicU32, Park, Waiter};
 
 /// Rounds of `spin_loop` before a futex waiter sleeps, and between two looks at the clock while
-/// staying awake (`sync::StayAwake`). Measured on the development VM (AMD EPYC, where one round
-/// is a `PAUSE` of about 25 ns): 64 rounds take 1.6–1.7 µs, a tenth of a futex wake-to-run
-/// there (~19 µs).
+/// staying awake (`sync::StayAwake`): a small part of a futex wake-to-run, so a waiter that
+/// sleeps after them has lost little (docs/benchmarks.md, "The constants").
 pub(crate) const SPINS: u32 = 64;
 
 /// Spins briefly, then sleeps on the waiter's own state word with a futex (`atomic-wait`).
@@ -62,10 +61,9 @@ fn ready_to_sleep(word: &AtomicU32) -> bool {
 }
 
 /// How long before its deadline a waiter with one stops sleeping and spins instead: a futex
-/// timeout fires late by the thread's timer slack (50 µs by default on Linux) and the wake-up
-/// after it (here 57–70 µs late at the median and up to 160 µs at the 99th percentile for
-/// timeouts of 50 µs to 1 ms), so a waiter that slept to the deadline itself would come back
-/// that late. Spinning the last stretch costs up to this much CPU time per wait that reaches
+/// timeout fires late by the thread's timer slack and the wake-up after it, so a waiter that
+/// slept to the deadline itself would come back that late (docs/benchmarks.md, "The
+/// constants"). Spinning the last stretch costs up to this much CPU time per wait that reaches
 /// its deadline; a grant wakes the waiter as usual.
 #[cfg(target_os = "linux")]
 pub(crate) const SPIN_BEFORE_DEADLINE: Duration = Duration::from_micros(200);
