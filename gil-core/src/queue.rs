@@ -282,11 +282,18 @@ impl<P: Park> Drop for Waiter<P> {
 /// would then need it exclusive: two trips between cores instead of one. With a single list,
 /// every loan would also write the links of the first thread in line, four times, a line that
 /// would then go back and forth between the cores.
+#[repr(C)]
 pub(crate) struct Queue<P: Park> {
     /// The lender, or null. Its node's links stay null.
     lender: *const Waiter<P>,
     borrowers: List<P>,
     rest: List<P>,
+    /// Offers made by `RawGil::unlock_away` so far: the number of the current absence, so that
+    /// a `reclaim` can tell its own absence from a later one. 64 bits: an owner away for good
+    /// while others go away and come back could not live to see the count come round to its
+    /// own number again (at one offer a nanosecond, 584 years), where 32 bits would take an
+    /// hour at one a microsecond.
+    pub(crate) absences: u64,
 }
 
 /// A doubly linked FIFO list of waiters, part of a [`Queue`].
@@ -301,6 +308,7 @@ impl<P: Park> Queue<P> {
             lender: ptr::null(),
             borrowers: List::new(),
             rest: List::new(),
+            absences: 0,
         }
     }
 

@@ -74,17 +74,24 @@ const LINE_LOAN: u32 = 1 << 5;
 /// unsafe { GIL.unlock() };
 /// assert!(!GIL.is_locked());
 /// ```
+// `repr(C)`: the lock word first, the queue's absence count last (see the layout check below).
+#[repr(C)]
 pub struct RawGil<P: Park = SpinPark> {
     state: AtomicU32,
     breaker: Breaker,
     /// Handoffs so far. Written only under the queue lock; read anywhere.
     switches: AtomicU32,
-    /// Offers made by `unlock_away` so far (wrapping): the number of the current absence, so
-    /// that a `reclaim` can tell its own absence from a later one. Read and written only under
-    /// the queue lock.
-    absences: AtomicU32,
     queue: UnsafeCell<Queue<P>>,
 }
+
+// The lock word at the start, where a user placing a word of its own just before the lock
+// shares the first cache line with it (gil-std's owner token); the absence count, which only
+// regions touch, at the end. Only with the hardware's atomics.
+#[cfg(not(loom))]
+const _: () = {
+    assert!(core::mem::offset_of!(RawGil<SpinPark>, state) == 0);
+    assert!(core::mem::size_of::<RawGil<SpinPark>>() <= 64);
+};
 
 // SAFETY: the queue holds raw pointers to waiter nodes, which other threads reach only under the
 // queue lock, and `P::Parker: Sync`; everything else is atomics.
@@ -140,7 +147,7 @@ pub enum Enqueued {
 pub struct Absence {
     /// `Some(n)` if the lock was offered to the head waiter, as absence number `n`; `None` if it
     /// was released (nobody waited).
-    offered: Option<u32>,
+    offered: Option<u64>,
 }
 
 /// Where an ask for a loan stands: see `RawGil::ask_loan`.
@@ -175,7 +182,6 @@ impl<P: Park> RawGil<P> {
                 state: AtomicU32::new(0),
                 breaker: Breaker::new(),
                 switches: AtomicU32::new(0),
-                absences: AtomicU32::new(0),
                 queue: UnsafeCell::new(Queue::new()),
             }
         }
@@ -670,9 +676,14 @@ impl<P: Park> RawGil<P> {
         // Relaxed: the head acts on it only through `claim`, under the queue lock, whose Acquire
         // pairs with our `unlock_queue` Release (which also publishes our writes).
         let unparker = unsafe { Waiter::tell(head, OFFERED, Relaxed) };
-        // Relaxed: read and written only under the queue lock.
-        let absence = self.absences.load(Relaxed).wrapping_add(1);
-        self.absences.store(absence, Relaxed);
+        // SAFETY: the queue lock is held.
+        let absence = self.queue.with_mut(|q| unsafe {
+            (*q).absences += 1;
+            if cfg!(bite = "absences-wrap-at-32-bits") {
+                (*q).absences &= u64::from(u32::MAX);
+            }
+            (*q).absences
+        });
         self.unlock_queue(state | AWAY);
         wake::<P>(Some(unparker));
         Absence {
@@ -769,8 +780,10 @@ impl<P: Park> RawGil<P> {
         // Absence, and still the absence we started: every offer numbers a new one, so an AWAY
         // left by a later owner is not ours (the count of handoffs cannot tell: `close` can
         // free the lock with nobody left to offer it to, and a returning thread can then take
-        // it and go away in turn without any handoff). Relaxed: under the queue lock.
-        if state & AWAY == 0 || self.absences.load(Relaxed) != absence {
+        // it and go away in turn without any handoff). Read under the queue lock.
+        // SAFETY: the queue lock is held.
+        let current = self.queue.with_mut(|q| unsafe { (*q).absences });
+        if state & AWAY == 0 || current != absence {
             self.unlock_queue(state);
             return false;
         }
@@ -1512,5 +1525,44 @@ impl<P: Park> core::fmt::Debug for RawGil<P> {
             .field("switches", &self.switches())
             .field("pending", &self.breaker.pending())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// An owner away while others go away and come back four billion times over: its reclaim
+    /// still finds that the absence under way is not its own.
+    #[test]
+    fn an_absence_is_not_taken_for_one_four_billion_later() {
+        let gil: RawGil = RawGil::new();
+        let (a, b) = (pin!(Waiter::new()), pin!(Waiter::new()));
+        gil.lock().unwrap();
+        for w in [a.as_ref(), b.as_ref()] {
+            // SAFETY: pinned on this frame; both end granted before it returns.
+            assert_eq!(unsafe { gil.enqueue(w) }, Enqueued::Queued);
+        }
+        // SAFETY: this thread owns the lock.
+        let away = unsafe { gil.unlock_away() };
+        // SAFETY: a is queued and offered.
+        assert_eq!(unsafe { gil.claim(a.as_ref()) }, WaitState::Granted);
+        // 2^32 - 1 absences of others later (the count only), a goes away in turn.
+        // SAFETY: nobody else edits the queue.
+        gil.queue
+            .with_mut(|q| unsafe { (*q).absences += u64::from(u32::MAX) });
+        // SAFETY: a owns the lock.
+        let a_away = unsafe { gil.unlock_away() };
+        assert_eq!(b.state(), WaitState::Offered);
+        assert!(
+            !gil.reclaim(away),
+            "an absence four billion back was reclaimed"
+        );
+        assert!(gil.reclaim(a_away));
+        // SAFETY: a owns the lock again; the release grants b, which then releases.
+        unsafe { gil.unlock() };
+        assert_eq!(b.state(), WaitState::Granted);
+        // SAFETY: b owns the lock.
+        unsafe { gil.unlock() };
     }
 }

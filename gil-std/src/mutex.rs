@@ -35,10 +35,12 @@ use crate::sync::{Node, Parking, Raw};
 pub type GilMutex<T> = lock_api::Mutex<RawGilMutex, T>;
 
 /// The raw lock of a [`GilMutex`]: gil-core's lock and the owner token.
+// `repr(C)`: the owner token just before the core lock's word, on one cache line.
 #[derive(Debug)]
+#[repr(C)]
 pub struct RawGilMutex {
-    raw: Raw,
     owner: Owner,
+    raw: Raw,
 }
 
 impl RawGilMutex {
@@ -63,8 +65,10 @@ impl RawGilMutex {
     }
 }
 
-// The core lock and the owner token, and nothing else.
-const _: () = assert!(core::mem::size_of::<RawGilMutex>() <= 64);
+// The owner token and the core lock, and nothing else: the token and the lock word on the first
+// line, the rest of the lock on the next (the queue's absence count, which a `GilMutex` never
+// touches).
+const _: () = assert!(core::mem::size_of::<RawGilMutex>() <= 128);
 
 /// How a `GilMutex` waits: with the lock's parking, up to a deadline if it has one.
 struct Until(Option<Deadline>);

@@ -69,12 +69,14 @@ use services::Services;
 // `repr(C)`: the layout is part of what a handoff costs (see the layout check below).
 #[repr(C)]
 pub struct Gil {
-    /// The lock word, the breaker and the queue: every handoff reads and writes them.
-    pub(crate) raw: Raw,
-    /// Written at every hold and release, on the same cache line as `raw`: a thread taking the
-    /// lock has just fetched that line, so marking itself the owner costs no second trip
-    /// between cores. A layout check below says the two share the line and nothing else is on it.
+    /// Written at every hold and release, on the same cache line as `raw`'s lock word: a
+    /// thread taking the lock has just fetched that line, so marking itself the owner costs no
+    /// second trip between cores. A layout check below says the two share the line and nothing
+    /// else is on it.
     pub(crate) owner: Owner,
+    /// The lock word, the breaker and the queue: every handoff reads and writes them (all but
+    /// the queue's absence count, which only regions touch, on the first line with `owner`).
+    pub(crate) raw: Raw,
     /// Keeps everything below off the first 128 bytes (x86 fetches lines in adjacent pairs),
     /// which are `raw`'s and `owner`'s alone.
     _apart: Apart,
@@ -95,15 +97,16 @@ pub struct Gil {
     services: LazyBox<Services>,
 }
 
-// The lock word and the owner share the first cache line of a `Gil` and nothing else is in
-// its first 128 bytes (x86 fetches lines in adjacent pairs). On a line with `watch`, which
-// both sides of a loan read at every hold and release, the owner would cost each loan two more
-// trips between cores.
+// The owner and the lock word share the first cache line of a `Gil` (gil-core lays its lock
+// word first), and nothing but the lock is in its first 128 bytes (x86 fetches lines in
+// adjacent pairs). On a line with `watch`, which both sides of a loan read at every hold and
+// release, the owner would cost each loan two more trips between cores.
 // (Only with the hardware's atomics: the facade's stand-ins are laid out otherwise.)
 const _: () = {
     use core::mem::{offset_of, size_of};
-    assert!(offset_of!(Gil, raw) == 0);
-    assert!(!REAL_ATOMICS || offset_of!(Gil, owner) + size_of::<Owner>() <= 64);
+    assert!(offset_of!(Gil, owner) == 0);
+    assert!(!REAL_ATOMICS || offset_of!(Gil, raw) + size_of::<u32>() <= 64);
+    assert!(!REAL_ATOMICS || offset_of!(Gil, raw) + size_of::<Raw>() <= 128);
     assert!(!REAL_ATOMICS || offset_of!(Gil, timer) >= 128);
     assert!(!REAL_ATOMICS || size_of::<Gil>() <= 256);
 };
