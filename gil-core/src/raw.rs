@@ -678,7 +678,9 @@ impl<P: Park> RawGil<P> {
         let unparker = unsafe { Waiter::tell(head, OFFERED, Relaxed) };
         // SAFETY: the queue lock is held.
         let absence = self.queue.with_mut(|q| unsafe {
-            (*q).absences += 1;
+            if !cfg!(bite = "absences-not-numbered") {
+                (*q).absences += 1;
+            }
             if cfg!(bite = "absences-wrap-at-32-bits") {
                 (*q).absences &= u64::from(u32::MAX);
             }
@@ -783,7 +785,8 @@ impl<P: Park> RawGil<P> {
         // it and go away in turn without any handoff). Read under the queue lock.
         // SAFETY: the queue lock is held.
         let current = self.queue.with_mut(|q| unsafe { (*q).absences });
-        if state & AWAY == 0 || current != absence {
+        let ours = current == absence || cfg!(bite = "reclaim-ignores-claim");
+        if state & AWAY == 0 || !ours {
             self.unlock_queue(state);
             return false;
         }
