@@ -2,29 +2,16 @@
 //! FIFO order, with checkpoints that give the lock up when others ask and blocking regions
 //! that release it around I/O.
 //!
-//! - [`Gil`] — the lock: [`acquire`](Gil::acquire), [`try_acquire`](Gil::try_acquire),
-//!   [`ensure`](Gil::ensure) (reentrant), [`acquire_async`](Gil::acquire_async) (a future in
-//!   the same line), [`close`](Gil::close), [`stats`](Gil::stats).
-//! - [`GilGuard`] — proof of holding it: [`checkpoint`](GilGuard::checkpoint),
-//!   [`hand_over`](GilGuard::hand_over), [`allow_threads`](GilGuard::allow_threads),
-//!   [`unlock`](GilGuard::unlock) / [`Unlocked::relock`], and for an `.await`
-//!   [`unlock_for_await`](GilGuard::unlock_for_await) / [`UnlockedAsync::relock_async`].
-//! - [`GilCell`] — data only the holder of one particular `Gil` can reach; [`GilBound`] for
-//!   state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract.
-//! - [`Blocking`] — waiting for a `std` mutex, rwlock, condition variable, channel or
-//!   `OnceLock` while holding the lock, without the deadlock between the two: the lock is let
-//!   go only if the wait must block; [`Gil::set_deadlock_detection`] reports the cycles left
-//!   among registered threads.
-//! - [`GilMutex`] — `lock_api::Mutex<RawGilMutex, T>`: a mutex with the lock's FIFO hand-off,
-//!   64 bytes besides the data, and none of a `Gil`'s services.
-//! - [`FutexPark`] — how waiters sleep: a short spin, then a futex on their own word.
-//! - [`Gil::set_event_hook`] and [`Event`] — instrumentation; [`Recorder`] keeps a timeline of
-//!   them; [`Gil::register_thread`] reports threads starting and exiting; [`ThreadStats`] are
-//!   the calling thread's wait and hold figures.
-//! - Runtime services on the breaker: [`Gil::add_pending_call`] (run by the holder at its next
-//!   checkpoint), [`InterruptHandle`] (the interrupted thread's checkpoint returns
-//!   [`Interrupted`]; [`GilGuard::allow_threads_with_unblock`] takes an unblock function), and
-//!   runtime bits with handlers ([`Gil::set_breaker_handler`], [`Gil::raise`]).
+//! | job | items |
+//! |---|---|
+//! | take the lock | [`Gil::acquire`], [`try_acquire`](Gil::try_acquire), [`try_acquire_for`](Gil::try_acquire_for), [`acquire_checked`](Gil::acquire_checked) → [`GilGuard`]; [`ensure`](Gil::ensure) (reentrant) → [`EnsureGuard`]; [`acquire_async`](Gil::acquire_async) → [`AcquireFuture`], in the same line; [`close`](Gil::close) |
+//! | reach the data | [`GilCell`]: data only the holder of one particular `Gil` reaches; [`GilBound`]: the same for state that is not `Send` (an `Rc`-based interpreter), under an `unsafe` contract |
+//! | regions (the lock let go around blocking work) | a closure: [`GilGuard::allow_threads`] ([`allow_threads_with_unblock`](GilGuard::allow_threads_with_unblock) takes an unblock function); by value: [`GilGuard::unlock`] → [`Unlocked::relock`]; across an `.await`: [`GilGuard::unlock_for_await`] → [`UnlockedAsync::relock_async`] |
+//! | wait for other locks | [`Blocking`]: [`lock_mutex`](Blocking::lock_mutex), [`read_rwlock`](Blocking::read_rwlock), [`write_rwlock`](Blocking::write_rwlock), [`wait_condvar`](Blocking::wait_condvar), [`recv_channel`](Blocking::recv_channel), [`get_or_init`](Blocking::get_or_init), [`sleep`](Blocking::sleep): the lock is let go only if the wait must block; [`Gil::set_deadlock_detection`] reports the cycles left among registered threads |
+//! | hand over | [`GilGuard::checkpoint`]: give the lock up when asked ([`Gil::request_drop`], the switch interval); [`GilGuard::hand_over`] |
+//! | runtime services | [`Gil::add_pending_call`] (run by the holder at its next checkpoint); [`InterruptHandle`] (the interrupted thread's checkpoint returns [`Interrupted`]); runtime bits with handlers ([`Gil::set_breaker_handler`], [`Gil::raise`]) |
+//! | observe | [`Gil::stats`]; [`Gil::set_event_hook`] and [`Event`]; [`Recorder`] keeps a timeline of them; [`Gil::register_thread`] reports threads starting and exiting; [`ThreadStats`] are the calling thread's figures |
+//! | other locks | [`GilMutex`]: `lock_api::Mutex<RawGilMutex, T>`, a mutex with the lock's FIFO hand-off, 72 bytes besides the data, and none of a `Gil`'s services; [`FutexPark`]: how waiters sleep (a short spin, then a futex on their own word), for a bare `gil_core::RawGil` |
 //!
 //! Built on [`gil_core`]'s `RawGil`; `docs/design.md` in the repository gives the protocol.
 //!

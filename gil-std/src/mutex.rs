@@ -18,7 +18,7 @@ use crate::sync::{Node, Parking, Raw};
 ///
 /// It keeps of a [`Gil`](crate::Gil) the core lock and the owner token, and nothing else: no
 /// switch interval (nothing would answer its drop requests: a `lock_api` guard has no
-/// checkpoint), no blocking regions, hooks, pending calls or statistics. It is 64 bytes
+/// checkpoint), no blocking regions, hooks, pending calls or statistics. It is 72 bytes
 /// besides the data.
 ///
 /// ```
