@@ -778,31 +778,33 @@ impl TaskTimer {
         if !CLOCK {
             return;
         }
-        let mut watched = watch.lock();
-        let stale = match self.key {
-            None => true,
-            Some(key) => !watched.wakers[key]
-                .as_ref()
-                .is_some_and(|w| w.will_wake(waker)),
-        };
-        if stale {
-            // The clone is the executor's code: not under the mutex.
-            drop(watched);
-            let clone = waker.clone();
-            watched = watch.lock();
-            let old = match self.key {
-                None => {
-                    self.key = Some(watched.wakers.insert(Some(clone)));
-                    None
-                }
-                Some(key) => watched.wakers[key].replace(clone),
-            };
-            if let Some(old) = old {
-                drop(watched);
-                run_waker(old, false);
-                watched = watch.lock();
+        // The clone is the executor's code: never under the mutex. At the first poll it is
+        // needed for sure, so it is made before the mutex is taken at all.
+        let mut watched = match self.key {
+            None => {
+                let clone = waker.clone();
+                let mut watched = watch.lock();
+                self.key = Some(watched.wakers.insert(Some(clone)));
+                watched
             }
-        }
+            Some(key) => {
+                let mut watched = watch.lock();
+                let stale = !watched.wakers[key]
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(waker));
+                if stale {
+                    drop(watched);
+                    let clone = waker.clone();
+                    watched = watch.lock();
+                    if let Some(old) = watched.wakers[key].replace(clone) {
+                        drop(watched);
+                        run_waker(old, false);
+                        watched = watch.lock();
+                    }
+                }
+                watched
+            }
+        };
         if watched.next.is_some() && watched.ticket.is_some() {
             // The clock wakes a task at the next look: nothing to do before then.
             return;
