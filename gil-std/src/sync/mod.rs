@@ -37,11 +37,17 @@ use loom::future::AtomicWaker;
 /// thread, nothing (a futex waiter sleeps on the node's own word; loom's, its loom thread);
 /// for a future waiting in line ([`Gil::acquire_async`](crate::Gil::acquire_async)), the slot
 /// its task's waker goes in ([`TaskSlot`]), in the node itself.
+///
+/// `!Unpin`, as the node is: a granter may still be counting its wake out of the slot while the
+/// node drops, and the `&mut` that the slot's drop takes must not claim it alone before the
+/// drop has waited that wake out (Rust's aliasing rules do not make a `&mut` to an `!Unpin`
+/// value unique).
 #[derive(Debug)]
 pub struct ParkSlot {
     task: Option<TaskSlot>,
     #[cfg(loom)]
     thread: Option<loom::thread::Thread>,
+    _pinned: core::marker::PhantomPinned,
 }
 
 /// A future's waker slot. The task registers its waker at each poll that waits; whoever wakes
@@ -82,6 +88,7 @@ impl ParkSlot {
             task: None,
             #[cfg(loom)]
             thread: Some(loom::thread::current()),
+            _pinned: core::marker::PhantomPinned,
         }
     }
 
@@ -94,6 +101,7 @@ impl ParkSlot {
             }),
             #[cfg(loom)]
             thread: None,
+            _pinned: core::marker::PhantomPinned,
         }
     }
 
