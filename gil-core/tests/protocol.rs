@@ -4,7 +4,7 @@
 
 use std::pin::pin;
 
-use gil_core::model::{Cancel, Enqueued, Steps};
+use gil_core::model::{Cancel, Enqueued, Loan, Steps};
 use gil_core::{Breaker, RawGil, SpinPark, TryLockError, WaitPolicy, WaitState, Waiter};
 
 type Node = Waiter<gil_core::SpinPark>;
@@ -530,6 +530,130 @@ fn take_leaves_a_standing_ask_alone() {
     unsafe { gil.give_back() };
     // SAFETY: the loan is back; we own it.
     unsafe { gil.unlock() };
+}
+
+/// A `take` of every bit leaves a loan under way alone: a holder that takes all its flags at a
+/// checkpoint while its lock is lent does not end the loan.
+#[test]
+fn a_take_of_every_bit_leaves_a_loan_out() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    assert!(gil.ask_loan());
+    // SAFETY: this thread owns the lock, and the ask stands.
+    assert!(unsafe { gil.lend_asked() });
+    gil.breaker().take(u32::MAX);
+    assert_eq!(gil.loan(), Loan::Lent, "the take ended the loan");
+    // SAFETY: lent above; here this thread is its own borrower.
+    unsafe { gil.give_back() };
+    // SAFETY: the loan is back; we own it.
+    unsafe { gil.unlock() };
+}
+
+/// A line borrower in line asks the holder for a loan on the breaker, and the lend takes the
+/// ask.
+#[test]
+fn a_line_borrower_in_line_asks_for_a_loan() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let borrower = pin!(Node::line_borrower());
+    // SAFETY: pinned on this frame; granted below.
+    assert_eq!(unsafe { gil.enqueue(borrower.as_ref()) }, Enqueued::Queued);
+    assert_ne!(
+        gil.breaker().pending() & Breaker::LINE_LOAN_ASKED,
+        0,
+        "no loan asked for"
+    );
+    let lender = pin!(Node::returning());
+    // SAFETY: we own it; the lender's node is pinned here and ends granted.
+    assert!(unsafe { gil.lend(lender.as_ref()) });
+    assert_eq!(borrower.state(), WaitState::Granted);
+    // SAFETY: the borrower owns it; the release gives it back.
+    unsafe { gil.unlock() };
+    assert_eq!(lender.state(), WaitState::Granted);
+    // SAFETY: the lender owns it again.
+    unsafe { gil.unlock() };
+}
+
+/// A holder lends only on an ask that stands: none made, or one withdrawn (the asker gave up
+/// between the holder's look and its lend), and nothing is lent.
+#[test]
+fn nothing_is_lent_without_an_ask_that_stands() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    // SAFETY: this thread owns the lock.
+    assert!(!unsafe { gil.lend_asked() }, "lent with no ask");
+    assert!(gil.ask_loan());
+    // SAFETY: this thread made the ask, and nobody answered it.
+    assert!(unsafe { gil.withdraw_loan() });
+    // SAFETY: as above.
+    assert!(!unsafe { gil.lend_asked() }, "lent on a withdrawn ask");
+    // SAFETY: we own it.
+    unsafe { gil.unlock() };
+}
+
+/// A loan under way is not a pending flag: a holder's checkpoint on the loan sees nothing to do.
+#[test]
+fn a_loan_out_is_not_pending() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    assert!(gil.ask_loan());
+    // SAFETY: this thread owns the lock, and the ask stands.
+    assert!(unsafe { gil.lend_asked() });
+    assert_eq!(gil.breaker().pending(), 0, "the loan shows as pending");
+    // SAFETY: lent just above; here this thread is its own borrower.
+    unsafe { gil.give_back() };
+    // SAFETY: the loan is back; we own it.
+    unsafe { gil.unlock() };
+}
+
+/// A waiter's word that the core has changed (granted) is not marked asleep: the waiter must
+/// not sleep through a grant.
+#[test]
+fn a_granted_word_is_not_marked_asleep() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let w = pin!(Node::new());
+    // SAFETY: pinned on this frame; granted below.
+    assert_eq!(unsafe { gil.enqueue(w.as_ref()) }, Enqueued::Queued);
+    // SAFETY: we own it; the release grants w.
+    unsafe { gil.unlock() };
+    assert_eq!(w.state(), WaitState::Granted);
+    assert!(
+        !gil_core::mark_asleep(w.word()),
+        "marked asleep after its grant"
+    );
+    // SAFETY: w owns it.
+    unsafe { gil.unlock() };
+}
+
+/// A `close` that fails the fresh waiter offered the lock while its owner is away offers it to
+/// the returning waiter that leads now, rather than leaving it to wait on the owner.
+#[test]
+fn a_close_that_fails_the_offered_head_offers_the_next() {
+    let gil: RawGil = RawGil::new();
+    gil.lock().unwrap();
+    let (fresh, back) = (pin!(Node::new()), pin!(Node::returning()));
+    // SAFETY: pinned on this frame; both settle below.
+    unsafe {
+        assert_eq!(gil.enqueue(fresh.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.enqueue(back.as_ref()), Enqueued::Queued);
+    }
+    // SAFETY: we own it.
+    let away = unsafe { gil.unlock_away() };
+    assert_eq!(fresh.state(), WaitState::Offered);
+    gil.close();
+    assert_eq!(fresh.state(), WaitState::Closed);
+    assert_eq!(
+        back.state(),
+        WaitState::Offered,
+        "the offer was not passed on"
+    );
+    // SAFETY: back is queued and offered.
+    assert_eq!(unsafe { gil.claim(back.as_ref()) }, WaitState::Granted);
+    assert!(!gil.reclaim(away));
+    // SAFETY: back owns it.
+    unsafe { gil.unlock() };
+    assert!(!gil.is_locked());
 }
 
 /// A policy whose `park` panics while its thread is queued: unwinding would free the node with
