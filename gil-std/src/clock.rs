@@ -164,6 +164,26 @@ impl Timer {
         instant_at(self.last_switch.load(Relaxed))
     }
 
+    /// A look at `raw` at `now`, by the clock or by a waiting task, `seen` being the slices
+    /// begun at the look before: if somebody has waited a whole interval since, with nobody
+    /// handed the lock (no slice begun, and threads still wait), asks the holder to hand over.
+    /// Returns when to look next, and the slices begun by now.
+    fn look(&self, raw: &Raw, seen: u32, now: Instant) -> (Instant, u32) {
+        let slices = self.slices();
+        let interval = self.interval();
+        let next = if slices == seen
+            && raw.has_waiters()
+            && !self.quiet()
+            && !cfg!(bite = "the-clock-never-asks")
+        {
+            self.backstop(raw);
+            now + interval.max(REASK_AFTER)
+        } else {
+            look_at(self.last_switch(), interval).max(now + interval / 8)
+        };
+        (next, slices)
+    }
+
     /// Asks the holder of `raw` to hand over, for a waiter that has waited a whole interval
     /// with nobody handed the lock (the clock's backstop, or a waiting task's own): unless a
     /// request is still unanswered, which the holder has not reached a checkpoint since, and
@@ -600,12 +620,7 @@ fn run_wakers() {
                 }
                 // The last reference, if the lock is gone (a future leaked while it waited):
                 // the wakers it keeps are the executor's code.
-                let dropped = crate::sync::caught(|| drop(watch));
-                if dropped.is_err() {
-                    crate::sync::report(format_args!(
-                        "gil: a task's waker panicked; the lock goes on without it"
-                    ));
-                }
+                executors_code(|| drop(watch));
             }
         }
         WAKERS.queue.lock().unwrap_or_else(|p| p.into_inner()).idle += 1;
@@ -616,14 +631,19 @@ fn run_wakers() {
 /// in it is reported and goes no further, so that the clock, or the lock's bookkeeping that
 /// drops it, goes on.
 fn run_waker(waker: Waker, wake: bool) {
-    let ran = crate::sync::caught(|| {
+    executors_code(|| {
         if wake {
             waker.wake();
         } else {
             drop(waker);
         }
     });
-    if ran.is_err() {
+}
+
+/// Runs `f`, the executor's code (a waker's wake or drop): a panic is reported and goes no
+/// further.
+fn executors_code(f: impl FnOnce()) {
+    if crate::sync::caught(f).is_err() {
         crate::sync::report(format_args!(
             "gil: a task's waker panicked; the lock goes on without it"
         ));
@@ -682,21 +702,7 @@ impl Timers {
             }
             // SAFETY: listed, so borrowed by some thread (see `Preempt::raw`).
             let (raw, timer) = unsafe { (&*p.raw, &*p.timer) };
-            let slices = timer.slices.load(Relaxed);
-            let interval = timer.interval();
-            if slices == p.slices
-                && raw.has_waiters()
-                && !timer.quiet()
-                && !cfg!(bite = "the-clock-never-asks")
-            {
-                // Somebody has waited a whole interval and nobody was handed the lock.
-                timer.backstop(raw);
-                p.at = now + interval.max(REASK_AFTER);
-            } else {
-                p.slices = slices;
-                let since = instant_at(timer.last_switch.load(Relaxed));
-                p.at = look_at(since, interval).max(now + interval / 8);
-            }
+            (p.at, p.slices) = timer.look(raw, p.slices, now);
             true
         });
         watches
@@ -748,10 +754,14 @@ impl TaskWatch {
         if cfg!(bite = "a-task-watch-wakes-nobody") {
             return None;
         }
-        watched
-            .wakers
-            .iter_mut()
-            .find_map(|(_, waker)| waker.take())
+        watched.take_one()
+    }
+}
+
+impl Watched {
+    /// Takes a waiting task's waker out, to be woken for a look; its next poll puts it back.
+    fn take_one(&mut self) -> Option<Waker> {
+        self.wakers.iter_mut().find_map(|(_, waker)| waker.take())
     }
 }
 
@@ -810,16 +820,13 @@ impl TaskTimer {
             return;
         }
         let now = now();
-        let slices = timer.slices();
-        let interval = timer.interval();
-        let next = match watched.next {
-            None => queued.max(timer.last_switch()) + interval,
-            Some((at, _)) if at > now => at,
-            Some((_, seen)) if seen == slices && raw.has_waiters() && !timer.quiet() => {
-                timer.backstop(raw);
-                now + interval.max(REASK_AFTER)
-            }
-            Some(_) => look_at(timer.last_switch(), interval).max(now + interval / 8),
+        let (next, slices) = match watched.next {
+            None => (
+                queued.max(timer.last_switch()) + timer.interval(),
+                timer.slices(),
+            ),
+            Some((at, _)) if at > now => (at, timer.slices()),
+            Some((_, seen)) => timer.look(raw, seen, now),
         };
         watched.next = Some((next, slices));
         let old = watched.ticket.take();
@@ -848,7 +855,7 @@ impl TaskTimer {
                 watched.next = None;
                 ticket = watched.ticket.take();
             } else if watched.ticket.is_none() && !cfg!(bite = "a-look-left-with-its-task") {
-                look = watched.wakers.iter_mut().find_map(|(_, w)| w.take());
+                look = watched.take_one();
             }
             (waker, ticket, look)
         };

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use gil_std::{AcquireError, AcquireFuture, Gil};
+use gil_std::{AcquireError, AcquireFuture, Gil, GilGuard};
 
 mod common;
 use common::wait_until;
@@ -205,24 +205,10 @@ fn a_close_fails_a_waiting_future() {
 /// that waits: the future's wait makes the holder's slice end, as a thread's would.
 #[test]
 fn a_waiting_future_makes_a_busy_holder_hand_over() {
-    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
-        1,
-    ))));
+    let gil = with_a_short_interval();
     let rt = runtime();
-    let done = Arc::new(AtomicUsize::new(0));
-    let holder = {
-        let done = done.clone();
-        let (held, wait_held) = std::sync::mpsc::channel();
-        let holder = thread::spawn(move || {
-            let mut g = gil.acquire();
-            held.send(()).unwrap();
-            while done.load(SeqCst) == 0 {
-                g.checkpoint().unwrap();
-            }
-        });
-        wait_held.recv().unwrap();
-        holder
-    };
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(move || gil.acquire(), done);
     rt.block_on(async {
         let got = tokio::time::timeout(Duration::from_secs(60), gil.acquire_async()).await;
         let g = got.expect("the holder never handed over").unwrap();
@@ -233,11 +219,22 @@ fn a_waiting_future_makes_a_busy_holder_hand_over() {
     assert!(gil.stats().forced_drops >= 1);
 }
 
-/// A holder thread that never lets go of its own accord, only checkpoints, until `done`.
-fn busy_holder(gil: &'static Gil, done: &'static AtomicUsize) -> thread::JoinHandle<()> {
+/// A lock with a switch interval of 1 ms, for good.
+fn with_a_short_interval() -> &'static Gil {
+    Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
+        1,
+    ))))
+}
+
+/// A holder thread that takes the lock with `take`, then never lets go of its own accord, only
+/// checkpoints, until `done`.
+fn busy_holder(
+    take: impl FnOnce() -> GilGuard<'static> + Send + 'static,
+    done: &'static AtomicUsize,
+) -> thread::JoinHandle<()> {
     let (held, wait_held) = std::sync::mpsc::channel();
     let holder = thread::spawn(move || {
-        let mut g = gil.acquire();
+        let mut g = take();
         held.send(()).unwrap();
         while done.load(SeqCst) == 0 {
             g.checkpoint().unwrap();
@@ -266,25 +263,42 @@ fn poll_when_woken(future: &mut Pin<Box<AcquireFuture<'_>>>, woken: &Count, wake
     false
 }
 
+/// A future in line, with its waker and the count of its wakes.
+struct Waiter {
+    future: Pin<Box<AcquireFuture<'static>>>,
+    waker: Waker,
+    woken: Arc<Count>,
+}
+
+/// Two futures queued behind a busy holder of a lock with a 1 ms interval (it lets go when
+/// `release` is set), once the clock has woken the first to look at the holder's slice.
+fn woken_to_look(release: &'static AtomicUsize) -> (thread::JoinHandle<()>, Waiter, Waiter) {
+    let gil = with_a_short_interval();
+    let holder = busy_holder(move || gil.acquire(), release);
+    let [first, second] = [(); 2].map(|()| {
+        let (woken, waker) = counting();
+        let future = queued(gil, &waker);
+        Waiter {
+            future,
+            waker,
+            woken,
+        }
+    });
+    wait_until("the clock to wake the first task", || {
+        first.woken.0.load(SeqCst) > 0
+    });
+    (holder, first, second)
+}
+
 /// The lock's clock wakes one waiting task to look at the holder's slice. That task leaves
 /// without looking (here dropped, as a `select!` whose other branch won would): another task
 /// looks in its place, and the busy holder still hands over.
 #[test]
 fn a_task_woken_to_look_that_leaves_passes_the_look_on() {
-    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
-        1,
-    ))));
     let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let holder = busy_holder(gil, done);
-    let (woken_a, waker_a) = counting();
-    let (woken_b, waker_b) = counting();
-    let a = queued(gil, &waker_a);
-    let mut b = queued(gil, &waker_b);
-    wait_until("the clock to wake the first task", || {
-        woken_a.0.load(SeqCst) > 0
-    });
-    drop(a);
-    let got = poll_when_woken(&mut b, &woken_b, &waker_b);
+    let (holder, first, mut second) = woken_to_look(done);
+    drop(first);
+    let got = poll_when_woken(&mut second.future, &second.woken, &second.waker);
     done.store(1, SeqCst);
     holder.join().unwrap();
     assert!(
@@ -297,40 +311,25 @@ fn a_task_woken_to_look_that_leaves_passes_the_look_on() {
 /// then holds and checkpoints: the task behind it still gets the lock.
 #[test]
 fn a_task_woken_to_look_and_handed_the_lock_passes_the_look_on() {
-    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(Duration::from_millis(
-        1,
-    ))));
     let release: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let holder = busy_holder(gil, release);
-    let (woken_a, waker_a) = counting();
-    let (woken_b, waker_b) = counting();
-    let mut a = queued(gil, &waker_a);
-    let mut b = queued(gil, &waker_b);
-    wait_until("the clock to wake the first task", || {
-        woken_a.0.load(SeqCst) > 0
-    });
+    let (holder, mut first, mut second) = woken_to_look(release);
     // The holder lets go: the first task is handed the lock (or was already, at a checkpoint
     // that the second task's first poll asked for, and the holder waits in line behind).
     release.store(1, SeqCst);
     let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let (held, wait_held) = std::sync::mpsc::channel();
-    let a_holds = thread::spawn(move || {
-        let got = loop {
-            if let Poll::Ready(got) = a.as_mut().poll(&mut Context::from_waker(&waker_a)) {
-                break got;
+    let first_holds = busy_holder(
+        move || loop {
+            let mut cx = Context::from_waker(&first.waker);
+            if let Poll::Ready(got) = first.future.as_mut().poll(&mut cx) {
+                break got.unwrap();
             }
             thread::sleep(Duration::from_micros(100));
-        };
-        let mut g = got.unwrap();
-        held.send(()).unwrap();
-        while done.load(SeqCst) == 0 {
-            g.checkpoint().unwrap();
-        }
-    });
-    wait_held.recv().unwrap();
-    let got = poll_when_woken(&mut b, &woken_b, &waker_b);
+        },
+        done,
+    );
+    let got = poll_when_woken(&mut second.future, &second.woken, &second.waker);
     done.store(1, SeqCst);
-    a_holds.join().unwrap();
+    first_holds.join().unwrap();
     holder.join().unwrap();
     assert!(
         got,

@@ -365,13 +365,7 @@ fn a_waiter_waits_a_whole_interval(clock_looks: bool) {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());
         let mut g = gil.acquire();
-        let waiter = {
-            let (gil, data) = (gil.clone(), data.clone());
-            thread::spawn(move || {
-                let _g = gil.acquire();
-                assert_eq!(data.bump(), 2, "the waiter came second");
-            })
-        };
+        let waiter = second_in(&gil, &data);
         data.bump();
         // Listed (the look takes the clock's mutex, which orders the listing's `SLICE_TIMER`
         // before this thread's checkpoint) and queued.
@@ -400,6 +394,15 @@ fn a_waiter_waits_a_whole_interval(clock_looks: bool) {
     });
 }
 
+/// A thread that takes `gil` while this one holds it, and must come second to `data`.
+fn second_in(gil: &Arc<Gil>, data: &Arc<Protected>) -> thread::JoinHandle<()> {
+    let (gil, data) = (gil.clone(), data.clone());
+    thread::spawn(move || {
+        let _g = gil.acquire();
+        assert_eq!(data.bump(), 2, "the waiter came second");
+    })
+}
+
 /// A drop request: the holder's checkpoint hands the lock to the waiter and waits its turn to
 /// get it back (the core's `checkpoint_with`, with gil-std's bookkeeping around it), so the
 /// two never hold at once and each section runs once, in order.
@@ -409,13 +412,7 @@ fn a_checkpoint_hands_over_on_a_drop_request_and_waits_its_turn() {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());
         let mut g = gil.acquire();
-        let waiter = {
-            let (gil, data) = (gil.clone(), data.clone());
-            thread::spawn(move || {
-                let _g = gil.acquire();
-                assert_eq!(data.bump(), 2, "the waiter came second");
-            })
-        };
+        let waiter = second_in(&gil, &data);
         while !gil.has_waiters() {
             thread::yield_now();
         }

@@ -68,7 +68,7 @@ impl Drop for ParkSlot {
     /// steps from done, and runs none of the executor's code before it lets the slot go.
     fn drop(&mut self) {
         if let Some(task) = &self.task {
-            // Acquire pairs with the Release decrement in `Wake::done`: the wake's last read of
+            // Acquire pairs with the Release decrement in `count_out`: the wake's last read of
             // the slot happens before the node is gone.
             while task.wakes.load(core::sync::atomic::Ordering::Acquire) != 0 {
                 #[cfg(loom)]
@@ -174,17 +174,27 @@ impl Wake {
 unsafe fn let_go(task: *const TaskSlot) -> Option<core::task::Waker> {
     if cfg!(bite = "a-wake-lets-the-slot-go-first") {
         // SAFETY: counted in and not yet out (caller's contract).
-        unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
+        unsafe { count_out(task) };
         // SAFETY: none: the fault point reads the slot after it let it go.
         return take_waker(unsafe { &(*task).waker });
     }
     // SAFETY: counted in and not yet out, so the node is alive (caller's contract).
     let waker = take_waker(unsafe { &(*task).waker });
-    // Release pairs with the Acquire in `ParkSlot::drop`: the take above is done before the
-    // node may go. The last access to the node.
-    // SAFETY: as above.
-    unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
+    // SAFETY: as above; the last access to the node.
+    unsafe { count_out(task) };
     waker
+}
+
+/// Counts a wake out of `task`'s `wakes`: from there the node may be gone.
+///
+/// # Safety
+///
+/// `task` was counted in its `wakes` (`ParkSlot::task_slot`) and not yet counted out.
+unsafe fn count_out(task: *const TaskSlot) {
+    // Release pairs with the Acquire in `ParkSlot::drop`: what this wake did with the slot is
+    // done before the node may go.
+    // SAFETY: counted in and not yet out, so the node is alive (caller's contract).
+    unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
 }
 
 impl Drop for Wake {
@@ -194,7 +204,7 @@ impl Drop for Wake {
         if let Some(task) = self.task.take() {
             // SAFETY: counted in and not yet out (`wake_task` takes `task` before it counts
             // out).
-            unsafe { &(*task).wakes }.fetch_sub(1, core::sync::atomic::Ordering::Release);
+            unsafe { count_out(task) };
         }
     }
 }
