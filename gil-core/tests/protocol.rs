@@ -536,13 +536,21 @@ fn take_leaves_a_standing_ask_alone() {
 /// checkpoint while its lock is lent does not end the loan.
 #[test]
 fn a_take_of_every_bit_leaves_a_loan_out() {
+    on_a_loan_to_itself(|gil| {
+        gil.breaker().take(u32::MAX);
+        assert_eq!(gil.loan(), Loan::Lent, "the take ended the loan");
+    });
+}
+
+/// Runs `check` on a lock that this thread asked for a loan of, holding, and lent to itself;
+/// then gives the loan back and lets the lock go.
+fn on_a_loan_to_itself(check: impl FnOnce(&RawGil)) {
     let gil: RawGil = RawGil::new();
     gil.lock().unwrap();
     assert!(gil.ask_loan());
     // SAFETY: this thread owns the lock, and the ask stands.
     assert!(unsafe { gil.lend_asked() });
-    gil.breaker().take(u32::MAX);
-    assert_eq!(gil.loan(), Loan::Lent, "the take ended the loan");
+    check(&gil);
     // SAFETY: lent above; here this thread is its own borrower.
     unsafe { gil.give_back() };
     // SAFETY: the loan is back; we own it.
@@ -594,16 +602,9 @@ fn nothing_is_lent_without_an_ask_that_stands() {
 /// A loan under way is not a pending flag: a holder's checkpoint on the loan sees nothing to do.
 #[test]
 fn a_loan_out_is_not_pending() {
-    let gil: RawGil = RawGil::new();
-    gil.lock().unwrap();
-    assert!(gil.ask_loan());
-    // SAFETY: this thread owns the lock, and the ask stands.
-    assert!(unsafe { gil.lend_asked() });
-    assert_eq!(gil.breaker().pending(), 0, "the loan shows as pending");
-    // SAFETY: lent just above; here this thread is its own borrower.
-    unsafe { gil.give_back() };
-    // SAFETY: the loan is back; we own it.
-    unsafe { gil.unlock() };
+    on_a_loan_to_itself(|gil| {
+        assert_eq!(gil.breaker().pending(), 0, "the loan shows as pending");
+    });
 }
 
 /// A waiter's word that the core has changed (granted) is not marked asleep: the waiter must
