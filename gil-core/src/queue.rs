@@ -360,6 +360,28 @@ impl<P: Park> Queue<P> {
             .find(|w| !w.is_null())
     }
 
+    /// The last waiter from the tail that satisfies `pred`, without removing it.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    pub(crate) unsafe fn find_last(
+        &self,
+        mut pred: impl FnMut(&Waiter<P>) -> bool,
+    ) -> Option<*const Waiter<P>> {
+        // SAFETY: the queue lock is held (caller's contract).
+        let found = unsafe {
+            self.rest
+                .find_last(&mut pred)
+                .or_else(|| self.borrowers.find_last(&mut pred))
+        };
+        found.or_else(|| {
+            // SAFETY: a queued node is alive (its owner's contract).
+            let lender = (!self.lender.is_null()).then(|| unsafe { &*self.lender })?;
+            pred(lender).then_some(self.lender)
+        })
+    }
+
     /// Whether the head is a line borrower (one queued by
     /// [`push_line_borrower`](Queue::push_line_borrower)). Looks at no node.
     pub(crate) fn head_is_line_borrower(&self) -> bool {
@@ -469,6 +491,27 @@ impl<P: Park> List<P> {
                 return Some(cur);
             }
             cur = next;
+        }
+        None
+    }
+
+    /// The last waiter from the tail that satisfies `pred`.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock.
+    unsafe fn find_last(
+        &self,
+        mut pred: impl FnMut(&Waiter<P>) -> bool,
+    ) -> Option<*const Waiter<P>> {
+        let mut cur = self.tail;
+        while !cur.is_null() {
+            // SAFETY: every queued node is alive; the queue lock is held, so its links are ours.
+            let (w, prev) = unsafe { (&*cur, (*cur).links.with_mut(|l| (*l).prev)) };
+            if pred(w) {
+                return Some(cur);
+            }
+            cur = prev;
         }
         None
     }

@@ -1359,6 +1359,45 @@ impl<P: Park> RawGil<P> {
         }
     }
 
+    /// Wakes the last waiter in line that `which` picks, as a spurious wake-up would: it looks
+    /// at its state again (a polled waiter's task is woken, and its next poll finds it waiting
+    /// and registers again), and sees all the caller wrote before the call. Returns whether
+    /// `which` picked anybody. `which` runs under the queue lock: it must not block, nor call
+    /// into this lock.
+    ///
+    /// For a runtime that has one of its waiting tasks do some work on the lock's behalf (a
+    /// `Gil`'s tasks have one of them time the holder's slice): when that one leaves the line,
+    /// this hands the work to another.
+    ///
+    /// ```
+    /// use gil_core::{RawGil, SpinPark};
+    ///
+    /// let gil = RawGil::<SpinPark>::new();
+    /// assert!(!gil.wake_last(|_| true), "nobody in line");
+    /// ```
+    pub fn wake_last(&self, mut which: impl FnMut(&Waiter<P>) -> bool) -> bool {
+        let state = self.lock_queue();
+        // SAFETY: queue lock held; a queued node is alive until its state changes.
+        let wakeup = self.queue.with_mut(|q| unsafe {
+            // Relaxed: a queued waiter's word changes under the queue lock (held), but for its
+            // own mark from AWAKE to ASLEEP, which the swap below cannot miss. An offered
+            // waiter is awake already, and keeps its offer.
+            let last =
+                (*q).find_last(|w| matches!(w.word().load(Relaxed), AWAKE | ASLEEP) && which(w))?;
+            // Release pairs with the Acquire of the waiter's reread of its word (in its wait
+            // loop, or in `poll_lock` after its mark): the caller's writes before this call
+            // are visible to the waiter's next look, whether the swap wakes it or its mark
+            // comes after the swap (and so reads from it).
+            Some(Waiter::tell(last, AWAKE, Release))
+        });
+        self.unlock_queue(state);
+        let picked = wakeup.is_some();
+        if !cfg!(bite = "a-late-waker-is-not-woken") {
+            wake::<P>(wakeup);
+        }
+        picked
+    }
+
     /// Asks the owner to hand the lock on at its next checkpoint. Lock-free: callable from any
     /// thread, with or without the lock, or from an interrupt handler.
     #[inline]

@@ -948,6 +948,45 @@ fn a_polled_waiter_is_woken_by_its_grant() {
     });
 }
 
+/// `wake_last` reaches a polled waiter that is in line, whichever of its mark and the wake
+/// comes first: the waiter, asleep until woken, either sees the waker's note written before
+/// the call at its look after a poll, or is woken and sees it at the look after the next.
+/// (A task that leaves the `Gil`'s watch hands it on this way.)
+#[test]
+fn a_waiter_woken_last_sees_what_came_before() {
+    model(3, || {
+        let gil = Arc::new(RawGil::<TaskPark>::new());
+        let note = Arc::new(AtomicBool::new(false));
+        gil.lock().unwrap();
+        let poller = {
+            let (gil, note) = (gil.clone(), note.clone());
+            thread::spawn(move || {
+                let node = pin!(Waiter::<TaskPark>::new());
+                loop {
+                    // SAFETY: as in `a_polled_waiter_is_woken_by_its_grant`; cancelled below
+                    // before the frame ends.
+                    let polled = unsafe { gil.poll_lock(node.as_ref(), &mut Registers) };
+                    assert!(polled.is_pending(), "the lock is held throughout");
+                    // Relaxed: what orders the note is the core's, not this load's.
+                    if note.load(Relaxed) {
+                        break;
+                    }
+                    // Loom reports a lost wake-up as a deadlock here.
+                    thread::park();
+                }
+                // SAFETY: queued on `gil` by this thread's polls, none of which returned `Ready`.
+                let waited = unsafe { gil.cancel_poll(node.as_ref()) };
+                assert_eq!(waited, Waited::GaveUp);
+            })
+        };
+        note.store(true, Relaxed);
+        gil.wake_last(|_| true);
+        poller.join().unwrap();
+        // SAFETY: the main thread owns the lock.
+        unsafe { gil.unlock() };
+    });
+}
+
 /// A polled waiter dropped (`cancel_poll`) while the grant races to it never loses the lock:
 /// either it is out of line and the lock ends free, or the canceller learns it owns the lock.
 #[test]

@@ -24,8 +24,8 @@
 //!   (`atomic_wait::wake_one` allows it), so nothing here depends on the waiter still being
 //!   there.
 //! - **Watch** — one per lock with futures waiting in line
-//!   ([`Gil::acquire_async`](crate::Gil::acquire_async)): at its time, wake one of the tasks,
-//!   whose poll looks at its lock itself (`Waiting::look`). The clock keeps the lock's
+//!   ([`Gil::acquire_async`](crate::Gil::acquire_async)): at its time, wake the one task that
+//!   watches for the others, whose poll looks at its lock itself (`TaskTimer::look`). The clock keeps the lock's
 //!   [`TaskWatch`], which lives apart from the lock, and nothing of the lock itself: a future
 //!   can be leaked while it waits, and its lock then moved or dropped, so only the futures' own
 //!   polls, which borrow the lock while they run, may act on it. A waker thread takes the
@@ -39,7 +39,6 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use gil_core::Breaker;
-use slab::Slab;
 
 use crate::bits::SLICE_TIMER;
 use crate::sync::{CLOCK, Condvar, Mutex, MutexGuard, Raw, now, timing};
@@ -263,7 +262,7 @@ enum Whom {
     /// A thread sleeping on this futex word. Only ever passed to `wake_one`, never
     /// dereferenced.
     Word(*const core::sync::atomic::AtomicU32),
-    /// A lock's waiting tasks: one of them is woken, to look at the lock.
+    /// A lock's waiting tasks: the one that watches is woken, to look at the lock.
     Watch(Arc<TaskWatch>),
 }
 
@@ -482,7 +481,7 @@ impl Clock {
         self.add_wake(at, Whom::Word(word))
     }
 
-    /// Wakes one of the tasks of `watch` at `at`. Returns a ticket for
+    /// Wakes the task that watches `watch` at `at`. Returns a ticket for
     /// [`cancel_wake`](Clock::cancel_wake).
     fn wake_watch_at(&self, at: Instant, watch: Arc<TaskWatch>) -> u64 {
         self.add_wake(at, Whom::Watch(watch))
@@ -709,27 +708,36 @@ impl Timers {
     }
 }
 
-/// The preemption timer of a lock's waiting tasks: their wakers, and when one of them should
-/// look at the lock next. One per lock, made with its services, and apart from the lock (an
-/// `Arc`, which the clock shares while a look is due): a future can be leaked while it waits,
-/// and its lock then moved or dropped, so the clock keeps nothing of the lock, and only a
-/// task's own poll, which borrows the lock while it runs, acts on it (`TaskTimer::look`).
+/// The preemption timer of a lock's waiting tasks: the waker of the one task that times the
+/// holder's slice for all of them (the watcher), and when it should look at the lock next. One
+/// per lock, made with its services, and apart from the lock (an `Arc`, which the clock shares
+/// while a look is due): a future can be leaked while it waits, and its lock then moved or
+/// dropped, so the clock keeps nothing of the lock, and only a task's own poll, which borrows
+/// the lock while it runs, acts on it (`TaskTimer::look`).
 ///
-/// One timer for all of a lock's tasks, not one per task: a look is by the rule the clock goes
-/// by for threads (somebody waited a whole interval with nobody handed the lock), which one
-/// waiting task can apply for all of them. Joining and leaving cost a task one lock of this
-/// mutex each, and the clock is told only when the look's time changes.
+/// One task watches, not each: a look is by the rule the clock goes by for threads (somebody
+/// waited a whole interval with nobody handed the lock), which one waiting task can apply for
+/// all of them. A task whose first poll finds a watcher stays out, at the cost of one load;
+/// only the watcher takes this mutex. When the watcher leaves the line (granted, or dropped),
+/// it wakes the last task in line (`RawGil::wake_last`), whose next poll finds no watcher and
+/// becomes it: the last in line stays longest, so the watch changes hands seldom.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWatch {
-    watched: std::sync::Mutex<Watched>,
+    /// Whether a task watches: set and cleared under the mutex, read without it by a task's
+    /// poll, as a hint (see `TaskTimer::look`).
+    watched: AtomicBool,
+    state: std::sync::Mutex<Watched>,
 }
 
 #[derive(Debug, Default)]
 struct Watched {
-    /// The wakers of the tasks in line, by the key each keeps (`TaskTimer::key`); `None` once
-    /// the clock's wake-up took it, until the task's next poll puts it back.
-    wakers: Slab<Option<Waker>>,
-    /// When a task should look next, and the slices begun when that was set.
+    /// Whether a task watches (its `TaskTimer::watching` is set).
+    watcher: bool,
+    /// The watcher's waker; `None` once the clock's wake-up took it, until the watcher's next
+    /// poll puts it back.
+    waker: Option<Waker>,
+    /// When the watcher should look next, and the slices begun when that was set. Kept when
+    /// the watch changes hands: the next watcher looks when its predecessor would have.
     next: Option<(Instant, u32)>,
     /// The clock's wake-up at `next`, if one is set.
     ticket: Option<u64>,
@@ -738,14 +746,14 @@ struct Watched {
 impl TaskWatch {
     fn lock(&self) -> std::sync::MutexGuard<'_, Watched> {
         // Nothing that can panic runs under this mutex; recover from poison all the same.
-        self.watched
+        self.state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// The clock's wake-up `ticket` is due: takes a waiting task's waker out, to be woken (its
-    /// poll looks at the lock, puts its waker back and sets the next look). `None` if no
-    /// task's waker is in (all taken by earlier wake-ups, their polls still to come).
+    /// The clock's wake-up `ticket` is due: takes the watcher's waker out, to be woken (its
+    /// poll looks at the lock, puts its waker back and sets the next look). `None` if no task
+    /// watches, or its waker was taken by an earlier wake-up, its poll still to come.
     fn due(&self, ticket: u64) -> Option<Waker> {
         let mut watched = self.lock();
         if watched.ticket == Some(ticket) {
@@ -754,75 +762,83 @@ impl TaskWatch {
         if cfg!(bite = "a-task-watch-wakes-nobody") {
             return None;
         }
-        watched.take_one()
+        watched.waker.take()
     }
 }
 
-impl Watched {
-    /// Takes a waiting task's waker out, to be woken for a look; its next poll puts it back.
-    fn take_one(&mut self) -> Option<Waker> {
-        self.wakers.iter_mut().find_map(|(_, waker)| waker.take())
-    }
-}
-
-/// A waiting task's place in its lock's [`TaskWatch`].
+/// A waiting task's part in its lock's [`TaskWatch`].
 #[derive(Debug, Default)]
 pub(crate) struct TaskTimer {
-    key: Option<usize>,
+    /// This task is the watcher.
+    watching: bool,
 }
 
 impl TaskTimer {
-    /// A poll of the waiting task, with the lock borrowed: puts the task's waker in the lock's
-    /// watch (once, and again after the clock took it or the waker changed). Then, unless the
-    /// clock is to wake a task at the next look already: if a whole switch interval has passed since the task queued at `queued`
-    /// (or since the last switch) with nobody handed the lock, asks the holder to hand over;
-    /// and has the clock wake a task at the next look.
+    /// A poll of the waiting task, with the lock borrowed, `queued` being when the task queued
+    /// (nanoseconds on the clock's epoch). A task finding no watcher becomes it, putting its
+    /// waker in the lock's watch; the watcher puts its waker back after the clock took it, or
+    /// when it changed. Then, unless the clock is to wake the watcher at the next look already:
+    /// if a whole switch interval has passed since the task queued (or since the last switch)
+    /// with nobody handed the lock, asks the holder to hand over; and has the clock wake the
+    /// watcher at the next look.
     pub(crate) fn look(
         &mut self,
         raw: &Raw,
         timer: &Timer,
         watch: &Arc<TaskWatch>,
-        queued: Instant,
+        queued: u64,
         waker: &Waker,
     ) {
         if !CLOCK {
             return;
         }
-        // The clone is the executor's code: never under the mutex. At the first poll it is
-        // needed for sure, so it is made before the mutex is taken at all.
-        let mut watched = match self.key {
-            None => {
+        // The clone is the executor's code: never under the mutex.
+        let mut watched = if self.watching {
+            let mut watched = watch.lock();
+            let stale = !watched.waker.as_ref().is_some_and(|w| w.will_wake(waker));
+            if stale {
+                drop(watched);
                 let clone = waker.clone();
-                let mut watched = watch.lock();
-                self.key = Some(watched.wakers.insert(Some(clone)));
-                watched
-            }
-            Some(key) => {
-                let mut watched = watch.lock();
-                let stale = !watched.wakers[key]
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(waker));
-                if stale {
+                watched = watch.lock();
+                if let Some(old) = watched.waker.replace(clone) {
                     drop(watched);
-                    let clone = waker.clone();
+                    run_waker(old, false);
                     watched = watch.lock();
-                    if let Some(old) = watched.wakers[key].replace(clone) {
-                        drop(watched);
-                        run_waker(old, false);
-                        watched = watch.lock();
-                    }
                 }
-                watched
             }
+            watched
+        } else {
+            // Relaxed: a hint. A task that reads a watcher that has just left was in line when
+            // that one woke the last task in line, after clearing this (the core orders the two):
+            // that task's next poll reads it clear.
+            if watch.watched.load(Relaxed) {
+                return;
+            }
+            let clone = waker.clone();
+            let mut watched = watch.lock();
+            if watched.watcher {
+                drop(watched);
+                run_waker(clone, false);
+                return;
+            }
+            watched.watcher = true;
+            watch.watched.store(true, Relaxed);
+            self.watching = true;
+            if let Some(old) = watched.waker.replace(clone) {
+                drop(watched);
+                run_waker(old, false);
+                watched = watch.lock();
+            }
+            watched
         };
         if watched.next.is_some() && watched.ticket.is_some() {
-            // The clock wakes a task at the next look: nothing to do before then.
+            // The clock wakes the watcher at the next look: nothing to do before then.
             return;
         }
         let now = now();
         let (next, slices) = match watched.next {
             None => (
-                queued.max(timer.last_switch()) + timer.interval(),
+                instant_at(queued.max(timer.last_switch.load(Relaxed))) + timer.interval(),
                 timer.slices(),
             ),
             Some((at, _)) if at > now => (at, timer.slices()),
@@ -838,35 +854,41 @@ impl TaskTimer {
         watched.ticket = Some(clock.wake_watch_at(next, watch.clone()));
     }
 
-    /// The task is done waiting: its waker leaves the watch, and with the last task the
-    /// clock's wake-up. If a look is due (the clock took a task's waker for it, and nobody has
-    /// set the next), this task may be the one woken for it, leaving without looking (handed
-    /// the lock, or dropped): another task is woken in its place, on a waker thread, so that
-    /// the look is not lost while tasks wait.
-    pub(crate) fn cancel(&mut self, watch: &TaskWatch) {
-        let Some(key) = self.key.take() else {
+    /// The task is done waiting, out of line, with the lock borrowed: if it was the watcher,
+    /// it leaves the watch and wakes the last task in line to take its place. With no task
+    /// left in line, the clock's wake-up is cancelled.
+    pub(crate) fn leave(&mut self, raw: &Raw, watch: &TaskWatch) {
+        if !core::mem::take(&mut self.watching) {
             return;
-        };
-        let (waker, ticket, look) = {
+        }
+        let waker = {
             let mut watched = watch.lock();
-            let waker = watched.wakers.remove(key);
-            let (mut ticket, mut look) = (None, None);
-            if watched.wakers.is_empty() {
-                watched.next = None;
-                ticket = watched.ticket.take();
-            } else if watched.ticket.is_none() && !cfg!(bite = "a-look-left-with-its-task") {
-                look = watched.take_one();
+            watched.watcher = false;
+            watch.watched.store(false, Relaxed);
+            watched.waker.take()
+        };
+        if let Some(waker) = waker {
+            run_waker(waker, false);
+        }
+        if cfg!(bite = "a-watcher-leaves-nobody-in-its-place") {
+            return;
+        }
+        // After the clear above, which the task woken (or queued after this) sees. Quietly:
+        // this thread may hold the lock (the watcher was granted it).
+        if crate::owner::quietly(|| raw.wake_last(|node| node.parker().is_task())) {
+            return;
+        }
+        let ticket = {
+            let mut watched = watch.lock();
+            if watched.watcher {
+                // A task queued since, and watches.
+                return;
             }
-            (waker, ticket, look)
+            watched.next = None;
+            watched.ticket.take()
         };
         if let Some(ticket) = ticket {
             clock().cancel_wake(ticket);
-        }
-        if let Some(look) = look {
-            hand_off(look, true);
-        }
-        if let Some(waker) = waker {
-            run_waker(waker, false);
         }
     }
 }

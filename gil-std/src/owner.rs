@@ -75,8 +75,9 @@ struct Frames {
     /// How many of them are `Hook`s, so that the guards' paths, which ask at every nested
     /// guard, look no further while no hook runs.
     hooks: Cell<u32>,
-    /// How many are `SetAside`: while any is, the thread runs no code of the user's (`is_quiet`).
-    set_aside: Cell<u32>,
+    /// How many keep the thread quiet: the `SetAside` frames, and `quietly`'s. While any does,
+    /// the thread runs no code of the user's (`is_quiet`).
+    quiet: Cell<u32>,
 }
 
 // An entry lives exactly as long as the frame that made it, which borrows the lock, so an
@@ -87,7 +88,7 @@ thread_locals! {
             len: Cell::new(0),
             entries: [const { Cell::new((0, 0)) }; MAX_FRAMES],
             hooks: Cell::new(0),
-            set_aside: Cell::new(0),
+            quiet: Cell::new(0),
         }
     };
 }
@@ -126,7 +127,22 @@ pub(crate) fn is_in_hook<L>(lock: &L) -> bool {
 /// one proved, with no guard to check) while another thread holds the lock.
 #[inline]
 pub(crate) fn is_quiet() -> bool {
-    !cfg!(bite = "a-quiet-thread-runs-user-code") && FRAMES.with(|f| f.set_aside.get()) != 0
+    !cfg!(bite = "a-quiet-thread-runs-user-code") && FRAMES.with(|f| f.quiet.get()) != 0
+}
+
+/// Runs `f` with the calling thread quiet (`is_quiet`), also when it panics: the tasks `f`
+/// wakes are woken by a waker thread. For a thread that holds a lock and wakes a task waiting
+/// for it: a waker that polls its task inline would find this thread holding the lock.
+pub(crate) fn quietly<R>(f: impl FnOnce() -> R) -> R {
+    struct Loud;
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            FRAMES.with(|f| f.quiet.set(f.quiet.get() - 1));
+        }
+    }
+    FRAMES.with(|f| f.quiet.set(f.quiet.get() + 1));
+    let _loud = Loud;
+    f()
 }
 
 /// The index of the innermost `SetAside` or `Resumed` frame for `lock`.
@@ -221,7 +237,7 @@ impl Frame {
             f.len.set(index + 1);
             match what {
                 Doing::Hook => f.hooks.set(f.hooks.get() + 1),
-                Doing::SetAside => f.set_aside.set(f.set_aside.get() + 1),
+                Doing::SetAside => f.quiet.set(f.quiet.get() + 1),
                 Doing::Wait | Doing::Resumed => {}
             }
             index
@@ -257,7 +273,7 @@ impl Drop for Frame {
             f.len.set(len - 1);
             match self.key & 3 {
                 1 => f.hooks.set(f.hooks.get() - 1),
-                3 => f.set_aside.set(f.set_aside.get() - 1),
+                3 => f.quiet.set(f.quiet.get() - 1),
                 _ => {}
             }
         });
@@ -296,8 +312,8 @@ impl Resuming {
         if self.holding != holding {
             self.holding = holding;
             FRAMES.with(|f| {
-                let quiet = f.set_aside.get();
-                f.set_aside.set(if holding { quiet - 1 } else { quiet + 1 });
+                let quiet = f.quiet.get();
+                f.quiet.set(if holding { quiet - 1 } else { quiet + 1 });
             });
         }
     }

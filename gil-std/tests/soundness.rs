@@ -614,7 +614,11 @@ fn a_hook_of_another_lock_run_inside_a_hook_cannot_take_the_first() {
 fn a_lock_moved_from_under_a_leaked_future_is_not_acted_on_where_it_was() {
     // A future leaked while it waits borrows nothing any more: its lock may be moved out of
     // its place and dropped, and another lock put there. Nothing may act on the new lock on
-    // the old one's behalf: here, one with an hour's interval must get no drop request.
+    // the old one's behalf: here, one with an interval of 400 ms must get no drop request
+    // within 300 ms of its waiter's queueing. A listing left behind would be looked at with the
+    // new lock's interval, an eighth of it apart once an interval and a quarter has passed
+    // since the clock's epoch (a look at a lock never switched is timed from there): so the
+    // new lock comes 400 ms after the old one's, and such a look asks within 100 ms.
     use std::future::Future;
     use std::task::{Context, Waker};
 
@@ -641,8 +645,9 @@ fn a_lock_moved_from_under_a_leaked_future_is_not_acted_on_where_it_was() {
             release.wait();
         });
     }
+    thread::sleep(Duration::from_millis(400));
     let moved = slot.take().unwrap();
-    let new = slot.insert(Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL));
+    let new = slot.insert(Gil::with_switch_interval(Duration::from_millis(400)));
     drop(moved);
     let new: &Gil = new;
     let waiter_in = AtomicBool::new(false);
@@ -653,13 +658,13 @@ fn a_lock_moved_from_under_a_leaked_future_is_not_acted_on_where_it_was() {
             waiter_in.store(true, SeqCst);
         });
         wait_until("the waiter to queue", || new.has_waiters());
-        let until = std::time::Instant::now() + Duration::from_millis(200);
+        let until = std::time::Instant::now() + Duration::from_millis(300);
         while std::time::Instant::now() < until && !waiter_in.load(SeqCst) {
             g.checkpoint().unwrap();
         }
         assert!(
             !waiter_in.load(SeqCst),
-            "the holder of a lock with an hour's interval handed over at once"
+            "the holder of a lock with an interval of 400 ms handed over within 300 ms"
         );
         assert_eq!(new.stats().clock_requests, 0, "a drop request nobody made");
         drop(g);

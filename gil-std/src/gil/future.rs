@@ -7,10 +7,12 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use std::fmt;
 
-use gil_core::{PollPolicy, WaitPolicy, Waited};
+use gil_core::{PollPolicy, Waited};
 
-use super::waiting::Waiting;
+use super::waiting::begin_turn;
 use super::{AcquireError, Gil, GilGuard};
+use crate::clock::{TaskTimer, now_nanos};
+use crate::hooks::Event;
 use crate::sync::{Node, ParkSlot, Parking};
 
 impl Gil {
@@ -207,18 +209,88 @@ pub struct AcquireFuture<'a> {
 enum Stage<'a> {
     /// Not polled yet.
     Start,
-    /// In line, counted in by the clock.
-    Queued(Waiting<'a>),
+    /// In line.
+    Queued(TaskWait<'a>),
     /// Resolved: out of line.
     Done,
+}
+
+/// A task's wait for the lock: when it queued, and its place in the lock's watch, which has
+/// the holder asked to hand over at its slice's end (see `TaskTimer`). Not counted in by the
+/// clock as a thread's wait is: the future may be leaked and its lock moved or dropped while it
+/// is still counted, so nothing may act on the lock on its behalf except the future's own polls.
+struct TaskWait<'a> {
+    gil: &'a Gil,
+    /// When the first poll queued the task, in nanoseconds on the clock's epoch; `None` until
+    /// then (and for good if the lock was free: no wait to count).
+    queued: Option<u64>,
+    timer: TaskTimer,
+    /// Counted in by the clock as a thread's wait is: never (a fault point's).
+    listed: bool,
+}
+
+impl<'a> TaskWait<'a> {
+    fn new(gil: &'a Gil) -> Self {
+        let listed = cfg!(bite = "a-future-lists-its-lock");
+        if listed {
+            crate::clock::clock().arm(&gil.raw, &gil.timer, crate::sync::now());
+        }
+        Self {
+            gil,
+            queued: None,
+            timer: TaskTimer::default(),
+            listed,
+        }
+    }
+
+    /// A poll that leaves the task waiting, with the lock borrowed while it runs: the task
+    /// times its own wait in the lock's watch.
+    fn look(&mut self, cx: &Context<'_>) {
+        if let Some(queued) = self.queued {
+            let gil = self.gil;
+            let watch = &gil.services_or_new().tasks;
+            self.timer
+                .look(&gil.raw, &gil.timer, watch, queued, cx.waker());
+        }
+    }
+
+    /// The wait is over, `waited` being what it came to: if the task waited in line, counts
+    /// the wait and, on a grant, begins a slice. One clock read for both.
+    fn done(self, waited: Waited) -> Result<(), AcquireError> {
+        let outcome = match waited {
+            Waited::Granted => Ok(()),
+            Waited::Closed => Err(AcquireError::Closed),
+            Waited::GaveUp => Err(AcquireError::Timeout),
+        };
+        if let Some(queued) = self.queued {
+            let now = now_nanos();
+            self.gil.count_wait_nanos(now.saturating_sub(queued));
+            if outcome.is_ok() {
+                begin_turn(self.gil, now);
+            }
+        }
+        outcome
+    }
+}
+
+impl Drop for TaskWait<'_> {
+    /// The wait is over, or given up: the task, out of line, leaves the lock's watch.
+    fn drop(&mut self) {
+        if let Some(services) = self.gil.services() {
+            self.timer.leave(&self.gil.raw, &services.tasks);
+        }
+        if self.listed {
+            crate::clock::clock().leave(&self.gil.raw, &self.gil.timer);
+        }
+    }
 }
 
 // SAFETY: `Node` is not `Send` for its queue links, raw pointers that only the core follows,
 // under its queue lock, whichever thread takes it; the future's own uses of the node (its
 // word, an atomic; the waker slot, an `AtomicWaker`; `poll_lock`, `cancel_poll`) are as
-// valid on one thread as on another, and the node stays pinned where it is. A task's `Waiting`
-// (`Waiting::task`) holds the lock by reference, plain values and its timer's ticket, and no
-// frame of a thread's (`owner::Frame`, which is what makes a thread's `Waiting` not `Send`).
+// valid on one thread as on another, and the node stays pinned where it is. A `TaskWait`
+// holds the lock by reference, plain values and its place in the lock's watch, and no frame of
+// a thread's (`owner::Frame`, which is what makes a thread's `Waiting` not `Send`).
 // Nothing in the future is tied to the thread that polled it first: the guard it gives is made
 // on the thread that polls it last.
 unsafe impl Send for AcquireFuture<'_> {}
@@ -237,54 +309,55 @@ impl<'a> Future for AcquireFuture<'a> {
             panic!("gil: an AcquireFuture polled after it completed");
         }
         gil.refuse_reentry();
-        let waiting = match &mut this.stage {
+        let wait = match &mut this.stage {
             Stage::Start => {
                 if gil.raw.try_lock().is_ok() {
                     this.stage = Stage::Done;
                     return Poll::Ready(Ok(gil.owned()));
                 }
                 // From here `drop` cancels, whatever the first poll does.
-                this.stage = Stage::Queued(Waiting::task(gil));
-                let Stage::Queued(waiting) = &mut this.stage else {
+                this.stage = Stage::Queued(TaskWait::new(gil));
+                let Stage::Queued(wait) = &mut this.stage else {
                     unreachable!()
                 };
-                waiting
+                wait
             }
-            Stage::Queued(waiting) => waiting,
+            Stage::Queued(wait) => wait,
             Stage::Done => unreachable!("checked above"),
         };
-        let mut task = Task { waiting, cx };
+        let mut task = Task { wait, cx };
         // SAFETY: the node is pinned in this future, polled only on this lock, and not polled
         // after a `Ready` (the stage is `Done` then); `drop` cancels it while in line. At the
         // first poll this thread does not hold the lock (refused above).
         let waited = match unsafe { gil.raw.poll_lock(node, &mut task) } {
             Poll::Pending => {
-                task.waiting.look(cx);
+                task.wait.look(cx);
                 return Poll::Pending;
             }
             Poll::Ready(waited) => waited,
         };
-        let Stage::Queued(waiting) = core::mem::replace(&mut this.stage, Stage::Done) else {
+        let Stage::Queued(wait) = core::mem::replace(&mut this.stage, Stage::Done) else {
             unreachable!()
         };
         // The guard first: the bookkeeping after it drops the task's waker (its timer's
         // clone), the executor's code, and a grant must not be lost to a panic there (the
         // guard's unwinding passes the lock on).
         let guard = (waited == Waited::Granted).then(|| gil.owned());
-        let outcome = waiting.done(waited);
+        let outcome = wait.done(waited);
         Poll::Ready(outcome.map(|()| guard.expect("granted")))
     }
 }
 
-/// A future's part of the core's poll: its clock bookkeeping, and its task's waker.
+/// A future's part of the core's poll: its wait's bookkeeping, and its task's waker.
 struct Task<'w, 'a, 'c> {
-    waiting: &'w mut Waiting<'a>,
+    wait: &'w mut TaskWait<'a>,
     cx: &'w Context<'c>,
 }
 
 impl PollPolicy<Parking> for Task<'_, '_, '_> {
     fn queued(&mut self) {
-        self.waiting.queued();
+        self.wait.queued = Some(now_nanos());
+        self.wait.gil.emit(Event::Wants);
     }
 
     fn register(&mut self, node: Pin<&Node>) {
@@ -294,7 +367,7 @@ impl PollPolicy<Parking> for Task<'_, '_, '_> {
 
 impl Drop for AcquireFuture<'_> {
     fn drop(&mut self) {
-        let Stage::Queued(waiting) = core::mem::replace(&mut self.stage, Stage::Done) else {
+        let Stage::Queued(wait) = core::mem::replace(&mut self.stage, Stage::Done) else {
             return;
         };
         let gil = self.gil;
@@ -305,13 +378,13 @@ impl Drop for AcquireFuture<'_> {
         // `Done`).
         let waited = unsafe { gil.raw.cancel_poll(node) };
         if waited != Waited::Granted {
-            let _ = waiting.done(waited);
+            let _ = wait.done(waited);
             return;
         }
         // Handed to this future first: the hold begins and ends here, and the lock goes to the
         // next in line.
         let guard = gil.owned();
-        let _ = waiting.done(Waited::Granted);
+        let _ = wait.done(Waited::Granted);
         if cfg!(bite = "future-drops-its-grant") {
             std::mem::forget(guard);
         } else {

@@ -652,18 +652,17 @@ impl Gil {
         self.fast_return.store(on, Relaxed);
     }
 
-    /// Counts an acquisition that waited from `since` to `now`.
-    pub(crate) fn count_wait(&self, since: Instant, now: Instant) {
-        self.count_waited(now.saturating_duration_since(since));
+    /// Counts an acquisition that waited `waited`.
+    pub(crate) fn count_wait(&self, waited: Duration) {
+        self.count_wait_nanos(u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX));
     }
 
-    /// Counts an acquisition that waited `waited`.
-    fn count_waited(&self, waited: Duration) {
-        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+    /// Counts an acquisition that waited `nanos` nanoseconds.
+    pub(crate) fn count_wait_nanos(&self, nanos: u64) {
         self.services_or_new().counters.count_wait(nanos);
         ThreadStats::count(|t| {
             t.contended += 1;
-            t.wait_time += waited;
+            t.wait_time += Duration::from_nanos(nanos);
         });
     }
 }

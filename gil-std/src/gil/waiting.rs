@@ -1,14 +1,13 @@
 //! How a thread of a `Gil` waits in the core's composites: the policy it passes them.
 
 use std::pin::Pin;
-use std::task::Context;
 use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 
 use super::hold::{Loan, begin_loan};
 use super::{AcquireError, Gil};
-use crate::clock::{TaskTimer, clock, nanos_at};
+use crate::clock::{clock, nanos_at};
 use crate::hooks::Event;
 use crate::owner::{Doing, Frame};
 use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
@@ -67,11 +66,8 @@ pub(crate) struct Waiting<'a> {
     queued: bool,
     /// The wait ended because the thread holds the lock another way (see `give_up`).
     reentered: bool,
-    /// A task's own preemption timer (a task's wait only).
-    task: Option<TaskTimer>,
-    /// A thread's wait is a frame on its thread while it lasts (`owner::Doing::Wait`): a wait
-    /// for the same lock that code run inside it begins is refused. A task's is not tied to a
-    /// thread, and has none.
+    /// The wait is a frame on its thread while it lasts (`owner::Doing::Wait`): a wait for the
+    /// same lock that code run inside it begins is refused. None for a lender's (see `new`).
     _frame: Option<Frame>,
 }
 
@@ -114,43 +110,7 @@ impl<'a> Waiting<'a> {
             announce,
             queued: false,
             reentered: false,
-            task: None,
             _frame: frame,
-        }
-    }
-
-    /// A task's wait in line, begun now ([`Gil::acquire_async`]). The clock does not count it
-    /// in: the future may be leaked and its lock moved or dropped while it is still counted, so
-    /// nothing may act on the lock on its behalf except the future's own polls (see
-    /// `TaskTimer`).
-    pub(crate) fn task(gil: &'a Gil) -> Self {
-        let start = crate::sync::now();
-        let timed = cfg!(bite = "a-future-lists-its-lock");
-        if timed {
-            clock().arm(&gil.raw, &gil.timer, start);
-        }
-        Self {
-            gil,
-            turn: WaitFor::Turn,
-            start: Some(start),
-            deadline: None,
-            timed,
-            awake: None,
-            announce: true,
-            queued: false,
-            reentered: false,
-            task: Some(TaskTimer::default()),
-            _frame: None,
-        }
-    }
-
-    /// A poll of a task's wait, with the lock borrowed while it runs: the task times its own
-    /// wait (see `TaskTimer`), and has the clock wake it at its next look.
-    pub(crate) fn look(&mut self, cx: &Context<'_>) {
-        if let (Some(task), Some(start)) = (self.task.as_mut(), self.start) {
-            let gil = self.gil;
-            let watch = &gil.services_or_new().tasks;
-            task.look(&gil.raw, &gil.timer, watch, start, cx.waker());
         }
     }
 
@@ -179,17 +139,10 @@ impl<'a> Waiting<'a> {
         }
         // One clock read for the count and the slice or loan that begins.
         let now = crate::sync::now();
-        gil.count_wait(self.start.unwrap_or(now), now);
+        gil.count_wait(now.saturating_duration_since(self.start.unwrap_or(now)));
         if outcome.is_ok() {
             match self.turn {
-                WaitFor::Turn => {
-                    // This thread was handed the lock in its turn: a new slice. A drop request
-                    // still pending was meant for the previous holder, and the switch answered it.
-                    gil.timer.begin_slice(nanos_at(now));
-                    if gil.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
-                        gil.timer.forget_asked();
-                    }
-                }
+                WaitFor::Turn => begin_turn(gil, nanos_at(now)),
                 WaitFor::LineLoan => {
                     // A loan: the lender's slice goes on, and so does any drop request for it.
                     // Kept by this thread alone (see `hold::begin_loan`).
@@ -203,14 +156,21 @@ impl<'a> Waiting<'a> {
     }
 }
 
+/// The calling thread was handed the lock in its turn, at `now` (nanoseconds on the clock's
+/// epoch): a new slice. A drop request still pending was meant for the previous holder, and
+/// the switch answered it.
+pub(crate) fn begin_turn(gil: &Gil, now: u64) {
+    gil.timer.begin_slice(now);
+    if gil.raw.breaker().take(Breaker::DROP_REQUEST) != 0 {
+        gil.timer.forget_asked();
+    }
+}
+
 impl Drop for Waiting<'_> {
     /// The wait is over, or given up by unwinding: the thread is counted out of the clock,
     /// and its wake-ups are cancelled.
     fn drop(&mut self) {
         drop(self.deadline.take());
-        if let (Some(task), Some(services)) = (self.task.as_mut(), self.gil.services()) {
-            task.cancel(&services.tasks);
-        }
         if core::mem::take(&mut self.timed) && !cfg!(bite = "clock-keeps-dropped-lock") {
             clock().leave(&self.gil.raw, &self.gil.timer);
         }
