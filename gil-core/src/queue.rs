@@ -71,6 +71,8 @@ pub struct Waiter<P: Park> {
 struct Links<P: Park> {
     prev: *const Waiter<P>,
     next: *const Waiter<P>,
+    /// Queued by [`RawGil::poll_lock`](crate::RawGil::poll_lock): its waiter waits by polls.
+    polled: bool,
 }
 
 /// What a waiter's state word says, as seen by [`Waiter::state`].
@@ -152,6 +154,26 @@ impl<P: Park> Waiter<P> {
     /// Whether this node is a line borrower (see [`Waiter::line_borrower`]).
     pub fn is_line_borrower(&self) -> bool {
         self.line_borrower
+    }
+
+    /// Records whether this waiter, being queued, waits by polls.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock, and the waiter is being queued by it.
+    pub(crate) unsafe fn set_polled(&self, polled: bool) {
+        // SAFETY: the links are guarded by the queue lock (caller's contract).
+        unsafe { self.links.with_mut(|l| (*l).polled = polled) };
+    }
+
+    /// Whether this queued waiter waits by polls.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the queue lock, and the waiter is queued.
+    pub(crate) unsafe fn is_polled(&self) -> bool {
+        // SAFETY: the links are guarded by the queue lock (caller's contract).
+        unsafe { self.links.with_mut(|l| (*l).polled) }
     }
 
     /// Where this waiter stands. A `Granted` result makes the calling thread the owner, with
@@ -541,7 +563,8 @@ impl<P: Park> List<P> {
         // SAFETY: `w` is queued, hence alive; its links and its neighbours' are guarded by the
         // queue lock, which we hold.
         unsafe {
-            let Links { prev, next } = (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
+            let Links { prev, next, .. } =
+                (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
             match prev.is_null() {
                 true => self.head = next,
                 false => (*prev).links.with_mut(|l| (*l).next = next),
@@ -559,6 +582,7 @@ impl<P: Park> Links<P> {
         Self {
             prev: ptr::null(),
             next: ptr::null(),
+            polled: false,
         }
     }
 }

@@ -365,6 +365,17 @@ impl<P: Park> RawGil<P> {
     /// [`Enqueued::Queued`] it stays alive and pinned until its state reports granted or closed,
     /// or `cancel` returns. The calling thread does not own the lock.
     pub(crate) unsafe fn enqueue(&self, waiter: Pin<&Waiter<P>>) -> Enqueued {
+        // SAFETY: forwarded contract.
+        unsafe { self.enqueue_as(waiter, false) }
+    }
+
+    /// [`enqueue`](RawGil::enqueue), recording whether the waiter waits by polls (see
+    /// [`wake_last_polled`](RawGil::wake_last_polled)).
+    ///
+    /// # Safety
+    ///
+    /// As for `enqueue`.
+    unsafe fn enqueue_as(&self, waiter: Pin<&Waiter<P>>, polled: bool) -> Enqueued {
         let state = self.lock_queue();
         if state & SHUT != 0 && !waiter.is_returning() {
             self.unlock_queue(state);
@@ -378,6 +389,8 @@ impl<P: Park> RawGil<P> {
         }
         // The queue lock (held) orders this store before anything a granter does with the node.
         waiter.word().store(AWAKE, Relaxed);
+        // SAFETY: queue lock held; the waiter is being queued.
+        unsafe { waiter.set_polled(polled) };
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
         self.queue.with_mut(|q| unsafe {
             if waiter.is_line_borrower() {
@@ -478,7 +491,7 @@ impl<P: Park> RawGil<P> {
                 WaitState::Idle => {
                     // SAFETY: not queued, and pinned until out of line; the thread does not own
                     // the lock (caller's contract).
-                    match unsafe { self.enqueue(waiter) } {
+                    match unsafe { self.enqueue_as(waiter, true) } {
                         Enqueued::Acquired => return Poll::Ready(Waited::Granted),
                         Enqueued::Closed => return Poll::Ready(Waited::Closed),
                         Enqueued::Queued => policy.queued(),
@@ -1359,11 +1372,9 @@ impl<P: Park> RawGil<P> {
         }
     }
 
-    /// Wakes the last waiter in line that `which` picks, as a spurious wake-up would: it looks
-    /// at its state again (a polled waiter's task is woken, and its next poll finds it waiting
-    /// and registers again), and sees all the caller wrote before the call. Returns whether
-    /// `which` picked anybody. `which` runs under the queue lock: it must not block, nor call
-    /// into this lock.
+    /// Wakes the last waiter in line that waits by polls ([`poll_lock`](RawGil::poll_lock)), as
+    /// a spurious wake-up would: its next poll finds it still waiting and registers again, and
+    /// sees all the caller wrote before the call. Returns whether there was one.
     ///
     /// For a runtime that has one of its waiting tasks do some work on the lock's behalf (a
     /// `Gil`'s tasks have one of them time the holder's slice): when that one leaves the line,
@@ -1373,21 +1384,23 @@ impl<P: Park> RawGil<P> {
     /// use gil_core::{RawGil, SpinPark};
     ///
     /// let gil = RawGil::<SpinPark>::new();
-    /// assert!(!gil.wake_last(|_| true), "nobody in line");
+    /// assert!(!gil.wake_last_polled(), "nobody in line");
     /// ```
-    pub fn wake_last(&self, mut which: impl FnMut(&Waiter<P>) -> bool) -> bool {
+    pub fn wake_last_polled(&self) -> bool {
         let state = self.lock_queue();
         // SAFETY: queue lock held; a queued node is alive until its state changes.
         let wakeup = self.queue.with_mut(|q| unsafe {
             // Relaxed: a queued waiter's word changes under the queue lock (held), but for its
             // own mark from AWAKE to ASLEEP, which the swap below cannot miss. An offered
             // waiter is awake already, and keeps its offer.
-            let last =
-                (*q).find_last(|w| matches!(w.word().load(Relaxed), AWAKE | ASLEEP) && which(w))?;
-            // Release pairs with the Acquire of the waiter's reread of its word (in its wait
-            // loop, or in `poll_lock` after its mark): the caller's writes before this call
-            // are visible to the waiter's next look, whether the swap wakes it or its mark
-            // comes after the swap (and so reads from it).
+            let last = (*q).find_last(|w| {
+                (w.is_polled() || cfg!(bite = "a-thread-woken-to-watch"))
+                    && matches!(w.word().load(Relaxed), AWAKE | ASLEEP)
+            })?;
+            // Release pairs with the Acquire of the waiter's reread of its word in `poll_lock`
+            // after its mark: the caller's writes before this call are visible to the
+            // waiter's next look, whether the swap wakes it or its mark comes after the swap
+            // (and so reads from it).
             Some(Waiter::tell(last, AWAKE, Release))
         });
         self.unlock_queue(state);

@@ -948,7 +948,7 @@ fn a_polled_waiter_is_woken_by_its_grant() {
     });
 }
 
-/// `wake_last` reaches a polled waiter that is in line, whichever of its mark and the wake
+/// `wake_last_polled` reaches a polled waiter that is in line, whichever of its mark and the wake
 /// comes first: the waiter, asleep until woken, either sees the waker's note written before
 /// the call at its look after a poll, or is woken and sees it at the look after the next.
 /// (A task that leaves the `Gil`'s watch hands it on this way.)
@@ -980,7 +980,7 @@ fn a_waiter_woken_last_sees_what_came_before() {
             })
         };
         note.store(true, Relaxed);
-        gil.wake_last(|_| true);
+        gil.wake_last_polled();
         poller.join().unwrap();
         // SAFETY: the main thread owns the lock.
         unsafe { gil.unlock() };

@@ -719,7 +719,7 @@ impl Timers {
 /// waited a whole interval with nobody handed the lock), which one waiting task can apply for
 /// all of them. A task whose first poll finds a watcher stays out, at the cost of one load;
 /// only the watcher takes this mutex. When the watcher leaves the line (granted, or dropped),
-/// it wakes the last task in line (`RawGil::wake_last`), whose next poll finds no watcher and
+/// it wakes the last task in line (`RawGil::wake_last_polled`), whose next poll finds no watcher and
 /// becomes it: the last in line stays longest, so the watch changes hands seldom.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWatch {
@@ -875,7 +875,7 @@ impl TaskTimer {
         }
         // After the clear above, which the task woken (or queued after this) sees. Quietly:
         // this thread may hold the lock (the watcher was granted it).
-        if crate::owner::quietly(|| raw.wake_last(|node| node.parker().is_task())) {
+        if crate::owner::quietly(|| raw.wake_last_polled()) {
             return;
         }
         let ticket = {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use gil_std::{AcquireError, AcquireFuture, Gil, GilGuard};
+use gil_std::{AcquireError, AcquireFuture, Event, Gil, GilGuard};
 
 mod common;
 use common::wait_until;
@@ -335,6 +335,38 @@ fn a_task_woken_to_look_and_handed_the_lock_passes_the_look_on() {
         got,
         "the second task was never woken to look, nor handed the lock"
     );
+}
+
+/// The task that watches the holder's slice for a lock's waiting tasks, dropped, wakes the
+/// last *task* in line to watch in its place, not a thread queued behind it. With the longest
+/// interval, so that no look of the clock's wakes anybody.
+#[test]
+fn a_watcher_that_leaves_wakes_a_task_not_the_thread_behind_it() {
+    static WANTS: AtomicUsize = AtomicUsize::new(0);
+    let gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    gil.set_event_hook(Some(&|_, event| {
+        if event == Event::Wants {
+            WANTS.fetch_add(1, SeqCst);
+        }
+    }));
+    let held = gil.acquire();
+    let (_, first_waker) = counting();
+    let (second_woken, second_waker) = counting();
+    let first = queued(&gil, &first_waker);
+    let second = queued(&gil, &second_waker);
+    thread::scope(|s| {
+        let behind = s.spawn(|| drop(gil.acquire()));
+        wait_until("the thread to queue behind the tasks", || {
+            WANTS.load(SeqCst) == 3
+        });
+        drop(first);
+        wait_until("the second task to be woken to watch", || {
+            second_woken.0.load(SeqCst) > 0
+        });
+        drop(second);
+        drop(held);
+        behind.join().unwrap();
+    });
 }
 
 /// Many tasks on two workers, each taking the lock in turn: every task's work is done once,

@@ -105,11 +105,6 @@ impl ParkSlot {
         }
     }
 
-    /// Whether this is a future's.
-    pub(crate) fn is_task(&self) -> bool {
-        self.task.is_some()
-    }
-
     /// Puts `waker` in a future's slot (nothing for a thread's).
     pub(crate) fn register(&self, waker: &core::task::Waker) {
         if let Some(task) = &self.task {
