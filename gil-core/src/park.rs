@@ -15,7 +15,8 @@ use crate::sync::{AtomicU32, Ordering::Relaxed};
 /// [`Waiter::AWAKE`](crate::Waiter::AWAKE) while the waiter is queued and awake. A strategy
 /// that sleeps first says so: it changes the word to [`Waiter::ASLEEP`](crate::Waiter::ASLEEP)
 /// with a compare-exchange, and sleeps only while the word holds that. The core changes the word
-/// ("granted", "offered", "closed") with a swap, and calls [`unpark`](Park::unpark), with the
+/// ("granted", "offered", "closed", or back to "awake" for a spurious wake-up of
+/// `RawGil::wake_last_polled`) with a swap, and calls [`unpark`](Park::unpark), with the
 /// [`Unparker`](Park::Unparker) it took from the waiter while the waiter was still queued, only
 /// if the swap found the waiter asleep. A handoff to a waiter that is still spinning so costs no
 /// wake-up call.

@@ -63,6 +63,9 @@ pub struct Waiter<P: Park> {
     state: AtomicU32,
     returning: bool,
     line_borrower: bool,
+    /// Queued by [`RawGil::poll_lock`](crate::RawGil::poll_lock): it waits by polls. Written
+    /// as it is queued, under the queue lock, which guards it.
+    polled: UnsafeCell<bool>,
     links: UnsafeCell<Links<P>>,
     parker: P::Parker,
     _pinned: PhantomPinned,
@@ -71,8 +74,6 @@ pub struct Waiter<P: Park> {
 struct Links<P: Park> {
     prev: *const Waiter<P>,
     next: *const Waiter<P>,
-    /// Queued by [`RawGil::poll_lock`](crate::RawGil::poll_lock): its waiter waits by polls.
-    polled: bool,
 }
 
 /// What a waiter's state word says, as seen by [`Waiter::state`].
@@ -140,6 +141,7 @@ impl<P: Park> Waiter<P> {
             state: AtomicU32::new(IDLE),
             returning,
             line_borrower,
+            polled: UnsafeCell::new(false),
             links: UnsafeCell::new(Links::unlinked()),
             parker,
             _pinned: PhantomPinned,
@@ -162,8 +164,8 @@ impl<P: Park> Waiter<P> {
     ///
     /// The caller holds the queue lock, and the waiter is being queued by it.
     pub(crate) unsafe fn set_polled(&self, polled: bool) {
-        // SAFETY: the links are guarded by the queue lock (caller's contract).
-        unsafe { self.links.with_mut(|l| (*l).polled = polled) };
+        // SAFETY: guarded by the queue lock (caller's contract).
+        unsafe { self.polled.with_mut(|p| *p = polled) };
     }
 
     /// Whether this queued waiter waits by polls.
@@ -172,8 +174,8 @@ impl<P: Park> Waiter<P> {
     ///
     /// The caller holds the queue lock, and the waiter is queued.
     pub(crate) unsafe fn is_polled(&self) -> bool {
-        // SAFETY: the links are guarded by the queue lock (caller's contract).
-        unsafe { self.links.with_mut(|l| (*l).polled) }
+        // SAFETY: guarded by the queue lock (caller's contract).
+        unsafe { self.polled.with_mut(|p| *p) }
     }
 
     /// Where this waiter stands. A `Granted` result makes the calling thread the owner, with
@@ -212,7 +214,8 @@ impl<P: Park> Waiter<P> {
     /// sleeps, and the core wakes only waiters it finds `ASLEEP`.
     pub const ASLEEP: u32 = ASLEEP;
 
-    /// Changes the word of the queued waiter `this` to `to` (a grant, an offer, a close) and
+    /// Changes the word of the queued waiter `this` to `to` (a grant, an offer, a close, a
+    /// spurious wake-up) and
     /// returns what wakes it, with whether it said it sleeps. The swap cannot miss the waiter's
     /// own compare-exchange to `ASLEEP`: the two are ordered one way or the other on the word,
     /// and a waiter that comes second finds `to` and does not sleep. `order` is the caller's,
@@ -563,8 +566,7 @@ impl<P: Park> List<P> {
         // SAFETY: `w` is queued, hence alive; its links and its neighbours' are guarded by the
         // queue lock, which we hold.
         unsafe {
-            let Links { prev, next, .. } =
-                (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
+            let Links { prev, next } = (*w).links.with_mut(|l| ptr::replace(l, Links::unlinked()));
             match prev.is_null() {
                 true => self.head = next,
                 false => (*prev).links.with_mut(|l| (*l).next = next),
@@ -582,7 +584,6 @@ impl<P: Park> Links<P> {
         Self {
             prev: ptr::null(),
             next: ptr::null(),
-            polled: false,
         }
     }
 }

@@ -402,7 +402,12 @@ impl<P: Park> RawGil<P> {
                     // once; the old head waits on.
                     if let Some(old) = old_head {
                         debug_assert_eq!((*old).word().load(Relaxed), OFFERED);
-                        (*old).word().store(AWAKE, Relaxed);
+                        // Release, as a store to a queued waiter's word that it may read next:
+                        // what came before under the queue lock (a `wake_last_polled`'s
+                        // caller's writes, which that wake's release sequence on this word
+                        // would otherwise stop carrying here) goes with it to the waiter's
+                        // Acquire reread.
+                        (*old).word().store(AWAKE, Release);
                     }
                     waiter.word().store(OFFERED, Relaxed);
                 }
@@ -808,7 +813,8 @@ impl<P: Park> RawGil<P> {
             if let Some(head) = (*q).head() {
                 debug_assert_eq!((*head).word().load(Relaxed), OFFERED);
                 // It goes back to waiting; if it is awake and claiming, its claim finds this.
-                (*head).word().store(AWAKE, Relaxed);
+                // Release: as in `enqueue`'s taking of an offer back.
+                (*head).word().store(AWAKE, Release);
             }
         });
         self.unlock_queue(state & !AWAY);

@@ -25,11 +25,11 @@
 //!   there.
 //! - **Watch** — one per lock with futures waiting in line
 //!   ([`Gil::acquire_async`](crate::Gil::acquire_async)): at its time, wake the one task that
-//!   watches for the others, whose poll looks at its lock itself (`TaskTimer::look`). The clock keeps the lock's
-//!   [`TaskWatch`], which lives apart from the lock, and nothing of the lock itself: a future
-//!   can be leaked while it waits, and its lock then moved or dropped, so only the futures' own
-//!   polls, which borrow the lock while they run, may act on it. A waker thread takes the
-//!   waker out of the watch and wakes it, outside the clock's mutex.
+//!   watches for the others, whose poll looks at its lock itself (`TaskTimer::look`). The
+//!   clock keeps the lock's [`TaskWatch`], which lives apart from the lock, and nothing of the
+//!   lock itself: a future can be leaked while it waits, and its lock then moved or dropped,
+//!   so only the futures' own polls, which borrow the lock while they run, may act on it. A
+//!   waker thread takes the waker out of the watch and wakes it, outside the clock's mutex.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -717,22 +717,26 @@ impl Timers {
 ///
 /// One task watches, not each: a look is by the rule the clock goes by for threads (somebody
 /// waited a whole interval with nobody handed the lock), which one waiting task can apply for
-/// all of them. A task whose first poll finds a watcher stays out, at the cost of one load;
-/// only the watcher takes this mutex. When the watcher leaves the line (granted, or dropped),
-/// it wakes the last task in line (`RawGil::wake_last_polled`), whose next poll finds no watcher and
-/// becomes it: the last in line stays longest, so the watch changes hands seldom.
+/// all of them. A task whose poll finds a watcher stays out, at the cost of one load (a task
+/// that reads the flag stale takes this mutex to find out). A task that leaves the line (granted, closed out, or
+/// dropped) with nobody watching, the watcher itself included, wakes the last task in line
+/// (`RawGil::wake_last_polled`), whose next poll finds no watcher and becomes it: the last in
+/// line stays longest, so the watch seldom changes hands. A close vacates the watch, so that a
+/// watcher leaked and closed out of line does not keep it from the tasks that stay.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWatch {
     /// Whether a task watches: set and cleared under the mutex, read without it by a task's
-    /// poll, as a hint (see `TaskTimer::look`).
+    /// poll and leave, as a hint (see `TaskTimer::look`).
     watched: AtomicBool,
     state: std::sync::Mutex<Watched>,
 }
 
 #[derive(Debug, Default)]
 struct Watched {
-    /// Whether a task watches (its `TaskTimer::watching` is set).
-    watcher: bool,
+    /// The watcher's number, if a task watches (its `TaskTimer::watching`).
+    watcher: Option<u64>,
+    /// Numbers given out so far.
+    numbered: u64,
     /// The watcher's waker; `None` once the clock's wake-up took it, until the watcher's next
     /// poll puts it back.
     waker: Option<Waker>,
@@ -764,13 +768,53 @@ impl TaskWatch {
         }
         watched.waker.take()
     }
+
+    /// The lock `raw` is closed, with this thread borrowing it: nobody watches any more, and
+    /// the last task still in line (one relocking) is woken to watch. A watcher leaked in line
+    /// was closed out of it, and would otherwise keep the watch for ever.
+    pub(crate) fn vacate(&self, raw: &Raw) {
+        let waker = {
+            let mut watched = self.lock();
+            watched.watcher = None;
+            // Relaxed: a hint; the wake below publishes it (see `TaskTimer::look`).
+            self.watched.store(false, Relaxed);
+            watched.waker.take()
+        };
+        if let Some(waker) = waker {
+            run_waker(waker, false);
+        }
+        self.hand_on(raw);
+    }
+
+    /// Nobody watches: wakes the last task in line to watch, after the caller cleared
+    /// `watched`; with nobody in line, cancels the clock's wake-up.
+    fn hand_on(&self, raw: &Raw) {
+        // Quietly: this thread may hold the lock (a watcher granted it), and a waker that polls
+        // inline would find it held.
+        if crate::owner::quietly(|| raw.wake_last_polled()) {
+            return;
+        }
+        let ticket = {
+            let mut watched = self.lock();
+            if watched.watcher.is_some() {
+                // A task queued since, and watches.
+                return;
+            }
+            watched.next = None;
+            watched.ticket.take()
+        };
+        if let Some(ticket) = ticket {
+            clock().cancel_wake(ticket);
+        }
+    }
 }
 
 /// A waiting task's part in its lock's [`TaskWatch`].
 #[derive(Debug, Default)]
 pub(crate) struct TaskTimer {
-    /// This task is the watcher.
-    watching: bool,
+    /// This task's number as the watcher, if it became it (a close may have vacated the watch
+    /// since).
+    watching: Option<u64>,
 }
 
 impl TaskTimer {
@@ -793,43 +837,63 @@ impl TaskTimer {
             return;
         }
         // The clone is the executor's code: never under the mutex.
-        let mut watched = if self.watching {
+        let mut watching = None;
+        if let Some(me) = self.watching {
             let mut watched = watch.lock();
             let stale = !watched.waker.as_ref().is_some_and(|w| w.will_wake(waker));
-            if stale {
+            if watched.watcher == Some(me) && stale {
                 drop(watched);
                 let clone = waker.clone();
                 watched = watch.lock();
+                if watched.watcher == Some(me) {
+                    if let Some(old) = watched.waker.replace(clone) {
+                        drop(watched);
+                        run_waker(old, false);
+                        watched = watch.lock();
+                    }
+                } else {
+                    drop(watched);
+                    run_waker(clone, false);
+                    watched = watch.lock();
+                }
+            }
+            if watched.watcher == Some(me) {
+                watching = Some(watched);
+            } else {
+                // A close vacated the watch: this task may watch again, as any.
+                self.watching = None;
+            }
+        }
+        let mut watched = match watching {
+            Some(watched) => watched,
+            None => {
+                // Relaxed: a hint. A task that reads a watcher that has just left is in line
+                // when the leaver, after clearing this, wakes the last task in line (whose
+                // poll then reads it clear: the core orders the two), or a task that leaves
+                // after it does.
+                if watch.watched.load(Relaxed) {
+                    return;
+                }
+                let clone = waker.clone();
+                let mut watched = watch.lock();
+                if watched.watcher.is_some() {
+                    drop(watched);
+                    run_waker(clone, false);
+                    return;
+                }
+                watched.numbered += 1;
+                let me = watched.numbered;
+                watched.watcher = Some(me);
+                // Relaxed: a hint; set under the mutex, which decides.
+                watch.watched.store(true, Relaxed);
+                self.watching = Some(me);
                 if let Some(old) = watched.waker.replace(clone) {
                     drop(watched);
                     run_waker(old, false);
                     watched = watch.lock();
                 }
+                watched
             }
-            watched
-        } else {
-            // Relaxed: a hint. A task that reads a watcher that has just left was in line when
-            // that one woke the last task in line, after clearing this (the core orders the two):
-            // that task's next poll reads it clear.
-            if watch.watched.load(Relaxed) {
-                return;
-            }
-            let clone = waker.clone();
-            let mut watched = watch.lock();
-            if watched.watcher {
-                drop(watched);
-                run_waker(clone, false);
-                return;
-            }
-            watched.watcher = true;
-            watch.watched.store(true, Relaxed);
-            self.watching = true;
-            if let Some(old) = watched.waker.replace(clone) {
-                drop(watched);
-                run_waker(old, false);
-                watched = watch.lock();
-            }
-            watched
         };
         if watched.next.is_some() && watched.ticket.is_some() {
             // The clock wakes the watcher at the next look: nothing to do before then.
@@ -837,10 +901,11 @@ impl TaskTimer {
         }
         let now = now();
         let (next, slices) = match watched.next {
-            None => (
-                instant_at(queued.max(timer.last_switch.load(Relaxed))) + timer.interval(),
-                timer.slices(),
-            ),
+            None => {
+                // Relaxed: a time stamp, as the clock's own looks read it.
+                let since = queued.max(timer.last_switch.load(Relaxed));
+                (instant_at(since) + timer.interval(), timer.slices())
+            }
             Some((at, _)) if at > now => (at, timer.slices()),
             Some((_, seen)) => timer.look(raw, seen, now),
         };
@@ -854,42 +919,38 @@ impl TaskTimer {
         watched.ticket = Some(clock.wake_watch_at(next, watch.clone()));
     }
 
-    /// The task is done waiting, out of line, with the lock borrowed: if it was the watcher,
-    /// it leaves the watch and wakes the last task in line to take its place. With no task
-    /// left in line, the clock's wake-up is cancelled.
+    /// The task is done waiting, out of line, with the lock borrowed. The watcher leaves the
+    /// watch. If nobody watches now, the watch is handed on (`TaskWatch::hand_on`): this task
+    /// may be the one woken to take it over, leaving without a poll that would have (dropped,
+    /// closed out, or handed the lock meanwhile).
     pub(crate) fn leave(&mut self, raw: &Raw, watch: &TaskWatch) {
-        if !core::mem::take(&mut self.watching) {
-            return;
-        }
-        let waker = {
-            let mut watched = watch.lock();
-            watched.watcher = false;
-            watch.watched.store(false, Relaxed);
-            watched.waker.take()
-        };
-        if let Some(waker) = waker {
-            run_waker(waker, false);
-        }
-        if cfg!(bite = "a-watcher-leaves-nobody-in-its-place") {
-            return;
-        }
-        // After the clear above, which the task woken (or queued after this) sees. Quietly:
-        // this thread may hold the lock (the watcher was granted it).
-        if crate::owner::quietly(|| raw.wake_last_polled()) {
-            return;
-        }
-        let ticket = {
-            let mut watched = watch.lock();
-            if watched.watcher {
-                // A task queued since, and watches.
-                return;
+        let watched_here = self.watching.is_some();
+        if let Some(me) = self.watching.take() {
+            let waker = {
+                let mut watched = watch.lock();
+                if watched.watcher == Some(me) {
+                    watched.watcher = None;
+                    // Relaxed: a hint; the wake in `hand_on` publishes it.
+                    watch.watched.store(false, Relaxed);
+                    watched.waker.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(waker) = waker {
+                run_waker(waker, false);
             }
-            watched.next = None;
-            watched.ticket.take()
-        };
-        if let Some(ticket) = ticket {
-            clock().cancel_wake(ticket);
         }
+        // Relaxed: a hint, as in `look`. A task woken to watch reads it clear: the leaver that
+        // woke it cleared it first, and the core's queue lock, which both took (the wake, and
+        // this task's leaving the line), orders the two.
+        if watch.watched.load(Relaxed) || cfg!(bite = "a-watcher-leaves-nobody-in-its-place") {
+            return;
+        }
+        if !watched_here && cfg!(bite = "only-the-watcher-hands-the-watch-on") {
+            return;
+        }
+        watch.hand_on(raw);
     }
 }
 

@@ -245,8 +245,9 @@ fn busy_holder(
 }
 
 /// Polls `future` each time its waker is woken, until it is ready or twenty seconds (twenty
-/// thousand switch intervals here) have passed; returns whether it got the lock.
-fn poll_when_woken(future: &mut Pin<Box<AcquireFuture<'_>>>, woken: &Count, waker: &Waker) -> bool {
+/// thousand switch intervals here) have passed; returns whether it got the lock (what it
+/// resolved to is dropped).
+fn poll_when_woken<F: Future>(mut future: Pin<&mut F>, woken: &Count, waker: &Waker) -> bool {
     let give_up = std::time::Instant::now() + Duration::from_secs(20);
     let mut seen = 0;
     while std::time::Instant::now() < give_up {
@@ -254,7 +255,7 @@ fn poll_when_woken(future: &mut Pin<Box<AcquireFuture<'_>>>, woken: &Count, wake
         if wakes != seen {
             seen = wakes;
             if let Poll::Ready(got) = future.as_mut().poll(&mut Context::from_waker(waker)) {
-                drop(got.unwrap());
+                drop(got);
                 return true;
             }
         }
@@ -298,7 +299,7 @@ fn a_task_woken_to_look_that_leaves_passes_the_look_on() {
     let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let (holder, first, mut second) = woken_to_look(done);
     drop(first);
-    let got = poll_when_woken(&mut second.future, &second.woken, &second.waker);
+    let got = poll_when_woken(second.future.as_mut(), &second.woken, &second.waker);
     done.store(1, SeqCst);
     holder.join().unwrap();
     assert!(
@@ -327,7 +328,7 @@ fn a_task_woken_to_look_and_handed_the_lock_passes_the_look_on() {
         },
         done,
     );
-    let got = poll_when_woken(&mut second.future, &second.woken, &second.waker);
+    let got = poll_when_woken(second.future.as_mut(), &second.woken, &second.waker);
     done.store(1, SeqCst);
     first_holds.join().unwrap();
     holder.join().unwrap();
@@ -367,6 +368,97 @@ fn a_watcher_that_leaves_wakes_a_task_not_the_thread_behind_it() {
         drop(held);
         behind.join().unwrap();
     });
+}
+
+/// A future in line, polled once on this thread (which holds nothing), with the count of its
+/// wakes.
+fn in_line(gil: &'static Gil) -> Waiter {
+    let (woken, waker) = counting();
+    let mut future = Box::pin(gil.acquire_async());
+    let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(polled.is_pending(), "the lock is held: the future waits");
+    Waiter {
+        future,
+        waker,
+        woken,
+    }
+}
+
+/// The task woken to watch in the watcher's place is dropped before its next poll (a
+/// `select!` whose other branch won): it hands the watch on as it leaves, and the task still
+/// in line gets the lock from a busy holder.
+#[test]
+fn a_task_woken_to_watch_and_dropped_unpolled_hands_the_watch_on() {
+    let gil = with_a_short_interval();
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(move || gil.acquire(), done);
+    let watcher = in_line(gil);
+    let mut second = in_line(gil);
+    let last = in_line(gil);
+    drop(watcher);
+    wait_until("the last task to be woken to watch", || {
+        last.woken.0.load(SeqCst) > 0
+    });
+    drop(last);
+    let got = poll_when_woken(second.future.as_mut(), &second.woken, &second.waker);
+    done.store(1, SeqCst);
+    holder.join().unwrap();
+    assert!(got, "nobody watched once the task woken to watch left");
+}
+
+/// As above, but the task woken to watch finds itself closed out at its next poll: a task
+/// relocking, which a close lets stay in line, is still watched for.
+#[test]
+fn a_task_woken_to_watch_and_closed_out_hands_the_watch_on() {
+    let gil = with_a_short_interval();
+    let away = gil.acquire().unlock_for_await();
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(move || gil.acquire(), done);
+    let watcher = in_line(gil);
+    let (relock_woken, relock_waker) = counting();
+    let mut relock = Box::pin(away.relock_async());
+    let polled = relock
+        .as_mut()
+        .poll(&mut Context::from_waker(&relock_waker));
+    assert!(polled.is_pending(), "the lock is held: the relock waits");
+    let mut last = in_line(gil);
+    drop(watcher);
+    wait_until("the last task to be woken to watch", || {
+        last.woken.0.load(SeqCst) > 0
+    });
+    drop(gil.close());
+    let polled = last
+        .future
+        .as_mut()
+        .poll(&mut Context::from_waker(&last.waker));
+    assert!(matches!(polled, Poll::Ready(Err(AcquireError::Closed))));
+    let got = poll_when_woken(relock.as_mut(), &relock_woken, &relock_waker);
+    done.store(1, SeqCst);
+    holder.join().unwrap();
+    assert!(got, "nobody watched for the relocking task");
+}
+
+/// A watcher leaked in line (`mem::forget`, which ends its borrow) and closed out of it does
+/// not keep the watch: a task relocking later is watched for, and gets the lock from a busy
+/// holder.
+#[test]
+fn a_leaked_watcher_closed_out_of_line_keeps_no_watch() {
+    let gil = with_a_short_interval();
+    let away = gil.acquire().unlock_for_await();
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(move || gil.acquire(), done);
+    std::mem::forget(in_line(gil).future);
+    drop(gil.close());
+    let (relock_woken, relock_waker) = counting();
+    let mut relock = Box::pin(away.relock_async());
+    let polled = relock
+        .as_mut()
+        .poll(&mut Context::from_waker(&relock_waker));
+    assert!(polled.is_pending(), "the lock is held: the relock waits");
+    let got = poll_when_woken(relock.as_mut(), &relock_woken, &relock_waker);
+    done.store(1, SeqCst);
+    holder.join().unwrap();
+    assert!(got, "the leaked watcher kept the watch");
 }
 
 /// Many tasks on two workers, each taking the lock in turn: every task's work is done once,

@@ -484,6 +484,11 @@ impl Gil {
     pub fn close(&self) -> PendingCalls {
         let calls = self.close_calls();
         self.raw.close();
+        if let Some(services) = self.services()
+            && !cfg!(bite = "a-close-keeps-the-watch")
+        {
+            services.tasks.vacate(&self.raw);
+        }
         calls
     }
 

@@ -120,9 +120,10 @@ impl ParkSlot {
     #[inline]
     fn task_slot(&self) -> Option<*const TaskSlot> {
         self.task.as_ref().map(|task| {
-            // Relaxed: the word's change that follows (a Release store, or an OFFERED that the
-            // waiter acts on only under the queue lock) publishes it to the waiter, whose node's
-            // drop comes after it saw that change.
+            // Relaxed: the node's drop comes after the waiter is out of line, which it learns
+            // from a change of its word made under the queue lock after this one (a grant or a
+            // close, Release stores), or by taking the queue lock itself (a cancel): either
+            // way after this thread releases the queue lock, which publishes the count.
             task.wakes
                 .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             core::ptr::from_ref(task)
@@ -366,6 +367,10 @@ impl<T> Drop for LazyBox<T> {
 pub(crate) type Raw = RawGil<Parking>;
 /// A waiter node of [`Raw`].
 pub(crate) type Node = Waiter<Parking>;
+
+// A waiter node is one cache line, a future's with its waker slot too: the thread that hands the
+// lock on writes the node's word and its neighbours' links (see `Waiter`).
+const _: () = assert!(!REAL_ATOMICS || core::mem::size_of::<Node>() == 64);
 
 /// The futex parking strategy under its public name: the real one, or loom's stand-in under
 /// loom (the futex cannot wait on loom's atomics).
