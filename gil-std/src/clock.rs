@@ -718,11 +718,14 @@ impl Timers {
 /// One task watches, not each: a look is by the rule the clock goes by for threads (somebody
 /// waited a whole interval with nobody handed the lock), which one waiting task can apply for
 /// all of them. A task whose poll finds a watcher stays out, at the cost of one load (a task
-/// that reads the flag stale takes this mutex to find out). A task that leaves the line (granted, closed out, or
+/// that reads the flag clear while a watcher has just come takes this mutex to find out). A task that leaves the line (granted, closed out, or
 /// dropped) with nobody watching, the watcher itself included, wakes the last task in line
 /// (`RawGil::wake_last_polled`), whose next poll finds no watcher and becomes it: the last in
-/// line stays longest, so the watch seldom changes hands. A close vacates the watch, so that a
-/// watcher leaked and closed out of line does not keep it from the tasks that stay.
+/// line stays longest, so the watch seldom changes hands; a future left in line and never
+/// polled again (leaked) takes the watch with it if it is the one woken, but the line ends
+/// there anyway: granted, it keeps the lock. A close vacates the watch, and only a task in line
+/// becomes the watcher, so that one leaked and closed out of line does not keep it from the
+/// tasks that stay.
 #[derive(Debug, Default)]
 pub(crate) struct TaskWatch {
     /// Whether a task watches: set and cleared under the mutex, read without it by a task's
@@ -819,7 +822,8 @@ pub(crate) struct TaskTimer {
 
 impl TaskTimer {
     /// A poll of the waiting task, with the lock borrowed, `queued` being when the task queued
-    /// (nanoseconds on the clock's epoch). A task finding no watcher becomes it, putting its
+    /// (nanoseconds on the clock's epoch), and `in_line` whether it still is. A task in line
+    /// finding no watcher becomes it, putting its
     /// waker in the lock's watch; the watcher puts its waker back after the clock took it, or
     /// when it changed. Then, unless the clock is to wake the watcher at the next look already:
     /// if a whole switch interval has passed since the task queued (or since the last switch)
@@ -832,6 +836,7 @@ impl TaskTimer {
         watch: &Arc<TaskWatch>,
         queued: u64,
         waker: &Waker,
+        in_line: impl Fn() -> bool,
     ) {
         if !CLOCK {
             return;
@@ -876,7 +881,12 @@ impl TaskTimer {
                 }
                 let clone = waker.clone();
                 let mut watched = watch.lock();
-                if watched.watcher.is_some() {
+                // Still in line, or it would keep the watch from those who are: a close that
+                // took it out before this mutex did vacated the watch first, and this look,
+                // coming after, sees the close.
+                if watched.watcher.is_some()
+                    || (!in_line() && !cfg!(bite = "a-task-out-of-line-watches"))
+                {
                     drop(watched);
                     run_waker(clone, false);
                     return;

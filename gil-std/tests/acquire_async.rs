@@ -461,6 +461,50 @@ fn a_leaked_watcher_closed_out_of_line_keeps_no_watch() {
     assert!(got, "the leaked watcher kept the watch");
 }
 
+/// A close lands between a task's first poll, which queued it, and that poll's look at the
+/// watch: the task, closed out, does not become the watcher (it is leaked here, and would keep
+/// the watch for ever), and a task relocking is watched for. The close runs inside the
+/// look's clone of the waker (the second clone: the first is the waker's registration).
+#[test]
+fn a_task_closed_out_before_its_look_does_not_take_the_watch() {
+    use std::sync::OnceLock;
+    use std::task::{RawWaker, RawWakerVTable};
+
+    static GIL: OnceLock<&'static Gil> = OnceLock::new();
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    fn clone(_: *const ()) -> RawWaker {
+        if CLONES.fetch_add(1, SeqCst) == 1 {
+            drop(GIL.get().unwrap().close());
+        }
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    fn noop(_: *const ()) {}
+
+    let gil = with_a_short_interval();
+    GIL.set(gil).unwrap();
+    let away = gil.acquire().unlock_for_await();
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(move || gil.acquire(), done);
+    // SAFETY: every function of the table is sound for any data pointer (none reads it).
+    let closing = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+    let mut closed_out = Box::pin(gil.acquire_async());
+    let polled = closed_out.as_mut().poll(&mut Context::from_waker(&closing));
+    assert!(polled.is_pending(), "the lock is held: the future waits");
+    assert!(gil.is_closed(), "the close ran inside the first poll");
+    std::mem::forget(closed_out);
+    let (relock_woken, relock_waker) = counting();
+    let mut relock = Box::pin(away.relock_async());
+    let polled = relock
+        .as_mut()
+        .poll(&mut Context::from_waker(&relock_waker));
+    assert!(polled.is_pending(), "the lock is held: the relock waits");
+    let got = poll_when_woken(relock.as_mut(), &relock_woken, &relock_waker);
+    done.store(1, SeqCst);
+    holder.join().unwrap();
+    assert!(got, "a task closed out before its look took the watch");
+}
+
 /// Many tasks on two workers, each taking the lock in turn: every task's work is done once,
 /// one at a time.
 #[test]

@@ -1042,6 +1042,57 @@ fn a_waker_whose_panic_cannot_be_dropped_aborts_inside_the_hand_over() {
 
 #[test]
 #[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
+fn a_holder_that_closes_the_lock_wakes_no_inline_poller_on_its_thread() {
+    // A holder may close its lock. The futures closed out are woken; one whose waker polls it
+    // inline must not be polled on the holder's thread, where the poll's re-entry check would
+    // panic inside the close's wake, which cannot unwind (the process would abort).
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct PollsInline {
+        future: Mutex<Option<Pin<Box<gil_std::AcquireFuture<'static>>>>>,
+        closed: AtomicBool,
+    }
+
+    impl Wake for PollsInline {
+        fn wake(self: Arc<Self>) {
+            let Some(mut future) = self.future.lock().unwrap().take() else {
+                return;
+            };
+            let waker = Waker::from(self.clone());
+            match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+                Poll::Ready(got) => self.closed.store(got.is_err(), SeqCst),
+                Poll::Pending => *self.future.lock().unwrap() = Some(future),
+            }
+        }
+    }
+
+    let ended = in_child_process(
+        "a_holder_that_closes_the_lock_wakes_no_inline_poller_on_its_thread",
+        || {
+            let gil = leaked_gil();
+            let held = gil.acquire();
+            let task = Arc::new(PollsInline {
+                future: Mutex::new(Some(Box::pin(gil.acquire_async()))),
+                closed: AtomicBool::new(false),
+            });
+            let first = task.clone();
+            thread::spawn(move || first.wake()).join().unwrap();
+            assert!(gil.has_waiters(), "the future is in line");
+            drop(gil.close());
+            wait_until("the future to be closed out", || task.closed.load(SeqCst));
+            drop(held);
+        },
+    );
+    if let Some((success, stderr)) = ended {
+        assert!(success, "the close aborted: {stderr}");
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "runs a child process, which Miri cannot")]
 fn a_hook_panic_reported_to_a_closed_stderr_stays_in_the_hook() {
     // The report of a hook's panic goes to standard error; with it closed, writing fails, and
     // that failure must not unwind out of the hand-over the hook reported on.

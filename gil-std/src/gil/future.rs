@@ -7,7 +7,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use std::fmt;
 
-use gil_core::{PollPolicy, Waited};
+use gil_core::{PollPolicy, WaitState, Waited};
 
 use super::waiting::begin_turn;
 use super::{AcquireError, Gil, GilGuard};
@@ -245,12 +245,13 @@ impl<'a> TaskWait<'a> {
 
     /// A poll that leaves the task waiting, with the lock borrowed while it runs: the task
     /// times its own wait in the lock's watch.
-    fn look(&mut self, cx: &Context<'_>) {
+    fn look(&mut self, cx: &Context<'_>, node: Pin<&Node>) {
         if let Some(queued) = self.queued {
             let gil = self.gil;
             let watch = &gil.services_or_new().tasks;
+            let in_line = || matches!(node.state(), WaitState::Waiting | WaitState::Offered);
             self.timer
-                .look(&gil.raw, &gil.timer, watch, queued, cx.waker());
+                .look(&gil.raw, &gil.timer, watch, queued, cx.waker(), in_line);
         }
     }
 
@@ -331,7 +332,7 @@ impl<'a> Future for AcquireFuture<'a> {
         // first poll this thread does not hold the lock (refused above).
         let waited = match unsafe { gil.raw.poll_lock(node, &mut task) } {
             Poll::Pending => {
-                task.wait.look(cx);
+                task.wait.look(cx, node);
                 return Poll::Pending;
             }
             Poll::Ready(waited) => waited,
