@@ -362,6 +362,28 @@ fn wants_checkpoint_says_when_a_checkpoint_has_work() {
     assert!(!gil.wants_checkpoint());
 }
 
+/// While a thread waits in line, `wants_checkpoint` says so once the holder's slice is over,
+/// not before: it looks at the clock at every 256th call, as a checkpoint does.
+#[test]
+fn wants_checkpoint_waits_for_the_end_of_the_slice() {
+    for (interval, over) in [
+        (Duration::from_secs(60), false),
+        (Duration::from_millis(1), true),
+    ] {
+        let gil = Gil::with_switch_interval(interval);
+        thread::scope(|s| {
+            let g = gil.acquire();
+            let waiter = s.spawn(|| drop(gil.acquire()));
+            wait_until("the waiter to queue", || gil.has_waiters());
+            thread::sleep(Duration::from_millis(5));
+            let wanted = (0..1024).any(|_| gil.wants_checkpoint());
+            assert_eq!(wanted, over, "a slice of {interval:?}, 5 ms into it");
+            drop(g);
+            waiter.join().unwrap();
+        });
+    }
+}
+
 /// The errors say what happened; the lock's `Debug` shows its state and figures.
 #[test]
 fn errors_and_the_lock_describe_themselves() {
