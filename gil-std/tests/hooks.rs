@@ -230,3 +230,38 @@ fn a_hook_panic_whose_payload_panics_on_drop_goes_no_further() {
     drop(GIL.acquire());
     GIL.set_event_hook(None);
 }
+
+/// While a hand-over sets a hold with nested guards aside, its thread is quiet: no hook runs
+/// on it. Once the hold is back, and has ended, the thread's next hold is reported again.
+#[test]
+fn a_thread_is_heard_again_once_its_hold_is_no_longer_set_aside() {
+    use std::cell::Cell;
+    thread_local! {
+        static GOT: Cell<u32> = const { Cell::new(0) };
+    }
+    let gil: &'static Gil = Box::leak(Box::new(Gil::new()));
+    gil.set_event_hook(Some(&|_, event| {
+        if event == Event::Got {
+            GOT.with(|got| got.set(got.get() + 1));
+        }
+    }));
+    let mut outer = gil.acquire();
+    let nested = gil.ensure();
+    thread::scope(|s| {
+        s.spawn(|| drop(gil.acquire()));
+        while !gil.has_waiters() {
+            thread::yield_now();
+        }
+        assert!(outer.hand_over(), "handed over to the waiter");
+    });
+    drop(nested);
+    drop(outer);
+    let before = GOT.with(Cell::get);
+    drop(gil.acquire());
+    assert_eq!(
+        GOT.with(Cell::get),
+        before + 1,
+        "the next hold went unreported"
+    );
+    gil.set_event_hook(None);
+}
