@@ -812,6 +812,29 @@ impl TaskWatch {
     }
 }
 
+/// Puts a clone of `waker` in `watch` as the watcher's, if `may` (run under the mutex) says
+/// so; returns the mutex, held. The clone, and the drop of the waker it replaces, are the
+/// executor's code: made outside the mutex.
+fn put_waker<'w>(
+    watch: &'w TaskWatch,
+    waker: &Waker,
+    may: impl FnOnce(&mut Watched) -> bool,
+) -> Option<std::sync::MutexGuard<'w, Watched>> {
+    let clone = waker.clone();
+    let mut watched = watch.lock();
+    if !may(&mut watched) {
+        drop(watched);
+        run_waker(clone, false);
+        return None;
+    }
+    if let Some(old) = watched.waker.replace(clone) {
+        drop(watched);
+        run_waker(old, false);
+        watched = watch.lock();
+    }
+    Some(watched)
+}
+
 /// A waiting task's part in its lock's [`TaskWatch`].
 #[derive(Debug, Default)]
 pub(crate) struct TaskTimer {
@@ -841,32 +864,21 @@ impl TaskTimer {
         if !CLOCK {
             return;
         }
-        // The clone is the executor's code: never under the mutex.
         let mut watching = None;
         if let Some(me) = self.watching {
-            let mut watched = watch.lock();
-            let stale = !watched.waker.as_ref().is_some_and(|w| w.will_wake(waker));
-            if watched.watcher == Some(me) && stale {
-                drop(watched);
-                let clone = waker.clone();
-                watched = watch.lock();
-                if watched.watcher == Some(me) {
-                    if let Some(old) = watched.waker.replace(clone) {
-                        drop(watched);
-                        run_waker(old, false);
-                        watched = watch.lock();
-                    }
-                } else {
-                    drop(watched);
-                    run_waker(clone, false);
-                    watched = watch.lock();
-                }
-            }
-            if watched.watcher == Some(me) {
-                watching = Some(watched);
-            } else {
+            let watched = watch.lock();
+            if watched.watcher != Some(me) {
                 // A close vacated the watch: this task may watch again, as any.
                 self.watching = None;
+            } else if watched.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                watching = Some(watched);
+            } else {
+                drop(watched);
+                watching = put_waker(watch, waker, |watched| watched.watcher == Some(me));
+                if watching.is_none() {
+                    // Vacated meanwhile.
+                    self.watching = None;
+                }
             }
         }
         let mut watched = match watching {
@@ -879,29 +891,27 @@ impl TaskTimer {
                 if watch.watched.load(Relaxed) {
                     return;
                 }
-                let clone = waker.clone();
-                let mut watched = watch.lock();
-                // Still in line, or it would keep the watch from those who are: a close that
-                // took it out before this mutex did vacated the watch first, and this look,
-                // coming after, sees the close.
-                if watched.watcher.is_some()
-                    || (!in_line() && !cfg!(bite = "a-task-out-of-line-watches"))
-                {
-                    drop(watched);
-                    run_waker(clone, false);
+                let mut me = None;
+                let watched = put_waker(watch, waker, |watched| {
+                    // Still in line, or it would keep the watch from those who are: a close
+                    // that took it out before this mutex did vacated the watch first, and
+                    // this look, coming after, sees the close.
+                    if watched.watcher.is_some()
+                        || (!in_line() && !cfg!(bite = "a-task-out-of-line-watches"))
+                    {
+                        return false;
+                    }
+                    watched.numbered += 1;
+                    me = Some(watched.numbered);
+                    watched.watcher = me;
+                    // Relaxed: a hint; set under the mutex, which decides.
+                    watch.watched.store(true, Relaxed);
+                    true
+                });
+                let Some(watched) = watched else {
                     return;
-                }
-                watched.numbered += 1;
-                let me = watched.numbered;
-                watched.watcher = Some(me);
-                // Relaxed: a hint; set under the mutex, which decides.
-                watch.watched.store(true, Relaxed);
-                self.watching = Some(me);
-                if let Some(old) = watched.waker.replace(clone) {
-                    drop(watched);
-                    run_waker(old, false);
-                    watched = watch.lock();
-                }
+                };
+                self.watching = me;
                 watched
             }
         };

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use gil_std::{AcquireError, AcquireFuture, Event, Gil, GilGuard};
+use gil_std::{AcquireError, AcquireFuture, Event, Gil, GilGuard, RelockFuture, UnlockedAsync};
 
 mod common;
 use common::wait_until;
@@ -265,10 +265,23 @@ fn poll_when_woken<F: Future>(mut future: Pin<&mut F>, woken: &Count, waker: &Wa
 }
 
 /// A future in line, with its waker and the count of its wakes.
-struct Waiter {
-    future: Pin<Box<AcquireFuture<'static>>>,
+struct Waiter<F = AcquireFuture<'static>> {
+    future: Pin<Box<F>>,
     waker: Waker,
     woken: Arc<Count>,
+}
+
+/// Polls `task` each time it is woken (`poll_when_woken`), then lets the busy `holder` (see
+/// `busy_holder`) end; returns whether the task got the lock.
+fn got_the_lock<F: Future>(
+    task: &mut Waiter<F>,
+    done: &AtomicUsize,
+    holder: thread::JoinHandle<()>,
+) -> bool {
+    let got = poll_when_woken(task.future.as_mut(), &task.woken, &task.waker);
+    done.store(1, SeqCst);
+    holder.join().unwrap();
+    got
 }
 
 /// Two futures queued behind a busy holder of a lock with a 1 ms interval (it lets go when
@@ -299,9 +312,7 @@ fn a_task_woken_to_look_that_leaves_passes_the_look_on() {
     let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
     let (holder, first, mut second) = woken_to_look(done);
     drop(first);
-    let got = poll_when_woken(second.future.as_mut(), &second.woken, &second.waker);
-    done.store(1, SeqCst);
-    holder.join().unwrap();
+    let got = got_the_lock(&mut second, done, holder);
     assert!(
         got,
         "the second task was never woken to look, nor handed the lock"
@@ -328,9 +339,7 @@ fn a_task_woken_to_look_and_handed_the_lock_passes_the_look_on() {
         },
         done,
     );
-    let got = poll_when_woken(second.future.as_mut(), &second.woken, &second.waker);
-    done.store(1, SeqCst);
-    first_holds.join().unwrap();
+    let got = got_the_lock(&mut second, done, first_holds);
     holder.join().unwrap();
     assert!(
         got,
@@ -370,6 +379,34 @@ fn a_watcher_that_leaves_wakes_a_task_not_the_thread_behind_it() {
     });
 }
 
+/// A lock with a 1 ms interval held by a busy holder (it lets go when the flag is set), and a
+/// hold of it let go for an `.await` before, to be relocked.
+fn busy_after_letting_go() -> (
+    &'static Gil,
+    UnlockedAsync<'static>,
+    &'static AtomicUsize,
+    thread::JoinHandle<()>,
+) {
+    let gil = with_a_short_interval();
+    let away = gil.acquire().unlock_for_await();
+    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+    let holder = busy_holder(move || gil.acquire(), done);
+    (gil, away, done, holder)
+}
+
+/// `away` relocking, in line (its first poll queued it), with the count of its wakes.
+fn relocking(away: UnlockedAsync<'static>) -> Waiter<RelockFuture<'static>> {
+    let (woken, waker) = counting();
+    let mut future = Box::pin(away.relock_async());
+    let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(polled.is_pending(), "the lock is held: the relock waits");
+    Waiter {
+        future,
+        waker,
+        woken,
+    }
+}
+
 /// A future in line, polled once on this thread (which holds nothing), with the count of its
 /// wakes.
 fn in_line(gil: &'static Gil) -> Waiter {
@@ -400,9 +437,7 @@ fn a_task_woken_to_watch_and_dropped_unpolled_hands_the_watch_on() {
         last.woken.0.load(SeqCst) > 0
     });
     drop(last);
-    let got = poll_when_woken(second.future.as_mut(), &second.woken, &second.waker);
-    done.store(1, SeqCst);
-    holder.join().unwrap();
+    let got = got_the_lock(&mut second, done, holder);
     assert!(got, "nobody watched once the task woken to watch left");
 }
 
@@ -410,17 +445,9 @@ fn a_task_woken_to_watch_and_dropped_unpolled_hands_the_watch_on() {
 /// relocking, which a close lets stay in line, is still watched for.
 #[test]
 fn a_task_woken_to_watch_and_closed_out_hands_the_watch_on() {
-    let gil = with_a_short_interval();
-    let away = gil.acquire().unlock_for_await();
-    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let holder = busy_holder(move || gil.acquire(), done);
+    let (gil, away, done, holder) = busy_after_letting_go();
     let watcher = in_line(gil);
-    let (relock_woken, relock_waker) = counting();
-    let mut relock = Box::pin(away.relock_async());
-    let polled = relock
-        .as_mut()
-        .poll(&mut Context::from_waker(&relock_waker));
-    assert!(polled.is_pending(), "the lock is held: the relock waits");
+    let mut relock = relocking(away);
     let mut last = in_line(gil);
     drop(watcher);
     wait_until("the last task to be woken to watch", || {
@@ -432,9 +459,7 @@ fn a_task_woken_to_watch_and_closed_out_hands_the_watch_on() {
         .as_mut()
         .poll(&mut Context::from_waker(&last.waker));
     assert!(matches!(polled, Poll::Ready(Err(AcquireError::Closed))));
-    let got = poll_when_woken(relock.as_mut(), &relock_woken, &relock_waker);
-    done.store(1, SeqCst);
-    holder.join().unwrap();
+    let got = got_the_lock(&mut relock, done, holder);
     assert!(got, "nobody watched for the relocking task");
 }
 
@@ -443,21 +468,10 @@ fn a_task_woken_to_watch_and_closed_out_hands_the_watch_on() {
 /// holder.
 #[test]
 fn a_leaked_watcher_closed_out_of_line_keeps_no_watch() {
-    let gil = with_a_short_interval();
-    let away = gil.acquire().unlock_for_await();
-    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let holder = busy_holder(move || gil.acquire(), done);
+    let (gil, away, done, holder) = busy_after_letting_go();
     std::mem::forget(in_line(gil).future);
     drop(gil.close());
-    let (relock_woken, relock_waker) = counting();
-    let mut relock = Box::pin(away.relock_async());
-    let polled = relock
-        .as_mut()
-        .poll(&mut Context::from_waker(&relock_waker));
-    assert!(polled.is_pending(), "the lock is held: the relock waits");
-    let got = poll_when_woken(relock.as_mut(), &relock_woken, &relock_waker);
-    done.store(1, SeqCst);
-    holder.join().unwrap();
+    let got = got_the_lock(&mut relocking(away), done, holder);
     assert!(got, "the leaked watcher kept the watch");
 }
 
@@ -481,11 +495,8 @@ fn a_task_closed_out_before_its_look_does_not_take_the_watch() {
     }
     fn noop(_: *const ()) {}
 
-    let gil = with_a_short_interval();
+    let (gil, away, done, holder) = busy_after_letting_go();
     GIL.set(gil).unwrap();
-    let away = gil.acquire().unlock_for_await();
-    let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
-    let holder = busy_holder(move || gil.acquire(), done);
     // SAFETY: every function of the table is sound for any data pointer (none reads it).
     let closing = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
     let mut closed_out = Box::pin(gil.acquire_async());
@@ -493,15 +504,7 @@ fn a_task_closed_out_before_its_look_does_not_take_the_watch() {
     assert!(polled.is_pending(), "the lock is held: the future waits");
     assert!(gil.is_closed(), "the close ran inside the first poll");
     std::mem::forget(closed_out);
-    let (relock_woken, relock_waker) = counting();
-    let mut relock = Box::pin(away.relock_async());
-    let polled = relock
-        .as_mut()
-        .poll(&mut Context::from_waker(&relock_waker));
-    assert!(polled.is_pending(), "the lock is held: the relock waits");
-    let got = poll_when_woken(relock.as_mut(), &relock_woken, &relock_waker);
-    done.store(1, SeqCst);
-    holder.join().unwrap();
+    let got = got_the_lock(&mut relocking(away), done, holder);
     assert!(got, "a task closed out before its look took the watch");
 }
 

@@ -9,7 +9,7 @@ use std::fmt;
 
 use gil_core::{PollPolicy, WaitState, Waited};
 
-use super::waiting::begin_turn;
+use super::waiting::{begin_turn, outcome};
 use super::{AcquireError, Gil, GilGuard};
 use crate::clock::{TaskTimer, now_nanos};
 use crate::hooks::Event;
@@ -258,11 +258,7 @@ impl<'a> TaskWait<'a> {
     /// The wait is over, `waited` being what it came to: if the task waited in line, counts
     /// the wait and, on a grant, begins a slice. One clock read for both.
     fn done(self, waited: Waited) -> Result<(), AcquireError> {
-        let outcome = match waited {
-            Waited::Granted => Ok(()),
-            Waited::Closed => Err(AcquireError::Closed),
-            Waited::GaveUp => Err(AcquireError::Timeout),
-        };
+        let outcome = outcome(waited);
         if let Some(queued) = self.queued {
             let now = now_nanos();
             self.gil.count_wait_nanos(now.saturating_sub(queued));

@@ -125,11 +125,7 @@ impl<'a> Waiting<'a> {
     /// loan). A lender getting its loan back counts as a wait only if it had to sleep for it.
     pub(crate) fn done(self, waited: Waited) -> Result<(), AcquireError> {
         let gil = self.gil;
-        let outcome = match waited {
-            Waited::Granted => Ok(()),
-            Waited::Closed => Err(AcquireError::Closed),
-            Waited::GaveUp => Err(AcquireError::Timeout),
-        };
+        let outcome = outcome(waited);
         if !self.queued {
             return outcome;
         }
@@ -153,6 +149,15 @@ impl<'a> Waiting<'a> {
             }
         }
         outcome
+    }
+}
+
+/// What a wait that came to `waited` gives its caller.
+pub(crate) fn outcome(waited: Waited) -> Result<(), AcquireError> {
+    match waited {
+        Waited::Granted => Ok(()),
+        Waited::Closed => Err(AcquireError::Closed),
+        Waited::GaveUp => Err(AcquireError::Timeout),
     }
 }
 
