@@ -99,6 +99,7 @@ fn a_drop_request_makes_a_busy_holder_hand_over() {
     let stats = gil.stats();
     assert!(stats.forced_drops >= 1, "{stats:?}");
     assert!(stats.switches >= 2, "to the waiter and back: {stats:?}");
+    assert!(stats.wait_time > Duration::ZERO, "{stats:?}");
     assert!(
         stats.contended >= 2,
         "the waiter and the yielder both waited: {stats:?}"

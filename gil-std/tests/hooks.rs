@@ -265,3 +265,218 @@ fn a_thread_is_heard_again_once_its_hold_is_no_longer_set_aside() {
     );
     gil.set_event_hook(None);
 }
+
+/// Every event heard by the hook of [`logged`], with its thread.
+static LOG: std::sync::Mutex<Vec<(thread::ThreadId, Event)>> = std::sync::Mutex::new(Vec::new());
+
+/// A leaked lock whose hook logs its events in [`LOG`].
+fn logged() -> &'static Gil {
+    let gil: &'static Gil = Box::leak(Box::new(Gil::with_switch_interval(
+        Gil::MAX_SWITCH_INTERVAL,
+    )));
+    gil.set_event_hook(Some(&|_, event| {
+        LOG.lock().unwrap().push((thread::current().id(), event));
+    }));
+    gil
+}
+
+/// The events heard on this thread while `f` ran.
+fn heard_during(f: impl FnOnce()) -> Vec<Event> {
+    let me = thread::current().id();
+    let before = LOG.lock().unwrap().len();
+    f();
+    let log = LOG.lock().unwrap();
+    log[before..]
+        .iter()
+        .filter(|&&(on, _)| on == me)
+        .map(|&(_, event)| event)
+        .collect()
+}
+
+/// Waits until `gil` has a waiter.
+fn until_waited_for(gil: &Gil) {
+    while !gil.has_waiters() {
+        thread::yield_now();
+    }
+}
+
+/// A thread that closes a lock is heard again afterwards: the close wakes tasks quietly, and
+/// only for its own length.
+#[test]
+fn a_thread_that_closed_a_lock_is_heard_again() {
+    let gil = logged();
+    drop(Gil::new().close()); // no calls were queued
+    let events = heard_during(|| drop(gil.acquire()));
+    assert_eq!(
+        events,
+        [Event::Got, Event::Released],
+        "the hold after a close"
+    );
+}
+
+/// A plain hold's hand-over is heard as it waits, although another thread's hold is set
+/// aside meanwhile: only the thread whose hold it is keeps quiet.
+#[test]
+fn a_hand_over_is_heard_while_another_threads_hold_is_set_aside() {
+    let gil = logged();
+    let mut outer = gil.acquire();
+    let nested = gil.ensure();
+    thread::scope(|s| {
+        let other = s.spawn(|| {
+            let mut guard = gil.acquire();
+            // The first thread's hold is set aside, its thread in line.
+            until_waited_for(gil);
+            assert!(guard.hand_over(), "handed back");
+        });
+        until_waited_for(gil);
+        let since = LOG.lock().unwrap().len();
+        assert!(
+            outer.hand_over(),
+            "handed over with the nested guard set aside"
+        );
+        until_waited_for(gil);
+        thread::sleep(Duration::from_millis(20));
+        // The other thread's only release is its hand-over's, which waits now.
+        let released = (other.thread().id(), Event::Released);
+        let heard = LOG.lock().unwrap()[since..].contains(&released);
+        drop(nested);
+        drop(outer);
+        assert!(
+            heard,
+            "the other thread's hand-over went unheard as it waited"
+        );
+    });
+}
+
+/// A thread that takes `gil` and keeps it until somebody waits for it, then looks whether
+/// the hook had heard `Wants` from `waiter` in the log from `since` on. A thread whose hold is set aside with
+/// guards waits quietly, and reports its wait once it holds again. Gives a receiver that
+/// hears once the thread holds.
+fn look_for_wants(
+    gil: &'static Gil,
+    waiter: thread::ThreadId,
+    since: usize,
+) -> (std::sync::mpsc::Receiver<()>, thread::JoinHandle<bool>) {
+    let (holding, held) = std::sync::mpsc::channel();
+    let looking = thread::spawn(move || {
+        let guard = gil.acquire();
+        holding.send(()).unwrap();
+        until_waited_for(gil);
+        thread::sleep(Duration::from_millis(20));
+        let heard = LOG.lock().unwrap()[since..].contains(&(waiter, Event::Wants));
+        drop(guard);
+        heard
+    });
+    (held, looking)
+}
+
+/// Polls `gil.acquire_async()` on this thread until it resolves, parking between polls; gives
+/// the threads its waker was woken on.
+fn task_waiting_for(gil: &Gil) -> Vec<thread::ThreadId> {
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Wake, Waker};
+    struct Woken(Mutex<Vec<thread::ThreadId>>, thread::Thread);
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.lock().unwrap().push(thread::current().id());
+            self.1.unpark();
+        }
+    }
+    let woken = Arc::new(Woken(Mutex::new(Vec::new()), thread::current()));
+    let waker = Waker::from(woken.clone());
+    let mut taking = std::pin::pin!(gil.acquire_async());
+    while taking
+        .as_mut()
+        .poll(&mut Context::from_waker(&waker))
+        .is_pending()
+    {
+        thread::park();
+    }
+    woken.0.lock().unwrap().clone()
+}
+
+/// Opens a region with `open`, in which another thread takes the lock and keeps it until this
+/// thread waits to take it back: returns whether this thread's wait was heard by then.
+fn region_heard_in_line(gil: &'static Gil, open: impl FnOnce(&mut (dyn FnMut() + Send))) -> bool {
+    let mut looking = None;
+    let since = LOG.lock().unwrap().len();
+    open(&mut || {
+        let (held, other) = look_for_wants(gil, thread::current().id(), since);
+        held.recv().unwrap();
+        looking = Some(other);
+    });
+    looking.unwrap().join().unwrap()
+}
+
+/// A region of a fresh `EnsureGuard` sets nothing aside: its wait to take the lock back is
+/// heard as it begins.
+#[test]
+fn a_fresh_ensure_guards_region_is_heard_as_it_waits() {
+    let gil = logged();
+    let mut guard = gil.ensure();
+    let heard = region_heard_in_line(gil, |region| {
+        // SAFETY: the region reaches nothing borrowed under the lock.
+        unsafe { guard.allow_threads(region) }
+    });
+    drop(guard);
+    assert!(heard, "the region's wait went unheard");
+}
+
+/// An initialiser runs on behalf of a hold set aside: its own hold is heard, but a region or
+/// a hand-over in it sets that hold aside again, although the initialiser's guards are none
+/// of its own, and keeps the thread quiet until it is back: its wait goes unheard, and the
+/// task it hands over to is woken on the lock's waker thread.
+#[test]
+fn an_initialiser_is_heard_and_its_thread_quiet_while_it_lets_others_hold() {
+    use gil_std::Blocking;
+    use std::sync::OnceLock;
+    let gil = logged();
+    let outer = gil.acquire();
+    let mut nested = gil.ensure();
+    let (region, hand_over) = (OnceLock::new(), OnceLock::new());
+    let in_initialiser = heard_during(|| {
+        nested.get_or_init(&region, || {
+            let mut inner = gil.ensure();
+            region_heard_in_line(gil, |region| {
+                // SAFETY: the region reaches nothing borrowed under the lock.
+                unsafe { inner.allow_threads(region) }
+            })
+        });
+    });
+    assert!(
+        !region.get().unwrap(),
+        "a region inside the initialiser was heard while it waited"
+    );
+    use Event::*;
+    assert_eq!(
+        in_initialiser,
+        [
+            BlockingEntered,
+            Released,
+            Got, // the initialiser's hold begins
+            BlockingEntered,
+            Released,
+            BlockingLeft,
+            Wants,
+            Got, // its region, quiet
+            Released,
+            BlockingLeft,
+            Got
+        ],
+        "the initialiser's events"
+    );
+    let woken_on = nested.get_or_init(&hand_over, || {
+        let mut inner = gil.ensure();
+        let task = thread::spawn(move || task_waiting_for(gil));
+        until_waited_for(gil);
+        gil.request_drop();
+        inner.checkpoint().unwrap();
+        task.join().unwrap()
+    });
+    assert!(
+        !woken_on.contains(&thread::current().id()),
+        "a hand-over inside the initialiser woke a task on its thread"
+    );
+    drop(nested);
+    drop(outer);
+}

@@ -434,6 +434,85 @@ fn a_guard_kept_in_a_thread_local_proves_nothing_in_a_nested_region() {
 }
 
 #[test]
+fn a_guard_kept_in_a_thread_local_cannot_checkpoint_in_a_nested_region() {
+    // As above, with a checkpoint through the kept guard while another thread holds the lock:
+    // with a drop request pending, the checkpoint takes its slow path, which would hand over a
+    // lock this thread does not hold. It must be refused.
+    static GIL: Gil = Gil::with_switch_interval(Gil::MAX_SWITCH_INTERVAL);
+    let outcome = within(20, "a nested region that checkpoints a kept guard", || {
+        OUTER.with(|o| *o.borrow_mut() = Some(GIL.acquire()));
+        let mut inner = GIL.ensure();
+        // SAFETY: not kept, on purpose, as in the test above.
+        let refused = unsafe {
+            inner.allow_threads(|| {
+                let (held, done) = (Barrier::new(2), Barrier::new(2));
+                thread::scope(|s| {
+                    s.spawn(|| {
+                        let _g = GIL.acquire();
+                        held.wait();
+                        done.wait();
+                    });
+                    held.wait(); // the other thread holds the lock
+                    GIL.request_drop();
+                    let checked = catch_unwind(AssertUnwindSafe(|| {
+                        OUTER.with(|o| o.borrow_mut().as_mut().unwrap().checkpoint())
+                    }));
+                    let still_held = GIL.try_acquire().is_none();
+                    done.wait();
+                    (checked.is_err(), still_held)
+                })
+            })
+        };
+        OUTER.with(|o| drop(o.borrow_mut().take()));
+        drop(inner);
+        refused
+    });
+    assert_eq!(
+        outcome,
+        Ok((true, true)),
+        "(checkpoint refused, the other hold untouched)"
+    );
+    assert!(free_for_others(&GIL));
+}
+
+#[test]
+fn a_region_is_refused_only_for_guards_of_its_own_lock_set_aside() {
+    // This thread's hold of B is set aside (a nested guard's region) with a guard of it
+    // alive, and another thread's hold of A is set aside too (a hand-over under a nested
+    // guard). A region of A that this thread opens meanwhile has no other guard of A on this
+    // thread: it must not be refused for B's.
+    let (a, b) = (leaked_gil(), leaked_gil());
+    let outcome = within(
+        20,
+        "a region of one lock beside another set aside",
+        move || {
+            let (holding, held) = mpsc::channel();
+            let other = thread::spawn(move || {
+                let mut outer = a.acquire();
+                let nested = a.ensure();
+                holding.send(()).unwrap();
+                wait_until("the first thread to queue", || a.has_waiters());
+                assert!(outer.hand_over(), "handed over under a nested guard");
+                drop(nested);
+            });
+            held.recv().unwrap();
+            let _outer = b.acquire();
+            let mut nested = b.ensure();
+            // SAFETY: the region reaches nothing borrowed under B.
+            let refused = unsafe {
+                nested.allow_threads(|| {
+                    let mut guard = a.acquire();
+                    catch_unwind(AssertUnwindSafe(|| guard.allow_threads(|| ()))).is_err()
+                })
+            };
+            other.join().unwrap();
+            refused
+        },
+    );
+    assert_eq!(outcome, Ok(false), "a region of A refused for B's guards");
+}
+
+#[test]
 fn a_hook_may_drop_a_guard_of_its_hold_which_then_ends_with_its_last() {
     // A nested guard kept in a thread-local, dropped by the hook as its thread hands the lock
     // over: hooks run while the hold is whole (before its guards are set aside), so the drop

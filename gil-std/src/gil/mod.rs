@@ -600,22 +600,22 @@ impl Gil {
     /// assert_eq!((stats.switches, stats.forced_drops, stats.contended), (0, 0, 0));
     /// ```
     pub fn stats(&self) -> Stats {
+        let lock = Stats {
+            switches: self.raw.switches(),
+            clock_requests: self.timer.requests(),
+            ..Stats::default()
+        };
         let Some(services) = self.services() else {
-            return Stats {
-                switches: self.raw.switches(),
-                clock_requests: self.timer.requests(),
-                ..Stats::default()
-            };
+            return lock;
         };
         let c = &services.counters;
         Stats {
-            switches: self.raw.switches(),
             forced_drops: c.forced_drops.load(Relaxed),
-            clock_requests: self.timer.requests(),
             loans: c.sum(|s| &s.loans),
             contended: c.sum(|s| &s.contended),
             wait_time: Duration::from_nanos(c.sum(|s| &s.wait_nanos)),
             hold_time: Duration::from_nanos(c.hold_nanos.load(Relaxed)),
+            ..lock
         }
     }
 
