@@ -293,6 +293,22 @@ fn heard_during(f: impl FnOnce()) -> Vec<Event> {
         .collect()
 }
 
+/// Whether `event` is in the log from `since` on, or comes within 200 ms. (A quiet thread's
+/// event never comes while it waits; one that is heard comes at once, and the margin is for a
+/// thread preempted on its way to the hook.)
+fn heard_since(since: usize, event: (thread::ThreadId, Event)) -> bool {
+    let give_up = std::time::Instant::now() + Duration::from_millis(200);
+    loop {
+        if LOG.lock().unwrap()[since..].contains(&event) {
+            return true;
+        }
+        if std::time::Instant::now() > give_up {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Waits until `gil` has a waiter.
 fn until_waited_for(gil: &Gil) {
     while !gil.has_waiters() {
@@ -335,10 +351,8 @@ fn a_hand_over_is_heard_while_another_threads_hold_is_set_aside() {
             "handed over with the nested guard set aside"
         );
         until_waited_for(gil);
-        thread::sleep(Duration::from_millis(20));
         // The other thread's only release is its hand-over's, which waits now.
-        let released = (other.thread().id(), Event::Released);
-        let heard = LOG.lock().unwrap()[since..].contains(&released);
+        let heard = heard_since(since, (other.thread().id(), Event::Released));
         drop(nested);
         drop(outer);
         assert!(
@@ -362,8 +376,7 @@ fn look_for_wants(
         let guard = gil.acquire();
         holding.send(()).unwrap();
         until_waited_for(gil);
-        thread::sleep(Duration::from_millis(20));
-        let heard = LOG.lock().unwrap()[since..].contains(&(waiter, Event::Wants));
+        let heard = heard_since(since, (waiter, Event::Wants));
         drop(guard);
         heard
     });
