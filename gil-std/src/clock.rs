@@ -813,26 +813,35 @@ impl TaskWatch {
 }
 
 /// Puts a clone of `waker` in `watch` as the watcher's, if `may` (run under the mutex) says
-/// so; returns the mutex, held. The clone, and the drop of the waker it replaces, are the
-/// executor's code: made outside the mutex.
+/// so; returns the mutex, held. The clone, and the waker it replaces or the clone unused, are
+/// the executor's code: made before the mutex, and left in `later` to drop after it.
 fn put_waker<'w>(
     watch: &'w TaskWatch,
     waker: &Waker,
+    later: &mut DropLater,
     may: impl FnOnce(&mut Watched) -> bool,
 ) -> Option<std::sync::MutexGuard<'w, Watched>> {
     let clone = waker.clone();
     let mut watched = watch.lock();
     if !may(&mut watched) {
-        drop(watched);
-        run_waker(clone, false);
+        later.0 = Some(clone);
         return None;
     }
-    if let Some(old) = watched.waker.replace(clone) {
-        drop(watched);
-        run_waker(old, false);
-        watched = watch.lock();
-    }
+    later.0 = watched.waker.replace(clone);
     Some(watched)
+}
+
+/// A waker dropped when this is, as the executor's code (`run_waker`): made before the watch's
+/// mutex is taken, so that it is dropped after the mutex is released.
+#[derive(Default)]
+struct DropLater(Option<Waker>);
+
+impl Drop for DropLater {
+    fn drop(&mut self) {
+        if let Some(waker) = self.0.take() {
+            run_waker(waker, false);
+        }
+    }
 }
 
 /// A waiting task's part in its lock's [`TaskWatch`].
@@ -864,6 +873,8 @@ impl TaskTimer {
         if !CLOCK {
             return;
         }
+        // Before any guard of the watch's mutex: dropped after them.
+        let mut later = DropLater::default();
         let mut watching = None;
         if let Some(me) = self.watching {
             let watched = watch.lock();
@@ -874,7 +885,9 @@ impl TaskTimer {
                 watching = Some(watched);
             } else {
                 drop(watched);
-                watching = put_waker(watch, waker, |watched| watched.watcher == Some(me));
+                watching = put_waker(watch, waker, &mut later, |watched| {
+                    watched.watcher == Some(me)
+                });
                 if watching.is_none() {
                     // Vacated meanwhile.
                     self.watching = None;
@@ -892,7 +905,7 @@ impl TaskTimer {
                     return;
                 }
                 let mut me = None;
-                let watched = put_waker(watch, waker, |watched| {
+                let watched = put_waker(watch, waker, &mut later, |watched| {
                     // Still in line, or it would keep the watch from those who are: a close
                     // that took it out before this mutex did vacated the watch first, and
                     // this look, coming after, sees the close.

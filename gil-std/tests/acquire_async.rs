@@ -396,24 +396,21 @@ fn busy_after_letting_go() -> (
 
 /// `away` relocking, in line (its first poll queued it), with the count of its wakes.
 fn relocking(away: UnlockedAsync<'static>) -> Waiter<RelockFuture<'static>> {
-    let (woken, waker) = counting();
-    let mut future = Box::pin(away.relock_async());
-    let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
-    assert!(polled.is_pending(), "the lock is held: the relock waits");
-    Waiter {
-        future,
-        waker,
-        woken,
-    }
+    polled_once(away.relock_async(), "the relock waits")
 }
 
 /// A future in line, polled once on this thread (which holds nothing), with the count of its
 /// wakes.
 fn in_line(gil: &'static Gil) -> Waiter {
+    polled_once(gil.acquire_async(), "the future waits")
+}
+
+/// `future` polled once with a counting waker, which must leave it waiting (`waits` says so).
+fn polled_once<F: Future>(future: F, waits: &str) -> Waiter<F> {
     let (woken, waker) = counting();
-    let mut future = Box::pin(gil.acquire_async());
+    let mut future = Box::pin(future);
     let polled = future.as_mut().poll(&mut Context::from_waker(&waker));
-    assert!(polled.is_pending(), "the lock is held: the future waits");
+    assert!(polled.is_pending(), "the lock is held: {waits}");
     Waiter {
         future,
         waker,

@@ -373,6 +373,28 @@ fn a_hook_cannot_take_its_lock_even_when_free() {
     assert!(free_for_others(gil));
 }
 
+/// Runs `f` while another thread holds `gil`; that thread then runs `then` with its guard
+/// and lets go.
+fn while_another_holds<R>(
+    gil: &Gil,
+    then: impl FnOnce(&gil_std::GilGuard<'_>) + Send,
+    f: impl FnOnce() -> R,
+) -> R {
+    let (held, done) = (Barrier::new(2), Barrier::new(2));
+    thread::scope(|s| {
+        s.spawn(|| {
+            let g = gil.acquire();
+            held.wait();
+            done.wait();
+            then(&g);
+        });
+        held.wait(); // the other thread holds the lock
+        let result = f();
+        done.wait();
+        result
+    })
+}
+
 thread_local! {
     /// A guard of the tests below, kept where a nested region's closure can reach it.
     static OUTER: std::cell::RefCell<Option<gil_std::GilGuard<'static>>> =
@@ -398,21 +420,13 @@ fn a_guard_kept_in_a_thread_local_proves_nothing_in_a_nested_region() {
             // counts its drop against the hold set aside without touching the other thread's.
             let refused = unsafe {
                 inner.allow_threads(|| {
-                    let (held, done) = (Barrier::new(2), Barrier::new(2));
-                    thread::scope(|s| {
-                        s.spawn(|| {
-                            let g = GIL.acquire();
-                            held.wait();
-                            done.wait();
-                            COUNT.get(&g).set(COUNT.get(&g).get() + 1);
-                        });
-                        held.wait(); // the other thread holds the lock
+                    let bump = |g: &gil_std::GilGuard<'_>| COUNT.get(g).set(COUNT.get(g).get() + 1);
+                    while_another_holds(&GIL, bump, || {
                         let read = catch_unwind(|| {
                             OUTER.with(|o| COUNT.get(o.borrow().as_ref().unwrap()).get())
                         });
                         let dropped = catch_unwind(|| drop(OUTER.with(|o| o.borrow_mut().take())));
                         let still_held = GIL.try_acquire().is_none();
-                        done.wait();
                         (read.is_err(), dropped.is_ok(), still_held)
                     })
                 })
@@ -445,22 +459,18 @@ fn a_guard_kept_in_a_thread_local_cannot_checkpoint_in_a_nested_region() {
         // SAFETY: not kept, on purpose, as in the test above.
         let refused = unsafe {
             inner.allow_threads(|| {
-                let (held, done) = (Barrier::new(2), Barrier::new(2));
-                thread::scope(|s| {
-                    s.spawn(|| {
-                        let _g = GIL.acquire();
-                        held.wait();
-                        done.wait();
-                    });
-                    held.wait(); // the other thread holds the lock
-                    GIL.request_drop();
-                    let checked = catch_unwind(AssertUnwindSafe(|| {
-                        OUTER.with(|o| o.borrow_mut().as_mut().unwrap().checkpoint())
-                    }));
-                    let still_held = GIL.try_acquire().is_none();
-                    done.wait();
-                    (checked.is_err(), still_held)
-                })
+                while_another_holds(
+                    &GIL,
+                    |_| {},
+                    || {
+                        GIL.request_drop();
+                        let checked = catch_unwind(AssertUnwindSafe(|| {
+                            OUTER.with(|o| o.borrow_mut().as_mut().unwrap().checkpoint())
+                        }));
+                        let still_held = GIL.try_acquire().is_none();
+                        (checked.is_err(), still_held)
+                    },
+                )
             })
         };
         OUTER.with(|o| drop(o.borrow_mut().take()));
