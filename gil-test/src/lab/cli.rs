@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::contenders::{Kind, with_contender};
-use super::{INTERVAL, KS, NS, Plan, abuse, cpython, lua, timed, timeline, w2, w3, w4, w5, w6};
+use super::{
+    INTERVAL, KS, NS, Plan, abuse, busy, cpython, lua, timed, timeline, w2, w3, w4, w5, w6,
+};
 use crate::lab;
 use crate::w1;
 use gil_std::Gil;
@@ -15,7 +17,8 @@ use serde_json::{Value, json};
 const HELP: &str = "\
 gil-lab: gil against its peers on the workloads of docs/workloads.md
 
-usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W4,W5,W6,abuse,lua,timed,timeline] [--json] [--out DIR]
+usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W3-loaded,W3-oversubscribed,W4,W5,W6,abuse,lua,timed,timeline]
+               [--json] [--out DIR]
 
   --quick       short runs, about a minute in all (the default)
   --full        longer runs: W4 at 3 s per run, more rounds and samples
@@ -51,12 +54,23 @@ fn parse_args() -> Result<Args, String> {
                 let names: Vec<String> = list.split(',').map(|w| w.trim().to_uppercase()).collect();
                 for n in &names {
                     if ![
-                        "W1", "W2", "W3", "W4", "W5", "W6", "ABUSE", "LUA", "TIMED", "TIMELINE",
+                        "W1",
+                        "W2",
+                        "W3",
+                        "W3-LOADED",
+                        "W3-OVERSUBSCRIBED",
+                        "W4",
+                        "W5",
+                        "W6",
+                        "ABUSE",
+                        "LUA",
+                        "TIMED",
+                        "TIMELINE",
                     ]
                     .contains(&n.as_str())
                     {
                         return Err(format!(
-                            "unknown workload {n:?}; pick from W1..W6, abuse, lua, timed, timeline"
+                            "unknown workload {n:?}; pick from W1..W6, W3-loaded, W3-oversubscribed, abuse, lua, timed, timeline"
                         ));
                     }
                 }
@@ -95,6 +109,14 @@ pub fn main() {
         (
             "W3",
             plan.w3_rounds * (2 + KS.len() * (1 + Kind::LOCKS.len())) + 1,
+        ),
+        (
+            "W3-LOADED",
+            plan.w3_busy_rounds * (busy::LOADED.ks.len() * Kind::LOCKS.len() + 2),
+        ),
+        (
+            "W3-OVERSUBSCRIBED",
+            plan.w3_busy_rounds * (busy::OVERSUBSCRIBED.ks.len() * Kind::LOCKS.len() + 1),
         ),
         ("W4", (Kind::LOCKS.len() + 1) * (1 + NS.len()) + 1),
         ("W5", 3),
@@ -244,7 +266,7 @@ pub fn main() {
                 INTERVAL,
                 w3::Run {
                     k: 1,
-                    io: false,
+                    ios: 0,
                     time: t,
                 },
             )
@@ -255,36 +277,20 @@ pub fn main() {
             for k in KS {
                 step(format!("W3 round {round}/{rounds}: K={k}, no lock"));
                 base.push(
-                    with_contender(
-                        Kind::NoLock,
-                        INTERVAL,
-                        w3::Run {
-                            k,
-                            io: true,
-                            time: t,
-                        },
-                    )
-                    .round_trips,
+                    with_contender(Kind::NoLock, INTERVAL, w3::Run { k, ios: 1, time: t })
+                        .round_trips,
                 );
                 bar.inc(1);
             }
             step(format!("W3 round {round}/{rounds}: K=1, the floor"));
-            let floor = w3::run(&w3::Floor::default(), 1, true, t);
+            let floor = w3::run(&w3::Floor::default(), 1, 1, t);
             floor_io.push(floor.round_trips / base[0]);
             floor_cpu.push(floor.units / cpu_alone);
             bar.inc(1);
             for (c, kind) in Kind::LOCKS.into_iter().enumerate() {
                 for (i, k) in KS.into_iter().enumerate() {
                     step(format!("W3 round {round}/{rounds}: K={k}, {}", kind.name()));
-                    let r = with_contender(
-                        kind,
-                        INTERVAL,
-                        w3::Run {
-                            k,
-                            io: true,
-                            time: t,
-                        },
-                    );
+                    let r = with_contender(kind, INTERVAL, w3::Run { k, ios: 1, time: t });
                     io[c][i].push(r.round_trips / base[i]);
                     cpu[c][i].push(r.units / cpu_alone);
                     bar.inc(1);
@@ -362,6 +368,32 @@ pub fn main() {
             bar.inc(1);
         }
         text.push('\n');
+    }
+
+    for (name, setting) in [
+        ("W3-LOADED", busy::LOADED),
+        ("W3-OVERSUBSCRIBED", busy::OVERSUBSCRIBED),
+    ] {
+        if !args.wants(name) {
+            continue;
+        }
+        let (t, rounds) = (plan.w3_time, plan.w3_busy_rounds);
+        let mut hear = |msg: String| {
+            step(msg);
+            bar.inc(1);
+        };
+        let (rows, py) = busy::sweep(setting, t, rounds, true, &mut hear);
+        busy_tables(&mut text, setting, t, rounds, &rows, py.as_ref());
+        report[setting.key] = json!({
+            "seconds_per_run": t.as_secs_f64(), "ks": setting.ks, "busy_loops": setting.busy,
+            "io_threads": setting.ios, "rounds": rounds,
+            "runs": rows.iter().map(busy::Row::json).collect::<Vec<_>>(),
+            "cpython": match &py {
+                Some(Ok(row)) => row.json(),
+                Some(Err(e)) => json!({"skipped": e}),
+                None => Value::Null,
+            },
+        });
     }
 
     if args.wants("W4") {
@@ -711,7 +743,7 @@ pub fn main() {
             step("timeline: convoy".into());
             let gil = Gil::new();
             let trace = lab::record(&gil, Duration::from_millis(130), |gil| {
-                w3::run(gil, 2, true, Duration::from_millis(250));
+                w3::run(gil, 2, 1, Duration::from_millis(250));
             });
             bar.inc(1);
             let window = (Duration::from_millis(100), Duration::from_millis(130));
@@ -820,18 +852,64 @@ fn w4_row(text: &mut String, name: &str, runs: &[w4::Fairness], throughput_n1: f
     let _ = writeln!(text, "   {:>9.3}", last / throughput_n1);
 }
 
-/// A ratio that may be tiny: three significant digits.
 /// The median of `v` (the mean of the middle two for an even count); NaN when empty.
 fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    busy::Spread::of(v).median
 }
 
+/// The loaded or oversubscribed W3's two tables, io and cpu: per K, the median of the rounds
+/// and their range.
+fn busy_tables(
+    text: &mut String,
+    setting: busy::Setting,
+    t: Duration,
+    rounds: usize,
+    rows: &[busy::Row],
+    python: Option<&Result<busy::Row, String>>,
+) {
+    let _ = writeln!(
+        text,
+        "{} — ratios as W3's, the baselines under the same load; median [least–greatest] of {rounds} rounds, each running every row once ({t:?} per run)",
+        setting.name
+    );
+    let py = match python {
+        Some(Ok(row)) => Some(row),
+        _ => None,
+    };
+    for (what, pick) in [
+        (
+            "io_ratio",
+            (|r: &busy::Row| &r.io) as fn(&busy::Row) -> &Vec<Vec<f64>>,
+        ),
+        ("cpu_ratio", |r: &busy::Row| &r.cpu),
+    ] {
+        let _ = write!(text, "  {what:<32}");
+        for k in setting.ks {
+            let _ = write!(text, " {:>24}", format!("K={k}"));
+        }
+        text.push('\n');
+        for row in rows.iter().chain(py) {
+            let _ = write!(text, "  {:<32}", row.name);
+            for v in pick(row) {
+                let s = busy::Spread::of(v);
+                let cell = format!("{} [{}–{}]", ratio(s.median), ratio(s.min), ratio(s.max));
+                let _ = write!(text, " {cell:>24}");
+            }
+            text.push('\n');
+        }
+    }
+    if let Some(Err(e)) = python {
+        let _ = writeln!(text, "  CPython: skipped — {e}");
+    } else if python.is_none() {
+        let _ = writeln!(
+            text,
+            "  (CPython: not run; its W3 script has one I/O thread)"
+        );
+    }
+    text.push('\n');
+}
+
+/// A ratio that may be tiny: three significant digits.
 fn ratio(x: f64) -> String {
     if x == 0.0 {
         "0".into()

@@ -5,12 +5,14 @@
 //! - [`contenders`] — gil and the peers behind one interface.
 //! - [`w2`], [`w3`], [`w4`], [`w5`], [`w6`] — the workloads ([`crate::w1`] is W1); [`abuse`], the
 //!   abuse case; [`timed`], timed acquire's lateness.
+//! - [`busy`] — W3 beside busy loops, and oversubscribed.
 //! - [`cpython`] — W3 and W4 run by CPython through `python3`.
 //! - [`lua`] — a real engine (mlua) behind the lock: the hook's cost, and four threads
 //!   sharing one Lua state.
 //! - [`timeline`] — Chrome trace JSON and SVG from a [`gil_std::Recorder`] trace.
 
 pub mod abuse;
+pub mod busy;
 pub mod cli;
 pub mod contenders;
 pub mod cpython;
@@ -42,6 +44,8 @@ pub struct Plan {
     /// W3: rounds; each runs the baselines and every contender once, and the tables show the
     /// median of the rounds' ratios.
     pub w3_rounds: usize,
+    /// W3 loaded and oversubscribed: rounds, each as W3's, at W3's time per run.
+    pub w3_busy_rounds: usize,
     /// W4: time per run.
     pub w4_time: Duration,
     /// W5: time per preemption demo.
@@ -61,7 +65,8 @@ impl Plan {
         w2_samples: 2_000,
         w2_rounds: 2,
         w3_time: Duration::from_millis(500),
-        w3_rounds: 1,
+        w3_rounds: 3,
+        w3_busy_rounds: 3,
         w4_time: Duration::from_millis(800),
         w5_time: Duration::from_millis(300),
         lua_time: Duration::from_millis(500),
@@ -75,6 +80,7 @@ impl Plan {
         w2_rounds: 5,
         w3_time: Duration::from_secs(2),
         w3_rounds: 3,
+        w3_busy_rounds: 5,
         w4_time: Duration::from_secs(3),
         w5_time: Duration::from_secs(1),
         lua_time: Duration::from_secs(2),

@@ -1,15 +1,16 @@
 //! W3, the convoy: an I/O thread does one-byte echo round trips over a socket pair with an echo
 //! thread that never takes the lock, holding the lock between round trips and releasing it
 //! around each blocking send and receive; K CPU-bound threads hold the lock and checkpoint
-//! between ~10 ns units of work.
+//! between ~10 ns units of work. The oversubscribed run has two I/O threads, and the loaded
+//! runs have [`BusyLoops`] beside them.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::Barrier;
 use std::sync::atomic::{
     AtomicBool, AtomicU32,
     Ordering::{Acquire, Relaxed, Release},
 };
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,18 +19,18 @@ use super::contenders::{Contender, Held, Visit, unit};
 /// What one run measured.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rates {
-    /// Echo round trips per second.
+    /// Echo round trips per second, all I/O threads together.
     pub round_trips: f64,
     /// Units of CPU work per second, all CPU threads together.
     pub units: f64,
 }
 
-/// One W3 run: `k` CPU threads (and the I/O thread unless `io` is false) for `time`.
+/// One W3 run: `k` CPU threads and `ios` I/O threads for `time`.
 pub struct Run {
     /// CPU-bound threads.
     pub k: usize,
-    /// Whether the I/O thread runs.
-    pub io: bool,
+    /// I/O threads, each with an echo thread of its own.
+    pub ios: usize,
     /// How long.
     pub time: Duration,
 }
@@ -37,37 +38,37 @@ pub struct Run {
 impl Visit for Run {
     type Out = Rates;
     fn visit<C: Contender>(self, lock: &C) -> Rates {
-        run(lock, self.k, self.io, self.time)
+        run(lock, self.k, self.ios, self.time)
     }
 }
 
 /// Runs W3 on `lock`.
-pub fn run<C: Contender>(lock: &C, k: usize, io: bool, time: Duration) -> Rates {
+pub fn run<C: Contender>(lock: &C, k: usize, ios: usize, time: Duration) -> Rates {
     let stop = AtomicBool::new(false);
-    let start = Barrier::new(k + usize::from(io) + 1);
-    let (mut near, mut far) = UnixStream::pair().expect("socket pair");
+    let start = Barrier::new(k + ios + 1);
     let (rates, elapsed) = thread::scope(|s| {
-        if io {
-            named(s, "echo".into(), move || echo(&mut far));
-        }
-        let io_thread = io.then(|| {
-            let (stop, start) = (&stop, &start);
-            named(s, "I/O".into(), move || {
-                let mut held = lock.acquire();
-                start.wait();
-                let mut trips = 0u64;
-                let mut byte = [7u8];
-                while !stop.load(Relaxed) {
-                    held.blocking(|| near.write_all(&byte)).expect("send");
-                    held.blocking(|| near.read_exact(&mut byte))
-                        .expect("receive");
-                    trips += 1;
-                }
-                drop(held);
-                drop(near); // the echo thread sees end of file and ends
-                trips
+        let io_threads: Vec<_> = (0..ios)
+            .map(|i| {
+                let (mut near, mut far) = UnixStream::pair().expect("socket pair");
+                named(s, format!("echo {}", i + 1), move || echo(&mut far));
+                let (stop, start) = (&stop, &start);
+                named(s, format!("I/O {}", i + 1), move || {
+                    start.wait();
+                    let mut held = lock.acquire();
+                    let mut trips = 0u64;
+                    let mut byte = [7u8];
+                    while !stop.load(Relaxed) {
+                        held.blocking(|| near.write_all(&byte)).expect("send");
+                        held.blocking(|| near.read_exact(&mut byte))
+                            .expect("receive");
+                        trips += 1;
+                    }
+                    drop(held);
+                    drop(near); // the echo thread sees end of file and ends
+                    trips
+                })
             })
-        });
+            .collect();
         let cpus: Vec<_> = (0..k)
             .map(|i| {
                 let (stop, start) = (&stop, &start);
@@ -82,7 +83,10 @@ pub fn run<C: Contender>(lock: &C, k: usize, io: bool, time: Duration) -> Rates 
         thread::sleep(time);
         stop.store(true, Relaxed);
         let elapsed = began.elapsed();
-        let trips = io_thread.map_or(0, |t| t.join().expect("I/O thread"));
+        let trips: u64 = io_threads
+            .into_iter()
+            .map(|t| t.join().expect("I/O thread"))
+            .sum();
         let units: u64 = cpus
             .into_iter()
             .map(|t| t.join().expect("CPU thread"))
@@ -122,6 +126,44 @@ pub(crate) fn named<'scope, T: Send + 'scope>(
         .name(name)
         .spawn_scoped(s, f)
         .expect("spawn a thread")
+}
+
+/// Threads that spin on the CPU and take no lock, outside load for the loaded runs; they stop
+/// when this is dropped.
+pub struct BusyLoops {
+    stop: Arc<AtomicBool>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl BusyLoops {
+    /// Starts `n` busy loops (none for 0).
+    pub fn start(n: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|i| {
+                let stop = Arc::clone(&stop);
+                thread::Builder::new()
+                    .name(format!("busy {}", i + 1))
+                    .spawn(move || {
+                        let mut state = i as u64 + 1;
+                        while !stop.load(Relaxed) {
+                            unit(&mut state);
+                        }
+                    })
+                    .expect("spawn a busy loop")
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 fn echo(stream: &mut UnixStream) {
