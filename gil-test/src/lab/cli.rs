@@ -20,7 +20,7 @@ gil-lab: gil against its peers on the workloads of docs/workloads.md
 usage: gil-lab [--quick | --full] [--workload W1,W2,W3,W3-loaded,W3-oversubscribed,W4,W5,W6,abuse,lua,timed,timeline]
                [--json] [--out DIR]
 
-  --quick       short runs, about a minute in all (the default)
+  --quick       short runs, about two and a half minutes in all (the default)
   --full        longer runs: W4 at 3 s per run, more rounds and samples
   --workload    run only these (comma separated; default: all)
   --json        print the figures as JSON instead of tables
