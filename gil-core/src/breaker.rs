@@ -18,7 +18,7 @@ use crate::sync::{
 /// | [`DROP_REQUEST`](Breaker::DROP_REQUEST) | gil-core | hand the lock to the longest waiter |
 /// | [`LOAN_ASKED`](Breaker::LOAN_ASKED) | gil-core | lend the lock to the thread that asked |
 /// | bits 2–3 | gil-core | the loan's own state: not pending, not settable |
-/// | [`LINE_LOAN_ASKED`](Breaker::LINE_LOAN_ASKED) | gil-core | lend the lock to the line borrower at the head of the line |
+/// | bit 4 | — | unused |
 /// | [`STD_BITS`](Breaker::STD_BITS) | gil-std | pending calls, interrupts, … |
 /// | [`RUNTIME_BITS`](Breaker::RUNTIME_BITS) | the runtime | signals, GC requests, whatever it claims |
 ///
@@ -53,10 +53,6 @@ impl Breaker {
     const LENDER_ASLEEP: u32 = 1 << 3;
     /// The loan protocol's bits, which `set` and `take` leave alone.
     const LOAN_BITS: u32 = Self::LOAN_ASKED | Self::LOAN_OUT | Self::LENDER_ASLEEP;
-    /// A line borrower ([`Waiter::line_borrower`](crate::Waiter::line_borrower)) is queued: lend it the lock
-    /// at the next checkpoint. Set by `RawGil::enqueue` once the
-    /// line borrower is in line; taken by the checkpoint that lends.
-    pub const LINE_LOAN_ASKED: u32 = 1 << 4;
     /// Bits 5–7, reserved for `gil-std` (pending calls, interrupts and the like).
     pub const STD_BITS: u32 = 0x0000_00e0;
     /// Bits 8–31, free for the runtime built on the lock.

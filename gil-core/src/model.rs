@@ -104,13 +104,6 @@ steps! {
     /// it is queued and stays pinned until it is seen granted.
     [unsafe] fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool;
 
-    /// The owner lends the lock to the line borrower at the head and waits at the head of the line.
-    ///
-    /// # Safety
-    ///
-    /// As for [`requeue`](Steps::requeue).
-    [unsafe] fn lend(&self, waiter: Pin<&Waiter<P>>) -> bool;
-
     /// Hands the lock to the head waiter and waits its turn again.
     ///
     /// # Safety

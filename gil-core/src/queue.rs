@@ -49,12 +49,6 @@ pub(crate) const ASLEEP: u32 = 5;
 /// for it — after a yield or a blocking region. [`RawGil::close`](crate::RawGil::close) fails
 /// fresh waiters but lets returning ones through, so a holder can always finish its work.
 ///
-/// A *line borrower* ([`Waiter::line_borrower`]) is a returning one that
-/// `enqueue` puts ahead of every waiter that is not a line borrower (behind
-/// the line borrowers already in line), and that a holder can `lend` the
-/// lock to. Who may queue as a line borrower, and how often, is the caller's policy: each line borrower
-/// bypasses the FIFO order of everyone behind it.
-///
 /// Aligned to a cache line: the thread that hands the lock on writes the node's links and its
 /// word, so a node that straddled two lines (a 32-byte node on the stack does, three times in
 /// eight) would cost that thread two trips between cores instead of one.
@@ -62,7 +56,6 @@ pub(crate) const ASLEEP: u32 = 5;
 pub struct Waiter<P: Park> {
     state: AtomicU32,
     returning: bool,
-    line_borrower: bool,
     /// Queued by [`RawGil::poll_lock`](crate::RawGil::poll_lock): it waits by polls. Written
     /// as it is queued, under the queue lock, which guards it.
     polled: UnsafeCell<bool>,
@@ -104,43 +97,32 @@ pub(crate) struct Wakeup<P: Park> {
 impl<P: Park> Waiter<P> {
     /// A node for a thread that wants the lock for the first time.
     pub fn new() -> Self {
-        Self::with_kind(false, false)
+        Self::with_parts(false, P::parker())
     }
 
     /// A node for a thread that held the lock and is coming back for it (after a yield or a
     /// blocking region). [`RawGil::close`](crate::RawGil::close) does not fail such a waiter.
     pub fn returning() -> Self {
-        Self::with_kind(true, false)
-    }
-
-    /// A returning node that goes ahead of every waiter that is not a line borrower (see the type's
-    /// documentation). Never failed by `close`.
-    pub fn line_borrower() -> Self {
-        Self::with_kind(true, true)
+        Self::with_parts(true, P::parker())
     }
 
     /// A node for a first-time waiter with per-waiter data of the caller's making, for a
     /// strategy whose waiters are not all threads (a future's waker, say): `P::parker()` makes
     /// the data of a thread that waits in `Waiter::wait`.
     pub fn with_parker(parker: P::Parker) -> Self {
-        Self::with_parts(false, false, parker)
+        Self::with_parts(false, parker)
     }
 
     /// A returning node (see [`Waiter::returning`]) with per-waiter data of the caller's
     /// making (see [`Waiter::with_parker`]).
     pub fn returning_with_parker(parker: P::Parker) -> Self {
-        Self::with_parts(true, false, parker)
+        Self::with_parts(true, parker)
     }
 
-    fn with_kind(returning: bool, line_borrower: bool) -> Self {
-        Self::with_parts(returning, line_borrower, P::parker())
-    }
-
-    fn with_parts(returning: bool, line_borrower: bool, parker: P::Parker) -> Self {
+    fn with_parts(returning: bool, parker: P::Parker) -> Self {
         Self {
             state: AtomicU32::new(IDLE),
             returning,
-            line_borrower,
             polled: UnsafeCell::new(false),
             links: UnsafeCell::new(Links::unlinked()),
             parker,
@@ -151,11 +133,6 @@ impl<P: Park> Waiter<P> {
     /// Whether this node is for a thread coming back to the lock (see [`Waiter::returning`]).
     pub fn is_returning(&self) -> bool {
         self.returning
-    }
-
-    /// Whether this node is a line borrower (see [`Waiter::line_borrower`]).
-    pub fn is_line_borrower(&self) -> bool {
-        self.line_borrower
     }
 
     /// Records whether this waiter, being queued, waits by polls.
@@ -274,7 +251,6 @@ impl<P: Park> fmt::Debug for Waiter<P> {
         f.debug_struct("Waiter")
             .field("state", &self.state())
             .field("returning", &self.returning)
-            .field("line_borrower", &self.line_borrower)
             .finish_non_exhaustive()
     }
 }
@@ -289,30 +265,10 @@ impl<P: Park> Drop for Waiter<P> {
     }
 }
 
-/// The line of waiters, guarded by the queue lock. It has three parts, in this order:
-///
-/// 1. the lender ([`push_lender`](Queue::push_lender)), at most one, waiting for its loan to come
-///    back;
-/// 2. the line borrowers ([`push_line_borrower`](Queue::push_line_borrower)), first come first served;
-/// 3. everybody else ([`push_back`](Queue::push_back)), first come first served.
-///
-/// The head is the first waiter of the first part that has one.
-///
-/// Three parts instead of one list keep a loan off every node but the two threads' own. The
-/// lender is a slot, not a link, and the borrower is usually alone in its part. So neither
-/// side writes the links of a thread asleep in line, and neither reads the other's links: a
-/// node alone in its part is taken out without a look (its links are null). The thread handing
-/// the lock on then touches the other side's node once, with the swap that tells it. Reading
-/// it first would fetch the line shared from the core where that thread spins, and the swap
-/// would then need it exclusive: two trips between cores instead of one. With a single list,
-/// every loan would also write the links of the first thread in line, four times, a line that
-/// would then go back and forth between the cores.
+/// The line of waiters, guarded by the queue lock: one FIFO list, and the count of absences.
 #[repr(C)]
 pub(crate) struct Queue<P: Park> {
-    /// The lender, or null. Its node's links stay null.
-    lender: *const Waiter<P>,
-    borrowers: List<P>,
-    rest: List<P>,
+    line: List<P>,
     /// Offers made by `RawGil::unlock_away` so far: the number of the current absence, so that
     /// a `reclaim` can tell its own absence from a later one. 64 bits: an owner away for good
     /// while others go away and come back could not live to see the count come round to its
@@ -321,7 +277,7 @@ pub(crate) struct Queue<P: Park> {
     pub(crate) absences: u64,
 }
 
-/// A doubly linked FIFO list of waiters, part of a [`Queue`].
+/// A doubly linked FIFO list of waiters.
 struct List<P: Park> {
     head: *const Waiter<P>,
     tail: *const Waiter<P>,
@@ -330,15 +286,13 @@ struct List<P: Park> {
 impl<P: Park> Queue<P> {
     pub(crate) const fn new() -> Self {
         Self {
-            lender: ptr::null(),
-            borrowers: List::new(),
-            rest: List::new(),
+            line: List::new(),
             absences: 0,
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.lender.is_null() && self.borrowers.is_empty() && self.rest.is_empty()
+        self.line.is_empty()
     }
 
     /// Appends `w` at the tail of the line.
@@ -349,40 +303,12 @@ impl<P: Park> Queue<P> {
     /// alive until it is taken out again.
     pub(crate) unsafe fn push_back(&mut self, w: *const Waiter<P>) {
         // SAFETY: forwarded contract.
-        unsafe { self.rest.push_back(w) }
-    }
-
-    /// Puts `w`, a thread that lent the lock, at the head (see
-    /// [`head_is_lender`](Queue::head_is_lender)).
-    ///
-    /// # Safety
-    ///
-    /// As for [`push_back`](Queue::push_back); and no lender is queued.
-    pub(crate) unsafe fn push_lender(&mut self, w: *const Waiter<P>) {
-        debug_assert!(self.lender.is_null(), "gil-core: a second lender");
-        self.lender = w;
-    }
-
-    /// Whether the head is a lender waiting for its loan to come back.
-    pub(crate) fn head_is_lender(&self) -> bool {
-        !self.lender.is_null()
-    }
-
-    /// Puts `w` behind the line borrowers and ahead of everyone else but the lender.
-    ///
-    /// # Safety
-    ///
-    /// As for [`push_back`](Queue::push_back).
-    pub(crate) unsafe fn push_line_borrower(&mut self, w: *const Waiter<P>) {
-        // SAFETY: forwarded contract.
-        unsafe { self.borrowers.push_back(w) }
+        unsafe { self.line.push_back(w) }
     }
 
     /// The head, if any.
     pub(crate) fn head(&self) -> Option<*const Waiter<P>> {
-        [self.lender, self.borrowers.head, self.rest.head]
-            .into_iter()
-            .find(|w| !w.is_null())
+        (!self.line.head.is_null()).then_some(self.line.head)
     }
 
     /// The last waiter from the tail that satisfies `pred`, without removing it.
@@ -392,25 +318,10 @@ impl<P: Park> Queue<P> {
     /// The caller holds the queue lock.
     pub(crate) unsafe fn find_last(
         &self,
-        mut pred: impl FnMut(&Waiter<P>) -> bool,
+        pred: impl FnMut(&Waiter<P>) -> bool,
     ) -> Option<*const Waiter<P>> {
         // SAFETY: the queue lock is held (caller's contract).
-        let found = unsafe {
-            self.rest
-                .find_last(&mut pred)
-                .or_else(|| self.borrowers.find_last(&mut pred))
-        };
-        found.or_else(|| {
-            // SAFETY: a queued node is alive (its owner's contract).
-            let lender = (!self.lender.is_null()).then(|| unsafe { &*self.lender })?;
-            pred(lender).then_some(self.lender)
-        })
-    }
-
-    /// Whether the head is a line borrower (one queued by
-    /// [`push_line_borrower`](Queue::push_line_borrower)). Looks at no node.
-    pub(crate) fn head_is_line_borrower(&self) -> bool {
-        self.lender.is_null() && !self.borrowers.is_empty()
+        unsafe { self.line.find_last(pred) }
     }
 
     /// Takes the head off the queue.
@@ -432,18 +343,10 @@ impl<P: Park> Queue<P> {
     /// The caller holds the queue lock.
     pub(crate) unsafe fn find(
         &self,
-        mut pred: impl FnMut(&Waiter<P>) -> bool,
+        pred: impl FnMut(&Waiter<P>) -> bool,
     ) -> Option<*const Waiter<P>> {
-        // SAFETY: a queued node is alive (its owner's contract).
-        if !self.lender.is_null() && pred(unsafe { &*self.lender }) {
-            return Some(self.lender);
-        }
         // SAFETY: the queue lock is held (caller's contract).
-        unsafe {
-            self.borrowers
-                .find(&mut pred)
-                .or_else(|| self.rest.find(&mut pred))
-        }
+        unsafe { self.line.find(pred) }
     }
 
     /// Unlinks `w`, which must be in this queue.
@@ -452,21 +355,8 @@ impl<P: Park> Queue<P> {
     ///
     /// The caller holds the queue lock and `w` is in this queue.
     pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
-        if w == self.lender {
-            self.lender = ptr::null();
-            return;
-        }
-        // Which list `w` is in matters only at an end of one: a node between two others is
-        // unlinked from either list alike. So `w` is compared with the line borrowers' list's ends, not
-        // looked for (a borrowing node may also sit in `rest`, queued there by a yield).
-        let list = if w == self.borrowers.head || w == self.borrowers.tail {
-            &mut self.borrowers
-        } else {
-            &mut self.rest
-        };
-        // SAFETY: the queue lock is held and `w` is in `list`, or between two nodes of the
-        // other list (caller's contract).
-        unsafe { list.remove(w) }
+        // SAFETY: forwarded contract.
+        unsafe { self.line.remove(w) }
     }
 }
 
@@ -541,12 +431,11 @@ impl<P: Park> List<P> {
         None
     }
 
-    /// Unlinks `w`, which must be in this list (or between two nodes of another one, which
-    /// this then leaves as it was but for the unlinking).
+    /// Unlinks `w`, which must be in this list.
     ///
     /// # Safety
     ///
-    /// The caller holds the queue lock and `w` is in this list or has both neighbours.
+    /// The caller holds the queue lock and `w` is in this list.
     unsafe fn remove(&mut self, w: *const Waiter<P>) {
         if w == self.head && w == self.tail {
             // Alone in the list, so its links are null already: not a look at the node (but in

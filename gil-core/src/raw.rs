@@ -34,12 +34,6 @@ const SHUT: u32 = 1 << 3;
 /// claim it, or the owner may come back and reclaim it, whichever takes the queue lock first.
 /// Implies `LOCKED` and `QUEUED`.
 const AWAY: u32 = 1 << 4;
-/// The owner holds the lock on a loan in line ([`RawGil::lend`]): its lender waits at the head
-/// of the line, in the queue's lender slot. Set by the lend and cleared by the grant that gives
-/// the lock back (every grant takes the lender first), each under the queue lock and before the
-/// grant is told, so that the owner, who reads it, sees it as its grant left it. Implies
-/// `LOCKED` and `QUEUED`.
-const LINE_LOAN: u32 = 1 << 5;
 
 /// A fair, FIFO, handoff lock with drop requests: the core of a global interpreter lock.
 ///
@@ -279,7 +273,7 @@ impl<P: Park> RawGil<P> {
     }
 
     /// [`lock_with`](RawGil::lock_with) with the caller's `waiter`: one the caller made
-    /// returning or a line borrower, or whose parker it set. Returns only once `waiter` is out of line.
+    /// returning, or whose parker it set. Returns only once `waiter` is out of line.
     ///
     /// # Safety
     ///
@@ -343,9 +337,7 @@ impl<P: Park> RawGil<P> {
         // SAFETY: forwarded contract.
         match unsafe { self.grant_head() } {
             Some((unparker, now_empty)) => {
-                // LOCKED stays set: it now belongs to the head waiter. A lender is the head
-                // whenever there is one, so no loan is out any more.
-                let state = state & !LINE_LOAN;
+                // LOCKED stays set: it now belongs to the head waiter.
                 self.unlock_queue(if now_empty { state & !QUEUED } else { state });
                 wake::<P>(Some(unparker));
             }
@@ -392,37 +384,8 @@ impl<P: Park> RawGil<P> {
         // SAFETY: queue lock held; the waiter is being queued.
         unsafe { waiter.set_polled(polled) };
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
-        self.queue.with_mut(|q| unsafe {
-            if waiter.is_line_borrower() {
-                let old_head = (*q).head();
-                (*q).push_line_borrower(&*waiter);
-                if state & AWAY != 0 && (*q).head() == Some(&*waiter as *const _) {
-                    // It went ahead of the offered head (AWAY: the head was the one offered):
-                    // the offer is its now. It is running (this is its thread), so it claims at
-                    // once; the old head waits on.
-                    if let Some(old) = old_head {
-                        debug_assert_eq!((*old).word().load(Relaxed), OFFERED);
-                        // Release, as a store to a queued waiter's word that it may read next:
-                        // what came before under the queue lock (a `wake_last_polled`'s
-                        // caller's writes, which that wake's release sequence on this word
-                        // would otherwise stop carrying here) goes with it to the waiter's
-                        // Acquire reread.
-                        (*old).word().store(AWAKE, Release);
-                    }
-                    waiter.word().store(OFFERED, Relaxed);
-                }
-            } else {
-                (*q).push_back(&*waiter);
-            }
-        });
+        self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
         self.unlock_queue(state | QUEUED);
-        if waiter.is_line_borrower() {
-            // Asks the holder to lend at its next checkpoint, once in line. Release (in `set`)
-            // pairs with the Acquire of the holder's `take`, which thus sees this node queued.
-            if !cfg!(bite = "line-loan-never-asked") {
-                self.breaker.set(Breaker::LINE_LOAN_ASKED);
-            }
-        }
         Enqueued::Queued
     }
 
@@ -440,16 +403,11 @@ impl<P: Park> RawGil<P> {
         let (outcome, state) = match waiter.word().load(Relaxed) {
             AWAKE | ASLEEP => {
                 // SAFETY: queue lock held; the waiter is in this queue.
-                let (lender, now_empty) = self.queue.with_mut(|q| unsafe {
-                    let lender = (*q).head_is_lender() && (*q).head() == Some(&*waiter as *const _);
+                let now_empty = self.queue.with_mut(|q| unsafe {
                     (*q).remove(&*waiter);
-                    (lender, (*q).is_empty())
+                    (*q).is_empty()
                 });
                 waiter.word().store(IDLE, Relaxed);
-                // A lender that leaves the line ends its loan: the owner holds the lock as its
-                // own. (Only through the raw API: the composites' lenders never give up. An
-                // owner that looks meanwhile may still see the loan, and lends nothing then.)
-                let state = if lender { state & !LINE_LOAN } else { state };
                 (
                     Cancel::Removed,
                     if now_empty { state & !QUEUED } else { state },
@@ -636,12 +594,8 @@ impl<P: Park> RawGil<P> {
     /// running so costs the owner nothing of its turn, and a region that lasts hands the lock
     /// on as `unlock` would, one wake-up later at most.
     ///
-    /// While the owner is away, nobody but the head waiter (or a line borrower that queues
-    /// ahead of it) can take the lock: the FIFO order holds.
-    ///
-    /// An owner holding a loan ([`lend`](RawGil::lend)) whose lender waits at the head gives the
-    /// lock straight back instead: the loan ends here, the lender is granted (not offered) the
-    /// lock, and [`reclaim`](RawGil::reclaim) fails.
+    /// While the owner is away, nobody but the head waiter can take the lock: the FIFO order
+    /// holds.
     ///
     /// # Safety
     ///
@@ -678,14 +632,10 @@ impl<P: Park> RawGil<P> {
             "gil-core: unlock_away of a lock this thread does not own"
         );
         // SAFETY: the queue lock is held; a queued node is alive.
-        let (head, lender) = self
-            .queue
-            .with_mut(|q| unsafe { ((*q).head(), (*q).head_is_lender()) });
-        // Nobody waits: the lock is freed. Or the owner holds a loan and the lender waits at
-        // the head: the loan ends now, and the lock goes straight back (as `unlock` would), not
-        // on offer. The lender is waiting for just this, so an offer would be claimed at once,
-        // one more trip through the queue lock later.
-        let Some(head) = head.filter(|_| !lender) else {
+        let head = self.queue.with_mut(|q| unsafe { (*q).head() });
+        // Nobody waits (the compare-and-swap above failed on another bit: `SHUT`, or the
+        // `QUEUE_LOCKED` of an edit that has ended since): the lock is freed.
+        let Some(head) = head else {
             // SAFETY: the queue lock is held and we own the lock (caller's contract).
             unsafe { self.release_to_head(state) };
             return Absence { offered: None };
@@ -737,8 +687,8 @@ impl<P: Park> RawGil<P> {
     ///    ([`Return::ahead`]); then, if the lock is free, it takes it ([`Back::Took`]).
     /// 3. Going ahead, it asks for a loan on the breaker (`borrow_with`,
     ///    [`Back::BreakerLoan`]).
-    /// 4. Otherwise it waits in line, as a line borrower if it goes ahead, else behind
-    ///    everybody ([`Back::Granted`]).
+    /// 4. Otherwise it waits in line behind everybody, as a returning waiter
+    ///    ([`Back::Granted`]).
     ///
     /// Succeeds after [`close`](RawGil::close) too: the thread's waiters are returning ones.
     ///
@@ -763,11 +713,7 @@ impl<P: Park> RawGil<P> {
                 return Back::BreakerLoan;
             }
         }
-        let node = pin!(if ask.is_some() {
-            Waiter::<P>::line_borrower()
-        } else {
-            Waiter::returning()
-        });
+        let node = pin!(Waiter::<P>::returning());
         let mut wait = abort_on_unwind(|| ret.in_line(ask));
         let got = if cfg!(bite = "region-skips-take-back") {
             Waited::Granted
@@ -786,8 +732,8 @@ impl<P: Park> RawGil<P> {
     /// or the head waiter claimed it), take the lock with [`relock`](RawGil::relock) or a
     /// returning [`Waiter`].
     ///
-    /// Absences are numbered modulo 2³²: a reclaim could mistake another owner's absence for
-    /// its own only after four billion others.
+    /// Absences are numbered with 64 bits: a reclaim never mistakes another owner's absence
+    /// for its own.
     pub(crate) fn reclaim(&self, away: Absence) -> bool {
         let Some(absence) = away.offered else {
             return false;
@@ -882,83 +828,12 @@ impl<P: Park> RawGil<P> {
     /// closed; a fresh one may be).
     #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
     pub(crate) unsafe fn requeue(&self, waiter: Pin<&Waiter<P>>) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.step_aside(waiter, false) }
-    }
-
-    /// If the head waiter is a line borrower ([`Waiter::line_borrower`]), hands it the lock and puts `waiter` at
-    /// the head of the line: the owner *lends* the lock and gets it back as soon as the borrowing
-    /// thread lets go, ahead of everyone else. Returns whether it lent; then wait on `waiter` as
-    /// after [`requeue`](RawGil::requeue). With no line borrower at the head, does nothing and returns `false`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`requeue`](RawGil::requeue).
-    ///
-    /// ```
-    /// use std::pin::pin;
-    /// use gil_core::model::{Enqueued, Steps, WaiterSteps};
-    /// use gil_core::{RawGil, WaitState, Waiter};
-    ///
-    /// let gil: RawGil = RawGil::new();
-    /// gil.lock().unwrap();
-    /// std::thread::scope(|s| {
-    ///     s.spawn(|| {
-    ///         // Back from a blocking region, and allowed to go first.
-    ///         let node = pin!(Waiter::line_borrower());
-    ///         // SAFETY: the node is pinned here and waited for below; this thread does not own
-    ///         // the lock.
-    ///         assert_eq!(unsafe { gil.enqueue(node.as_ref()) }, Enqueued::Queued);
-    ///         assert_eq!(node.as_ref().wait(), WaitState::Granted);
-    ///         // SAFETY: granted, so this thread owns the lock.
-    ///         unsafe { gil.unlock() }; // goes straight back to the lender
-    ///     });
-    ///     while !gil.has_waiters() {
-    ///         std::hint::spin_loop();
-    ///     }
-    ///     let back = pin!(Waiter::returning());
-    ///     // SAFETY: this thread owns the lock; `back` is pinned and waited for.
-    ///     assert!(unsafe { gil.lend(back.as_ref()) });
-    ///     assert_eq!(back.as_ref().wait(), WaitState::Granted);
-    /// });
-    /// // SAFETY: the lock came back to this thread.
-    /// unsafe { gil.unlock() };
-    /// ```
-    #[cfg_attr(not(feature = "models"), allow(dead_code))] // a step only the models take
-    pub(crate) unsafe fn lend(&self, waiter: Pin<&Waiter<P>>) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.step_aside(waiter, true) }
-    }
-
-    /// The body of [`requeue`](RawGil::requeue) (`lend` false: hand to the head, whatever it
-    /// is, and queue `waiter` at the tail) and [`lend`](RawGil::lend) (`lend` true: only to an
-    /// line borrower at the head, and queue `waiter` at the head).
-    ///
-    /// # Safety
-    ///
-    /// As for [`requeue`](RawGil::requeue).
-    unsafe fn step_aside(&self, waiter: Pin<&Waiter<P>>, lend: bool) -> bool {
         // A stale "nobody queued" only means we step aside a little later. A waiter that asked
         // for it is seen: the Acquire in `Breaker::take` ordered its enqueue before this load.
         if self.state.load(Relaxed) & QUEUED == 0 {
             return false;
         }
         let state = self.lock_queue();
-        let borrower_at_head = || {
-            // SAFETY: the queue lock is held.
-            self.queue
-                .with_mut(|q| unsafe { (*q).head_is_line_borrower() })
-        };
-        if lend && !borrower_at_head() {
-            self.unlock_queue(state);
-            return false;
-        }
-        if lend {
-            // A loan is out from the grant on (the line borrower at the head is there to take it): set before
-            // the grant, so that its Release orders this before the borrower's look
-            // (`checkpoint_with`).
-            self.state.fetch_or(LINE_LOAN, Relaxed);
-        }
         // SAFETY: we hold the queue lock and (caller's contract) own the lock.
         let Some((unparker, _)) = (unsafe { self.grant_head() }) else {
             self.unlock_queue(state);
@@ -966,17 +841,9 @@ impl<P: Park> RawGil<P> {
         };
         waiter.word().store(AWAKE, Relaxed);
         // SAFETY: queue lock held; the waiter is alive, pinned and unqueued (caller's contract).
-        self.queue.with_mut(|q| unsafe {
-            if lend {
-                (*q).push_lender(&*waiter);
-            } else {
-                (*q).push_back(&*waiter);
-            }
-        });
-        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line. A lender
-        // that was the head has its lock back (no loan is out), and a new one lent it (a loan is).
-        let lent = if lend { LINE_LOAN } else { 0 };
-        self.unlock_queue((state & !LINE_LOAN) | QUEUED | lent);
+        self.queue.with_mut(|q| unsafe { (*q).push_back(&*waiter) });
+        // LOCKED now belongs to the old head; QUEUED stays, for `waiter` is in line.
+        self.unlock_queue(state | QUEUED);
         wake::<P>(Some(unparker));
         true
     }
@@ -1005,43 +872,16 @@ impl<P: Park> RawGil<P> {
     /// returning wait may ([`WaitPolicy::give_up`]): a thread that handed its lock on must get
     /// it back.
     unsafe fn yield_with(&self, waiter: Pin<&Waiter<P>>, policy: &mut impl WaitPolicy<P>) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.step_aside_and_wait(waiter, false, policy) }
-    }
-
-    /// [`lend`](RawGil::lend) with `waiter`, then, if it lent the lock, waits as `policy` says
-    /// until the lock is back. Returns whether it lent; either way the caller owns the lock on
-    /// return.
-    ///
-    /// # Safety
-    ///
-    /// As for [`yield_with`](RawGil::yield_with).
-    unsafe fn lend_with(&self, waiter: Pin<&Waiter<P>>, policy: &mut impl WaitPolicy<P>) -> bool {
-        // SAFETY: forwarded contract.
-        unsafe { self.step_aside_and_wait(waiter, true, policy) }
-    }
-
-    /// The body of `yield_with` and `lend_with`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`yield_with`](RawGil::yield_with).
-    unsafe fn step_aside_and_wait(
-        &self,
-        waiter: Pin<&Waiter<P>>,
-        lend: bool,
-        policy: &mut impl WaitPolicy<P>,
-    ) -> bool {
         debug_assert!(waiter.is_returning());
         // SAFETY: forwarded contract.
-        if !unsafe { self.step_aside(waiter, lend) } {
+        if !unsafe { self.requeue(waiter) } {
             return false;
         }
         abort_on_unwind(|| policy.queued());
         let back = if cfg!(bite = "yield-without-waiting") {
             Waited::Granted
         } else {
-            // SAFETY: queued by `step_aside`, by this thread.
+            // SAFETY: queued by `requeue`, by this thread.
             unsafe { self.wait_with(waiter, policy) }
         };
         debug_assert_ne!(back, Waited::Closed, "a returning waiter is never closed");
@@ -1115,8 +955,7 @@ impl<P: Park> RawGil<P> {
     ///    holder gives the loan back and waits in line ([`Step::GiveBack`]); otherwise, if
     ///    anybody waits, it yields ([`Step::HandOver`]).
     /// 2. Unless it handed the lock over just now, or is itself on a loan (a loan does not lend
-    ///    on), the holder lends: a **loan asked for on the breaker** ([`Step::LendOnBreaker`]), else
-    ///    to an **line borrower in line** ([`Breaker::LINE_LOAN_ASKED`], [`Step::LendInLine`]).
+    ///    on), the holder lends a **loan asked for on the breaker** ([`Step::LendOnBreaker`]).
     ///
     /// Returns once the caller owns the lock again, with the breaker flags left for it to act
     /// on, as [`checkpoint`](RawGil::checkpoint) does. The waits are `handover`'s policies;
@@ -1129,60 +968,33 @@ impl<P: Park> RawGil<P> {
     #[cold]
     pub unsafe fn checkpoint_with<H: Handover<P>>(&self, handover: &mut H) -> u32 {
         let pending = self.breaker.pending();
-        // Which loan the caller holds, if any. The loan bits are read with Acquire (the
-        // lender's writes); `LINE_LOAN` is the caller's own hold's, ordered by its grant.
-        let on_breaker = self.breaker.loan_out();
-        let borrowing = on_breaker
-            || (!cfg!(bite = "loan-lends-on") && self.state.load(Relaxed) & LINE_LOAN != 0);
-        // A borrower leaves `LINE_LOAN_ASKED` for its lender.
-        let asks = Breaker::DROP_REQUEST
-            | if borrowing {
-                0
-            } else {
-                Breaker::LINE_LOAN_ASKED
-            };
+        // Whether the caller holds a loan. Acquire: the lender's writes.
+        let borrowing = self.breaker.loan_out();
         // Not a write to the breaker's line when there is nothing to take (a loan asked for:
         // the asker is reading that line).
-        let taken = if pending & asks != 0 {
-            self.breaker.take(asks)
-        } else {
-            0
-        };
-        let mut handed = false;
-        if taken & Breaker::DROP_REQUEST != 0 {
+        let handed = if pending & Breaker::DROP_REQUEST != 0
+            && self.breaker.take(Breaker::DROP_REQUEST) != 0
+        {
             handover.drop_requested();
-            if borrowing {
+            if borrowing && !cfg!(bite = "drop-not-passed-on") {
                 // The request is for the lender's slice, which this loan is part of: leave it
                 // for the lender to answer once the loan is back.
-                if !cfg!(bite = "drop-not-passed-on") {
-                    self.breaker.set(Breaker::DROP_REQUEST);
-                }
+                self.breaker.set(Breaker::DROP_REQUEST);
             }
             // SAFETY: we own the lock (caller's contract).
-            handed = unsafe { self.hand_over_with(handover) };
-        }
+            unsafe { self.hand_over_with(handover) }
+        } else {
+            false
+        };
         // Back from a hand-over at the end of the line, the holder lends nothing: a loan asked
-        // for meanwhile is lent at the next checkpoint, and a line borrower was ahead of it in
-        // line.
-        if !handed && !borrowing {
-            let mut lent = false;
-            if pending & Breaker::LOAN_ASKED != 0 {
-                let mut wait = handover.letting_go(Step::LendOnBreaker);
-                // SAFETY: we own the lock, not on loan (`borrowing` is false).
-                lent = unsafe { self.lend_asked_with(&mut wait) };
-                handover.back(Step::LendOnBreaker, wait, lent);
-            }
-            let lends = !lent && taken & Breaker::LINE_LOAN_ASKED != 0 && self.has_waiters();
-            if lends && !cfg!(bite = "checkpoint-never-lends-in-line") {
-                let mut wait = handover.letting_go(Step::LendInLine);
-                let node = pin!(Waiter::returning());
-                // SAFETY: as for the yield above; `lend_with` lends only to a borrowing head.
-                let lent = unsafe { self.lend_with(node.as_ref(), &mut wait) };
-                handover.back(Step::LendInLine, wait, lent);
-            }
+        // for meanwhile is lent at the next checkpoint.
+        if !handed && !borrowing && pending & Breaker::LOAN_ASKED != 0 {
+            let mut wait = handover.letting_go(Step::LendOnBreaker);
+            // SAFETY: we own the lock, not on loan (`borrowing` is false).
+            let lent = unsafe { self.lend_asked_with(&mut wait) };
+            handover.back(Step::LendOnBreaker, wait, lent);
         }
-        self.breaker.pending()
-            & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::LINE_LOAN_ASKED)
+        self.breaker.pending() & !(Breaker::DROP_REQUEST | Breaker::LOAN_ASKED)
     }
 
     /// Asks the holder to *lend* this thread the lock at its next checkpoint: the fast way back
@@ -1199,7 +1011,7 @@ impl<P: Park> RawGil<P> {
     /// checkpoint grants it with one compare-and-swap on the breaker word and waits there for
     /// it back; the borrower gives it back with one atomic AND. Nobody queues. Every loan
     /// bypasses the line: who may ask, and how often, is the caller's policy (gil-std's
-    /// credit), as for [`Waiter::line_borrower`].
+    /// credit).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -1370,7 +1182,7 @@ impl<P: Park> RawGil<P> {
     /// `Loan::Lent`, or `withdraw_loan` returned `false`), and stops
     /// using what it protects. While on loan it lets go only this way (or through a composite
     /// that gives the loan back: `checkpoint`, `hand_over_with`, `yield_now`): not with
-    /// `unlock`, `unlock_away`, `requeue` or `lend`.
+    /// `unlock`, `unlock_away` or `requeue`.
     #[inline]
     pub unsafe fn give_back(&self) {
         if self.breaker.give_back() {
@@ -1540,14 +1352,7 @@ impl<P: Park> RawGil<P> {
     unsafe fn grant_head(&self) -> Option<(Wakeup<P>, bool)> {
         // SAFETY: queue lock held (caller's contract).
         self.queue.with_mut(|q| unsafe {
-            let lender = (*q).head_is_lender();
             let head = (*q).pop_front()?;
-            if lender {
-                // The loan is over. Cleared before the grant, whose Release orders it before
-                // the lender's look (`checkpoint_with`); the caller's `unlock_queue` publishes
-                // the word without it too.
-                self.state.fetch_and(!LINE_LOAN, Relaxed);
-            }
             // Only ever written under the queue lock: no read-modify-write needed.
             self.switches
                 .store(self.switches.load(Relaxed).wrapping_add(1), Relaxed);

@@ -149,9 +149,6 @@ pub enum Step {
     /// A loan asked for on the breaker (`ask_loan`): the holder
     /// lends the lock and waits for it back.
     LendOnBreaker,
-    /// A line borrower in line ([`Breaker::LINE_LOAN_ASKED`](crate::Breaker::LINE_LOAN_ASKED)): the holder lends
-    /// it the lock and waits for it back at the head of the line.
-    LendInLine,
 }
 
 /// What a caller of [`RawGil::checkpoint_with`](crate::RawGil::checkpoint_with) does around
@@ -246,12 +243,12 @@ pub trait Return<P: Park> {
 
     /// The thread could not reclaim the lock. `Some`: it may go ahead of the line (it asks for
     /// a loan on the breaker with this policy, and if the ask is refused or not answered,
-    /// waits as a line borrower); `None`: it waits its turn. Called before the thread looks
-    /// whether the lock is free.
+    /// waits its turn); `None`: it waits its turn. Called before the thread looks whether the
+    /// lock is free.
     fn ahead(&mut self) -> Option<Self::Ask>;
 
-    /// The thread waits in line (as a line borrower if it went ahead, after its unanswered `ask`): the
-    /// policy it waits with. A returning wait: it gives up only as
+    /// The thread waits its turn in line, behind everybody (after its unanswered `ask`, if it
+    /// went ahead): the policy it waits with. A returning wait: it gives up only as
     /// [`WaitPolicy::give_up`] allows.
     fn in_line(&mut self, ask: Option<Self::Ask>) -> Self::Wait;
 

@@ -368,108 +368,29 @@ fn an_away_owner_offers_the_head_and_can_come_back_first() {
     assert!(!gil.is_locked());
 }
 
-/// A loan ends at the borrower's first release, a blocking region included: the lock goes
-/// straight back to the lender, which is granted, not offered, and the borrower cannot reclaim
-/// it. An ordinary waiter behind the lender stays in line.
+/// A waiter offered the lock that cancels (its deadline passed) owns it; only the head is
+/// offered.
 #[test]
-fn a_loan_comes_back_to_the_lender_at_the_borrowers_region() {
+fn an_offer_goes_to_a_cancelling_head() {
     let gil: RawGil = RawGil::new();
     gil.lock().unwrap();
-    let (borrower, fresh) = (pin!(Node::line_borrower()), pin!(Node::new()));
-    // SAFETY: pinned on this frame; both end granted before it returns.
-    unsafe {
-        assert_eq!(gil.enqueue(fresh.as_ref()), Enqueued::Queued);
-        assert_eq!(gil.enqueue(borrower.as_ref()), Enqueued::Queued);
-    }
-    let lender = pin!(Node::returning());
-    // SAFETY: we own it; the lender's node is pinned here and ends granted.
-    assert!(unsafe { gil.lend(lender.as_ref()) });
-    assert_eq!(borrower.state(), WaitState::Granted);
-    // SAFETY: the borrower owns it.
-    let away = unsafe { gil.unlock_away() };
-    assert_eq!(
-        lender.state(),
-        WaitState::Granted,
-        "given back, not offered"
-    );
-    assert_eq!(fresh.state(), WaitState::Waiting);
-    assert!(!gil.reclaim(away), "the loan is over");
-    assert_eq!(gil.switches(), 2);
-    // SAFETY: the lender owns it again; the release grants the fresh waiter.
-    unsafe { gil.unlock() };
-    assert_eq!(fresh.state(), WaitState::Granted);
-    // SAFETY: the fresh waiter owns it.
-    unsafe { gil.unlock() };
-    assert!(!gil.is_locked());
-}
-
-/// Once a loan is over, its lender is an ordinary waiter again: queued later (the same node, at
-/// the same address, as a thread's next wait on its stack would be), it is offered the lock by
-/// an owner going away, not given it back. (The queue keeps its lender by address.)
-#[test]
-fn a_lender_is_forgotten_once_its_loan_is_over() {
-    let gil: RawGil = RawGil::new();
-    gil.lock().unwrap();
-    let (borrower, other) = (pin!(Node::line_borrower()), pin!(Node::new()));
-    // SAFETY: pinned on this frame; granted before it returns.
-    assert_eq!(unsafe { gil.enqueue(borrower.as_ref()) }, Enqueued::Queued);
-    let lender = pin!(Node::returning());
-    // SAFETY: we own it; the lender's node is pinned here and ends granted.
-    assert!(unsafe { gil.lend(lender.as_ref()) });
-    // SAFETY: the borrower owns it; an ordinary release ends the loan too.
-    unsafe { gil.unlock() };
-    assert_eq!(lender.state(), WaitState::Granted);
-    // The lender's thread hands the lock to `other` and queues again with the same node.
-    // SAFETY: pinned on this frame; both settle below.
-    unsafe {
-        assert_eq!(gil.enqueue(other.as_ref()), Enqueued::Queued);
-        gil.unlock();
-    }
-    assert_eq!(other.state(), WaitState::Granted);
-    // SAFETY: granted earlier, so not queued; pinned on this frame.
-    assert_eq!(unsafe { gil.enqueue(lender.as_ref()) }, Enqueued::Queued);
-    // SAFETY: `other` owns it.
-    let away = unsafe { gil.unlock_away() };
-    assert_eq!(
-        lender.state(),
-        WaitState::Offered,
-        "offered like any head, not given back"
-    );
-    assert!(gil.reclaim(away), "so the owner can come back first");
-    // SAFETY: `other` owns it again; the release grants the old lender.
-    unsafe { gil.unlock() };
-    assert_eq!(lender.state(), WaitState::Granted);
-    // SAFETY: the old lender owns it.
-    unsafe { gil.unlock() };
-    assert!(!gil.is_locked());
-}
-
-/// A waiter offered the lock that cancels (its deadline passed) owns it; a line borrower that
-/// queues ahead of the offered head takes the offer over.
-#[test]
-fn an_offer_goes_to_a_cancelling_head_or_a_borrowing_newcomer() {
-    let gil: RawGil = RawGil::new();
-    gil.lock().unwrap();
-    let (a, u) = (pin!(Node::new()), pin!(Node::line_borrower()));
+    let (a, b) = (pin!(Node::new()), pin!(Node::new()));
     // SAFETY: pinned on this frame; settled before it returns.
-    assert_eq!(unsafe { gil.enqueue(a.as_ref()) }, Enqueued::Queued);
+    unsafe {
+        assert_eq!(gil.enqueue(a.as_ref()), Enqueued::Queued);
+        assert_eq!(gil.enqueue(b.as_ref()), Enqueued::Queued);
+    }
     // SAFETY: we own it.
     let away = unsafe { gil.unlock_away() };
-    // SAFETY: as above.
-    assert_eq!(unsafe { gil.enqueue(u.as_ref()) }, Enqueued::Queued);
-    assert_eq!(
-        u.state(),
-        WaitState::Offered,
-        "the borrowing newcomer leads now"
-    );
-    assert_eq!(a.state(), WaitState::Waiting);
-    // SAFETY: u is queued; cancelling an offered waiter hands it the lock.
-    assert_eq!(unsafe { gil.cancel(u.as_ref()) }, Cancel::Granted);
+    assert_eq!(a.state(), WaitState::Offered);
+    assert_eq!(b.state(), WaitState::Waiting, "only the head is offered");
+    // SAFETY: a is queued; cancelling an offered waiter hands it the lock.
+    assert_eq!(unsafe { gil.cancel(a.as_ref()) }, Cancel::Granted);
     assert!(!gil.reclaim(away));
-    // SAFETY: u owns it; the release grants a.
+    // SAFETY: a owns it; the release grants b.
     unsafe { gil.unlock() };
-    assert_eq!(a.state(), WaitState::Granted);
-    // SAFETY: a owns it.
+    assert_eq!(b.state(), WaitState::Granted);
+    // SAFETY: b owns it.
     unsafe { gil.unlock() };
 }
 
@@ -554,31 +475,6 @@ fn on_a_loan_to_itself(check: impl FnOnce(&RawGil)) {
     // SAFETY: lent above; here this thread is its own borrower.
     unsafe { gil.give_back() };
     // SAFETY: the loan is back; we own it.
-    unsafe { gil.unlock() };
-}
-
-/// A line borrower in line asks the holder for a loan on the breaker, and the lend takes the
-/// ask.
-#[test]
-fn a_line_borrower_in_line_asks_for_a_loan() {
-    let gil: RawGil = RawGil::new();
-    gil.lock().unwrap();
-    let borrower = pin!(Node::line_borrower());
-    // SAFETY: pinned on this frame; granted below.
-    assert_eq!(unsafe { gil.enqueue(borrower.as_ref()) }, Enqueued::Queued);
-    assert_ne!(
-        gil.breaker().pending() & Breaker::LINE_LOAN_ASKED,
-        0,
-        "no loan asked for"
-    );
-    let lender = pin!(Node::returning());
-    // SAFETY: we own it; the lender's node is pinned here and ends granted.
-    assert!(unsafe { gil.lend(lender.as_ref()) });
-    assert_eq!(borrower.state(), WaitState::Granted);
-    // SAFETY: the borrower owns it; the release gives it back.
-    unsafe { gil.unlock() };
-    assert_eq!(lender.state(), WaitState::Granted);
-    // SAFETY: the lender owns it again.
     unsafe { gil.unlock() };
 }
 

@@ -9,7 +9,7 @@
 //! | 6 | [`INTERRUPT`] | interrupts: `InterruptHandle::interrupt` (and the interrupted thread again when it takes the lock) | the holder's checkpoint | some thread was interrupted |
 //! | 7 | [`SLICE_TIMER`] | the clock, listing the lock under its mutex | the clock, unlisting it | threads wait in line: the holder times its own slice |
 //!
-//! gil-core's bits 0–4 (drop request, loan asked, the loan's own state, a line borrower) and
+//! gil-core's bits 0–4 (drop request, loan asked, the loan's own state, one unused) and
 //! the runtime's bits 8–31 are documented on [`Breaker`].
 //!
 //! **Watch** (what the hold paths must do besides taking and releasing; one relaxed load at

@@ -2,9 +2,9 @@
 //!
 //! A thread earns credit while it is blocked, at its fair share of that time (the time divided
 //! by the threads contending for the lock, itself included), and spends it while it holds the
-//! lock out of turn. A thread with credit left comes back *as a line borrower*: it queues ahead of the
-//! ordinary waiters and raises `Breaker::LINE_LOAN_ASKED` (gil-core does, as it queues); the holder's next checkpoint lends it the lock and
-//! gets it back as soon as it blocks again. A thread that blocks briefly and computes long (the
+//! lock out of turn. A thread with credit left asks for a loan on the breaker: the holder's next
+//! checkpoint lends it the lock and gets it back as soon as it blocks again. Unanswered while
+//! it stays awake, it withdraws its ask and waits its turn. A thread that blocks briefly and computes long (the
 //! abuse case) spends more than it earns and comes back in FIFO order. See docs/design.md,
 //! "Fast return from blocking".
 //!
@@ -50,7 +50,7 @@ impl Credit {
     }
 
     /// Earns the share of the time blocked since `enter_region`, up to the cap; returns whether
-    /// the balance is positive (come back as a line borrower).
+    /// the balance is positive (ask for a loan).
     pub(crate) fn leave_region(&mut self, now: u64, contending: u64, interval: Duration) -> bool {
         let blocked = now.saturating_sub(core::mem::replace(&mut self.since, 0));
         if cfg!(bite = "credit-never-earned") {
@@ -112,7 +112,7 @@ pub(crate) fn forget_region() {
 
 /// The thread leaves its blocking region at `now`, with `contending` threads (itself included)
 /// wanting the lock: earns its share of the time blocked, up to the cap. Returns whether it has
-/// credit to come back as a line borrower.
+/// credit to ask for a loan.
 pub(crate) fn leave_region(now: u64, contending: u64, interval: Duration) -> bool {
     with(|c| c.leave_region(now, contending, interval))
 }
@@ -125,7 +125,7 @@ mod tests {
     use crate::Gil;
 
     /// One blocking region in a thread's life, and the loan after it if the thread came back
-    /// as a line borrower.
+    /// by asking for a loan.
     #[derive(Clone, Debug)]
     struct Region {
         /// Time blocked, in thousandths of the interval (up to four intervals).
@@ -171,6 +171,7 @@ mod tests {
         gil.set_fast_return(true);
         let took = AtomicBool::new(false);
         let back = AtomicBool::new(false);
+        let handed = AtomicBool::new(false);
         thread::scope(|s| {
             // A thread of its own: credit is per thread.
             s.spawn(|| {
@@ -180,15 +181,29 @@ mod tests {
                     took.store(true, SeqCst);
                     until(|| {
                         h.checkpoint().unwrap(); // lends here
+                        if !back.load(SeqCst) && gil.has_waiters() {
+                            // The ask came while this thread was not running (the tests run
+                            // side by side): the other thread waits its turn; it tries again.
+                            handed.store(true, SeqCst);
+                            took.store(false, SeqCst);
+                            assert!(h.hand_over());
+                            took.store(true, SeqCst);
+                        }
                         back.load(SeqCst)
                     });
                 });
                 until(|| gil.has_waiters());
+                // Every try's region counts: it earns, and a return in line spends nothing.
                 let start = Instant::now();
-                g.allow_threads(|| {
-                    until(|| took.load(SeqCst));
-                    thread::sleep(Duration::from_millis(2));
-                });
+                loop {
+                    g.allow_threads(|| {
+                        until(|| took.load(SeqCst) && !gil.has_waiters());
+                        thread::sleep(Duration::from_millis(2));
+                    });
+                    if !handed.swap(false, SeqCst) {
+                        break;
+                    }
+                }
                 let elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap();
                 // On loan now: spent only when the loan ends.
                 let balance = with(|c| c.balance);

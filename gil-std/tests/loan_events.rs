@@ -10,7 +10,7 @@ use std::thread;
 use gil_std::Gil;
 
 mod common;
-use common::{earn_credit, wait_until};
+use common::{Lending, wait_until};
 
 /// A thread back from blocking that borrows the lock reports it as any waiter does: after
 /// `BlockingLeft`, `Wants` (its ask), then `Got` (the loan).
@@ -31,17 +31,18 @@ fn a_loan_is_reported_as_a_wait_and_a_hold() {
         SEEN.with(|s| s.borrow_mut().push(event));
     }));
     let back = AtomicBool::new(false);
+    let lending = Lending::default();
     thread::scope(|s| {
         let mut g = gil.acquire();
         let holder = s.spawn(|| {
             let mut h = gil.acquire(); // queued behind `g`
             wait_until("the other thread came back", || {
                 h.checkpoint().unwrap(); // lends here
-                back.load(SeqCst)
+                back.load(SeqCst) || lending.hand_over_if_queued(gil, &mut h)
             });
         });
         wait_until("the holder queued", || gil.has_waiters());
-        earn_credit(gil, &mut g);
+        lending.come_back_on_loan(gil, &mut g);
         back.store(true, SeqCst);
         let seen = SEEN.with(RefCell::take);
         let left = seen

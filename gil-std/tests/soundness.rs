@@ -1573,32 +1573,33 @@ fn a_hook_outlives_a_guard_released_by_a_thread_locals_destructor() {
 fn a_thread_on_loan_of_one_lock_keeps_it_while_it_comes_back_to_another() {
     // Holding A on a loan (back from a region, with credit), the thread comes back from a
     // region of B: A stays held, and its loan is given back when A's guard goes.
-    use common::earn_credit;
+    use common::{Lending, earn_credit};
     let (a, b) = (leaked_gil(), leaked_gil());
+    let (lending_a, lending_b): (&'static Lending, &'static Lending) =
+        (Box::leak(Box::default()), Box::leak(Box::default()));
     let (done_a, done_b) = (
         &*Box::leak(Box::new(AtomicBool::new(false))),
         &*Box::leak(Box::new(AtomicBool::new(false))),
     );
-    let busy = |gil: &'static Gil, done: &'static AtomicBool| {
+    let busy = |gil: &'static Gil, done: &'static AtomicBool, lending: &'static Lending| {
         thread::spawn(move || {
             let mut h = gil.acquire();
             while !done.load(SeqCst) {
                 h.checkpoint().unwrap(); // lends here
-                if gil.has_waiters() {
-                    h.hand_over(); // a thread in line gets its turn
-                }
+                lending.hand_over_if_queued(gil, &mut h); // a thread in line gets its turn
             }
             assert!(gil.is_held_by_current_thread(), "the lender holds again");
         })
     };
     within(30, "two loans", move || {
         let mut ga = a.acquire();
-        let lender_a = busy(a, done_a);
+        let lender_a = busy(a, done_a, lending_a);
         wait_until("A's holder queued", || a.has_waiters());
-        earn_credit(a, &mut ga);
+        lending_a.come_back_on_loan(a, &mut ga);
         let mut gb = b.acquire();
-        let lender_b = busy(b, done_b);
+        let lender_b = busy(b, done_b, lending_b);
         wait_until("B's holder queued", || b.has_waiters());
+        // On loan of A, this thread comes back to B in line, not on a second loan.
         earn_credit(b, &mut gb);
         let both = (a.is_held_by_current_thread(), b.is_held_by_current_thread());
         drop(gb);

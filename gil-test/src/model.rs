@@ -18,17 +18,15 @@ pub const THREADS: usize = 4;
 /// A runtime flag the model sets and takes.
 pub const FLAG: u32 = Breaker::runtime_bit(0);
 /// The breaker flags a checkpoint acts on itself, not returned to its caller.
-const CHECKPOINT_BITS: u32 = Breaker::DROP_REQUEST | Breaker::LOAN_ASKED | Breaker::LINE_LOAN_ASKED;
+const CHECKPOINT_BITS: u32 = Breaker::DROP_REQUEST | Breaker::LOAN_ASKED;
 
 /// Which of its nodes a logical thread is queued on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
     /// `Waiter::new()`: a first acquire.
     Fresh,
-    /// `Waiter::returning()`: back from a yield, a region, or a lend.
+    /// `Waiter::returning()`: back from a yield or a region.
     Returning,
-    /// `Waiter::line_borrower()`: back from a region, ahead of the non-line borrowers.
-    LineBorrower,
 }
 
 impl NodeKind {
@@ -90,9 +88,6 @@ pub struct Model {
     pub switches: u32,
     /// Where each logical thread stands.
     pub threads: [Status; THREADS],
-    /// The threads queued by `lend`, waiting for their loan to come back: a borrower going away
-    /// (`unlock_away`) hands such a head the lock, not an offer. Cleared as they leave the line.
-    pub lenders: [bool; THREADS],
     /// The thread whose ask for a loan stands (`LOAN_ASKED` is pending).
     pub asker: Option<usize>,
     /// The thread that lent the lock it was asked for, while the loan is out (the borrower is
@@ -132,14 +127,10 @@ pub enum Op {
     EnterRegion(usize),
     /// The thread comes back from its region: `enqueue` of its returning node.
     LeaveRegion(usize),
-    /// The thread comes back from its region as a line borrower: `enqueue` of its line borrower's node.
-    LeaveRegionBorrowing(usize),
-    /// `lend` of the holder's returning node.
-    Lend(usize),
     /// The holder lets go lazily for a blocking region: `unlock_away`.
     EnterRegionAway(usize),
     /// The thread back from its lazy region tries `reclaim`; if that fails it is in its region
-    /// as after `EnterRegion`, and comes back with `LeaveRegion` or `LeaveRegionBorrowing`.
+    /// as after `EnterRegion`, and comes back with `LeaveRegion` or `AskLoan`.
     Reclaim(usize),
     /// `claim` by a waiting thread (one that saw itself offered, or any other: a claim of a
     /// waiter that is not offered changes nothing).
@@ -170,7 +161,6 @@ impl Model {
                 self.holder = Some(h);
                 self.threads[h] = Status::Granted { node };
                 self.switches = self.switches.wrapping_add(1);
-                self.lenders[h] = false;
             }
             None => self.holder = None,
         }
@@ -190,29 +180,6 @@ impl Model {
         true
     }
 
-    /// `t` holds: if the head is a line borrower, hand it the lock and queue `t` at the head.
-    fn lend_from(&mut self, t: usize) -> bool {
-        if self
-            .queue
-            .front()
-            .is_none_or(|w| w.1 != NodeKind::LineBorrower)
-        {
-            return false;
-        }
-        self.hand_on();
-        self.queue.push_front((t, NodeKind::Returning));
-        self.threads[t] = Status::Queued {
-            node: NodeKind::Returning,
-        };
-        self.lenders[t] = true;
-        true
-    }
-
-    /// Whether `t` holds the lock on a loan in line: its lender waits at the head.
-    pub fn borrows_in_line(&self, t: usize) -> bool {
-        self.holder == Some(t) && self.queue.front().is_some_and(|w| self.lenders[w.0])
-    }
-
     /// Whether the lock word says locked: held, or offered while its owner is away.
     pub fn locked(&self) -> bool {
         self.holder.is_some() || self.offered.is_some()
@@ -226,7 +193,6 @@ impl Model {
             "offered, not head"
         );
         self.queue.pop_front();
-        self.lenders[t] = false;
         self.holder = Some(t);
         self.threads[t] = Status::Holding;
         self.switches = self.switches.wrapping_add(1);
@@ -234,30 +200,14 @@ impl Model {
         self.away_owner = None;
     }
 
-    /// `t` comes back from a region on `node`: takes the lock if free, else queues (a borrowing
-    /// node behind the lender and the line borrowers at the head, any other at the tail). An
-    /// line borrower's node that becomes the head while the owner is away takes the offer over.
+    /// `t` comes back from a region on `node`: takes the lock if free, else queues at the tail.
     fn come_back(&mut self, t: usize, node: NodeKind) {
         if !self.locked() {
             self.holder = Some(t);
             self.threads[t] = Status::Holding;
             return;
         }
-        if node == NodeKind::LineBorrower {
-            let at = self
-                .queue
-                .iter()
-                .position(|w| w.1 != NodeKind::LineBorrower && !self.lenders[w.0])
-                .unwrap_or(self.queue.len());
-            self.queue.insert(at, (t, node));
-            if at == 0 && self.offered.is_some() {
-                self.offered = Some(t);
-            }
-            // Once in line, it asks the holder to lend.
-            self.breaker |= Breaker::LINE_LOAN_ASKED;
-        } else {
-            self.queue.push_back((t, node));
-        }
+        self.queue.push_back((t, node));
         self.threads[t] = Status::Queued { node };
     }
 }
@@ -274,7 +224,6 @@ impl Model {
             breaker: 0,
             switches: 0,
             threads: [Status::Idle; THREADS],
-            lenders: [false; THREADS],
             asker: None,
             lender: None,
         }
@@ -297,16 +246,12 @@ impl Model {
             Op::Cancel(t) | Op::Claim(t) | Op::DropFuture(t) => {
                 matches!(m.threads[t], Queued { .. } | Granted { .. } | ClosedOut)
             }
-            Op::Release(t)
-            | Op::Yield(t)
-            | Op::EnterRegion(t)
-            | Op::EnterRegionAway(t)
-            | Op::Lend(t) => m.threads[t] == Holding,
+            Op::Release(t) | Op::Yield(t) | Op::EnterRegion(t) | Op::EnterRegionAway(t) => {
+                m.threads[t] == Holding
+            }
             Op::Checkpoint(t) => matches!(m.threads[t], Holding | Borrowing),
             Op::Reclaim(t) => m.threads[t] == Absence,
-            Op::LeaveRegion(t) | Op::LeaveRegionBorrowing(t) | Op::AskLoan(t) => {
-                m.threads[t] == InRegion
-            }
+            Op::LeaveRegion(t) | Op::AskLoan(t) => m.threads[t] == InRegion,
             Op::PollLoan(t) | Op::Withdraw(t) => matches!(m.threads[t], Asking | Lent),
             Op::GiveBack(t) => m.threads[t] == Borrowing,
             Op::RequestDrop | Op::SetFlag | Op::TakeFlag | Op::Close => true,
@@ -346,9 +291,8 @@ impl Model {
                 Status::Queued { node } => {
                     // Only Cancel gets here (Poll's precondition excludes it).
                     m.queue.retain(|&(w, _)| w != t);
-                    m.lenders[t] = false;
-                    // A returning node is a yield, a region or a lend: the model takes all three
-                    // back to "in a region", from where the thread comes back.
+                    // A returning node is a yield or a region: the model takes both back to "in
+                    // a region", from where the thread comes back.
                     m.threads[t] = if node.is_returning() {
                         Status::InRegion
                     } else {
@@ -379,32 +323,21 @@ impl Model {
                 }
             }
             Op::Checkpoint(t) => {
-                // On a loan in line, the holder leaves `LINE_LOAN_ASKED` and any drop request for its
-                // lender, and lends nothing.
-                let in_line = m.borrows_in_line(t);
-                let asks =
-                    Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::LINE_LOAN_ASKED };
-                let taken = m.breaker & asks;
-                m.breaker &= !asks;
-                if taken & Breaker::DROP_REQUEST != 0 {
-                    if in_line {
-                        m.breaker |= Breaker::DROP_REQUEST;
-                    }
+                let taken = m.breaker & Breaker::DROP_REQUEST;
+                m.breaker &= !Breaker::DROP_REQUEST;
+                if taken != 0 {
                     m.yield_from(t);
                 }
-                if m.threads[t] == Status::Holding && !in_line {
-                    if let Some(asker) = m.asker {
-                        // Lends to the asker, and waits for the lock back.
-                        m.asker = None;
-                        m.breaker &= !Breaker::LOAN_ASKED;
-                        m.lender = Some(t);
-                        m.threads[t] = Status::Lending;
-                        m.holder = Some(asker);
-                        m.threads[asker] = Status::Lent;
-                    } else if taken & Breaker::LINE_LOAN_ASKED != 0 {
-                        // Lends to a borrowing head, if there is one, and waits at the head.
-                        m.lend_from(t);
-                    }
+                if m.threads[t] == Status::Holding
+                    && let Some(asker) = m.asker
+                {
+                    // Lends to the asker, and waits for the lock back.
+                    m.asker = None;
+                    m.breaker &= !Breaker::LOAN_ASKED;
+                    m.lender = Some(t);
+                    m.threads[t] = Status::Lending;
+                    m.holder = Some(asker);
+                    m.threads[asker] = Status::Lent;
                 }
             }
             Op::RequestDrop => m.breaker |= Breaker::DROP_REQUEST,
@@ -435,17 +368,10 @@ impl Model {
                 m.hand_on();
             }
             Op::LeaveRegion(t) => m.come_back(t, NodeKind::Returning),
-            Op::LeaveRegionBorrowing(t) => m.come_back(t, NodeKind::LineBorrower),
-            Op::Lend(t) => {
-                m.lend_from(t);
-            }
             Op::EnterRegionAway(t) => {
                 m.threads[t] = Status::Absence;
                 m.holder = None;
-                if m.queue.front().is_some_and(|&(head, _)| m.lenders[head]) {
-                    // The loan ends: the lock goes straight back to the lender.
-                    m.hand_on();
-                } else if let Some(&(head, _)) = m.queue.front() {
+                if let Some(&(head, _)) = m.queue.front() {
                     m.offered = Some(head);
                     m.away_owner = Some(t);
                 }
@@ -490,14 +416,13 @@ impl Model {
 /// A waiter node of the real lock.
 type Node = Waiter<SpinPark>;
 
-/// The real lock and, per logical thread, a fresh, a returning and a line borrower node; and
+/// The real lock and, per logical thread, a fresh and a returning node; and
 /// the model as it was before the step being applied (the test harness passes only the state
 /// after).
 pub struct Real {
     gil: Box<RawGil>,
     fresh: Vec<Pin<Box<Node>>>,
     back: Vec<Pin<Box<Node>>>,
-    borrowers: Vec<Pin<Box<Node>>>,
     /// Each thread's token from its last `unlock_away`.
     away: Vec<Cell<Option<Absence>>>,
     before: Model,
@@ -510,9 +435,6 @@ impl Real {
             gil: Box::new(RawGil::new()),
             fresh: (0..THREADS).map(|_| Box::pin(Node::new())).collect(),
             back: (0..THREADS).map(|_| Box::pin(Node::returning())).collect(),
-            borrowers: (0..THREADS)
-                .map(|_| Box::pin(Node::line_borrower()))
-                .collect(),
             away: vec![Cell::new(None); THREADS],
             before: Model::initial(),
         }
@@ -522,7 +444,6 @@ impl Real {
         match kind {
             NodeKind::Fresh => self.fresh[t].as_ref(),
             NodeKind::Returning => self.back[t].as_ref(),
-            NodeKind::LineBorrower => self.borrowers[t].as_ref(),
         }
     }
 
@@ -607,38 +528,18 @@ impl Real {
             }
             Op::Checkpoint(t) => {
                 let pending = gil.breaker().pending();
-                let in_line = before.borrows_in_line(t);
-                let asks =
-                    Breaker::DROP_REQUEST | if in_line { 0 } else { Breaker::LINE_LOAN_ASKED };
-                let borrower_at_head = before
-                    .queue
-                    .front()
-                    .is_some_and(|w| w.1 == NodeKind::LineBorrower);
-                let lends = !in_line
-                    && (pending & Breaker::LOAN_ASKED != 0
-                        || pending & Breaker::LINE_LOAN_ASKED != 0 && borrower_at_head);
                 if pending & Breaker::DROP_REQUEST != 0 && gil.has_waiters() {
                     // The real checkpoint would wait for the lock to come back, which one OS
                     // thread cannot: drive its steps instead.
-                    assert_ne!(gil.breaker().take(asks) & Breaker::DROP_REQUEST, 0);
-                    if in_line {
-                        gil.breaker().set(Breaker::DROP_REQUEST);
-                    }
+                    assert_ne!(gil.breaker().take(Breaker::DROP_REQUEST), 0);
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     assert!(unsafe { gil.requeue(real.node(t, NodeKind::Returning)) });
-                } else if lends {
+                } else if pending & Breaker::LOAN_ASKED != 0 {
                     // The real checkpoint would lend and wait for the loan back: drive its
                     // steps (nobody waits, so a drop request is only cleared).
-                    gil.breaker().take(asks);
-                    let lent = if pending & Breaker::LOAN_ASKED != 0 {
-                        // SAFETY: the preconditions above are the contracts (see the top of
-                        // `apply`).
-                        unsafe { gil.lend_asked() }
-                    } else {
-                        // SAFETY: as above.
-                        unsafe { gil.lend(real.node(t, NodeKind::Returning)) }
-                    };
-                    assert!(lent, "lend of thread {t}");
+                    gil.breaker().take(Breaker::DROP_REQUEST);
+                    // SAFETY: the preconditions above are the contracts (see the top of `apply`).
+                    assert!(unsafe { gil.lend_asked() }, "lend of thread {t}");
                 } else {
                     // SAFETY: the preconditions above are the contracts (see the top of `apply`).
                     let others = unsafe { gil.checkpoint() };
@@ -651,23 +552,14 @@ impl Real {
                 gil.breaker().take(FLAG);
             }
             Op::Close => gil.close(),
-            Op::LeaveRegion(t) | Op::LeaveRegionBorrowing(t) => {
-                let kind = match op {
-                    Op::LeaveRegion(_) => NodeKind::Returning,
-                    _ => NodeKind::LineBorrower,
-                };
+            Op::LeaveRegion(t) => {
                 // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                let got = unsafe { gil.enqueue(real.node(t, kind)) };
+                let got = unsafe { gil.enqueue(real.node(t, NodeKind::Returning)) };
                 let want = match after.threads[t] {
                     Status::Holding => Enqueued::Acquired,
                     _ => Enqueued::Queued,
                 };
                 assert_eq!(got, want);
-            }
-            Op::Lend(t) => {
-                // SAFETY: the preconditions above are the contracts (see the top of `apply`).
-                let lent = unsafe { gil.lend(real.node(t, NodeKind::Returning)) };
-                assert_eq!(lent, after.queued_status(t).is_some());
             }
             Op::Claim(t) => {
                 let (node, want) = match before.threads[t] {
@@ -737,7 +629,7 @@ impl Real {
         assert_eq!(gil.is_lent(), m.lender.is_some(), "lent, model {m:?}");
         for t in 0..THREADS {
             let on = |kind: NodeKind| real.node(t, kind).state();
-            let all = [NodeKind::Fresh, NodeKind::Returning, NodeKind::LineBorrower];
+            let all = [NodeKind::Fresh, NodeKind::Returning];
             match m.threads[t] {
                 Status::Queued { node } => {
                     let want = if m.offered == Some(t) {
@@ -832,11 +724,11 @@ pub fn decode(bytes: &[u8]) -> Vec<Op> {
             match b & 0x0f {
                 0 => Op::TryAcquire(t),
                 1 => Op::Enqueue(t),
-                2 => Op::Lend(t),
+                2 => Op::DropFuture(t),
                 3 => Op::Poll(t),
                 4 => Op::Cancel(t),
                 5 => Op::Release(t),
-                6 => Op::LeaveRegionBorrowing(t),
+                6 => Op::AskLoan(t),
                 7 => Op::Yield(t),
                 8 => Op::Checkpoint(t),
                 9 => Op::RequestDrop,

@@ -37,8 +37,6 @@ impl ReferenceStateMachine for Reference {
             1 => Just(Op::Close),
             2 => t.clone().prop_map(Op::EnterRegion),
             2 => t.clone().prop_map(Op::LeaveRegion),
-            2 => t.clone().prop_map(Op::LeaveRegionBorrowing),
-            2 => t.clone().prop_map(Op::Lend),
             2 => t.clone().prop_map(Op::EnterRegionAway),
             3 => t.clone().prop_map(Op::Reclaim),
             3 => t.clone().prop_map(Op::Claim),
@@ -124,32 +122,6 @@ fn a_reclaim_after_close_matches_the_model() {
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
 }
 
-/// A line borrower that comes back during a loan queues behind the lender: the loan comes
-/// back first, and the borrower cannot lend on (thread 0 lends to 1; 2 comes back as a line borrower;
-/// 1's lend finds the lender at the head and does nothing; 1 goes away and the lock goes back
-/// to 0, not on offer to 2). Bite `line-borrower-over-lender`.
-#[test]
-fn a_line_borrower_queues_behind_the_lender() {
-    use Op::*;
-    let ops = [
-        Enqueue(1),
-        EnterRegion(1),
-        Enqueue(2),
-        EnterRegion(2),
-        Enqueue(0),
-        LeaveRegionBorrowing(1),
-        Lend(0),
-        Poll(1),
-        LeaveRegionBorrowing(2),
-        Lend(1),
-        EnterRegionAway(1),
-        Poll(0),
-        Lend(0),
-        Poll(2),
-    ];
-    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
-}
-
 /// A loan asked for, step by step: 1 asks while 0 holds, 0's checkpoint lends, 1 looks and
 /// holds on loan, a second ask (2) is refused while the loan is out, 1 is asked to drop and its
 /// checkpoint gives the loan back and queues it behind 3, 0 answers the request by handing the
@@ -180,81 +152,4 @@ fn a_loan_asked_for_matches_the_model() {
         Withdraw(2),
     ];
     assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
-}
-
-/// A lender keeps its place at the head of the line: 0 lends to line borrower 1 while fresh 2 waits,
-/// and when 1 lets go the lock goes back to 0, not to 2. Bite `lend-lender-at-tail@model`.
-#[test]
-fn a_lender_comes_back_before_the_waiters_behind() {
-    use Op::*;
-    let ops = [
-        Enqueue(1),
-        EnterRegion(1),
-        Enqueue(0),
-        Enqueue(2),
-        LeaveRegionBorrowing(1),
-        Lend(0),
-        Poll(1),
-        Release(1),
-        Poll(0),
-        Release(0),
-        Poll(2),
-    ];
-    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
-}
-
-/// A line borrower that queues ahead of the head offered the lock by an away owner takes the
-/// offer over: 0 goes away offering the lock to fresh 1, line borrower 2 comes back ahead of 1 and
-/// claims. Bite `line-borrower-ignores-offer`.
-#[test]
-fn a_line_borrower_takes_the_offer_over() {
-    use Op::*;
-    let ops = [
-        Enqueue(2),
-        EnterRegion(2),
-        Enqueue(0),
-        Enqueue(1),
-        EnterRegionAway(0),
-        LeaveRegionBorrowing(2),
-        Claim(2),
-        Release(2),
-        Reclaim(0),
-    ];
-    assert_eq!(gil_test::model::run(&ops), ops.len(), "every step allowed");
-}
-
-/// A loan does not lend on, and a checkpoint lends in line to a line borrower: 1 comes back
-/// as a line borrower and 0's checkpoint lends it the lock; 2 asks for a loan on the breaker while 1
-/// holds, and 1's checkpoint does not lend (a loan in line lends nothing); once 1 lets go, 0 has
-/// the lock back and its checkpoint lends to 2. Bite `loan-lends-on@model`.
-#[test]
-fn a_loan_in_line_lends_nothing_on() {
-    use Op::*;
-    let ops = [
-        Enqueue(1),
-        EnterRegion(1),
-        Enqueue(2),
-        EnterRegion(2),
-        Enqueue(0),
-        LeaveRegionBorrowing(1),
-        Checkpoint(0),
-        Poll(1),
-        AskLoan(2),
-        Checkpoint(1),
-        Release(1),
-        Poll(0),
-        Checkpoint(0),
-        PollLoan(2),
-        GiveBack(2),
-        Release(0),
-    ];
-    // On one OS thread, a checkpoint that lends where the model says it must not waits for
-    // ever: a watchdog turns that into a failure.
-    let (done, finished) = std::sync::mpsc::channel();
-    let len = ops.len();
-    std::thread::spawn(move || done.send(gil_test::model::run(&ops)));
-    let steps = finished
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("hung: a loan in line lent on (the checkpoint waits for a loan back)");
-    assert_eq!(steps, len, "every step allowed");
 }

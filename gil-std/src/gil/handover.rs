@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use gil_core::{Handover, Step};
 
-use super::hold::{Loan, on_loan};
+use super::hold::on_loan;
 
 use super::{Gil, GilGuard, SetAside, WaitFor, Waiting};
 use crate::bits::{CALLS, INTERRUPT, SLICE_TIMER};
@@ -89,7 +89,7 @@ impl Gil {
     /// line, or the lender of the loan the holder is on. (A waiter is counted in by the clock
     /// before it queues; until it is queued, a request would find nobody to hand over to.)
     fn slice_wanted(&self) -> bool {
-        self.raw.has_waiters() || on_loan(self) == Some(Loan::Breaker)
+        self.raw.has_waiters() || on_loan(self)
     }
 
     /// The checkpoint's slow path: `pending` flags are set in the breaker word. `SLICE_TIMER`
@@ -204,9 +204,7 @@ impl<'g> Handover<Parking> for Handing<'g> {
             }
             // A lender reads the clock once it has lent instead: the borrower is spinning (no
             // wake-up), and a read here would hold up the loan.
-            Step::LendOnBreaker | Step::LendInLine => {
-                Waiting::new(gil, WaitFor::LoanBack, None, None, false)
-            }
+            Step::LendOnBreaker => Waiting::new(gil, WaitFor::LoanBack, None, None, false),
         };
         self.set_aside = gil.hand_over_start(step);
         waiting

@@ -27,46 +27,23 @@ thread_locals! {
     static LOAN: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// How a thread holds a lock on loan: the one idea of a *loan* (the holder lends the lock out
-/// of turn at its checkpoint, and gets it back as soon as the borrower lets go), asked for in
-/// one of two ways.
+/// A *loan*: the holder lends the lock out of turn at its checkpoint to a thread back from a
+/// blocking region with credit that asked for it on the breaker (gil-core's `borrow_with`), and
+/// gets it back as soon as the borrower lets go (`RawGil::give_back`). No queue, one
+/// compare-and-swap each way. The borrower keeps the record, one per thread: the lock's address
+/// and when the loan began.
 ///
-/// A thread back from a blocking region with credit asks **on the breaker** first (gil-core's
-/// `borrow_with`): no queue, one compare-and-swap each way, the fastest return. Only one such
-/// ask can stand at a time; a thread that finds one standing, or whose ask is not answered
-/// while it stays awake, asks **in line** instead: a line borrower at the head of the queue,
-/// announced with `Breaker::LINE_LOAN_ASKED`, lent to through the queue (`lend_with`). Both are kept
-/// because each was measured to be needed with the other in place (docs/design.md, "Fast
-/// return from blocking").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Loan {
-    /// Asked for in line (a line borrower); let go as any holder does, and the lock goes back
-    /// to the lender at the head of the line.
-    Line,
-    /// Asked for on the breaker (`RawGil::ask_loan`); let go only with `RawGil::give_back`.
-    Breaker,
-}
-
-/// Bit 0 of `LOAN`'s key: the loan was asked for on the breaker (a lock is aligned to more
-/// than 2, so the bit is free in its address).
-const ASKED: usize = 1;
-
 /// This thread begins holding `lock` on loan at `now`.
-pub(super) fn begin_loan<L>(lock: &L, now: u64, how: Loan) {
-    let key = core::ptr::from_ref(lock) as usize | if how == Loan::Breaker { ASKED } else { 0 };
+pub(super) fn begin_loan<L>(lock: &L, now: u64) {
+    let key = core::ptr::from_ref(lock) as usize;
     LOAN.with(|l| l.set((key, now)));
 }
 
-/// How this thread holds `lock` on loan, if it does. One thread-local load and a compare:
-/// every release asks.
+/// Whether this thread holds `lock` on loan. One thread-local load and a compare: every
+/// release asks.
 #[inline]
-pub(super) fn on_loan<L>(lock: &L) -> Option<Loan> {
-    let held = LOAN.with(|l| l.get().0);
-    (held & !ASKED == core::ptr::from_ref(lock) as usize).then_some(if held & ASKED != 0 {
-        Loan::Breaker
-    } else {
-        Loan::Line
-    })
+pub(super) fn on_loan<L>(lock: &L) -> bool {
+    LOAN.with(|l| l.get().0) == core::ptr::from_ref(lock) as usize
 }
 
 /// Whether this thread holds a loan of any lock.
@@ -234,8 +211,8 @@ impl Gil {
         self.emit(Event::Wants);
         let set_aside = self.set_aside_guards();
         match step {
-            Step::HandOver | Step::LendInLine => {
-                self.end_hold_quietly(None);
+            Step::HandOver => {
+                self.end_hold_quietly();
             }
             // The loan ends here, before the give-back: a drop request to a borrower is rare,
             // and its wait in line follows at once.
@@ -285,7 +262,7 @@ impl Gil {
     #[inline]
     pub(crate) fn holds_here(&self) -> bool {
         (self.owner.is_current() && !self.hold.lending.load(Relaxed))
-            || (!cfg!(bite = "loan-holder-unknown") && on_loan(self) == Some(Loan::Breaker))
+            || (!cfg!(bite = "loan-holder-unknown") && on_loan(self))
     }
 
     /// One more guard for the calling thread's hold (a nested `ensure`, or a blocking region
@@ -504,18 +481,13 @@ impl Gil {
     }
 
     /// The calling thread lets the lock go, once the watched services have seen the hold
-    /// whole (`watch_end`): ends a loan in line it holds (at `now`, if the caller has just read
-    /// the clock, as a blocking region does for its credit, or at the clock's time), and clears
-    /// the owner token. Returns whether it holds the lock on a loan it asked for: then it lets
-    /// go only with `give_back_loan`, which also ends the loan.
+    /// whole (`watch_end`): clears the owner token. Returns whether it holds the lock on loan
+    /// instead: then it lets go only with `give_back_loan`, which also ends the loan, and the
+    /// owner token stays the lender's (see `begin_loan_hold`).
     #[inline]
-    pub(crate) fn end_hold_quietly(&self, now: Option<u64>) -> bool {
-        match on_loan(self) {
-            // Ended once given back (`give_back_loan`); the owner token stays the lender's (see
-            // `begin_loan_hold`).
-            Some(Loan::Breaker) => return true,
-            Some(Loan::Line) => self.end_loan(now),
-            None => {}
+    pub(crate) fn end_hold_quietly(&self) -> bool {
+        if on_loan(self) {
+            return true;
         }
         self.owner.clear();
         false
@@ -539,7 +511,7 @@ impl Gil {
     /// reading.
     pub(crate) fn end_asked_loan(&self) -> u64 {
         let now = now_nanos();
-        self.end_loan(Some(now));
+        end_loan(now, self.switch_interval());
         // A loan's wait is not timed: it ends at the grant, and reading the clock there would
         // hold up the lender (see `Stats::wait_time`).
         self.count_wait_nanos(0);
@@ -567,20 +539,13 @@ impl Gil {
     /// `release` once the watched services are done with the hold (or none watch).
     #[inline]
     fn release_unwatched(&self) {
-        if self.end_hold_quietly(None) && !cfg!(bite = "loan-released-by-unlock") {
+        if self.end_hold_quietly() && !cfg!(bite = "loan-released-by-unlock") {
             self.give_back_loan();
         } else {
             // SAFETY: the caller holds the lock, not on a loan it asked for, and stops using
             // it.
             unsafe { self.raw.unlock() };
         }
-    }
-
-    /// The loan this thread holds ends (at `now`, or the clock's time): it pays for the time
-    /// held out of turn.
-    #[cold]
-    fn end_loan(&self, now: Option<u64>) {
-        end_loan(now.unwrap_or_else(now_nanos), self.switch_interval());
     }
 
     #[cold]
@@ -801,20 +766,19 @@ impl Gil {
 
     /// `let_go_now` once `announce_let_go` is done.
     fn let_go_quietly(&self) -> Absence {
-        // One clock read for the region's start and the end of a loan this thread holds.
+        // One clock read for the region's start and, on a loan, the loan's end.
         let fast = self.fast_return.load(Relaxed);
         // A loan asked for goes back to its lender at once; the clock is read after, for the
         // loan's end and the region's start. Otherwise one read for both, and the lock goes
         // lazily: with threads waiting, the head is offered the lock and woken, and a region
         // that ends before it runs keeps this thread's turn (docs/design.md, "Blocking
         // regions").
-        let asked = on_loan(self) == Some(Loan::Breaker);
+        let asked = on_loan(self);
         let now = if asked {
             None
         } else {
-            let now = fast.then(now_nanos);
-            self.end_hold_quietly(now);
-            now
+            self.end_hold_quietly();
+            fast.then(now_nanos)
         };
         // SAFETY: the caller holds the lock (its guard says so) and stops using it.
         let away = unsafe { self.raw.let_go() };
@@ -832,7 +796,8 @@ impl Gil {
     /// Takes the lock back after a blocking region. Succeeds even after `close`: the thread
     /// held the lock before and must be able to finish.
     ///
-    /// A thread with credit comes back as a line borrower (see `credit.rs`); otherwise in line. A
+    /// A thread with credit asks for a loan (see `credit.rs`); otherwise, or if none is lent,
+    /// it waits its turn in line. A
     /// `quiet` one (its hold set aside with other guards, see `set_aside_guards`) reports
     /// nothing while it takes the lock back, neither `Wants` nor `Got`: the caller reports
     /// them once the hold is whole again (`Retaken::waited`, `watch_begin`).
@@ -871,8 +836,7 @@ impl Gil {
                 // `begin_loan` and `Gil::give_back_loan`): no clock read while the
                 // lender waits.
                 let asked_at = returning.asked_at.expect("a loan is asked for with a time");
-                let how = Loan::Breaker;
-                begin_loan(self, nanos_at(asked_at), how);
+                begin_loan(self, nanos_at(asked_at));
                 if !quiet {
                     self.begin_loan_hold();
                 }

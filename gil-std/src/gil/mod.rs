@@ -89,7 +89,7 @@ pub struct Gil {
     /// The holder's counts: its extra guards, its checkpoints, and the holds set aside.
     /// Written only by `hold`, and only by the thread holding the lock.
     pub(crate) hold: HoldState,
-    /// Whether threads with credit come back from blocking regions as a line borrower
+    /// Whether threads with credit come back from blocking regions by asking for a loan
     /// ([`Gil::set_fast_return`]).
     pub(crate) fast_return: AtomicBool,
     /// Hooks, pending calls, breaker handlers, the deadlock table and the counters: made on
@@ -646,12 +646,13 @@ impl Gil {
     /// region queues in strict FIFO order.
     ///
     /// With it on, a thread coming back from a blocking region that has credit — earned at its
-    /// fair share of the time it spent blocked, spent while it holds out of turn — queues ahead
-    /// of the threads waiting in line, and the holder's next checkpoint lends it the lock; the
-    /// holder gets it back as soon as that thread blocks again, and its switch interval runs on
-    /// meanwhile. An I/O-bound thread then gets the lock back within microseconds instead of a
-    /// switch interval (the convoy effect); a thread that blocks briefly and computes long
-    /// spends more than it earns and waits its turn.
+    /// fair share of the time it spent blocked, spent while it holds out of turn — asks for a
+    /// loan, and the holder's next checkpoint lends it the lock; the holder gets it back as
+    /// soon as that thread blocks again, and its switch interval runs on meanwhile. An
+    /// I/O-bound thread then gets the lock back within microseconds instead of a switch
+    /// interval (the convoy effect). A thread whose ask is not answered while it stays awake
+    /// (the holder is not running, or does not checkpoint) waits its turn in line, as does one
+    /// that blocks briefly and computes long: it spends more than it earns.
     ///
     /// ```
     /// let gil = gil_std::Gil::new(); // fast return on

@@ -11,8 +11,8 @@ use crate::hooks::Event;
 use crate::sync::{Parking, StayAwake};
 
 /// How a `Gil`'s thread comes back from a blocking region (the core's `take_back_with`): with
-/// the fast return on and credit left, it goes ahead of the line (see `credit.rs`); it asks for
-/// a loan on the breaker with [`Borrowing`], and waits in line with [`Waiting`].
+/// the fast return on and credit left (see `credit.rs`), it asks for a loan on the breaker with
+/// [`Borrowing`]; otherwise, or if nobody lends, it waits its turn in line with [`Waiting`].
 pub(super) struct Returning<'g> {
     pub(super) gil: &'g Gil,
     /// When it went ahead (the region's end): a loan is charged from then.
@@ -52,14 +52,9 @@ impl<'g> Return<Parking> for Returning<'g> {
     }
 
     fn in_line(&mut self, ask: Option<Borrowing<'g>>) -> Waiting<'g> {
-        let turn = if ask.is_some() {
-            WaitFor::LineLoan
-        } else {
-            WaitFor::Turn
-        };
         // An ask that stood reported `Event::Wants` already; a quiet thread reports nothing.
         let announced = self.quiet || ask.is_some_and(|b| b.asked);
-        self.gil.begin_wait(turn, None, announced)
+        self.gil.begin_wait(WaitFor::Turn, None, announced)
     }
 
     fn granted(&mut self, waiting: Waiting<'g>) {
@@ -93,7 +88,9 @@ impl WaitPolicy<crate::sync::Parking> for Borrowing<'_> {
         }
     }
 
+    /// Awake up to `LOAN_SPIN`; then the ask is withdrawn and the thread waits its turn: a
+    /// loan is lent only to a thread that is running.
     fn spin(&mut self) -> bool {
-        self.awake.round()
+        self.awake.round() || cfg!(bite = "an-ask-never-withdrawn")
     }
 }

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use gil_core::{Breaker, Park, WaitPolicy, WaitState, Waited};
 
-use super::hold::{Loan, begin_loan};
 use super::{AcquireError, Gil};
 use crate::clock::{clock, nanos_at};
 use crate::hooks::Event;
@@ -17,15 +16,14 @@ use crate::sync::{Node, OWN_TIMEOUT, Parking, StayAwake};
 pub(crate) enum WaitFor {
     /// Its turn in line: a grant starts a new slice.
     Turn,
-    /// A line loan: a grant is a loan, held out of turn and paid for with credit.
-    LineLoan,
     /// A lender's loan back: a grant resumes its slice.
     LoanBack,
 }
 
-/// How long the two sides of a loan spin before they sleep: the borrowing thread for the holder's
-/// next checkpoint, the lender for the loan to come back (usually at the borrower's next
-/// blocking call, microseconds later). A futex wake costs tens of microseconds here.
+/// How long the two sides of a loan stay awake: the thread that asked, for the holder's next
+/// checkpoint (then it withdraws its ask and waits its turn), and the lender, for the loan to
+/// come back (usually at the borrower's next blocking call, microseconds later; then it
+/// sleeps). A futex wake costs tens of microseconds here.
 pub(crate) const LOAN_SPIN: Duration = Duration::from_micros(50);
 
 /// How long a waiter in line, offered the lock by an owner away in a blocking region, gives
@@ -47,8 +45,8 @@ fn give_way(node: Pin<&Node>) {
 }
 
 /// How a thread of a `Gil` waits in the core's composites (`lock_with`, `yield_with`,
-/// `lend_with`, `lend_asked_with`): the clock's preemption timer armed while it waits, awake
-/// first on the two sides of a loan, asleep with a timeout of its own towards a deadline, and
+/// `lend_asked_with`): the clock's preemption timer armed while it waits, awake first as a
+/// lender, asleep with a timeout of its own towards a deadline, and
 /// the wait counted when it ends ([`done`](Waiting::done)).
 pub(crate) struct Waiting<'a> {
     gil: &'a Gil,
@@ -139,11 +137,6 @@ impl<'a> Waiting<'a> {
         if outcome.is_ok() {
             match self.turn {
                 WaitFor::Turn => begin_turn(gil, nanos_at(now)),
-                WaitFor::LineLoan => {
-                    // A loan: the lender's slice goes on, and so does any drop request for it.
-                    // Kept by this thread alone (see `hold::begin_loan`).
-                    begin_loan(gil, nanos_at(now), Loan::Line);
-                }
                 // The loan came back: the slice goes on where it was.
                 WaitFor::LoanBack => {}
             }
@@ -194,7 +187,6 @@ fn waiting_already_panic() -> ! {
 impl WaitPolicy<Parking> for Waiting<'_> {
     fn queued(&mut self) {
         self.queued = true;
-        // (A line borrower's ask, `Breaker::LINE_LOAN_ASKED`, is raised by the core as it queues.)
         if self.turn == WaitFor::LoanBack {
             // Lent: the lender's bookkeeping, while the borrower holds. Nothing after the loan
             // is back, when this thread's own work waits on it.
@@ -208,9 +200,9 @@ impl WaitPolicy<Parking> for Waiting<'_> {
         }
     }
 
-    /// The two sides of a loan (`LineLoan`, `LoanBack`) expect it to end within microseconds:
-    /// they stay awake up to `LOAN_SPIN`, and only then does the clock preempt whoever holds,
-    /// as for any waiter, so that a loan that does not end soon ends at the lender's slice.
+    /// A lender (`LoanBack`) expects its loan back within microseconds: it stays awake up to
+    /// `LOAN_SPIN`, and only then does the clock preempt whoever holds, as for any waiter, so
+    /// that a loan that does not end soon ends at the lender's slice.
     /// Arming wakes the clock thread, which on two busy CPUs costs more than the loan itself.
     fn spin(&mut self) -> bool {
         if self.timed {

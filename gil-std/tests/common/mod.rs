@@ -32,3 +32,41 @@ pub fn earn_credit(gil: &gil_std::Gil, g: &mut gil_std::GilGuard<'_>) {
         thread::sleep(Duration::from_millis(5));
     });
 }
+
+/// The two sides of a loan in a test. The holder lends only while the thread that asked stays
+/// awake; on a busy machine (the tests run side by side) the holder may not reach a checkpoint
+/// in that time, and the thread back from its region then waits in line. So the holder, after
+/// each checkpoint, hands such a thread the lock ([`Lending::hand_over_if_queued`]), and that
+/// thread blocks and comes back again until it is lent ([`Lending::come_back_on_loan`]).
+#[allow(dead_code)] // not every test file that shares this module uses it
+#[derive(Default)]
+pub struct Lending {
+    handed: std::sync::atomic::AtomicBool,
+}
+
+#[allow(dead_code)] // not every test file that shares this module uses it
+impl Lending {
+    /// On the holder, after a checkpoint: if the other thread waits in line, hands it the lock
+    /// and waits for it back. Returns `false`, to go on in a `wait_until`.
+    pub fn hand_over_if_queued(&self, gil: &gil_std::Gil, h: &mut gil_std::GilGuard<'_>) -> bool {
+        if gil.has_waiters() {
+            self.handed.store(true, std::sync::atomic::Ordering::SeqCst);
+            assert!(
+                h.hand_over(),
+                "the thread back from its region waits in line"
+            );
+        }
+        false
+    }
+
+    /// On the thread that holds `g` while the holder waits in line: blocks in a region the
+    /// holder takes ([`earn_credit`]) and comes back, until it comes back on a loan.
+    pub fn come_back_on_loan(&self, gil: &gil_std::Gil, g: &mut gil_std::GilGuard<'_>) {
+        loop {
+            earn_credit(gil, g);
+            if !self.handed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}

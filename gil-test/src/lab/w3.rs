@@ -180,7 +180,7 @@ const HELD: u32 = 0;
 /// The borrower (the I/O thread) asks for the loan.
 const ASKED: u32 = 1;
 /// The borrower holds the loan.
-const LINE_LOAN: u32 = 2;
+const LENT: u32 = 2;
 /// The lender has stopped: nothing more is lent, and asking returns at once.
 const GONE: u32 = 3;
 
@@ -220,9 +220,9 @@ impl Held for FloorSide<'_> {
         // One relaxed load, as the locks' own checkpoints.
         if self.word.load(Relaxed) == ASKED {
             // Only the lender moves ASKED on. Release pairs with the borrower's Acquire.
-            self.word.store(LINE_LOAN, Release);
+            self.word.store(LENT, Release);
             // Acquire pairs with the borrower's Release as it gives the word back.
-            while self.word.load(Acquire) == LINE_LOAN {
+            while self.word.load(Acquire) == LENT {
                 std::hint::spin_loop();
             }
         }
@@ -238,10 +238,10 @@ impl Held for FloorSide<'_> {
             .compare_exchange(HELD, ASKED, Relaxed, Relaxed)
             .is_ok()
         {
-            // Acquire pairs with the lender's Release store of LINE_LOAN. GONE: the lender left.
+            // Acquire pairs with the lender's Release store of LENT. GONE: the lender left.
             loop {
                 match self.word.load(Acquire) {
-                    LINE_LOAN => {
+                    LENT => {
                         self.lent = true;
                         break;
                     }
@@ -259,7 +259,7 @@ impl FloorSide<'_> {
     fn give_back(&mut self) {
         if self.lent {
             self.lent = false;
-            // Only the borrower moves LINE_LOAN on. Release pairs with the lender's Acquire.
+            // Only the borrower moves LENT on. Release pairs with the lender's Acquire.
             self.word.store(HELD, Release);
         }
     }
