@@ -10,8 +10,7 @@ use std::task::Poll;
 
 use gil_core::model::{Cancel, Enqueued, Steps, WaiterSteps};
 use gil_core::{
-    AtomicU32, Back, Breaker, Park, PollPolicy, RawGil, Return, WaitPolicy, WaitState, Waited,
-    Waiter,
+    AtomicU32, Back, Park, PollPolicy, RawGil, Return, WaitPolicy, WaitState, Waited, Waiter,
 };
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use loom::sync::{Arc, Mutex};
@@ -413,15 +412,6 @@ impl WaitPolicy<LoomPark> for Looks {
     }
 }
 
-/// Says when its thread is in line.
-struct SaysQueued<'a>(&'a AtomicBool);
-
-impl WaitPolicy<LoomPark> for SaysQueued<'_> {
-    fn queued(&mut self) {
-        self.0.store(true, Release);
-    }
-}
-
 /// An owner away in a blocking region (`unlock_away`) against two waiters, one of which goes
 /// away in turn: at most one owner at a time (the offered head's claim against the owner's
 /// reclaim), every critical section runs exactly once, and nobody is left waiting on an offer
@@ -580,20 +570,24 @@ fn loan_model(lend: bool) {
 }
 
 /// As above, with the borrower asked to drop the lock while on loan: its checkpoint gives the
-/// loan back and it comes back in line, and the lender, back, answers the request by handing
-/// the lock to it. Nobody is stranded: not the lender waiting for its loan, not the borrower
-/// waiting in line.
+/// loan back, leaves the request for its lender's slice, and comes back in line; the lender,
+/// back, answers the request at its next checkpoint by handing the lock to it. Nobody is
+/// stranded: not the lender waiting for its loan, not the borrower waiting in line.
 #[test]
 fn a_borrower_asked_to_drop_gives_the_loan_back_first() {
     model(4, || {
         let gil = Arc::new(Gil::new());
         let data = Arc::new(Protected::new());
         let asked = Arc::new(AtomicBool::new(false));
+        let lent = Arc::new(AtomicBool::new(false));
         gil.lock().unwrap();
         let borrower = {
-            let (gil, data, asked) = (gil.clone(), data.clone(), asked.clone());
+            let (gil, data, asked, lent) = (gil.clone(), data.clone(), asked.clone(), lent.clone());
             thread::spawn(move || {
-                borrow_or_lock(&gil, &asked);
+                if borrow_or_lock(&gil, &asked) {
+                    // Release: read by the lender once its loan is back.
+                    lent.store(true, Release);
+                }
                 data.bump();
                 gil.request_drop();
                 // SAFETY: this thread holds the lock, on loan or its own.
@@ -609,26 +603,43 @@ fn a_borrower_asked_to_drop_gives_the_loan_back_first() {
         // SAFETY: the main thread owns the lock.
         unsafe { gil.checkpoint() };
         data.bump();
+        // Acquire: pairs with the borrower's Release, ordered before its give-back.
+        let lent = lent.load(Acquire);
+        if lent {
+            // The borrower, having given the loan back, queues; a request answered with
+            // nobody in line is only cleared.
+            while !gil.has_waiters() {
+                thread::yield_now();
+            }
+        }
         // SAFETY: the main thread owns the lock.
         unsafe { gil.checkpoint() };
+        let sections = data.bump();
+        if lent {
+            assert_eq!(
+                sections, 5,
+                "the request left for the lender was answered at its next checkpoint"
+            );
+        }
         // SAFETY: the main thread owns the lock.
         unsafe { gil.unlock() };
         borrower.join().unwrap();
         gil.lock().unwrap();
-        assert_eq!(data.bump(), 5, "every critical section ran exactly once");
+        assert_eq!(data.bump(), 6, "every critical section ran exactly once");
     });
 }
 
 /// Asks for a loan through the core's `borrow_with`, says so in `asked`, and waits for it (two
 /// looks, then withdraws); takes the lock the ordinary way if the ask was refused or
-/// withdrawn.
-fn borrow_or_lock(gil: &Gil, asked: &AtomicBool) {
+/// withdrawn. Returns whether it holds the lock on loan.
+fn borrow_or_lock(gil: &Gil, asked: &AtomicBool) -> bool {
     let mut looks = TwoLooks { asked, looks: 0 };
     if gil.borrow_with(&mut looks) {
-        return;
+        return true;
     }
     asked.store(true, Release);
     gil.lock().unwrap();
+    false
 }
 
 /// A policy that says when the wait stands (`asked`), stays awake for two looks, and then, in a
