@@ -265,10 +265,12 @@ impl<P: Park> Drop for Waiter<P> {
     }
 }
 
-/// The line of waiters, guarded by the queue lock: one FIFO list, and the count of absences.
+/// The line of waiters, guarded by the queue lock: a doubly linked FIFO list, and the count of
+/// absences.
 #[repr(C)]
 pub(crate) struct Queue<P: Park> {
-    line: List<P>,
+    head: *const Waiter<P>,
+    tail: *const Waiter<P>,
     /// Offers made by `RawGil::unlock_away` so far: the number of the current absence, so that
     /// a `reclaim` can tell its own absence from a later one. 64 bits: an owner away for good
     /// while others go away and come back could not live to see the count come round to its
@@ -277,22 +279,17 @@ pub(crate) struct Queue<P: Park> {
     pub(crate) absences: u64,
 }
 
-/// A doubly linked FIFO list of waiters.
-struct List<P: Park> {
-    head: *const Waiter<P>,
-    tail: *const Waiter<P>,
-}
-
 impl<P: Park> Queue<P> {
     pub(crate) const fn new() -> Self {
         Self {
-            line: List::new(),
+            head: ptr::null(),
+            tail: ptr::null(),
             absences: 0,
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.line.is_empty()
+        self.head.is_null()
     }
 
     /// Appends `w` at the tail of the line.
@@ -302,26 +299,23 @@ impl<P: Park> Queue<P> {
     /// The caller holds the queue lock; `w` is alive, pinned and not in any queue, and stays
     /// alive until it is taken out again.
     pub(crate) unsafe fn push_back(&mut self, w: *const Waiter<P>) {
-        // SAFETY: forwarded contract.
-        unsafe { self.line.push_back(w) }
+        let old_tail = self.tail;
+        // SAFETY: `w` is alive and not queued, so nobody else touches its links; the queue
+        // lock (held) guards them.
+        unsafe { (*w).links.with_mut(|l| (*l).prev = old_tail) };
+        if old_tail.is_null() {
+            self.head = w;
+        } else {
+            // SAFETY: a queued node is alive (its owner's contract) and its links are guarded by
+            // the queue lock, which we hold.
+            unsafe { (*old_tail).links.with_mut(|l| (*l).next = w) };
+        }
+        self.tail = w;
     }
 
     /// The head, if any.
     pub(crate) fn head(&self) -> Option<*const Waiter<P>> {
-        (!self.line.head.is_null()).then_some(self.line.head)
-    }
-
-    /// The last waiter from the tail that satisfies `pred`, without removing it.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the queue lock.
-    pub(crate) unsafe fn find_last(
-        &self,
-        pred: impl FnMut(&Waiter<P>) -> bool,
-    ) -> Option<*const Waiter<P>> {
-        // SAFETY: the queue lock is held (caller's contract).
-        unsafe { self.line.find_last(pred) }
+        (!self.head.is_null()).then_some(self.head)
     }
 
     /// Takes the head off the queue.
@@ -343,61 +337,8 @@ impl<P: Park> Queue<P> {
     /// The caller holds the queue lock.
     pub(crate) unsafe fn find(
         &self,
-        pred: impl FnMut(&Waiter<P>) -> bool,
+        mut pred: impl FnMut(&Waiter<P>) -> bool,
     ) -> Option<*const Waiter<P>> {
-        // SAFETY: the queue lock is held (caller's contract).
-        unsafe { self.line.find(pred) }
-    }
-
-    /// Unlinks `w`, which must be in this queue.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the queue lock and `w` is in this queue.
-    pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
-        // SAFETY: forwarded contract.
-        unsafe { self.line.remove(w) }
-    }
-}
-
-impl<P: Park> List<P> {
-    const fn new() -> Self {
-        Self {
-            head: ptr::null(),
-            tail: ptr::null(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.head.is_null()
-    }
-
-    /// Appends `w`.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Queue::push_back`].
-    unsafe fn push_back(&mut self, w: *const Waiter<P>) {
-        let old_tail = self.tail;
-        // SAFETY: `w` is alive and not queued, so nobody else touches its links; the queue
-        // lock (held) guards them.
-        unsafe { (*w).links.with_mut(|l| (*l).prev = old_tail) };
-        if old_tail.is_null() {
-            self.head = w;
-        } else {
-            // SAFETY: a queued node is alive (its owner's contract) and its links are guarded by
-            // the queue lock, which we hold.
-            unsafe { (*old_tail).links.with_mut(|l| (*l).next = w) };
-        }
-        self.tail = w;
-    }
-
-    /// The first waiter from the head that satisfies `pred`.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the queue lock.
-    unsafe fn find(&self, mut pred: impl FnMut(&Waiter<P>) -> bool) -> Option<*const Waiter<P>> {
         let mut cur = self.head;
         while !cur.is_null() {
             // SAFETY: every queued node is alive; the queue lock is held, so its links are ours.
@@ -410,12 +351,12 @@ impl<P: Park> List<P> {
         None
     }
 
-    /// The last waiter from the tail that satisfies `pred`.
+    /// The last waiter from the tail that satisfies `pred`, without removing it.
     ///
     /// # Safety
     ///
     /// The caller holds the queue lock.
-    unsafe fn find_last(
+    pub(crate) unsafe fn find_last(
         &self,
         mut pred: impl FnMut(&Waiter<P>) -> bool,
     ) -> Option<*const Waiter<P>> {
@@ -431,12 +372,12 @@ impl<P: Park> List<P> {
         None
     }
 
-    /// Unlinks `w`, which must be in this list.
+    /// Unlinks `w`, which must be in this queue.
     ///
     /// # Safety
     ///
-    /// The caller holds the queue lock and `w` is in this list.
-    unsafe fn remove(&mut self, w: *const Waiter<P>) {
+    /// The caller holds the queue lock and `w` is in this queue.
+    pub(crate) unsafe fn remove(&mut self, w: *const Waiter<P>) {
         if w == self.head && w == self.tail {
             // Alone in the list, so its links are null already: not a look at the node (but in
             // debug builds, a check).

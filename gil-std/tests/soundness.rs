@@ -716,23 +716,19 @@ fn a_lock_moved_from_under_a_leaked_future_is_not_acted_on_where_it_was() {
     ))));
     {
         let old = slot.as_ref().unwrap();
-        let (held, release) = (Barrier::new(2), Barrier::new(2));
-        thread::scope(|s| {
-            s.spawn(|| {
-                let _g = old.acquire();
-                held.wait();
-                release.wait();
-            });
-            held.wait();
-            let mut future = Box::pin(old.acquire_async());
-            let pending = future
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()));
-            assert!(pending.is_pending(), "queued behind the holder");
-            std::mem::forget(future);
-            // Granted to the leaked future, which keeps the lock for good.
-            release.wait();
-        });
+        // Granted to the leaked future once the other thread lets go: it keeps the lock for good.
+        while_another_holds(
+            old,
+            |_| {},
+            || {
+                let mut future = Box::pin(old.acquire_async());
+                let pending = future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()));
+                assert!(pending.is_pending(), "queued behind the holder");
+                std::mem::forget(future);
+            },
+        );
     }
     thread::sleep(Duration::from_millis(400));
     let moved = slot.take().unwrap();

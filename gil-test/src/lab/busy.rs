@@ -146,9 +146,8 @@ pub fn sweep(
         }
         if let Some(Ok(row)) = &mut py {
             step(format!("{} round {round}/{rounds}: CPython", setting.key));
-            match cpython_round(time, ks, row) {
-                Ok(()) => {}
-                Err(e) => py = Some(Err(e)),
+            if let Err(e) = cpython_round(time, ks, row) {
+                py = Some(Err(e));
             }
         }
     }
@@ -158,17 +157,14 @@ pub fn sweep(
 /// One round of CPython's W3, its ratios appended to `row`.
 fn cpython_round(time: Duration, ks: &[usize], row: &mut Row) -> Result<(), String> {
     let out = cpython::run(time, time, ks, &[])?;
-    let w3 = &out["w3"];
-    let io_alone = w3["io_alone"].as_f64().unwrap_or(f64::NAN);
-    let cpu_alone = w3["cpu_alone"].as_f64().unwrap_or(f64::NAN);
-    let runs = w3["runs"].as_array().cloned().unwrap_or_default();
-    if runs.len() != ks.len() {
-        return Err(format!("python3 ran {} of {} runs", runs.len(), ks.len()));
+    let (io, cpu) = cpython::w3_ratios(&out);
+    if io.len() != ks.len() {
+        return Err(format!("python3 ran {} of {} runs", io.len(), ks.len()));
     }
-    row.name = format!("CPython {} GIL", out["version"].as_str().unwrap_or("?"));
-    for (i, r) in runs.iter().enumerate() {
-        row.io[i].push(r["trips"].as_f64().unwrap_or(f64::NAN) / io_alone);
-        row.cpu[i].push(r["units"].as_f64().unwrap_or(f64::NAN) / cpu_alone);
+    row.name = cpython::name(&out);
+    for (i, (io, cpu)) in io.into_iter().zip(cpu).enumerate() {
+        row.io[i].push(io);
+        row.cpu[i].push(cpu);
     }
     Ok(())
 }

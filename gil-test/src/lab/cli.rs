@@ -338,20 +338,9 @@ pub fn main() {
             step("W3: CPython".into());
             match cpython::run(t, t, &KS, &[]) {
                 Ok(py) => {
-                    let io_alone = py["w3"]["io_alone"].as_f64().unwrap_or(f64::NAN);
-                    let cpu_alone = py["w3"]["cpu_alone"].as_f64().unwrap_or(f64::NAN);
-                    let runs = py["w3"]["runs"].as_array().cloned().unwrap_or_default();
-                    let io: Vec<f64> = runs
-                        .iter()
-                        .map(|r| r["trips"].as_f64().unwrap_or(f64::NAN) / io_alone)
-                        .collect();
-                    let cpu: Vec<f64> = runs
-                        .iter()
-                        .map(|r| r["units"].as_f64().unwrap_or(f64::NAN) / cpu_alone)
-                        .collect();
-                    if io.len() == 3 && cpu.len() == 3 {
-                        let name = format!("CPython {} GIL", py["version"].as_str().unwrap_or("?"));
-                        w3_row(&mut text, &name, &io, &cpu);
+                    let (io, cpu) = cpython::w3_ratios(&py);
+                    if io.len() == KS.len() {
+                        w3_row(&mut text, &cpython::name(&py), &io, &cpu);
                         let _ = writeln!(
                             text,
                             "  (CPython's io baseline: its I/O thread alone, echoing through a separate process; CPython has no run without its GIL)"
@@ -876,13 +865,7 @@ fn busy_tables(
         Some(Ok(row)) => Some(row),
         _ => None,
     };
-    for (what, pick) in [
-        (
-            "io_ratio",
-            (|r: &busy::Row| &r.io) as fn(&busy::Row) -> &Vec<Vec<f64>>,
-        ),
-        ("cpu_ratio", |r: &busy::Row| &r.cpu),
-    ] {
+    for (what, cpu) in [("io_ratio", false), ("cpu_ratio", true)] {
         let _ = write!(text, "  {what:<32}");
         for k in setting.ks {
             let _ = write!(text, " {:>24}", format!("K={k}"));
@@ -890,7 +873,7 @@ fn busy_tables(
         text.push('\n');
         for row in rows.iter().chain(py) {
             let _ = write!(text, "  {:<32}", row.name);
-            for v in pick(row) {
+            for v in if cpu { &row.cpu } else { &row.io } {
                 let s = busy::Spread::of(v);
                 let cell = format!("{} [{}–{}]", ratio(s.median), ratio(s.min), ratio(s.max));
                 let _ = write!(text, " {cell:>24}");
